@@ -1,0 +1,407 @@
+//! Epoch iterators yielding normalised (and optionally augmented) `f32` batches,
+//! prepared on a background thread.
+
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::augment::AugmentConfig;
+use crate::dataset::Dataset;
+use crate::error::{DataError, Result};
+use crate::normalize::Normalizer;
+
+/// One mini-batch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    /// `len x C x H x W` normalised pixels.
+    pub images: Vec<f32>,
+    /// `len` labels.
+    pub labels: Vec<u32>,
+    /// Number of images in the batch (the last batch may be smaller).
+    pub len: usize,
+}
+
+/// How an epoch is cut into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Images per batch (must be > 0).
+    pub batch_size: usize,
+    /// Visit records in a seeded random order (otherwise file order).
+    pub shuffle: bool,
+    /// Skip a final batch smaller than `batch_size`.
+    pub drop_last: bool,
+    /// Augmentation applied to each image before normalisation.
+    pub augment: AugmentConfig,
+    /// Number of batches prepared ahead by the background thread (at least 1 is used).
+    pub prefetch: usize,
+}
+
+impl BatchConfig {
+    /// Default prefetch depth.
+    pub const DEFAULT_PREFETCH: usize = 3;
+
+    /// `batch_size` images per batch, no shuffle, keep the last partial
+    /// batch, no augmentation, default prefetch depth.
+    pub fn new(batch_size: usize) -> Self {
+        BatchConfig {
+            batch_size,
+            shuffle: false,
+            drop_last: false,
+            augment: AugmentConfig::none(),
+            prefetch: Self::DEFAULT_PREFETCH,
+        }
+    }
+
+    /// Training defaults: shuffle, keep the last partial batch, the given augmentation.
+    pub fn train(batch_size: usize, augment: AugmentConfig) -> Self {
+        BatchConfig {
+            shuffle: true,
+            augment,
+            ..Self::new(batch_size)
+        }
+    }
+}
+
+/// The RNG of one epoch: a [`ChaCha8Rng`] seeded with `seed` on stream `epoch`.
+/// It first drives the shuffle, then the augmentation draws of every record
+/// in visiting order, so an epoch's batches depend only on `(seed, epoch)`.
+pub fn epoch_rng(seed: u64, epoch: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch);
+    rng
+}
+
+/// Number of batches an epoch of `n` records yields.
+pub fn num_batches(n: usize, batch_size: usize, drop_last: bool) -> usize {
+    if batch_size == 0 {
+        0
+    } else if drop_last {
+        n / batch_size
+    } else {
+        n.div_ceil(batch_size)
+    }
+}
+
+/// Iterator over the batches of one epoch. Batches are produced by a
+/// background thread through a bounded channel; dropping the iterator early
+/// stops and joins that thread.
+#[derive(Debug)]
+pub struct BatchIter {
+    rx: Option<Receiver<Batch>>,
+    handle: Option<JoinHandle<()>>,
+    remaining: usize,
+}
+
+impl BatchIter {
+    /// Number of batches not yet returned.
+    pub fn remaining(&self) -> usize {
+        self.remaining
+    }
+}
+
+impl Iterator for BatchIter {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        let batch = self.rx.as_ref()?.recv().ok();
+        match batch {
+            Some(b) => {
+                self.remaining = self.remaining.saturating_sub(1);
+                Some(b)
+            }
+            None => {
+                self.remaining = 0;
+                None
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for BatchIter {}
+
+impl Drop for BatchIter {
+    fn drop(&mut self) {
+        // Closing the receiver makes the producer's next `send` fail, so it exits.
+        drop(self.rx.take());
+        if let Some(h) = self.handle.take() {
+            // A panicking producer is ignored here; never propagate from Drop.
+            let _ = h.join();
+        }
+    }
+}
+
+/// Builds one batch from `indices`, drawing augmentation parameters from `rng`
+/// for each record in order (when `augment` is not the identity).
+fn build_batch(
+    data: &Dataset,
+    norm: &Normalizer,
+    augment: &AugmentConfig,
+    indices: &[usize],
+    rng: &mut ChaCha8Rng,
+) -> Result<Batch> {
+    let (c, h, w) = (data.channels(), data.height(), data.width());
+    let size = data.image_size();
+    let mut images = vec![0f32; indices.len() * size];
+    let mut labels = Vec::with_capacity(indices.len());
+    let mut scratch = vec![0u8; size];
+    for (&i, out) in indices.iter().zip(images.chunks_exact_mut(size)) {
+        let src = data
+            .image(i)
+            .ok_or_else(|| DataError::invalid("batch", format!("index {i} out of range")))?;
+        let label = data
+            .label(i)
+            .ok_or_else(|| DataError::invalid("batch", format!("index {i} out of range")))?;
+        if augment.is_identity() {
+            norm.apply_into(src, out)?;
+        } else {
+            let params = augment.sample(rng);
+            augment.apply(params, src, c, h, w, &mut scratch)?;
+            norm.apply_into(&scratch, out)?;
+        }
+        labels.push(label);
+    }
+    Ok(Batch {
+        images,
+        len: labels.len(),
+        labels,
+    })
+}
+
+/// The batches of epoch `epoch` of `data` (see [`epoch_rng`] for determinism):
+/// a resumed run asking for epoch `e` gets exactly the batches an
+/// uninterrupted run got.
+///
+/// Fails if the batch size is 0, the normaliser's shape differs from the
+/// dataset's, or the augmentation does not fit the image size.
+pub fn epoch_batches(
+    data: Arc<Dataset>,
+    norm: Arc<Normalizer>,
+    cfg: &BatchConfig,
+    epoch: u64,
+    seed: u64,
+) -> Result<BatchIter> {
+    if cfg.batch_size == 0 {
+        return Err(DataError::invalid("batch config", "batch_size must be > 0"));
+    }
+    let shape = (data.channels(), data.height(), data.width());
+    if norm.shape() != shape {
+        return Err(DataError::invalid(
+            "batch config",
+            format!(
+                "normaliser shape {:?} differs from dataset shape {:?}",
+                norm.shape(),
+                shape
+            ),
+        ));
+    }
+    cfg.augment.validate(data.height(), data.width())?;
+    let cfg = *cfg;
+    let total = num_batches(data.len(), cfg.batch_size, cfg.drop_last);
+    let (tx, rx) = sync_channel(cfg.prefetch.max(1));
+    let handle = std::thread::Builder::new()
+        .name(format!("wrnc-data-epoch-{epoch}"))
+        .spawn(move || {
+            let mut rng = epoch_rng(seed, epoch);
+            let mut order: Vec<usize> = (0..data.len()).collect();
+            if cfg.shuffle {
+                order.shuffle(&mut rng);
+            }
+            for chunk in order.chunks(cfg.batch_size).take(total) {
+                // Inputs were validated above, so this cannot fail; stop quietly if it does.
+                let Ok(batch) = build_batch(&data, &norm, &cfg.augment, chunk, &mut rng) else {
+                    return;
+                };
+                if tx.send(batch).is_err() {
+                    return; // consumer dropped the iterator
+                }
+            }
+        })
+        .map_err(|e| DataError::io("spawning batch thread for", "<epoch iterator>", e))?;
+    Ok(BatchIter {
+        rx: Some(rx),
+        handle: Some(handle),
+        remaining: total,
+    })
+}
+
+/// Evaluation batches: file order, no augmentation, last partial batch kept.
+pub fn eval_batches(
+    data: Arc<Dataset>,
+    norm: Arc<Normalizer>,
+    batch_size: usize,
+) -> Result<BatchIter> {
+    epoch_batches(data, norm, &BatchConfig::new(batch_size), 0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::augment::PadMode;
+    use crate::normalize::NormMode;
+
+    /// `n` single-pixel images whose pixel value is the index, label = index % 3.
+    fn ramp(n: usize) -> Arc<Dataset> {
+        Arc::new(
+            Dataset::new(
+                (0..n).map(|i| i as u8).collect(),
+                (0..n as u32).map(|i| i % 3).collect(),
+                1,
+                1,
+                1,
+                vec!["a".into(), "b".into(), "c".into()],
+            )
+            .unwrap(),
+        )
+    }
+
+    fn identity_norm(d: &Dataset) -> Arc<Normalizer> {
+        Arc::new(Normalizer::fit(NormMode::None, d).unwrap())
+    }
+
+    /// Recovers the record indices from pixel values (`value * 255`).
+    fn ids(b: &Batch) -> Vec<usize> {
+        b.images
+            .iter()
+            .map(|v| (v * 255.0).round() as usize)
+            .collect()
+    }
+
+    #[test]
+    fn file_order_and_sizes() {
+        let d = ramp(10);
+        let n = identity_norm(&d);
+        let it = epoch_batches(d.clone(), n.clone(), &BatchConfig::new(4), 0, 0).unwrap();
+        assert_eq!(it.len(), 3);
+        let batches: Vec<Batch> = it.collect();
+        assert_eq!(
+            batches.iter().map(|b| b.len).collect::<Vec<_>>(),
+            vec![4, 4, 2]
+        );
+        assert_eq!(ids(&batches[0]), vec![0, 1, 2, 3]);
+        assert_eq!(ids(&batches[2]), vec![8, 9]);
+        assert_eq!(batches[2].labels, vec![2, 0]);
+        assert!((batches[0].images[1] - 1.0 / 255.0).abs() < 1e-7);
+
+        let cfg = BatchConfig {
+            drop_last: true,
+            ..BatchConfig::new(4)
+        };
+        let sizes: Vec<usize> = epoch_batches(d.clone(), n.clone(), &cfg, 0, 0)
+            .unwrap()
+            .map(|b| b.len)
+            .collect();
+        assert_eq!(sizes, vec![4, 4]);
+        let eval: Vec<usize> = eval_batches(d, n, 3).unwrap().map(|b| b.len).collect();
+        assert_eq!(eval, vec![3, 3, 3, 1]);
+    }
+
+    #[test]
+    fn shuffle_is_deterministic_per_seed_and_epoch() {
+        let d = ramp(50);
+        let n = identity_norm(&d);
+        let cfg = BatchConfig::train(8, AugmentConfig::none());
+        let order = |epoch, seed| -> Vec<usize> {
+            epoch_batches(d.clone(), n.clone(), &cfg, epoch, seed)
+                .unwrap()
+                .flat_map(|b| ids(&b))
+                .collect()
+        };
+        let e3 = order(3, 11);
+        let mut sorted = e3.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
+        assert_ne!(e3, (0..50).collect::<Vec<_>>());
+        // A "resumed" run (fresh iterator for epoch 3) equals the uninterrupted one.
+        let uninterrupted: Vec<Vec<usize>> = (0..5).map(|e| order(e, 11)).collect();
+        assert_eq!(uninterrupted[3], e3);
+        assert_ne!(uninterrupted[2], e3);
+        assert_ne!(order(3, 12), e3);
+        // Labels follow their images.
+        for b in epoch_batches(d.clone(), n.clone(), &cfg, 1, 11).unwrap() {
+            for (i, l) in ids(&b).iter().zip(&b.labels) {
+                assert_eq!(*i as u32 % 3, *l);
+            }
+        }
+    }
+
+    #[test]
+    fn augmentation_applied_and_reproducible() {
+        // One 1x1x2 image [0, 255]: a flip gives [1, 0] instead of [0, 1].
+        let d = Arc::new(
+            Dataset::new(
+                [0u8, 255].repeat(64),
+                vec![0; 64],
+                1,
+                1,
+                2,
+                vec!["x".into()],
+            )
+            .unwrap(),
+        );
+        let n = identity_norm(&d);
+        let aug = AugmentConfig {
+            crop_padding: 0,
+            pad_mode: PadMode::Zero,
+            hflip: true,
+        };
+        let cfg = BatchConfig::train(16, aug);
+        let run = || -> Vec<f32> {
+            epoch_batches(d.clone(), n.clone(), &cfg, 2, 5)
+                .unwrap()
+                .flat_map(|b| b.images)
+                .collect()
+        };
+        let a = run();
+        assert_eq!(a.len(), 128);
+        let flipped = a.chunks(2).filter(|p| p == &[1.0, 0.0]).count();
+        let kept = a.chunks(2).filter(|p| p == &[0.0, 1.0]).count();
+        assert_eq!(flipped + kept, 64);
+        assert!(flipped > 10 && kept > 10, "flipped {flipped}");
+        assert_eq!(run(), a);
+        // Evaluation never augments.
+        let e: Vec<f32> = eval_batches(d.clone(), n, 16)
+            .unwrap()
+            .flat_map(|b| b.images)
+            .collect();
+        assert!(e.chunks(2).all(|p| p == [0.0, 1.0]));
+    }
+
+    #[test]
+    fn early_drop_stops_thread() {
+        let d = ramp(200);
+        let n = identity_norm(&d);
+        let cfg = BatchConfig {
+            prefetch: 1,
+            ..BatchConfig::new(1)
+        };
+        let mut it = epoch_batches(d.clone(), n.clone(), &cfg, 0, 0).unwrap();
+        assert_eq!(it.next().map(|b| b.len), Some(1));
+        drop(it); // must not hang
+        let it = epoch_batches(d, n, &cfg, 0, 0).unwrap();
+        drop(it); // dropped before reading anything
+    }
+
+    #[test]
+    fn rejects_bad_config() {
+        let d = ramp(4);
+        let n = identity_norm(&d);
+        assert!(epoch_batches(d.clone(), n.clone(), &BatchConfig::new(0), 0, 0).is_err());
+        let cfg = BatchConfig::train(2, AugmentConfig::standard(PadMode::Reflect));
+        // Reflect padding 4 on a 1x1 image is impossible.
+        assert!(epoch_batches(d.clone(), n, &cfg, 0, 0).is_err());
+        let other = Dataset::new(vec![0; 4], vec![0], 1, 2, 2, vec!["a".into()]).unwrap();
+        let n2 = identity_norm(&other);
+        assert!(epoch_batches(d, n2, &BatchConfig::new(1), 0, 0).is_err());
+        assert_eq!(num_batches(10, 4, false), 3);
+        assert_eq!(num_batches(10, 4, true), 2);
+        assert_eq!(num_batches(0, 4, false), 0);
+    }
+}

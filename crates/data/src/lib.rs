@@ -1,0 +1,104 @@
+//! # wrnc-data
+//!
+//! Datasets, normalisation, augmentation and batching for the wrnc model
+//! compiler. This crate deals only in plain `Vec<u8>` / `Vec<f32>` buffers and
+//! has no dependency on any tensor library or other wrnc crate.
+//!
+//! ## Overview
+//!
+//! * [`Dataset`]: `u8` images in `N x C x H x W` (CHW per image) order, `u32`
+//!   labels, shape and class names. [`DatasetKind`] names the supported
+//!   datasets (`cifar10`, `cifar100`, `digits`).
+//! * Loading ([`load`]):
+//!   * CIFAR-10 / CIFAR-100 official binary files ([`cifar::load_cifar`],
+//!     [`cifar::read_cifar_file`]). Files may hold any positive whole number
+//!     of records; sizes are checked from metadata before reading.
+//!   * the embedded UCI optical digits ([`digits::load_digits`]): 1797 8x8
+//!     greyscale images, pixels rescaled from `0..=16` to `round(v*255/16)`;
+//!     the first 1437 images are the training set, the last 360 the test set.
+//! * Validation split ([`make_splits`]): `val_size` training records chosen by
+//!   a `ChaCha8Rng` seeded with `split_seed` form the validation set.
+//! * Normalisation ([`Normalizer`], [`NormMode`]): fitted on the training
+//!   split only; its statistics can be read and restored with
+//!   [`Normalizer::from_parts`] for storage in model metadata.
+//! * Augmentation ([`AugmentConfig`], [`PadMode`]): random padded crop with
+//!   independent uniform x/y offsets in `0..=2p` (reflect or zero padding)
+//!   and horizontal flip with probability 0.5.
+//! * Batching ([`epoch_batches`], [`eval_batches`]): an iterator of
+//!   [`Batch`]es prepared on a background thread with a bounded prefetch
+//!   queue; the order and augmentation of epoch `e` depend only on
+//!   `(seed, e)` ([`epoch_rng`]), so resumed runs reproduce the same batches.
+//! * Downloading ([`fetch`]): [`fetch::fetch`] downloads and verifies the
+//!   official CIFAR archives; [`fetch::install_archive`] installs a local
+//!   archive atomically after checking its MD5. The archives unpack to
+//!   [`fetch::CIFAR10_DIR`] (`cifar-10-batches-bin`) and
+//!   [`fetch::CIFAR100_DIR`] (`cifar-100-binary`).
+//! * Test utility: [`testutil::write_cifar_like`] writes small synthetic,
+//!   learnable datasets in the CIFAR layouts.
+//!
+//! ## Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use wrnc_data::{
+//!     epoch_batches, load, make_splits, AugmentConfig, BatchConfig, DatasetKind, NormMode,
+//!     Normalizer, PadMode,
+//! };
+//!
+//! # fn main() -> Result<(), wrnc_data::DataError> {
+//! let data = load(DatasetKind::Digits, std::path::Path::new("unused"))?;
+//! let splits = make_splits(data, 100, 42)?;
+//! let norm = Arc::new(Normalizer::fit(NormMode::MeanStd, &splits.train)?);
+//! let train = Arc::new(splits.train);
+//! let cfg = BatchConfig::train(64, AugmentConfig::standard(PadMode::Zero));
+//! for batch in epoch_batches(train, norm, &cfg, 0, 1234)? {
+//!     assert_eq!(batch.images.len(), batch.len * 64);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! All errors are [`DataError`] values; nothing panics on bad input files.
+
+pub mod augment;
+pub mod batch;
+pub mod cifar;
+pub mod dataset;
+pub mod digits;
+pub mod error;
+pub mod fetch;
+pub mod normalize;
+pub mod split;
+pub mod testutil;
+
+use std::path::Path;
+
+pub use augment::{AugmentConfig, AugmentParams, PadMode};
+pub use batch::{
+    epoch_batches, epoch_rng, eval_batches, num_batches, Batch, BatchConfig, BatchIter,
+};
+pub use dataset::{Dataset, DatasetKind, TrainTest};
+pub use error::{DataError, MissingFiles, Result};
+pub use normalize::{NormMode, Normalizer};
+pub use split::{make_splits, split_indices, Splits};
+
+/// Loads the official train and test sets of `kind`.
+///
+/// For CIFAR, `root` is the folder holding the `.bin` files (e.g.
+/// `data/cifar-10-batches-bin`); for the embedded digits it is ignored.
+pub fn load(kind: DatasetKind, root: &Path) -> Result<TrainTest> {
+    match kind {
+        DatasetKind::Digits => digits::load_digits(),
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => cifar::load_cifar(kind, root),
+    }
+}
+
+/// Convenience: [`load`] followed by [`make_splits`].
+pub fn load_splits(
+    kind: DatasetKind,
+    root: &Path,
+    val_size: usize,
+    split_seed: u64,
+) -> Result<Splits> {
+    make_splits(load(kind, root)?, val_size, split_seed)
+}

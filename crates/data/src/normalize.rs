@@ -1,0 +1,425 @@
+//! Pixel normalisation fitted on the training split.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::dataset::Dataset;
+use crate::error::{DataError, Result};
+
+/// How `u8` pixels are turned into `f32` network inputs. Every mode first
+/// scales pixels to `x = p / 255` in `[0, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum NormMode {
+    /// `(x - mean[c]) / std[c]` with per-channel mean and population std.
+    #[default]
+    MeanStd,
+    /// `x - mean_image[c, y, x]` (the mean training image).
+    PerPixelMean,
+    /// `x - mean[c]` (per-channel mean).
+    PerChannelMean,
+    /// `x` only.
+    None,
+}
+
+impl NormMode {
+    /// All modes.
+    pub const ALL: [NormMode; 4] = [
+        NormMode::MeanStd,
+        NormMode::PerPixelMean,
+        NormMode::PerChannelMean,
+        NormMode::None,
+    ];
+
+    /// Canonical snake_case name: `mean_std`, `per_pixel_mean`,
+    /// `per_channel_mean`, `none`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NormMode::MeanStd => "mean_std",
+            NormMode::PerPixelMean => "per_pixel_mean",
+            NormMode::PerChannelMean => "per_channel_mean",
+            NormMode::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for NormMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for NormMode {
+    type Err = DataError;
+
+    /// Parses the names of [`NormMode::as_str`] (case-insensitive, `-` accepted for `_`).
+    fn from_str(s: &str) -> Result<Self> {
+        let norm = s.to_ascii_lowercase().replace('-', "_");
+        NormMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == norm)
+            .ok_or_else(|| DataError::UnknownName {
+                what: "normalisation mode",
+                name: s.to_string(),
+                expected: "mean_std, per_pixel_mean, per_channel_mean, none",
+            })
+    }
+}
+
+/// Normalisation statistics plus the image shape they apply to.
+///
+/// Which vectors are used depends on the mode (unused ones are empty):
+///
+/// | mode               | `mean()` | `std()` | `mean_image()` |
+/// |--------------------|----------|---------|----------------|
+/// | `MeanStd`          | C        | C       | empty          |
+/// | `PerChannelMean`   | C        | empty   | empty          |
+/// | `PerPixelMean`     | empty    | empty   | C*H*W (CHW)    |
+/// | `None`             | empty    | empty   | empty          |
+///
+/// All statistics are in `[0, 1]` pixel units. [`Normalizer::from_parts`]
+/// rebuilds a normaliser from these values (e.g. loaded from metadata).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalizer {
+    mode: NormMode,
+    channels: usize,
+    height: usize,
+    width: usize,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    mean_image: Vec<f32>,
+}
+
+impl Normalizer {
+    /// Computes the statistics of `mode` over every pixel of `train`.
+    ///
+    /// The std is the population std (divide by N). A channel whose std is 0
+    /// (constant channel) gets std 1 so that normalisation stays finite.
+    /// An empty dataset is an error unless the mode is `None`.
+    pub fn fit(mode: NormMode, train: &Dataset) -> Result<Self> {
+        let (c, h, w) = (train.channels(), train.height(), train.width());
+        let plane = h * w;
+        let n = train.len();
+        if n == 0 && mode != NormMode::None {
+            return Err(DataError::invalid(
+                "normalizer",
+                "cannot compute statistics of an empty training set",
+            ));
+        }
+        let mut out = Normalizer {
+            mode,
+            channels: c,
+            height: h,
+            width: w,
+            mean: Vec::new(),
+            std: Vec::new(),
+            mean_image: Vec::new(),
+        };
+        match mode {
+            NormMode::None => {}
+            NormMode::PerPixelMean => {
+                let mut sums = vec![0u64; c * plane];
+                for img in train.images().chunks_exact(c * plane) {
+                    for (s, &p) in sums.iter_mut().zip(img) {
+                        *s += u64::from(p);
+                    }
+                }
+                out.mean_image = sums
+                    .iter()
+                    .map(|&s| (s as f64 / (n as f64 * 255.0)) as f32)
+                    .collect();
+            }
+            NormMode::MeanStd | NormMode::PerChannelMean => {
+                // Exact integer sums of p and p^2 per channel.
+                let mut sum = vec![0u64; c];
+                let mut sumsq = vec![0u64; c];
+                for img in train.images().chunks_exact(c * plane) {
+                    for (ch, px) in img.chunks_exact(plane).enumerate() {
+                        for &p in px {
+                            let p = u64::from(p);
+                            sum[ch] += p;
+                            sumsq[ch] += p * p;
+                        }
+                    }
+                }
+                let count = (n * plane) as f64;
+                for ch in 0..c {
+                    let m = sum[ch] as f64 / count;
+                    let var = (sumsq[ch] as f64 / count - m * m).max(0.0);
+                    out.mean.push((m / 255.0) as f32);
+                    if mode == NormMode::MeanStd {
+                        let sd = var.sqrt() / 255.0;
+                        out.std.push(if sd > 0.0 { sd as f32 } else { 1.0 });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rebuilds a normaliser from stored values; the vector lengths must match
+    /// the table in the type documentation, values must be finite and std > 0.
+    pub fn from_parts(
+        mode: NormMode,
+        channels: usize,
+        height: usize,
+        width: usize,
+        mean: Vec<f32>,
+        std: Vec<f32>,
+        mean_image: Vec<f32>,
+    ) -> Result<Self> {
+        let size = channels * height * width;
+        if size == 0 {
+            return Err(DataError::invalid(
+                "normalizer",
+                "image shape has a zero dimension",
+            ));
+        }
+        let (want_mean, want_std, want_img) = match mode {
+            NormMode::MeanStd => (channels, channels, 0),
+            NormMode::PerChannelMean => (channels, 0, 0),
+            NormMode::PerPixelMean => (0, 0, size),
+            NormMode::None => (0, 0, 0),
+        };
+        let check = |name: &str, v: &[f32], want: usize| -> Result<()> {
+            if v.len() != want {
+                return Err(DataError::invalid(
+                    "normalizer",
+                    format!(
+                        "mode {mode}: {name} has {} values, expected {want}",
+                        v.len()
+                    ),
+                ));
+            }
+            if v.iter().any(|x| !x.is_finite()) {
+                return Err(DataError::invalid(
+                    "normalizer",
+                    format!("{name} has non-finite values"),
+                ));
+            }
+            Ok(())
+        };
+        check("mean", &mean, want_mean)?;
+        check("std", &std, want_std)?;
+        check("mean_image", &mean_image, want_img)?;
+        if std.iter().any(|&s| s <= 0.0) {
+            return Err(DataError::invalid("normalizer", "std values must be > 0"));
+        }
+        Ok(Normalizer {
+            mode,
+            channels,
+            height,
+            width,
+            mean,
+            std,
+            mean_image,
+        })
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> NormMode {
+        self.mode
+    }
+
+    /// Image shape `(C, H, W)` this normaliser applies to.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        (self.channels, self.height, self.width)
+    }
+
+    /// Per-channel means (`[0, 1]` units), empty if unused by the mode.
+    pub fn mean(&self) -> &[f32] {
+        &self.mean
+    }
+
+    /// Per-channel population stds (`[0, 1]` units), empty if unused by the mode.
+    pub fn std(&self) -> &[f32] {
+        &self.std
+    }
+
+    /// The mean image in CHW order (`[0, 1]` units), empty if unused by the mode.
+    pub fn mean_image(&self) -> &[f32] {
+        &self.mean_image
+    }
+
+    /// Number of values per image, `C * H * W`.
+    pub fn image_size(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+
+    /// Normalises one CHW `image` into `out`; both must hold `C * H * W` values.
+    pub fn apply_into(&self, image: &[u8], out: &mut [f32]) -> Result<()> {
+        let size = self.image_size();
+        if image.len() != size || out.len() != size {
+            return Err(DataError::invalid(
+                "normalizer input",
+                format!(
+                    "image has {} values and output {}, expected {size}",
+                    image.len(),
+                    out.len()
+                ),
+            ));
+        }
+        let plane = self.height * self.width;
+        const INV: f32 = 1.0 / 255.0;
+        match self.mode {
+            NormMode::None => {
+                for (o, &p) in out.iter_mut().zip(image) {
+                    *o = f32::from(p) * INV;
+                }
+            }
+            NormMode::PerPixelMean => {
+                for ((o, &p), &m) in out.iter_mut().zip(image).zip(&self.mean_image) {
+                    *o = f32::from(p) * INV - m;
+                }
+            }
+            NormMode::PerChannelMean | NormMode::MeanStd => {
+                for ch in 0..self.channels {
+                    let m = self.mean[ch];
+                    let inv_sd = self.std.get(ch).map_or(1.0, |s| 1.0 / s);
+                    let range = ch * plane..(ch + 1) * plane;
+                    for (o, &p) in out[range.clone()].iter_mut().zip(&image[range]) {
+                        *o = (f32::from(p) * INV - m) * inv_sd;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Normalises one CHW `image` into a new vector.
+    pub fn apply(&self, image: &[u8]) -> Result<Vec<f32>> {
+        let mut out = vec![0.0; self.image_size()];
+        self.apply_into(image, &mut out)?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two 2-channel 1x2 images:
+    /// img0: ch0 [0, 255], ch1 [51, 51]; img1: ch0 [255, 255], ch1 [102, 0].
+    fn data() -> Dataset {
+        Dataset::new(
+            vec![0, 255, 51, 51, 255, 255, 102, 0],
+            vec![0, 1],
+            2,
+            1,
+            2,
+            vec!["a".into(), "b".into()],
+        )
+        .unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32]) {
+        assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn mean_std() {
+        let n = Normalizer::fit(NormMode::MeanStd, &data()).unwrap();
+        // ch0 in [0,1] units: 0,1,1,1 -> mean 0.75, var 0.75 - 0.5625 = 0.1875.
+        // ch1: 0.2,0.2,0.4,0 -> mean 0.2, var (0+0+0.04+0.04)/4 = 0.02.
+        close(n.mean(), &[0.75, 0.2]);
+        close(n.std(), &[0.1875f32.sqrt(), 0.02f32.sqrt()]);
+        assert!(n.mean_image().is_empty());
+        let out = n.apply(&[0, 255, 51, 51]).unwrap();
+        close(
+            &out,
+            &[-0.75 / 0.1875f32.sqrt(), 0.25 / 0.1875f32.sqrt(), 0.0, 0.0],
+        );
+        // -0.75 / 0.4330127 = -1.7320508
+        assert!((out[0] + 1.732_050_8).abs() < 1e-5);
+    }
+
+    #[test]
+    fn per_channel_mean() {
+        let n = Normalizer::fit(NormMode::PerChannelMean, &data()).unwrap();
+        close(n.mean(), &[0.75, 0.2]);
+        assert!(n.std().is_empty());
+        close(
+            &n.apply(&[255, 255, 102, 0]).unwrap(),
+            &[0.25, 0.25, 0.2, -0.2],
+        );
+    }
+
+    #[test]
+    fn per_pixel_mean() {
+        let n = Normalizer::fit(NormMode::PerPixelMean, &data()).unwrap();
+        close(n.mean_image(), &[0.5, 1.0, 0.3, 0.1]);
+        close(
+            &n.apply(&[0, 255, 51, 51]).unwrap(),
+            &[-0.5, 0.0, -0.1, 0.1],
+        );
+    }
+
+    #[test]
+    fn none_mode() {
+        let n = Normalizer::fit(NormMode::None, &data()).unwrap();
+        assert!(n.mean().is_empty() && n.std().is_empty() && n.mean_image().is_empty());
+        close(&n.apply(&[0, 255, 51, 102]).unwrap(), &[0.0, 1.0, 0.2, 0.4]);
+    }
+
+    #[test]
+    fn constant_channel_gets_unit_std() {
+        let d = Dataset::new(vec![10, 10, 10, 10], vec![0, 0], 1, 1, 2, vec!["a".into()]).unwrap();
+        let n = Normalizer::fit(NormMode::MeanStd, &d).unwrap();
+        close(n.std(), &[1.0]);
+        close(&n.apply(&[10, 10]).unwrap(), &[0.0, 0.0]);
+    }
+
+    #[test]
+    fn round_trip_and_validation() {
+        let n = Normalizer::fit(NormMode::MeanStd, &data()).unwrap();
+        let (c, h, w) = n.shape();
+        let back = Normalizer::from_parts(
+            n.mode(),
+            c,
+            h,
+            w,
+            n.mean().to_vec(),
+            n.std().to_vec(),
+            n.mean_image().to_vec(),
+        )
+        .unwrap();
+        assert_eq!(back, n);
+        assert!(Normalizer::from_parts(
+            NormMode::MeanStd,
+            2,
+            1,
+            2,
+            vec![0.5],
+            vec![1.0, 1.0],
+            vec![]
+        )
+        .is_err());
+        assert!(Normalizer::from_parts(
+            NormMode::MeanStd,
+            2,
+            1,
+            2,
+            vec![0.5; 2],
+            vec![0.0, 1.0],
+            vec![]
+        )
+        .is_err());
+        assert!(Normalizer::from_parts(
+            NormMode::PerPixelMean,
+            2,
+            1,
+            2,
+            vec![],
+            vec![],
+            vec![0.0; 3]
+        )
+        .is_err());
+        assert!(n.apply(&[1, 2, 3]).is_err());
+        for m in NormMode::ALL {
+            assert_eq!(m.as_str().parse::<NormMode>().ok(), Some(m));
+        }
+        assert!("zca".parse::<NormMode>().is_err());
+    }
+}

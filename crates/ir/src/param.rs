@@ -1,0 +1,67 @@
+//! Parameters: named tensors with an init rule and optimiser flags.
+
+use serde::Serialize;
+
+/// Index of a parameter in [`crate::Graph::params`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ParamId(pub usize);
+
+/// How a parameter is initialised (the official WRN code's rules).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum Init {
+    /// Normal(0, sqrt(2 / fan_in)) — PyTorch `kaiming_normal_` with its defaults.
+    HeNormal {
+        /// Fan-in: `in_channels * k * k` for a conv, `in_features` for a linear layer.
+        fan_in: usize,
+    },
+    /// Uniform on [0, 1) — the official code's BN gamma (`torch.rand`).
+    Uniform01,
+    /// All zeros.
+    Zeros,
+    /// All ones.
+    Ones,
+}
+
+/// What a parameter is for; lets passes and back ends treat BN buffers specially.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParamRole {
+    /// Conv or linear weight.
+    Weight,
+    /// Conv or linear bias.
+    Bias,
+    /// BatchNorm scale.
+    BnWeight,
+    /// BatchNorm shift.
+    BnBias,
+    /// BatchNorm running mean (buffer).
+    RunningMean,
+    /// BatchNorm running variance (buffer).
+    RunningVar,
+}
+
+/// A named tensor of the model.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Param {
+    /// Stable name, e.g. `group0.block0.conv0.weight`; the key in every weights file.
+    pub name: String,
+    /// Shape, e.g. `[out, in, k, k]`.
+    pub shape: Vec<usize>,
+    /// Initialisation rule.
+    pub init: Init,
+    /// Whether the optimiser updates it (false for BN running statistics).
+    pub trainable: bool,
+    /// Whether weight decay applies to it under `weight_decay_on: weights`
+    /// (true for conv/linear weights only). Under `all`, every trainable param decays.
+    pub decay: bool,
+    /// What the tensor is.
+    pub role: ParamRole,
+}
+
+impl Param {
+    /// Number of elements.
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+}

@@ -1,0 +1,217 @@
+//! Lowers the generic layer list to the graph IR, checking names, `from:` and shapes.
+
+use crate::model::{LayerOp, LayerSpec};
+use crate::suggest::{did_you_mean, one_of};
+use std::collections::HashMap;
+use wrnc_ir::builder::LayerKind;
+use wrnc_ir::{Graph, GraphBuilder, IrError, ValueId};
+
+/// A problem in one layer: its index in `model.layers`, the key at fault and a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerError {
+    /// Index in the list (None: about the whole model).
+    pub index: Option<usize>,
+    /// Key at fault, e.g. `from`.
+    pub key: Option<&'static str>,
+    /// Message.
+    pub message: String,
+}
+
+fn err(index: usize, key: Option<&'static str>, message: String) -> LayerError {
+    LayerError {
+        index: Some(index),
+        key,
+        message,
+    }
+}
+
+/// The default name of the layer at `index`.
+pub fn default_name(l: &LayerSpec, index: usize) -> String {
+    l.name
+        .clone()
+        .unwrap_or_else(|| format!("{}{index}", l.op.name()))
+}
+
+fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<LayerKind, LayerError> {
+    let need = |v: Option<usize>, key: &'static str| {
+        v.ok_or_else(|| err(i, Some(key), format!("{} needs `{key}`", l.op.name())))
+    };
+    let pos = |v: usize, key: &'static str| {
+        if v == 0 {
+            Err(err(i, Some(key), format!("`{key}` must be at least 1")))
+        } else {
+            Ok(v)
+        }
+    };
+    Ok(match l.op {
+        LayerOp::Conv => {
+            let kernel = pos(l.kernel.unwrap_or(3), "kernel")?;
+            LayerKind::Conv {
+                out: pos(need(l.out, "out")?, "out")?,
+                kernel,
+                stride: pos(l.stride.unwrap_or(1), "stride")?,
+                padding: l.padding.unwrap_or(kernel / 2),
+                bias: l.bias.unwrap_or(false),
+            }
+        }
+        LayerOp::BatchNorm => {
+            let eps = l.eps.unwrap_or(1e-5);
+            let momentum = l.momentum.unwrap_or(0.1);
+            if !(eps > 0.0 && eps.is_finite()) {
+                return Err(err(i, Some("eps"), format!("eps must be > 0, got {eps}")));
+            }
+            if !(0.0..=1.0).contains(&momentum) {
+                return Err(err(
+                    i,
+                    Some("momentum"),
+                    format!("momentum must be in [0, 1] (PyTorch meaning), got {momentum}"),
+                ));
+            }
+            LayerKind::BatchNorm { eps, momentum }
+        }
+        LayerOp::Relu => LayerKind::Relu,
+        LayerOp::Dropout => {
+            let p =
+                l.p.ok_or_else(|| err(i, Some("p"), "dropout needs `p`".into()))?;
+            if !(0.0..1.0).contains(&p) {
+                return Err(err(i, Some("p"), format!("p must be in [0, 1), got {p}")));
+            }
+            LayerKind::Dropout { p }
+        }
+        LayerOp::Add => LayerKind::Add,
+        LayerOp::AvgPool => {
+            let kernel = pos(l.kernel.unwrap_or(2), "kernel")?;
+            LayerKind::AvgPool {
+                kernel,
+                stride: pos(l.stride.unwrap_or(kernel), "stride")?,
+                padding: l.padding.unwrap_or(0),
+            }
+        }
+        LayerOp::GlobalAvgPool => LayerKind::GlobalAvgPool,
+        LayerOp::Flatten => LayerKind::Flatten,
+        LayerOp::Linear => LayerKind::Linear {
+            out: pos(l.out.unwrap_or(classes), "out")?,
+            bias: l.bias.unwrap_or(true),
+        },
+        LayerOp::Softmax => LayerKind::Softmax,
+    })
+}
+
+/// Builds the graph. `classes` is the default of a linear layer's `out`.
+pub fn lower(
+    name: &str,
+    input: [usize; 3],
+    classes: usize,
+    layers: &[LayerSpec],
+) -> Result<Graph, LayerError> {
+    let whole = |message: String| LayerError {
+        index: None,
+        key: None,
+        message,
+    };
+    let mut b = GraphBuilder::new(name, input).map_err(|e| whole(e.to_string()))?;
+    let all_names: Vec<String> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| default_name(l, i))
+        .collect();
+    let mut defined: HashMap<String, ValueId> = HashMap::new();
+    defined.insert("input".into(), b.input());
+    let mut prev = b.input();
+    for (i, l) in layers.iter().enumerate() {
+        let allowed = l.op.keys();
+        for k in l.set_keys() {
+            if !allowed.contains(&k) {
+                let valid: Vec<&str> = ["op", "name", "from"]
+                    .iter()
+                    .chain(allowed.iter())
+                    .copied()
+                    .collect();
+                return Err(err(
+                    i,
+                    None,
+                    format!(
+                        "key `{k}` does not apply to op `{}`; it takes {}",
+                        l.op.name(),
+                        one_of(&valid)
+                    ),
+                ));
+            }
+        }
+        let name = &all_names[i];
+        if name == "input" {
+            return Err(err(
+                i,
+                Some("name"),
+                "`input` is reserved for the network input".into(),
+            ));
+        }
+        if defined.contains_key(name) {
+            return Err(err(
+                i,
+                Some("name"),
+                format!("the name `{name}` is already used by an earlier layer"),
+            ));
+        }
+        let froms = l.from.as_ref().map(|f| f.names());
+        let want = if l.op == LayerOp::Add { 2 } else { 1 };
+        let inputs: Vec<ValueId> = match froms {
+            None if want == 2 => {
+                return Err(err(
+                    i,
+                    Some("from"),
+                    "add needs `from:` with two layer names, e.g. from: [conv1, shortcut]".into(),
+                ))
+            }
+            None => vec![prev],
+            Some(names) => {
+                if names.len() != want {
+                    return Err(err(
+                        i,
+                        Some("from"),
+                        format!(
+                            "{} takes {want} input(s), `from` names {}",
+                            l.op.name(),
+                            names.len()
+                        ),
+                    ));
+                }
+                let mut v = Vec::new();
+                for n in &names {
+                    match defined.get(n) {
+                        Some(id) => v.push(*id),
+                        None => {
+                            let msg = if let Some(j) = all_names.iter().position(|x| x == n) {
+                                format!(
+                                    "`{n}` is defined later (layers[{j}]); `from` may only name \
+                                     earlier layers or `input`"
+                                )
+                            } else {
+                                let known: Vec<&str> = defined.keys().map(|s| s.as_str()).collect();
+                                match did_you_mean(n, &known) {
+                                    Some(s) => format!(
+                                        "no layer named `{n}` before this one; did you mean `{s}`?"
+                                    ),
+                                    None => format!(
+                                        "no layer named `{n}` before this one (`input` names the \
+                                         network input)"
+                                    ),
+                                }
+                            };
+                            return Err(err(i, Some("from"), msg));
+                        }
+                    }
+                }
+                v
+            }
+        };
+        let kind = kind_of(l, i, classes)?;
+        let out = b.layer(name, &kind, &inputs).map_err(|e| match e {
+            IrError::Shape { message, .. } => err(i, None, message),
+            other => err(i, None, other.to_string()),
+        })?;
+        defined.insert(name.clone(), out);
+        prev = out;
+    }
+    b.finish().map_err(|e| whole(e.to_string()))
+}

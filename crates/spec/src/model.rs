@@ -1,0 +1,238 @@
+//! The typed spec file: what `spec.yaml` deserialises into.
+
+use serde::{Deserialize, Serialize};
+use wrnc_ir::recipe::{DataConfig, ExportConfig, TrainConfig};
+
+/// A whole spec file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+    /// Model name (default: the file name without extension). Names the run directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The network.
+    pub model: ModelSection,
+    /// Dataset, split, normalisation, augmentation.
+    #[serde(default)]
+    pub data: DataConfig,
+    /// Optimiser, schedule, epochs.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// ONNX export.
+    #[serde(default)]
+    pub export: ExportConfig,
+}
+
+/// The `model` section: a WRN macro or a generic layer list, plus input and classes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// Input shape `[C, H, W]` (default: the dataset's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Vec<usize>>,
+    /// Number of classes (default: the dataset's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classes: Option<usize>,
+    /// The Wide Residual Network macro.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrn: Option<WrnSpec>,
+    /// A generic list of layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerSpec>>,
+}
+
+/// Where the 1x1 shortcut conv of a channel-changing block reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Shortcut {
+    /// relu(bn0(x)), as the official PyTorch code does.
+    #[default]
+    Preact,
+    /// The raw block input x, as the seed notebook's Keras code does.
+    Input,
+}
+
+/// `model.wrn`: WRN-depth-width.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WrnSpec {
+    /// Number of conv layers n = 6N + 4.
+    pub depth: usize,
+    /// Widening factor k: group widths 16k, 32k, 64k.
+    pub width: usize,
+    /// Dropout between the two 3x3 convs of each block (0 = none).
+    pub dropout: f64,
+    /// Shortcut variant.
+    pub shortcut: Shortcut,
+    /// BatchNorm epsilon.
+    pub bn_eps: f64,
+    /// BatchNorm momentum, PyTorch meaning (new running = (1-m) old + m batch).
+    pub bn_momentum: f64,
+}
+
+impl Default for WrnSpec {
+    fn default() -> Self {
+        WrnSpec {
+            depth: 28,
+            width: 10,
+            dropout: 0.0,
+            shortcut: Shortcut::Preact,
+            bn_eps: 1e-5,
+            bn_momentum: 0.1,
+        }
+    }
+}
+
+/// Op names of the generic layer form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerOp {
+    /// 2-D convolution.
+    Conv,
+    /// Batch normalisation.
+    BatchNorm,
+    /// ReLU.
+    Relu,
+    /// Dropout.
+    Dropout,
+    /// Sum of two layers.
+    Add,
+    /// Average pooling.
+    AvgPool,
+    /// Global average pooling.
+    GlobalAvgPool,
+    /// Flatten to a vector.
+    Flatten,
+    /// Fully connected.
+    Linear,
+    /// Softmax (last layer only).
+    Softmax,
+}
+
+impl LayerOp {
+    /// The spec name of the op.
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerOp::Conv => "conv",
+            LayerOp::BatchNorm => "batch_norm",
+            LayerOp::Relu => "relu",
+            LayerOp::Dropout => "dropout",
+            LayerOp::Add => "add",
+            LayerOp::AvgPool => "avg_pool",
+            LayerOp::GlobalAvgPool => "global_avg_pool",
+            LayerOp::Flatten => "flatten",
+            LayerOp::Linear => "linear",
+            LayerOp::Softmax => "softmax",
+        }
+    }
+
+    /// The optional keys this op accepts besides `op`, `name` and `from`.
+    pub fn keys(self) -> &'static [&'static str] {
+        match self {
+            LayerOp::Conv => &["out", "kernel", "stride", "padding", "bias"],
+            LayerOp::BatchNorm => &["eps", "momentum"],
+            LayerOp::Dropout => &["p"],
+            LayerOp::AvgPool => &["kernel", "stride", "padding"],
+            LayerOp::Linear => &["out", "bias"],
+            _ => &[],
+        }
+    }
+}
+
+/// `from:` — one layer name, or a list (two for `add`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum From {
+    /// One layer.
+    One(String),
+    /// Several layers.
+    Many(Vec<String>),
+}
+
+impl From {
+    /// The names as a list.
+    pub fn names(&self) -> Vec<String> {
+        match self {
+            From::One(s) => vec![s.clone()],
+            From::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// One entry of `model.layers`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSpec {
+    /// The op.
+    pub op: LayerOp,
+    /// Unique name (default `<op><index>`); parameters are named `<name>.weight` etc.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Input layer(s) (default: the previous layer; `input` is the network input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<From>,
+    /// conv: output channels; linear: output features (default: model.classes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out: Option<usize>,
+    /// conv / avg_pool: window size (conv default 3, avg_pool default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<usize>,
+    /// conv / avg_pool: stride (conv default 1, avg_pool default = kernel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
+    /// conv / avg_pool: padding (conv default kernel/2, avg_pool default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub padding: Option<usize>,
+    /// conv / linear: whether there is a bias (conv default false, linear default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bias: Option<bool>,
+    /// batch_norm: epsilon (default 1e-5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
+    /// batch_norm: momentum, PyTorch meaning (default 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    /// dropout: drop probability in [0, 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p: Option<f64>,
+}
+
+impl LayerSpec {
+    /// A layer of `op` with every option unset.
+    pub fn new(op: LayerOp, name: &str) -> Self {
+        LayerSpec {
+            op,
+            name: Some(name.to_string()),
+            from: None,
+            out: None,
+            kernel: None,
+            stride: None,
+            padding: None,
+            bias: None,
+            eps: None,
+            momentum: None,
+            p: None,
+        }
+    }
+
+    /// Keys set on this layer besides op/name/from.
+    pub fn set_keys(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let pairs: [(&'static str, bool); 8] = [
+            ("out", self.out.is_some()),
+            ("kernel", self.kernel.is_some()),
+            ("stride", self.stride.is_some()),
+            ("padding", self.padding.is_some()),
+            ("bias", self.bias.is_some()),
+            ("eps", self.eps.is_some()),
+            ("momentum", self.momentum.is_some()),
+            ("p", self.p.is_some()),
+        ];
+        for (k, set) in pairs {
+            if set {
+                v.push(k);
+            }
+        }
+        v
+    }
+}

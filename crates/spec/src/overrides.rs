@@ -1,0 +1,95 @@
+//! `--set key.path=value` overrides applied to the parsed YAML before typing.
+
+use crate::error::SpecError;
+use crate::locate::{parse_path, Segment};
+use serde_yaml::{Mapping, Value};
+
+/// One parsed override.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// The argument as given.
+    pub arg: String,
+    /// Dotted key path.
+    pub path: String,
+    /// The value, parsed as YAML.
+    pub value: Value,
+}
+
+/// Parses `key.path=value`.
+pub fn parse(arg: &str) -> Result<Override, SpecError> {
+    let err = |m: &str| SpecError::Override {
+        arg: arg.to_string(),
+        message: m.to_string(),
+    };
+    let (path, raw) = arg
+        .split_once('=')
+        .ok_or_else(|| err("expected KEY.PATH=VALUE, e.g. --set train.epochs=10"))?;
+    let path = path.trim();
+    if path.is_empty() || path.split('.').any(|p| p.trim().is_empty()) {
+        return Err(err(
+            "the key path is empty or has an empty part; write e.g. model.wrn.depth",
+        ));
+    }
+    let value: Value =
+        serde_yaml::from_str(raw).map_err(|e| err(&format!("the value is not valid YAML: {e}")))?;
+    Ok(Override {
+        arg: arg.to_string(),
+        path: path.to_string(),
+        value,
+    })
+}
+
+/// Applies an override to a YAML document, creating intermediate mappings.
+pub fn apply(doc: &mut Value, o: &Override) -> Result<(), SpecError> {
+    let err = |m: String| SpecError::Override {
+        arg: o.arg.clone(),
+        message: m,
+    };
+    let segs = parse_path(&o.path);
+    let mut cur = doc;
+    for (i, seg) in segs.iter().enumerate() {
+        let last = i + 1 == segs.len();
+        match seg {
+            Segment::Key(k) => {
+                if cur.is_null() {
+                    *cur = Value::Mapping(Mapping::new());
+                }
+                let Value::Mapping(m) = cur else {
+                    return Err(err(format!(
+                        "cannot set `{k}` inside a value that is not a mapping"
+                    )));
+                };
+                let key = Value::String(k.clone());
+                if last {
+                    m.insert(key, o.value.clone());
+                    return Ok(());
+                }
+                if !m.contains_key(&key) {
+                    m.insert(key.clone(), Value::Null);
+                }
+                cur = m
+                    .get_mut(&key)
+                    .ok_or_else(|| err(format!("cannot reach `{k}`")))?;
+            }
+            Segment::Index(n) => {
+                let Value::Sequence(s) = cur else {
+                    return Err(err(format!(
+                        "index [{n}] used on a value that is not a list"
+                    )));
+                };
+                let len = s.len();
+                let item = s.get_mut(*n).ok_or_else(|| {
+                    err(format!(
+                        "index [{n}] is out of range: the list has {len} items"
+                    ))
+                })?;
+                if last {
+                    *item = o.value.clone();
+                    return Ok(());
+                }
+                cur = item;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,330 @@
+//! Semantic checks of a typed spec: ranges and consistency, each naming its field.
+
+use crate::expand::wrn_param_counts;
+use crate::model::SpecFile;
+use wrnc_ir::builder::check_param_budget;
+use wrnc_ir::recipe::{DatasetKind, Schedule};
+
+/// A semantic problem: the dotted field path and what is wrong / valid.
+pub type Problem = (String, String);
+
+fn p(field: &str, msg: String) -> Problem {
+    (field.to_string(), msg)
+}
+
+/// The valid WRN depths nearest to `d`.
+pub fn nearest_depths(d: usize) -> Vec<usize> {
+    if d < 10 {
+        return vec![10];
+    }
+    let below = (d - 4) / 6 * 6 + 4;
+    let above = below + 6;
+    if below == d {
+        vec![d]
+    } else if below < 10 {
+        vec![above]
+    } else {
+        vec![below, above]
+    }
+}
+
+/// Largest depth accepted (far beyond any published WRN; bounds the graph's size).
+pub const MAX_DEPTH: usize = 1000;
+
+/// Training-set size of each dataset before a validation split.
+fn train_size(d: DatasetKind) -> Option<usize> {
+    match d {
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 => Some(50_000),
+        DatasetKind::Digits => Some(1437),
+    }
+}
+
+/// Checks everything that can be checked without building the graph. The spec must already
+/// have `model.input` and `model.classes` resolved.
+pub fn validate(s: &SpecFile) -> Result<(), Problem> {
+    if let Some(name) = &s.name {
+        if name.is_empty()
+            || name.contains(['/', '\\'])
+            || name == "."
+            || name == ".."
+            || name.chars().any(|c| c.is_control())
+        {
+            return Err(p(
+                "name",
+                format!("`{name}` cannot name a run directory: use letters, digits, `-`, `_`, `.`"),
+            ));
+        }
+    }
+    let m = &s.model;
+    match (&m.wrn, &m.layers) {
+        (Some(_), Some(_)) => {
+            return Err(p(
+                "model",
+                "give either `wrn` (the WRN macro) or `layers` (a generic list), not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(p(
+                "model",
+                "missing the network: add `wrn: {depth: 28, width: 10}` or a `layers:` list".into(),
+            ))
+        }
+        _ => {}
+    }
+    let ds = s.data.dataset;
+    let input = m.input.clone().unwrap_or_default();
+    if input.len() != 3 || input.contains(&0) {
+        return Err(p(
+            "model.input",
+            format!("must be [C, H, W] with every entry at least 1, got {input:?}"),
+        ));
+    }
+    if input.iter().any(|&d| d > 65_536) {
+        return Err(p(
+            "model.input",
+            format!("{input:?} is absurdly large; each dimension may be at most 65536"),
+        ));
+    }
+    let classes = m.classes.unwrap_or(0);
+    if classes < 2 {
+        return Err(p(
+            "model.classes",
+            format!("must be at least 2, got {classes}"),
+        ));
+    }
+    if input != ds.input_shape() {
+        return Err(p(
+            "model.input",
+            format!(
+                "{input:?} does not match the images of data.dataset `{}`, which are {:?}",
+                serde_name(ds),
+                ds.input_shape()
+            ),
+        ));
+    }
+    if classes != ds.classes() {
+        return Err(p(
+            "model.classes",
+            format!(
+                "{classes} does not match data.dataset `{}`, which has {} classes",
+                serde_name(ds),
+                ds.classes()
+            ),
+        ));
+    }
+    if let Some(w) = &m.wrn {
+        if w.depth < 10 || (w.depth - 4) % 6 != 0 || w.depth > MAX_DEPTH {
+            let near: Vec<String> = nearest_depths(w.depth.min(MAX_DEPTH))
+                .iter()
+                .map(|d| d.to_string())
+                .collect();
+            return Err(p(
+                "model.wrn.depth",
+                format!(
+                    "{} is not a WRN depth: depth must be 6N+4 with N >= 1 (10, 16, 22, 28, 34, \
+                     40, ...) and at most {MAX_DEPTH}; nearest valid: {}",
+                    w.depth,
+                    near.join(" or ")
+                ),
+            ));
+        }
+        if w.width < 1 {
+            return Err(p(
+                "model.wrn.width",
+                format!(
+                    "must be at least 1 (group widths are 16k, 32k, 64k), got {}",
+                    w.width
+                ),
+            ));
+        }
+        if !(0.0..1.0).contains(&w.dropout) {
+            return Err(p(
+                "model.wrn.dropout",
+                format!("must be in [0, 1) (the paper uses 0.3), got {}", w.dropout),
+            ));
+        }
+        if !(w.bn_eps > 0.0 && w.bn_eps.is_finite()) {
+            return Err(p(
+                "model.wrn.bn_eps",
+                format!("must be > 0, got {}", w.bn_eps),
+            ));
+        }
+        if !(0.0..=1.0).contains(&w.bn_momentum) {
+            return Err(p(
+                "model.wrn.bn_momentum",
+                format!(
+                    "must be in [0, 1] (PyTorch meaning: new = (1-m) old + m batch), got {}",
+                    w.bn_momentum
+                ),
+            ));
+        }
+        if input[1] < 4 || input[2] < 4 {
+            return Err(p(
+                "model.input",
+                format!(
+                    "{input:?} is too small for the two stride-2 stages of a WRN: height and \
+                     width must be at least 4"
+                ),
+            ));
+        }
+        let (trainable, buffers) = wrn_param_counts(w, input[0], classes);
+        if let Err(e) = check_param_budget(trainable + buffers) {
+            return Err(p("model.wrn", e.to_string()));
+        }
+    }
+    let d = &s.data;
+    if let Some(n) = train_size(ds) {
+        if d.val_size >= n {
+            return Err(p(
+                "data.val_size",
+                format!(
+                    "{} leaves no training data: {} has {n} training images",
+                    d.val_size,
+                    serde_name(ds)
+                ),
+            ));
+        }
+    }
+    if d.prefetch == 0 || d.prefetch > 64 {
+        return Err(p(
+            "data.prefetch",
+            format!("must be between 1 and 64, got {}", d.prefetch),
+        ));
+    }
+    if let Some(a) = d.augment.on() {
+        if let Some(c) = a.crop.on() {
+            let min = input[1].min(input[2]);
+            if c.padding >= min {
+                return Err(p(
+                    "data.augment.crop.padding",
+                    format!(
+                        "{} is too large for {min}-pixel images: it must be less than {min}",
+                        c.padding
+                    ),
+                ));
+            }
+        }
+    }
+    let t = &s.train;
+    if t.epochs == 0 || t.epochs > 100_000 {
+        return Err(p(
+            "train.epochs",
+            format!("must be between 1 and 100000, got {}", t.epochs),
+        ));
+    }
+    for (f, v) in [
+        ("train.batch_size", t.batch_size),
+        ("train.eval_batch_size", t.eval_batch_size),
+    ] {
+        if v == 0 || v > 65_536 {
+            return Err(p(f, format!("must be between 1 and 65536, got {v}")));
+        }
+    }
+    let o = &t.optimizer;
+    if !(o.lr > 0.0 && o.lr.is_finite()) {
+        return Err(p(
+            "train.optimizer.lr",
+            format!("must be a positive number, got {}", o.lr),
+        ));
+    }
+    if !(0.0..1.0).contains(&o.momentum) {
+        return Err(p(
+            "train.optimizer.momentum",
+            format!("must be in [0, 1), got {}", o.momentum),
+        ));
+    }
+    if !(0.0..=1.0).contains(&o.dampening) {
+        return Err(p(
+            "train.optimizer.dampening",
+            format!("must be in [0, 1], got {}", o.dampening),
+        ));
+    }
+    if o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0) {
+        return Err(p(
+            "train.optimizer.nesterov",
+            "Nesterov momentum requires momentum > 0 and dampening 0 (as in PyTorch)".into(),
+        ));
+    }
+    if !(o.weight_decay >= 0.0 && o.weight_decay.is_finite()) {
+        return Err(p(
+            "train.optimizer.weight_decay",
+            format!("must be >= 0, got {}", o.weight_decay),
+        ));
+    }
+    match &t.schedule {
+        Schedule::Multistep { milestones, gamma } => {
+            if milestones.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(p(
+                    "train.schedule.milestones",
+                    format!("must be strictly increasing epochs, got {milestones:?}"),
+                ));
+            }
+            if !(*gamma > 0.0 && gamma.is_finite()) {
+                return Err(p(
+                    "train.schedule.gamma",
+                    format!("must be > 0 (the paper uses 0.2), got {gamma}"),
+                ));
+            }
+        }
+        Schedule::Cosine { min_lr } => {
+            if !(*min_lr >= 0.0 && *min_lr < o.lr) {
+                return Err(p(
+                    "train.schedule.min_lr",
+                    format!(
+                        "must be >= 0 and below train.optimizer.lr ({}), got {min_lr}",
+                        o.lr
+                    ),
+                ));
+            }
+        }
+        Schedule::Constant => {}
+    }
+    if t.warmup_epochs >= t.epochs {
+        return Err(p(
+            "train.warmup_epochs",
+            format!(
+                "{} must be less than train.epochs ({})",
+                t.warmup_epochs, t.epochs
+            ),
+        ));
+    }
+    let e = &s.export;
+    if !(13..=17).contains(&e.opset) {
+        return Err(p(
+            "export.opset",
+            format!("{} is not supported: use 13 to 17 (default 17)", e.opset),
+        ));
+    }
+    if e.file.is_empty() || e.file.contains(['/', '\\']) {
+        return Err(p(
+            "export.file",
+            format!(
+                "`{}` must be a plain file name inside the run directory",
+                e.file
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn serde_name(d: DatasetKind) -> &'static str {
+    match d {
+        DatasetKind::Cifar10 => "cifar10",
+        DatasetKind::Cifar100 => "cifar100",
+        DatasetKind::Digits => "digits",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_depths_are_6n_plus_4() {
+        assert_eq!(nearest_depths(27), vec![22, 28]);
+        assert_eq!(nearest_depths(29), vec![28, 34]);
+        assert_eq!(nearest_depths(5), vec![10]);
+        assert_eq!(nearest_depths(12), vec![10, 16]);
+        assert_eq!(nearest_depths(28), vec![28]);
+    }
+}

@@ -1,0 +1,7 @@
+//! One module per command.
+
+pub mod check;
+pub mod common;
+pub mod expand;
+pub mod graph;
+pub mod summary;

@@ -1,0 +1,100 @@
+//! `wrnc summary SPEC [--json]`: Keras-style table of layers and parameter counts.
+
+use super::common::{thousands, write_output, SpecArgs};
+use anyhow::Result;
+use serde_json::json;
+use std::fmt::Write;
+use std::process::ExitCode;
+
+/// Arguments of `wrnc summary`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Print JSON: {"name", "params": {"total", "trainable", "non_trainable"}, "layers": [...]}.
+    #[arg(long)]
+    json: bool,
+}
+
+fn shape(s: &[usize]) -> String {
+    let parts: Vec<String> = s.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<ExitCode> {
+    let spec = a.spec.load()?;
+    let g = &spec.graph;
+    let st = g.stats();
+    let text = if a.json {
+        let layers: Vec<_> = st
+            .layers
+            .iter()
+            .map(|l| {
+                json!({"name": l.name, "op": l.op, "output_shape": l.output_shape,
+                       "params": l.params, "flops": l.flops})
+            })
+            .collect();
+        let v = json!({
+            "name": g.name,
+            "input_shape": g.input_shape(),
+            "classes": g.classes(),
+            "params": {"total": st.total, "trainable": st.trainable,
+                       "non_trainable": st.non_trainable},
+            "forward_flops": st.forward_flops,
+            "layers": layers,
+        });
+        serde_json::to_string_pretty(&v)? + "\n"
+    } else {
+        let name_w = st
+            .layers
+            .iter()
+            .map(|l| l.name.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let mut s = String::new();
+        writeln!(
+            s,
+            "Model: {}   input {}   classes {}",
+            g.name,
+            shape(g.input_shape()),
+            g.classes()
+        )?;
+        let rule = "-".repeat(name_w + 54);
+        writeln!(s, "{rule}")?;
+        writeln!(
+            s,
+            "{:<name_w$}  {:<16}  {:<18}  {:>14}",
+            "Layer", "Op", "Output shape", "Params"
+        )?;
+        writeln!(s, "{}", "=".repeat(name_w + 54))?;
+        for l in &st.layers {
+            writeln!(
+                s,
+                "{:<name_w$}  {:<16}  {:<18}  {:>14}",
+                l.name,
+                l.op,
+                shape(&l.output_shape),
+                thousands(l.params)
+            )?;
+        }
+        writeln!(s, "{}", "=".repeat(name_w + 54))?;
+        writeln!(s, "Total params:          {:>16}", thousands(st.total))?;
+        writeln!(s, "Trainable params:      {:>16}", thousands(st.trainable))?;
+        writeln!(
+            s,
+            "Non-trainable params:  {:>16}  (BatchNorm running statistics)",
+            thousands(st.non_trainable)
+        )?;
+        writeln!(
+            s,
+            "Forward FLOPs/image:   {:>16}  ({:.3} GFLOP)",
+            thousands(st.forward_flops),
+            st.forward_flops as f64 / 1e9
+        )?;
+        s
+    };
+    write_output(None, &text)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,50 @@
+//! `wrnc`: the command-line front end. Each command lives in `commands/` and only parses its
+//! arguments, calls one library function and prints; errors become messages and exit codes
+//! (2 for usage and spec errors, 1 for runtime failures), never panics or backtraces.
+
+mod commands;
+mod exit;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// wrnc — a model compiler for Wide Residual Networks.
+#[derive(Parser, Debug)]
+#[command(name = "wrnc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate a spec and print it with every default filled in (YAML).
+    Check(commands::check::Args),
+    /// Print a Keras-style summary: layers, output shapes, parameter counts.
+    Summary(commands::summary::Args),
+    /// Write the network as Graphviz DOT.
+    Graph(commands::graph::Args),
+    /// Print the spec with the model in the generic `layers:` form.
+    Expand(commands::expand::Args),
+}
+
+fn main() -> ExitCode {
+    exit::install_panic_hook();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Check(a) => commands::check::run(a),
+        Command::Summary(a) => commands::summary::run(a),
+        Command::Graph(a) => commands::graph::run(a),
+        Command::Expand(a) => commands::expand::run(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => exit::report(e),
+    }
+}

@@ -1,0 +1,399 @@
+//! End-to-end tests of the spec front end: check, summary, graph, expand, --set, validation.
+
+mod common;
+use common::*;
+
+fn trainable(args: &[&str]) -> u64 {
+    let mut a = vec!["summary", "--json"];
+    a.extend_from_slice(args);
+    let r = wrnc(&a);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    v["params"]["trainable"].as_u64().unwrap()
+}
+
+#[test]
+fn paper_parameter_counts() {
+    // Table values from the paper / official code (CIFAR-10 unless noted).
+    let cases: &[(&str, &[&str], u64)] = &[
+        ("specs/wrn-28-10.yaml", &[], 36_479_194),
+        ("specs/wrn-28-10-dropout.yaml", &[], 36_479_194),
+        ("specs/wrn-28-10-c100.yaml", &[], 36_536_884),
+        ("specs/wrn-40-4.yaml", &[], 8_949_210),
+        ("specs/wrn-16-8.yaml", &[], 10_961_370),
+        ("specs/wrn-16-4.yaml", &[], 2_748_890),
+        (
+            "specs/wrn-16-4.yaml",
+            &["--set", "model.wrn.depth=40", "--set", "model.wrn.width=1"],
+            563_930,
+        ),
+        (
+            "specs/wrn-16-4.yaml",
+            &["--set", "model.wrn.depth=10", "--set", "model.wrn.width=1"],
+            77_850,
+        ),
+    ];
+    for (spec, extra, want) in cases {
+        for shortcut in ["preact", "input"] {
+            let set = format!("model.wrn.shortcut={shortcut}");
+            let mut args = vec![*spec, "--set", &set];
+            args.extend_from_slice(extra);
+            assert_eq!(trainable(&args), *want, "{spec} {extra:?} {shortcut}");
+        }
+    }
+}
+
+#[test]
+fn summary_json_has_the_documented_shape() {
+    let r = wrnc(&["summary", "--json", "specs/wrn-16-4.yaml"]);
+    assert_eq!(r.code, 0);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["name"], "wrn-16-4");
+    let p = &v["params"];
+    assert_eq!(
+        p["total"].as_u64().unwrap(),
+        p["trainable"].as_u64().unwrap() + p["non_trainable"].as_u64().unwrap()
+    );
+    // BN running stats: 2 per channel of every BN. WRN-16-4: 7 BNs in groups + final.
+    assert_eq!(p["non_trainable"].as_u64().unwrap(), 3616);
+    let layers = v["layers"].as_array().unwrap();
+    let first = &layers[0];
+    assert_eq!(first["name"], "conv0");
+    assert_eq!(first["op"], "conv");
+    assert_eq!(first["output_shape"], serde_json::json!([16, 32, 32]));
+    assert_eq!(first["params"], 3 * 16 * 9);
+    let fc = layers.iter().find(|l| l["name"] == "fc").unwrap();
+    assert_eq!(fc["params"], 256 * 10 + 10);
+    assert_eq!(fc["output_shape"], serde_json::json!([10]));
+    let sum: u64 = layers.iter().map(|l| l["params"].as_u64().unwrap()).sum();
+    assert_eq!(sum, p["total"].as_u64().unwrap());
+}
+
+#[test]
+fn summary_table_shows_totals() {
+    let r = wrnc(&["summary", "specs/wrn-28-10.yaml"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("Trainable params:"));
+    assert!(r.stdout.contains("36,479,194"));
+    assert!(r.stdout.contains("group2.block3.conv1"));
+    assert!(r.stdout.contains("[640, 8, 8]"));
+}
+
+#[test]
+fn check_prints_resolved_defaults() {
+    let dir = tempdir();
+    let spec = write(
+        dir.path(),
+        "tiny.yaml",
+        "model:\n  wrn: {depth: 10, width: 1}\n",
+    );
+    let r = wrnc(&["check", &spec]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_yaml::Value = serde_yaml::from_str(&r.stdout).unwrap();
+    assert_eq!(v["name"].as_str(), Some("tiny"));
+    assert_eq!(v["model"]["classes"].as_u64(), Some(10));
+    assert_eq!(v["model"]["wrn"]["shortcut"].as_str(), Some("preact"));
+    assert_eq!(
+        v["data"]["root"].as_str(),
+        Some("data/cifar-10-batches-bin")
+    );
+    assert_eq!(v["train"]["optimizer"]["nesterov"].as_bool(), Some(true));
+    assert_eq!(
+        v["train"]["optimizer"]["weight_decay"].as_f64(),
+        Some(0.0005)
+    );
+    assert_eq!(v["train"]["schedule"]["gamma"].as_f64(), Some(0.2));
+    assert_eq!(v["train"]["batch_size"].as_u64(), Some(128));
+    assert_eq!(v["train"]["epochs"].as_u64(), Some(200));
+    assert_eq!(
+        v["data"]["augment"]["crop"]["mode"].as_str(),
+        Some("reflect")
+    );
+    assert_eq!(v["export"]["opset"].as_u64(), Some(17));
+    // The resolved spec is itself a valid spec giving the same network.
+    let again = write(dir.path(), "again.yaml", &r.stdout);
+    let r2 = wrnc(&["check", &again]);
+    assert_eq!(r2.code, 0, "{}", r2.stderr);
+}
+
+#[test]
+fn expand_round_trips_to_the_same_summary() {
+    let dir = tempdir();
+    for spec in [
+        "specs/wrn-16-4.yaml",
+        "specs/wrn-28-10-dropout.yaml",
+        "specs/quickstart.yaml",
+    ] {
+        for shortcut in ["preact", "input"] {
+            let set = format!("model.wrn.shortcut={shortcut}");
+            let e = wrnc(&["expand", spec, "--set", &set]);
+            assert_eq!(e.code, 0, "{}", e.stderr);
+            assert!(e.stdout.contains("layers:"));
+            assert!(!e.stdout.contains("wrn:"));
+            let path = write(dir.path(), "expanded.yaml", &e.stdout);
+            let a = wrnc(&["summary", "--json", spec, "--set", &set]);
+            let b = wrnc(&["summary", "--json", &path]);
+            assert_eq!(b.code, 0, "{}", b.stderr);
+            assert_eq!(a.stdout, b.stdout, "{spec} {shortcut}");
+        }
+    }
+}
+
+#[test]
+fn shortcut_variants_differ_in_where_the_1x1_conv_reads() {
+    let pre = wrnc(&["expand", "specs/wrn-16-4.yaml"]).stdout;
+    let raw = wrnc(&[
+        "expand",
+        "specs/wrn-16-4.yaml",
+        "--set",
+        "model.wrn.shortcut=input",
+    ])
+    .stdout;
+    let after = |s: &str| {
+        let i = s.find("name: group1.block0.convdim").unwrap();
+        s[i..i + 200].to_string()
+    };
+    assert!(
+        after(&pre).contains("from: group1.block0.relu0"),
+        "{}",
+        after(&pre)
+    );
+    assert!(
+        after(&raw).contains("from: group0.block1.add"),
+        "{}",
+        after(&raw)
+    );
+}
+
+#[test]
+fn graph_writes_dot() {
+    let dir = tempdir();
+    let out = dir.path().join("g.dot");
+    let r = wrnc(&["graph", "specs/wrn-16-4.yaml", "-o", out.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let dot = std::fs::read_to_string(out).unwrap();
+    assert!(dot.starts_with("digraph"));
+    assert!(dot.trim_end().ends_with('}'));
+    // Every add has two incoming edges.
+    let adds = dot.matches("\\nadd\\n").count();
+    assert_eq!(adds, 6);
+    let stdout = wrnc(&["graph", "specs/wrn-16-4.yaml"]).stdout;
+    assert_eq!(stdout, dot);
+}
+
+#[test]
+fn set_overrides_values_and_rejects_unknown_paths() {
+    let r = wrnc(&[
+        "check",
+        "specs/wrn-16-4.yaml",
+        "--set",
+        "model.input=[3,32,32]",
+        "--set",
+        "train.epochs=7",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("epochs: 7"));
+    let r = wrnc(&["check", "specs/wrn-16-4.yaml", "--set", "train.epoch=7"]);
+    assert_usage_error(
+        &r,
+        &[
+            "--set train.epoch=7",
+            "unknown key `epoch`",
+            "did you mean `epochs`",
+        ],
+    );
+    let r = wrnc(&["check", "specs/wrn-16-4.yaml", "--set", "train.epochs"]);
+    assert_usage_error(&r, &["KEY.PATH=VALUE"]);
+    let r = wrnc(&["check", "specs/wrn-16-4.yaml", "--set", "train.epochs=[1"]);
+    assert_usage_error(&r, &["not valid YAML"]);
+}
+
+const LAYERS: &str = "\
+model:
+  input: [1, 8, 8]
+  classes: 10
+  layers:
+    - {op: conv, name: stem, out: 8}
+    - {op: batch_norm, name: bn}
+    - {op: relu, name: act}
+    - {op: conv, name: c1, out: 8}
+    - {op: add, name: sum, from: [c1, stem]}
+    - {op: global_avg_pool, name: pool}
+    - {op: flatten, name: flat}
+    - {op: linear, name: fc, out: 10}
+    - {op: softmax, name: prob}
+data:
+  dataset: digits
+";
+
+#[test]
+fn generic_layers_form_builds_a_residual_net() {
+    let dir = tempdir();
+    let spec = write(dir.path(), "net.yaml", LAYERS);
+    let r = wrnc(&["summary", "--json", &spec]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    // stem 1*8*9, bn 4*8 (2 trainable), c1 8*8*9, fc 8*10+10.
+    assert_eq!(v["params"]["trainable"], 72 + 16 + 576 + 90);
+    assert_eq!(v["params"]["non_trainable"], 16);
+}
+
+struct Case {
+    name: &'static str,
+    yaml: String,
+    needles: &'static [&'static str],
+}
+
+fn wrn_spec(wrn: &str, extra: &str) -> String {
+    format!("model:\n  wrn: {wrn}\n{extra}")
+}
+
+#[test]
+fn validation_errors_name_file_field_line_and_fix() {
+    let cases = vec![
+        Case {
+            name: "unknown key",
+            yaml: "model:\n  wrn:\n    detph: 28\n".into(),
+            needles: &[
+                ":3:5:",
+                "model.wrn.detph",
+                "unknown key `detph`",
+                "did you mean `depth`",
+            ],
+        },
+        Case {
+            name: "unknown top-level section",
+            yaml: "model:\n  wrn: {depth: 10}\ntrian:\n  epochs: 3\n".into(),
+            needles: &[":3:1:", "unknown key `trian`", "did you mean `train`"],
+        },
+        Case {
+            name: "syntax error",
+            yaml: "model:\n  wrn: {depth: 16, width: [}\n".into(),
+            needles: &[":2:", "YAML syntax error"],
+        },
+        Case {
+            name: "type error",
+            yaml: wrn_spec("{depth: 16, width: four}", ""),
+            needles: &[":2:", "model.wrn.width", "invalid type"],
+        },
+        Case {
+            name: "depth not 6N+4",
+            yaml: wrn_spec("{depth: 27, width: 1}", ""),
+            needles: &[":2:", "model.wrn.depth", "6N+4", "22 or 28"],
+        },
+        Case {
+            name: "width < 1",
+            yaml: wrn_spec("{depth: 16, width: 0}", ""),
+            needles: &["model.wrn.width", "at least 1"],
+        },
+        Case {
+            name: "dropout outside [0,1)",
+            yaml: wrn_spec("{depth: 16, width: 1, dropout: 1.0}", ""),
+            needles: &["model.wrn.dropout", "[0, 1)"],
+        },
+        Case {
+            name: "classes < 2",
+            yaml: wrn_spec("{depth: 16, width: 1}", "  classes: 1\n"),
+            needles: &["model.classes", "at least 2"],
+        },
+        Case {
+            name: "input too small",
+            yaml: "model:\n  input: [3, 3, 3]\n  classes: 10\n  wrn: {depth: 10, width: 1}\n"
+                .into(),
+            needles: &["model.input"],
+        },
+        Case {
+            name: "absurd size",
+            yaml: wrn_spec("{depth: 1000, width: 1000}", ""),
+            needles: &["model.wrn", "parameters", "TB", "refuses"],
+        },
+        Case {
+            name: "both model forms",
+            yaml: "model:\n  wrn: {depth: 10}\n  layers: []\n".into(),
+            needles: &["model", "not both"],
+        },
+        Case {
+            name: "unknown enum value",
+            yaml: wrn_spec("{depth: 10, width: 1, shortcut: raw}", ""),
+            needles: &["model.wrn.shortcut", "`preact` or `input`"],
+        },
+        Case {
+            name: "bad opset",
+            yaml: wrn_spec("{depth: 10, width: 1}", "export:\n  opset: 9\n"),
+            needles: &[":4:3:", "export.opset", "13 to 17"],
+        },
+        Case {
+            name: "non-increasing milestones",
+            yaml: wrn_spec(
+                "{depth: 10, width: 1}",
+                "train:\n  schedule: {kind: multistep, milestones: [5, 3]}\n",
+            ),
+            needles: &["train.schedule.milestones", "increasing"],
+        },
+    ];
+    let dir = tempdir();
+    for c in cases {
+        let path = write(dir.path(), "case.yaml", &c.yaml);
+        let r = wrnc(&["check", &path]);
+        let mut needles = vec![path.as_str()];
+        needles.extend_from_slice(c.needles);
+        assert_eq!(r.code, 2, "case `{}`: {}", c.name, r.stderr);
+        assert_usage_error(&r, &needles);
+    }
+}
+
+#[test]
+fn layer_errors_point_at_the_layer() {
+    let dir = tempdir();
+    let cases: Vec<(String, &[&str])> = vec![
+        (
+            LAYERS.replace("from: [c1, stem]", "from: [c1, stme]"),
+            &[
+                "model.layers[4].from",
+                "no layer named `stme`",
+                "did you mean `stem`",
+            ],
+        ),
+        (
+            LAYERS.replace("from: [c1, stem]", "from: [c1, pool]"),
+            &["model.layers[4].from", "defined later", "layers[5]"],
+        ),
+        (
+            LAYERS.replace(
+                "{op: conv, name: c1, out: 8}",
+                "{op: conv, name: c1, out: 4}",
+            ),
+            &["model.layers[4]", "same shape", "[4, 8, 8]", "[8, 8, 8]"],
+        ),
+        (
+            LAYERS.replace("{op: relu, name: act}", "{op: relu, name: act, out: 3}"),
+            &["model.layers[2]", "`out` does not apply to op `relu`"],
+        ),
+        (
+            LAYERS.replace(
+                "{op: linear, name: fc, out: 10}",
+                "{op: linear, name: fc, out: 7}",
+            ),
+            &["model.layers", "outputs 7", "model.classes is 10"],
+        ),
+        (
+            LAYERS.replace("op: softmax", "op: softmx"),
+            &["model.layers[8].op", "did you mean `softmax`"],
+        ),
+    ];
+    for (yaml, needles) in cases {
+        let path = write(dir.path(), "layers.yaml", &yaml);
+        let r = wrnc(&["check", &path]);
+        assert_usage_error(&r, needles);
+    }
+}
+
+#[test]
+fn missing_file_and_bad_usage_exit_2() {
+    let r = wrnc(&["check", "no/such/spec.yaml"]);
+    assert_usage_error(&r, &["no/such/spec.yaml", "cannot read"]);
+    let r = wrnc(&["summary"]);
+    assert_eq!(r.code, 2);
+    let r = wrnc(&["frobnicate"]);
+    assert_eq!(r.code, 2);
+}
