@@ -38,13 +38,5 @@ pub fn write_output(path: Option<&Path>, text: &str) -> Result<()> {
 
 /// Formats an integer with thousands separators.
 pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+    wrnc_ir::builder::fmt_count(n as u128)
 }

@@ -76,11 +76,12 @@ pub struct GraphBuilder {
     total_params: u128,
 }
 
-fn fmt_count(n: u128) -> String {
+/// Formats a count with thousands separators: `36,479,194`.
+pub fn fmt_count(n: u128) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

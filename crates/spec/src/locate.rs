@@ -230,7 +230,7 @@ layers_demo:
     fn finds_list_items_and_flow_keys() {
         assert_eq!(at("layers_demo.layers[0].out"), Some((17, 5)));
         assert_eq!(at("layers_demo.layers[1]"), Some((18, 3)));
-        assert_eq!(at("layers_demo.layers[1].name"), Some((18, 15)));
+        assert_eq!(at("layers_demo.layers[1].name"), Some((18, 16)));
         assert_eq!(at("layers_demo.layers[2].from"), Some((20, 5)));
         assert_eq!(at("data.augment.flip"), Some((9, 33)));
     }
