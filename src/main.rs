@@ -26,6 +26,8 @@ enum Command {
     Graph(commands::graph::Args),
     /// Print the spec with the model in the generic `layers:` form.
     Expand(commands::expand::Args),
+    /// Datasets: `wrnc data fetch cifar10|cifar100`.
+    Data(commands::data::Args),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Summary(a) => commands::summary::run(a),
         Command::Graph(a) => commands::graph::run(a),
         Command::Expand(a) => commands::expand::run(a),
+        Command::Data(a) => commands::data::run(a),
     };
     match result {
         Ok(code) => code,

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod common;
+pub mod data;
 pub mod expand;
 pub mod graph;
 pub mod summary;

@@ -154,7 +154,7 @@ pub fn fold_batch_norm(graph: &Graph, weights: &Weights) -> (Graph, Weights) {
         let all_c = [gm, bt, mu, var]
             .iter()
             .all(|t| t.data.len() == out_channels);
-        if !all_c || out_channels == 0 || w.data.len() % out_channels != 0 {
+        if !all_c || out_channels == 0 || !w.data.len().is_multiple_of(out_channels) {
             continue;
         }
         let per_out = w.data.len() / out_channels;

@@ -1,0 +1,390 @@
+//! Deployment metadata stored in `metadata_props`, and its parsed form.
+//!
+//! Keys written by [`crate::export`] (values are strings; JSON where noted):
+//!
+//! | key | value |
+//! |-----|-------|
+//! | `wrnc_version` | version of the wrnc that wrote the file |
+//! | `model_name` | the spec's model name |
+//! | `class_labels` | JSON array of class names, index = class id |
+//! | `num_classes` | number of classes |
+//! | `input_name` | `input` |
+//! | `input_layout` | `NCHW` |
+//! | `input_shape` | JSON `[C, H, W]` |
+//! | `outputs` | JSON `["logits", "probabilities"]` |
+//! | `normalization` | JSON [`Normalization`] |
+//! | `bn_folded` | `true` / `false` |
+//! | `spec` | the resolved spec YAML (when known) |
+//! | `training` | JSON [`TrainingSummary`] (when known) |
+//!
+//! plus any [`ExportMetadata::extra`] entries.
+
+use crate::error::{OnnxError, Result};
+use crate::proto::{Dim, ModelProto};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// How input pixels are normalised, mirroring the data crate's modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormMode {
+    /// `(x - mean[c]) / std[c]`.
+    MeanStd,
+    /// `x - mean[c]`.
+    PerChannelMean,
+    /// `x - mean_image[c, y, x]`.
+    PerPixelMean,
+    /// `x` unchanged.
+    None,
+}
+
+impl NormMode {
+    /// Snake-case name as written in the metadata.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NormMode::MeanStd => "mean_std",
+            NormMode::PerChannelMean => "per_channel_mean",
+            NormMode::PerPixelMean => "per_pixel_mean",
+            NormMode::None => "none",
+        }
+    }
+}
+
+/// Input normalisation: first `x = pixel * scale` (pixel in 0..=255), then the mode's
+/// formula. Statistics are in scaled units (`[0, 1]` with the default scale 1/255).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    /// Mode.
+    pub mode: NormMode,
+    /// Factor applied to raw 0..=255 pixels first (1/255).
+    pub scale: f64,
+    /// Per-channel mean (`mean_std`, `per_channel_mean`; zeros for `none`).
+    #[serde(default)]
+    pub mean: Vec<f32>,
+    /// Per-channel std (`mean_std`; ones for the other per-channel modes).
+    #[serde(default)]
+    pub std: Vec<f32>,
+    /// Mean image, CHW order (`per_pixel_mean` only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mean_image: Vec<f32>,
+}
+
+impl Normalization {
+    /// The default pixel scale, 1/255.
+    pub const SCALE: f64 = 1.0 / 255.0;
+
+    /// `(x - mean) / std` per channel.
+    pub fn mean_std(mean: Vec<f32>, std: Vec<f32>) -> Self {
+        Normalization {
+            mode: NormMode::MeanStd,
+            scale: Self::SCALE,
+            mean,
+            std,
+            mean_image: Vec::new(),
+        }
+    }
+
+    /// `x - mean` per channel (std written as ones so that `(x - mean) / std` still holds).
+    pub fn per_channel_mean(mean: Vec<f32>) -> Self {
+        let std = vec![1.0; mean.len()];
+        Normalization {
+            mode: NormMode::PerChannelMean,
+            scale: Self::SCALE,
+            mean,
+            std,
+            mean_image: Vec::new(),
+        }
+    }
+
+    /// `x - mean_image` (CHW).
+    pub fn per_pixel_mean(mean_image: Vec<f32>) -> Self {
+        Normalization {
+            mode: NormMode::PerPixelMean,
+            scale: Self::SCALE,
+            mean: Vec::new(),
+            std: Vec::new(),
+            mean_image,
+        }
+    }
+
+    /// Pixels / 255 only (mean zeros and std ones for `channels` channels).
+    pub fn none(channels: usize) -> Self {
+        Normalization {
+            mode: NormMode::None,
+            scale: Self::SCALE,
+            mean: vec![0.0; channels],
+            std: vec![1.0; channels],
+            mean_image: Vec::new(),
+        }
+    }
+
+    /// Checks the statistics fit an input of shape `[C, H, W]`.
+    pub fn validate(&self, shape: [usize; 3]) -> Result<()> {
+        let [c, h, w] = shape;
+        let bad = |m: String| Err(OnnxError::Metadata(format!("normalization: {m}")));
+        if !(self.scale.is_finite() && self.scale > 0.0) {
+            return bad(format!(
+                "scale must be a positive number, got {}",
+                self.scale
+            ));
+        }
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        if !finite(&self.mean) || !finite(&self.std) || !finite(&self.mean_image) {
+            return bad("statistics contain NaN or infinity".into());
+        }
+        match self.mode {
+            NormMode::MeanStd | NormMode::PerChannelMean | NormMode::None => {
+                let need_std = self.mode == NormMode::MeanStd;
+                if self.mean.len() != c && !(self.mode == NormMode::None && self.mean.is_empty()) {
+                    return bad(format!(
+                        "mode {} needs {c} means (one per channel), got {}",
+                        self.mode.as_str(),
+                        self.mean.len()
+                    ));
+                }
+                if (need_std || !self.std.is_empty()) && self.std.len() != c {
+                    return bad(format!(
+                        "mode {} needs {c} stds (one per channel), got {}",
+                        self.mode.as_str(),
+                        self.std.len()
+                    ));
+                }
+                if self.std.iter().any(|&s| s <= 0.0) {
+                    return bad("every std must be positive".into());
+                }
+            }
+            NormMode::PerPixelMean => {
+                if self.mean_image.len() != c * h * w {
+                    return bad(format!(
+                        "mode per_pixel_mean needs a mean image of {c}x{h}x{w} = {} values, \
+                         got {}",
+                        c * h * w,
+                        self.mean_image.len()
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Normalises raw 0..=255 pixel values of one image in CHW order, in place.
+    /// Call [`Normalization::validate`] with the same shape first.
+    pub fn apply(&self, chw: &mut [f32], shape: [usize; 3]) -> Result<()> {
+        self.validate(shape)?;
+        let [c, h, w] = shape;
+        if chw.len() != c * h * w {
+            return Err(OnnxError::Metadata(format!(
+                "image has {} values, expected {c}x{h}x{w}",
+                chw.len()
+            )));
+        }
+        let plane = h * w;
+        for (i, v) in chw.iter_mut().enumerate() {
+            let x = (*v as f64 * self.scale) as f32;
+            let ch = i / plane;
+            *v = match self.mode {
+                NormMode::PerPixelMean => x - self.mean_image[i],
+                _ => {
+                    let m = self.mean.get(ch).copied().unwrap_or(0.0);
+                    let s = self.std.get(ch).copied().unwrap_or(1.0);
+                    (x - m) / s
+                }
+            };
+        }
+        Ok(())
+    }
+}
+
+/// What training achieved, for the `training` metadata entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainingSummary {
+    /// Epochs trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// Best validation (or test, without a validation split) accuracy in [0, 1].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_val_accuracy: Option<f64>,
+    /// Epoch of the best accuracy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
+    /// Test accuracy in [0, 1] of the exported weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
+}
+
+/// Everything the exporter writes besides the graph and weights.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExportMetadata {
+    /// Class names, one per output; empty means `"0"`, `"1"`, ...
+    pub class_labels: Vec<String>,
+    /// Input normalisation; None writes mode `none` (pixels / 255).
+    pub normalization: Option<Normalization>,
+    /// The resolved spec YAML.
+    pub spec_yaml: Option<String>,
+    /// Training result.
+    pub training: Option<TrainingSummary>,
+    /// Model description (ModelProto and GraphProto `doc_string`); a default is generated
+    /// when None.
+    pub doc_string: Option<String>,
+    /// Further metadata entries; they may not replace the keys wrnc writes.
+    pub extra: BTreeMap<String, String>,
+}
+
+/// Metadata keys the exporter owns.
+pub const RESERVED_KEYS: &[&str] = &[
+    "wrnc_version",
+    "model_name",
+    "class_labels",
+    "num_classes",
+    "input_name",
+    "input_layout",
+    "input_shape",
+    "outputs",
+    "normalization",
+    "bn_folded",
+    "spec",
+    "training",
+];
+
+/// What a deployer needs to know about an ONNX file, read back from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// IR version.
+    pub ir_version: i64,
+    /// Default-domain opset.
+    pub opset: i64,
+    /// Producer name (`wrnc` for our files).
+    pub producer: String,
+    /// Name of the graph input.
+    pub input_name: String,
+    /// `[C, H, W]` from the metadata, else from the input's declared shape.
+    pub input_shape: [usize; 3],
+    /// Class labels (`"0"`, `"1"`, ... when the file has none).
+    pub class_labels: Vec<String>,
+    /// Input normalisation, when recorded.
+    pub normalization: Option<Normalization>,
+    /// Training summary, when recorded.
+    pub training: Option<TrainingSummary>,
+    /// All metadata entries.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl ModelInfo {
+    /// Reads the info from a decoded model. Fails when the input shape cannot be determined
+    /// or a JSON metadata entry is malformed.
+    pub fn from_model(model: &ModelProto) -> Result<ModelInfo> {
+        let bad = |k: &str, e: String| OnnxError::Metadata(format!("metadata `{k}`: {e}"));
+        let metadata: BTreeMap<String, String> = model
+            .metadata_props
+            .iter()
+            .filter_map(|e| Some((e.key.clone()?, e.value.clone().unwrap_or_default())))
+            .collect();
+        let graph = model
+            .graph
+            .as_ref()
+            .ok_or_else(|| OnnxError::Invalid(vec!["the model has no graph".into()]))?;
+        let init: std::collections::HashSet<&str> = graph
+            .initializer
+            .iter()
+            .filter_map(|t| t.name.as_deref())
+            .collect();
+        let input = graph
+            .input
+            .iter()
+            .find(|i| !init.contains(i.name.as_deref().unwrap_or("")))
+            .ok_or_else(|| OnnxError::Invalid(vec!["the graph has no input".into()]))?;
+        let input_name = input.name.clone().unwrap_or_default();
+        let input_shape = match metadata.get("input_shape") {
+            Some(s) => {
+                let v: Vec<usize> =
+                    serde_json::from_str(s).map_err(|e| bad("input_shape", e.to_string()))?;
+                <[usize; 3]>::try_from(v.as_slice())
+                    .map_err(|_| bad("input_shape", format!("expected [C, H, W], got {v:?}")))?
+            }
+            None => match input.dims().as_deref() {
+                Some([_, Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)]) => [*c, *h, *w],
+                other => {
+                    return Err(OnnxError::Metadata(format!(
+                        "cannot tell the input shape: no `input_shape` metadata and the input \
+                         `{input_name}` is declared as {other:?}, not [N, C, H, W]"
+                    )))
+                }
+            },
+        };
+        if input_shape.contains(&0) {
+            return Err(bad("input_shape", "dimensions must be positive".into()));
+        }
+        let mut class_labels: Vec<String> = match metadata.get("class_labels") {
+            Some(s) => serde_json::from_str(s).map_err(|e| bad("class_labels", e.to_string()))?,
+            None => Vec::new(),
+        };
+        if class_labels.is_empty() {
+            if let Some(n) = metadata
+                .get("num_classes")
+                .and_then(|s| s.parse::<usize>().ok())
+            {
+                class_labels = (0..n).map(|i| i.to_string()).collect();
+            }
+        }
+        let normalization: Option<Normalization> = match metadata.get("normalization") {
+            Some(s) => {
+                let n: Normalization =
+                    serde_json::from_str(s).map_err(|e| bad("normalization", e.to_string()))?;
+                n.validate(input_shape)?;
+                Some(n)
+            }
+            None => None,
+        };
+        let training = match metadata.get("training") {
+            Some(s) => Some(serde_json::from_str(s).map_err(|e| bad("training", e.to_string()))?),
+            None => None,
+        };
+        Ok(ModelInfo {
+            ir_version: model.ir_version.unwrap_or(0),
+            opset: model.default_opset().unwrap_or(0),
+            producer: model.producer_name.clone().unwrap_or_default(),
+            input_name,
+            input_shape,
+            class_labels,
+            normalization,
+            training,
+            metadata,
+        })
+    }
+
+    /// The label of class `i` (its index when the file has no label for it).
+    pub fn label(&self, i: usize) -> String {
+        self.class_labels
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| i.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalization_formulas() {
+        let n = Normalization::mean_std(vec![0.5], vec![0.25]);
+        let mut px = vec![255.0, 0.0];
+        n.apply(&mut px, [1, 1, 2]).unwrap();
+        assert!((px[0] - 2.0).abs() < 1e-6 && (px[1] + 2.0).abs() < 1e-6);
+        let n = Normalization::per_pixel_mean(vec![0.1, 0.2]);
+        let mut px = vec![255.0, 255.0];
+        n.apply(&mut px, [1, 1, 2]).unwrap();
+        assert!((px[0] - 0.9).abs() < 1e-6 && (px[1] - 0.8).abs() < 1e-6);
+        assert!(Normalization::mean_std(vec![0.5], vec![0.0])
+            .validate([1, 1, 1])
+            .is_err());
+        assert!(Normalization::per_pixel_mean(vec![0.0; 3])
+            .validate([1, 2, 2])
+            .is_err());
+        let json = serde_json::to_string(&Normalization::none(3)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"mode":"none","scale":0.00392156862745098,"mean":[0.0,0.0,0.0],"std":[1.0,1.0,1.0]}"#
+        );
+    }
+}

@@ -1,0 +1,340 @@
+//! Exported models run in tract and match the plain-Rust reference executor.
+
+use std::collections::BTreeMap;
+use wrnc_ir::builder::LayerKind;
+use wrnc_ir::weights::Tensor;
+use wrnc_ir::{passes, Graph, GraphBuilder, ParamRole, Weights};
+use wrnc_onnx::{export, to_bytes, ExportMetadata, ExportOptions, Normalization};
+use wrnc_verify::{compare, reference, top_k, Predictor, TractModel, VerifyError};
+
+const BN: LayerKind = LayerKind::BatchNorm {
+    eps: 1e-5,
+    momentum: 0.1,
+};
+
+fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> LayerKind {
+    LayerKind::Conv {
+        out,
+        kernel,
+        stride,
+        padding,
+        bias: false,
+    }
+}
+
+/// conv -> bn -> relu -> conv -> add -> bn -> relu -> gap -> flatten -> linear -> softmax.
+fn plain(channels: usize) -> Graph {
+    let mut b = GraphBuilder::new("plain", [channels, 6, 6]).unwrap();
+    let x = b.layer("conv0", &conv(4, 3, 1, 1), &[b.input()]).unwrap();
+    let x = b.layer("bn0", &BN, &[x]).unwrap();
+    let r = b.layer("relu0", &LayerKind::Relu, &[x]).unwrap();
+    let y = b.layer("conv1", &conv(4, 3, 1, 1), &[r]).unwrap();
+    let z = b.layer("add", &LayerKind::Add, &[y, r]).unwrap();
+    let z = b.layer("bn1", &BN, &[z]).unwrap();
+    let z = b.layer("relu1", &LayerKind::Relu, &[z]).unwrap();
+    let z = b.layer("gap", &LayerKind::GlobalAvgPool, &[z]).unwrap();
+    let z = b.layer("flatten", &LayerKind::Flatten, &[z]).unwrap();
+    let z = b
+        .layer("fc", &LayerKind::Linear { out: 5, bias: true }, &[z])
+        .unwrap();
+    b.layer("softmax", &LayerKind::Softmax, &[z]).unwrap();
+    b.finish().unwrap()
+}
+
+/// Stem conv + pre-activation block (stride-2 conv0, dropout, 1x1 stride-2 shortcut) +
+/// identity block + avg pool (padded) + head without softmax.
+fn preact() -> Graph {
+    let mut b = GraphBuilder::new("preact", [3, 9, 9]).unwrap();
+    let x = b.layer("conv", &conv(4, 3, 1, 1), &[b.input()]).unwrap();
+    // block0: widening, strided, with a projection shortcut.
+    let o = b.layer("b0.bn0", &BN, &[x]).unwrap();
+    let o = b.layer("b0.relu0", &LayerKind::Relu, &[o]).unwrap();
+    let y = b.layer("b0.conv0", &conv(6, 3, 2, 1), &[o]).unwrap();
+    let y = b.layer("b0.bn1", &BN, &[y]).unwrap();
+    let y = b.layer("b0.relu1", &LayerKind::Relu, &[y]).unwrap();
+    let y = b
+        .layer("b0.dropout", &LayerKind::Dropout { p: 0.3 }, &[y])
+        .unwrap();
+    let y = b.layer("b0.conv1", &conv(6, 3, 1, 1), &[y]).unwrap();
+    let s = b.layer("b0.shortcut", &conv(6, 1, 2, 0), &[o]).unwrap();
+    let x = b.layer("b0.add", &LayerKind::Add, &[y, s]).unwrap();
+    // block1: identity shortcut.
+    let o = b.layer("b1.bn0", &BN, &[x]).unwrap();
+    let o = b.layer("b1.relu0", &LayerKind::Relu, &[o]).unwrap();
+    let y = b.layer("b1.conv0", &conv(6, 3, 1, 1), &[o]).unwrap();
+    let y = b.layer("b1.bn1", &BN, &[y]).unwrap();
+    let y = b.layer("b1.relu1", &LayerKind::Relu, &[y]).unwrap();
+    let y = b.layer("b1.conv1", &conv(6, 3, 1, 1), &[y]).unwrap();
+    let x = b.layer("b1.add", &LayerKind::Add, &[y, x]).unwrap();
+    let x = b.layer("bn", &BN, &[x]).unwrap();
+    let x = b.layer("relu", &LayerKind::Relu, &[x]).unwrap();
+    let pool = LayerKind::AvgPool {
+        kernel: 3,
+        stride: 2,
+        padding: 1,
+    };
+    let x = b.layer("pool", &pool, &[x]).unwrap();
+    let x = b.layer("gap", &LayerKind::GlobalAvgPool, &[x]).unwrap();
+    let x = b.layer("flatten", &LayerKind::Flatten, &[x]).unwrap();
+    b.layer("fc", &LayerKind::Linear { out: 7, bias: true }, &[x])
+        .unwrap();
+    b.finish().unwrap()
+}
+
+struct Lcg(u64);
+
+impl Lcg {
+    fn uniform(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// Random weights with positive running variances and non-zero running means, so folding is
+/// really exercised.
+fn weights(g: &Graph, seed: u64) -> Weights {
+    let mut r = Lcg(seed);
+    let mut w = Weights::default();
+    for p in &g.params {
+        let data = (0..p.numel())
+            .map(|_| {
+                let u = r.uniform();
+                match p.role {
+                    ParamRole::RunningVar => 0.3 + 1.5 * u,
+                    ParamRole::RunningMean => u - 0.5,
+                    ParamRole::BnWeight => 0.5 + u,
+                    _ => u - 0.5,
+                }
+            })
+            .collect();
+        w.tensors.insert(
+            p.name.clone(),
+            Tensor {
+                shape: p.shape.clone(),
+                data,
+            },
+        );
+    }
+    w
+}
+
+fn input(g: &Graph, n: usize, seed: u64) -> Vec<f32> {
+    let mut r = Lcg(seed);
+    let per: usize = g.input_shape().iter().product();
+    (0..n * per).map(|_| 2.0 * r.uniform() - 1.0).collect()
+}
+
+fn meta(classes: usize) -> ExportMetadata {
+    ExportMetadata {
+        class_labels: (0..classes).map(|i| format!("class{i}")).collect(),
+        ..Default::default()
+    }
+}
+
+fn probs_of(logits: &[f32], classes: usize) -> Vec<f32> {
+    logits
+        .chunks(classes)
+        .flat_map(|row| {
+            let r: Vec<f64> = row.iter().map(|&v| v as f64).collect();
+            reference::softmax(&r).into_iter().map(|v| v as f32)
+        })
+        .collect()
+}
+
+#[test]
+fn every_opset_runs_in_tract_and_matches_reference() {
+    let (mut worst, mut largest) = (0.0f32, 0.0f32);
+    for (g, seed) in [(plain(3), 1), (preact(), 2)] {
+        let w = weights(&g, seed);
+        let classes = g.classes();
+        for opset in 13..=17 {
+            for fold_bn in [false, true] {
+                let opts = ExportOptions { opset, fold_bn };
+                let bytes = to_bytes(&export(&g, &w, &opts, &meta(classes)).unwrap());
+                for n in [1, 4] {
+                    let x = input(&g, n, 100 + n as u64);
+                    let (ref_logits, _) = reference::evaluate(&g, &w, &x, n).unwrap();
+                    let ref_probs = probs_of(&ref_logits, classes);
+                    let m = TractModel::load(&bytes, Some(n)).unwrap();
+                    let [c, h, wd] = m.info().input_shape;
+                    let (logits, probs) = m.run(&x, [n, c, h, wd]).unwrap();
+                    let cl = compare(&ref_logits, &logits, classes).unwrap();
+                    let cp = compare(&ref_probs, &probs, classes).unwrap();
+                    let what = format!("{} opset {opset} fold {fold_bn} batch {n}", g.name);
+                    assert!(cl.max_abs_diff <= 1e-4, "{what}: logits {cl:?}");
+                    assert!(cp.max_abs_diff <= 1e-4, "{what}: probabilities {cp:?}");
+                    assert_eq!(cl.top1_agree, n, "{what}");
+                    worst = worst.max(cl.max_abs_diff).max(cp.max_abs_diff);
+                    largest = ref_logits.iter().fold(largest, |m, v| m.max(v.abs()));
+                }
+            }
+        }
+    }
+    eprintln!("worst abs diff {worst:e}, largest |logit| {largest}");
+    assert!(largest > 0.1, "logits are too small to test anything");
+}
+
+#[test]
+fn symbolic_batch_runs_any_size() {
+    let g = preact();
+    let w = weights(&g, 3);
+    let bytes = to_bytes(&export(&g, &w, &ExportOptions::default(), &meta(7)).unwrap());
+    let m = TractModel::load(&bytes, None).unwrap();
+    assert_eq!(m.batch(), None);
+    for n in [1, 3, 4] {
+        let x = input(&g, n, 7);
+        let (ref_logits, _) = reference::evaluate(&g, &w, &x, n).unwrap();
+        let (logits, _) = m.run(&x, [n, 3, 9, 9]).unwrap();
+        assert!(compare(&ref_logits, &logits, 7).unwrap().max_abs_diff <= 1e-4);
+    }
+}
+
+#[test]
+fn folding_preserves_reference_outputs() {
+    for (g, seed) in [(plain(3), 4), (preact(), 5)] {
+        let w = weights(&g, seed);
+        let (f, fw) = passes::inference_form(&g, &w, true);
+        let removed = g
+            .nodes
+            .iter()
+            .filter(|n| n.op.kind() == "batch_norm")
+            .count()
+            - f.nodes
+                .iter()
+                .filter(|n| n.op.kind() == "batch_norm")
+                .count();
+        // plain: bn0 after conv0. preact: stem (only read by b0.bn0) and bn1 of both blocks.
+        assert_eq!(removed, if g.name == "plain" { 1 } else { 3 });
+        let x = input(&g, 3, 9);
+        let (a, _) = reference::evaluate(&g, &w, &x, 3).unwrap();
+        let (b, _) = reference::evaluate(&f, &fw, &x, 3).unwrap();
+        let c = compare(&a, &b, g.classes()).unwrap();
+        assert!(c.max_abs_diff <= 1e-5, "{c:?}");
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let g = plain(3);
+    let w = weights(&g, 6);
+    let bytes = to_bytes(&export(&g, &w, &ExportOptions::default(), &meta(5)).unwrap());
+    let m = TractModel::load(&bytes, Some(2)).unwrap();
+    let x = input(&g, 2, 1);
+    assert!(matches!(
+        m.run(&x, [1, 3, 6, 6]),
+        Err(VerifyError::Input(_))
+    ));
+    assert!(matches!(
+        m.run(&x, [2, 1, 6, 6]),
+        Err(VerifyError::Input(_))
+    ));
+    assert!(matches!(
+        m.run(&x[1..], [2, 3, 6, 6]),
+        Err(VerifyError::Input(_))
+    ));
+    assert!(matches!(
+        TractModel::load(&b"not onnx".to_vec(), None),
+        Err(VerifyError::Onnx(_))
+    ));
+    assert!(TractModel::load(&bytes, Some(0)).is_err());
+    let missing = std::path::Path::new("/nonexistent/model.onnx");
+    assert!(matches!(
+        TractModel::load(missing, None),
+        Err(VerifyError::Io { .. })
+    ));
+}
+
+fn png(img: &image::DynamicImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+#[test]
+fn predict_png_with_metadata_normalisation() {
+    let g = plain(3);
+    let w = weights(&g, 8);
+    let mean = vec![0.4, 0.5, 0.6];
+    let std = vec![0.2, 0.25, 0.3];
+    let m = ExportMetadata {
+        normalization: Some(Normalization::mean_std(mean.clone(), std.clone())),
+        ..meta(5)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.onnx");
+    wrnc_onnx::write(&path, &g, &w, &ExportOptions::default(), &m).unwrap();
+    let p = Predictor::load(&path).unwrap();
+
+    // A 6x6 RGB image: no resize needed, so preprocessing is exact.
+    let mut r = Lcg(11);
+    let img = image::RgbImage::from_fn(6, 6, |_, _| {
+        image::Rgb([0, 0, 0].map(|_: u8| (r.uniform() * 255.0) as u8))
+    });
+    let file = dir.path().join("x.png");
+    std::fs::write(&file, png(&image::DynamicImage::ImageRgb8(img.clone()))).unwrap();
+    let preds = p.predict_files(&[&file], 3).unwrap();
+    assert_eq!(preds.len(), 1);
+    assert_eq!(preds[0].len(), 3);
+    assert!(preds[0][0].probability >= preds[0][1].probability);
+
+    // Expected: manual CHW normalisation, then the reference executor.
+    let mut x = vec![0.0f32; 3 * 36];
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            x[c * 36 + i] = (px.0[c] as f32 / 255.0 - mean[c]) / std[c];
+        }
+    }
+    let (_, probs) = reference::evaluate(&g, &w, &x, 1).unwrap();
+    let want = top_k(&probs, 3, p.info());
+    for (a, b) in preds[0].iter().zip(&want) {
+        assert_eq!(a.class, b.class);
+        assert_eq!(a.label, format!("class{}", a.class));
+        assert!((a.probability - b.probability).abs() < 1e-4);
+    }
+
+    // A larger RGBA image is resized and its alpha dropped; a grey one is expanded.
+    let big = image::DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+        20,
+        13,
+        image::Rgba([10, 200, 30, 128]),
+    ));
+    let grey =
+        image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(6, 6, image::Luma([77])));
+    let out = p.predict_images(&[big, grey], 5).unwrap();
+    assert_eq!(out.len(), 2);
+    let total: f32 = out[0].iter().map(|p| p.probability).sum();
+    assert!((total - 1.0).abs() < 1e-4);
+
+    // Garbage is a clear error naming the file.
+    let bad = dir.path().join("bad.png");
+    std::fs::write(&bad, b"definitely not a png").unwrap();
+    let e = p.predict_files(&[bad], 1).unwrap_err();
+    assert!(e.to_string().contains("bad.png"), "{e}");
+}
+
+#[test]
+fn predict_grey_model_per_pixel_mean() {
+    let g = plain(1);
+    let w = weights(&g, 12);
+    let mean_image: Vec<f32> = (0..36).map(|i| i as f32 / 100.0).collect();
+    let m = ExportMetadata {
+        normalization: Some(Normalization::per_pixel_mean(mean_image.clone())),
+        extra: BTreeMap::new(),
+        ..meta(5)
+    };
+    let bytes = to_bytes(&export(&g, &w, &ExportOptions::default(), &m).unwrap());
+    let p = Predictor::load(&bytes).unwrap();
+    let img =
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(6, 6, image::Rgb([90, 90, 90])));
+    let x = p.preprocess(&img).unwrap();
+    for (i, v) in x.iter().enumerate() {
+        assert!((v - (90.0 / 255.0 - mean_image[i])).abs() < 1e-6);
+    }
+    let decoded = wrnc_verify::decode_image(&png(&img), std::path::Path::new("mem.png")).unwrap();
+    let preds = p.predict_images(&[decoded], 1).unwrap();
+    let (_, probs) = reference::evaluate(&g, &w, &x, 1).unwrap();
+    assert_eq!(preds[0][0].class, wrnc_verify::argmax(&probs).unwrap());
+}
