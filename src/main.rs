@@ -28,6 +28,18 @@ enum Command {
     Expand(commands::expand::Args),
     /// Datasets: `wrnc data fetch cifar10|cifar100`.
     Data(commands::data::Args),
+    /// Train the network with Candle into a run directory (and export ONNX at the end).
+    Train(commands::train::Args),
+    /// Loss and accuracy of weights on a split.
+    Eval(commands::eval::Args),
+    /// Write freshly initialised weights (seeded init rules).
+    Init(commands::init::Args),
+    /// Prove with tract that an ONNX file computes what the weights compute.
+    Verify(commands::verify::Args),
+    /// Export trained weights to ONNX.
+    Export(commands::export::Args),
+    /// Classify PNG/JPEG images with an exported ONNX model (tract).
+    Predict(commands::predict::Args),
 }
 
 fn main() -> ExitCode {
@@ -45,6 +57,12 @@ fn main() -> ExitCode {
         Command::Graph(a) => commands::graph::run(a),
         Command::Expand(a) => commands::expand::run(a),
         Command::Data(a) => commands::data::run(a),
+        Command::Export(a) => commands::export::run(a),
+        Command::Train(a) => commands::train::run(a),
+        Command::Eval(a) => commands::eval::run(a),
+        Command::Init(a) => commands::init::run(a),
+        Command::Verify(a) => commands::verify::run(a),
+        Command::Predict(a) => commands::predict::run(a),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,13 @@
 pub mod check;
 pub mod common;
 pub mod data;
+pub mod deploy;
+pub mod eval;
 pub mod expand;
+pub mod export;
 pub mod graph;
+pub mod init;
+pub mod predict;
 pub mod summary;
+pub mod train;
+pub mod verify;

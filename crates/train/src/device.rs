@@ -1,0 +1,62 @@
+//! Choosing the Candle device. CUDA exists only when the crate is built with the `cuda` (or
+//! `cudnn`) feature; asking for it otherwise is a clear error.
+
+use crate::error::{Result, TrainError};
+use candle_core::Device;
+use wrnc_ir::recipe::DeviceKind;
+
+/// Whether this build can use CUDA.
+pub fn cuda_built_in() -> bool {
+    cfg!(feature = "cuda")
+}
+
+/// Opens the device asked for. `Auto` picks CUDA GPU 0 when built in and present, else CPU.
+pub fn select_device(kind: DeviceKind) -> Result<Device> {
+    match kind {
+        DeviceKind::Cpu => Ok(Device::Cpu),
+        DeviceKind::Cuda => open_cuda(),
+        DeviceKind::Auto => Ok(open_cuda().unwrap_or(Device::Cpu)),
+    }
+}
+
+/// A short human name of a device, for logs and `run.json`.
+pub fn device_name(device: &Device) -> &'static str {
+    match device {
+        Device::Cpu => "cpu",
+        Device::Cuda(_) => "cuda:0",
+        Device::Metal(_) => "metal:0",
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda() -> Result<Device> {
+    Device::new_cuda(0).map_err(|e| {
+        TrainError::Device(format!(
+            "CUDA was requested but GPU 0 cannot be opened: {e}"
+        ))
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda() -> Result<Device> {
+    Err(TrainError::Device(
+        "CUDA was requested but this wrnc was built without CUDA support; rebuild with \
+         `cargo build --release --features cuda` (or `cudnn`), or use `--device cpu`"
+            .into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_always_works_and_cuda_without_feature_is_an_error() {
+        assert!(matches!(select_device(DeviceKind::Cpu), Ok(Device::Cpu)));
+        if !cuda_built_in() {
+            let e = select_device(DeviceKind::Cuda).unwrap_err().to_string();
+            assert!(e.contains("without CUDA support"), "{e}");
+            assert!(matches!(select_device(DeviceKind::Auto), Ok(Device::Cpu)));
+        }
+    }
+}

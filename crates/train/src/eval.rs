@@ -1,0 +1,99 @@
+//! Inference-mode evaluation of weights on a dataset split, and raw logits for verification.
+
+use crate::data::{load_run_data, Split};
+use crate::device::select_device;
+use crate::error::{Result, TrainError};
+use crate::model::{Mode, Model};
+use crate::ops::{count_correct, cross_entropy};
+use candle_core::{DType, Device, Tensor};
+use serde::Serialize;
+use std::sync::Arc;
+use wrnc_data::{eval_batches, Dataset, Normalizer};
+use wrnc_ir::recipe::{DeviceKind, Recipe};
+use wrnc_ir::{Graph, Weights};
+
+/// Loss and accuracy of a model on one split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct EvalResult {
+    /// The split evaluated.
+    pub split: Split,
+    /// Number of images.
+    pub count: usize,
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction of images classified correctly, in [0, 1].
+    pub accuracy: f64,
+}
+
+/// Evaluates `model` (inference mode) on `data` with `batch_size` images per forward pass.
+pub fn evaluate_model(
+    model: &mut Model,
+    data: Arc<Dataset>,
+    norm: Arc<Normalizer>,
+    batch_size: usize,
+    split: Split,
+) -> Result<EvalResult> {
+    let batches =
+        eval_batches(data, norm, batch_size.max(1)).map_err(|e| TrainError::Data(e.to_string()))?;
+    let (mut loss_sum, mut correct, mut count) = (0f64, 0usize, 0usize);
+    for b in batches {
+        let x = model.input_tensor(&b.images, b.len)?;
+        let logits = model.logits(&x, Mode::Eval)?;
+        let labels = Tensor::from_slice(&b.labels, b.len, model.device())?;
+        let loss: f64 = cross_entropy(&logits, &labels)?
+            .to_dtype(DType::F64)?
+            .to_scalar()?;
+        loss_sum += loss * b.len as f64;
+        correct += count_correct(&logits, &b.labels)?;
+        count += b.len;
+    }
+    Ok(EvalResult {
+        split,
+        count,
+        loss: if count > 0 {
+            loss_sum / count as f64
+        } else {
+            0.0
+        },
+        accuracy: if count > 0 {
+            correct as f64 / count as f64
+        } else {
+            0.0
+        },
+    })
+}
+
+/// Evaluates `weights` on `split` of the recipe's dataset (same split, normalisation and
+/// batch size as training uses), on `device`.
+pub fn evaluate(
+    graph: &Graph,
+    weights: &Weights,
+    recipe: &Recipe,
+    split: Split,
+    device: DeviceKind,
+) -> Result<EvalResult> {
+    let dev = select_device(device)?;
+    let data = load_run_data(graph, recipe)?;
+    let mut model = Model::new(graph, weights, &dev, DType::F32)?;
+    evaluate_model(
+        &mut model,
+        data.split(split)?,
+        Arc::clone(&data.norm),
+        recipe.train.eval_batch_size,
+        split,
+    )
+}
+
+/// Inference-mode logits of `n` already-normalised images (`n x C x H x W` f32 values), on
+/// the CPU, row-major `[n, classes]`.
+pub fn predict_logits(
+    graph: &Graph,
+    weights: &Weights,
+    images: &[f32],
+    n: usize,
+) -> Result<Vec<f32>> {
+    let mut model = Model::new(graph, weights, &Device::Cpu, DType::F32)?;
+    let x = model.input_tensor(images, n)?;
+    let logits = model.logits(&x, Mode::Eval)?;
+    Ok(logits.flatten_all()?.to_vec1()?)
+}

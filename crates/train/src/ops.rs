@@ -1,0 +1,341 @@
+//! Layer functions built from Candle primitives so that autograd differentiates them:
+//! batch normalisation, dropout masks, average pooling and the loss.
+
+use crate::error::{Result, TrainError};
+use candle_core::{DType, Device, Tensor, D};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Output of a training-mode batch norm: the normalised tensor (differentiable through the
+/// batch statistics) and the updated running statistics (detached).
+#[derive(Debug)]
+pub struct BnTrainOutput {
+    /// `gamma * (x - mean) / sqrt(var + eps) + beta` with the biased batch variance.
+    pub y: Tensor,
+    /// `(1 - m) * running_mean + m * batch_mean`.
+    pub running_mean: Tensor,
+    /// `(1 - m) * running_var + m * batch_var * n / (n - 1)`.
+    pub running_var: Tensor,
+}
+
+/// The reduction axes and broadcast shape of a BN over `x` (`[N, C]` or `[N, C, H, W]`).
+fn bn_axes(x: &Tensor) -> Result<(Vec<usize>, Vec<usize>, usize)> {
+    match x.dims() {
+        &[n, c] => Ok((vec![0], vec![1, c], n)),
+        &[n, c, h, w] => Ok((vec![0, 2, 3], vec![1, c, 1, 1], n * h * w)),
+        d => Err(TrainError::Invalid(format!(
+            "batch norm needs a [N, C] or [N, C, H, W] input, got {d:?}"
+        ))),
+    }
+}
+
+/// Sum over every axis but the channel axis, keeping dimensions. Candle reduces trailing
+/// contiguous axes much faster than a strided set, so the spatial axes go first.
+fn channel_sum(x: &Tensor, axes: &[usize]) -> Result<Tensor> {
+    Ok(if axes.len() == 3 {
+        x.sum_keepdim((2, 3))?.sum_keepdim(0)?
+    } else {
+        x.sum_keepdim(0)?
+    })
+}
+
+/// Expands a `[1, C, 1, 1]` statistic to `[N, C, 1, 1]` before it is broadcast over the
+/// spatial axes: the backward pass then reduces the batch axis and the trailing spatial axes
+/// separately, both fast paths in Candle, instead of one slow strided reduction.
+fn per_sample(stat: &Tensor, x: &Tensor) -> Result<Tensor> {
+    Ok(if x.rank() == 4 {
+        let (n, c, _, _) = x.dims4()?;
+        stat.broadcast_as((n, c, 1, 1))?
+    } else {
+        stat.clone()
+    })
+}
+
+/// PyTorch training-mode batch norm: statistics over every axis but the channel axis,
+/// normalisation with the biased variance, running statistics updated with the unbiased one.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+    momentum: f64,
+) -> Result<BnTrainOutput> {
+    let (axes, bshape, count) = bn_axes(x)?;
+    if count < 2 {
+        return Err(TrainError::Invalid(format!(
+            "batch norm in training needs more than one value per channel, got input {:?}; \
+             use a larger batch (or drop_last)",
+            x.dims()
+        )));
+    }
+    let mean = channel_sum(x, &axes)?.affine(1.0 / count as f64, 0.0)?;
+    let xc = x.broadcast_sub(&per_sample(&mean, x)?)?;
+    let var = channel_sum(&xc.sqr()?, &axes)?.affine(1.0 / count as f64, 0.0)?;
+    let inv_std = (&var + eps)?.sqrt()?.recip()?;
+    let scale = inv_std.broadcast_mul(&gamma.reshape(bshape.as_slice())?)?;
+    let shift = beta.reshape(bshape.as_slice())?;
+    let y = xc
+        .broadcast_mul(&per_sample(&scale, x)?)?
+        .broadcast_add(&per_sample(&shift, x)?)?;
+    let c = gamma.dim(0)?;
+    let batch_mean = mean.detach().reshape(c)?;
+    let unbiased = var
+        .detach()
+        .reshape(c)?
+        .affine(count as f64 / (count - 1) as f64, 0.0)?;
+    let running_mean =
+        (running_mean.affine(1.0 - momentum, 0.0)? + batch_mean.affine(momentum, 0.0)?)?;
+    let running_var =
+        (running_var.affine(1.0 - momentum, 0.0)? + unbiased.affine(momentum, 0.0)?)?;
+    Ok(BnTrainOutput {
+        y,
+        running_mean,
+        running_var,
+    })
+}
+
+/// Inference-mode batch norm with the running statistics.
+pub fn batch_norm_eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    eps: f64,
+) -> Result<Tensor> {
+    let (_, bshape, _) = bn_axes(x)?;
+    let scale = ((running_var + eps)?.sqrt()?.recip()? * gamma)?;
+    let shift = (beta - (running_mean * &scale)?)?;
+    Ok(x.broadcast_mul(&scale.reshape(bshape.as_slice())?)?
+        .broadcast_add(&shift.reshape(bshape.as_slice())?)?)
+}
+
+/// The dropout RNG of one layer at one step: ChaCha8 seeded from (seed, step, node), so masks
+/// are reproducible and a resumed run draws exactly the masks it would have drawn.
+pub fn dropout_rng(seed: u64, step: u64, node: usize) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(&step.to_le_bytes());
+    key[16..24].copy_from_slice(&(node as u64).to_le_bytes());
+    key[24..].copy_from_slice(b"dropout\0");
+    ChaCha8Rng::from_seed(key)
+}
+
+/// An inverted-dropout mask of `shape`: each element is 0 with probability `p`, else
+/// `1 / (1 - p)`.
+pub fn dropout_mask(
+    rng: &mut ChaCha8Rng,
+    shape: &[usize],
+    p: f64,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let keep = 1.0 - p;
+    let scale = (1.0 / keep) as f32;
+    let data: Vec<f32> = (0..n)
+        .map(|_| {
+            if rng.random::<f64>() < keep {
+                scale
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    Ok(Tensor::from_vec(data, shape, device)?.to_dtype(dtype)?)
+}
+
+/// Average pooling with zero padding counted out of the divisor (PyTorch
+/// `count_include_pad=False`). Without padding and with stride == kernel it is Candle's
+/// pooling; otherwise a ones-kernel convolution divided by the number of real inputs.
+pub fn avg_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    if padding == 0 && stride == kernel && h % kernel == 0 && w % kernel == 0 {
+        return Ok(x.avg_pool2d(kernel)?);
+    }
+    let ones = Tensor::ones((1, 1, kernel, kernel), x.dtype(), x.device())?;
+    let sums = x
+        .reshape((n * c, 1, h, w))?
+        .conv2d(&ones, padding, stride, 1, 1)?;
+    let (_, _, oh, ow) = sums.dims4()?;
+    let count_1d = |len: usize, out: usize| -> Vec<f32> {
+        (0..out)
+            .map(|o| {
+                let start = (o * stride) as isize - padding as isize;
+                let end = start + kernel as isize;
+                (end.min(len as isize) - start.max(0)) as f32
+            })
+            .collect()
+    };
+    let ch = count_1d(h, oh);
+    let cw = count_1d(w, ow);
+    let counts: Vec<f32> = ch
+        .iter()
+        .flat_map(|a| cw.iter().map(move |b| 1.0 / (a * b)))
+        .collect();
+    let inv = Tensor::from_vec(counts, (1, 1, oh, ow), x.device())?.to_dtype(x.dtype())?;
+    Ok(sums.broadcast_mul(&inv)?.reshape((n, c, oh, ow))?)
+}
+
+/// Mean cross-entropy of `logits` `[N, K]` against class indices `labels` `[N]` (u32),
+/// through `log_softmax`.
+pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    Ok(candle_nn::loss::nll(&logp, labels)?)
+}
+
+/// Number of rows of `logits` whose arg-max equals the label.
+pub fn count_correct(logits: &Tensor, labels: &[u32]) -> Result<usize> {
+    let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+    Ok(pred.iter().zip(labels).filter(|(p, l)| p == l).count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[f32], shape: &[usize]) -> Tensor {
+        Tensor::from_slice(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn v(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32) {
+        assert_eq!(a.len(), b.len());
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= tol, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn bn_train_forward_backward_and_running_stats() {
+        // N=2, C=2, H=1, W=2. Channel 0 values: 1,3,5,7 ; channel 1: 2,2,4,8.
+        let x = candle_core::Var::from_tensor(&t(&[1., 3., 2., 2., 5., 7., 4., 8.], &[2, 2, 1, 2]))
+            .unwrap();
+        let gamma = candle_core::Var::from_tensor(&t(&[2.0, 0.5], &[2])).unwrap();
+        let beta = candle_core::Var::from_tensor(&t(&[0.1, -1.0], &[2])).unwrap();
+        let rm = t(&[0.0, 1.0], &[2]);
+        let rv = t(&[1.0, 2.0], &[2]);
+        let out = batch_norm_train(&x, &gamma, &beta, &rm, &rv, 1e-5, 0.1).unwrap();
+        // channel 0: mean 4, biased var (9+1+1+9)/4 = 5; channel 1: mean 4, var (4+4+0+16)/4=6
+        let s0 = 1.0 / (5.0f32 + 1e-5).sqrt();
+        let s1 = 1.0 / (6.0f32 + 1e-5).sqrt();
+        let want = [
+            2.0 * -3.0 * s0 + 0.1,
+            -2.0 * s0 + 0.1,
+            0.5 * -2.0 * s1 - 1.0,
+            0.5 * -2.0 * s1 - 1.0,
+            2.0 * 1.0 * s0 + 0.1,
+            2.0 * 3.0 * s0 + 0.1,
+            0.5 * 0.0 * s1 - 1.0,
+            0.5 * 4.0 * s1 - 1.0,
+        ];
+        close(&v(&out.y), &want, 1e-5);
+        // running: mean 0.9*[0,1] + 0.1*[4,4]; var 0.9*[1,2] + 0.1*[20/3, 8]
+        close(&v(&out.running_mean), &[0.4, 1.3], 1e-6);
+        close(&v(&out.running_var), &[0.9 + 2.0 / 3.0, 1.8 + 0.8], 1e-6);
+
+        // Backward of sum(y * w) with w = [1..8]: analytic BN gradient per channel:
+        // dx = gamma * s / n * (n*g - sum(g) - xhat * sum(g * xhat)), g = upstream grad.
+        let w = t(&[1., 2., 3., 4., 5., 6., 7., 8.], &[2, 2, 1, 2]);
+        let loss = (out.y * &w).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let dx = v(grads.get(&x).unwrap());
+        let xs = [[1.0f32, 3., 5., 7.], [2., 2., 4., 8.]];
+        let gs = [[1.0f32, 2., 5., 6.], [3., 4., 7., 8.]];
+        let gam = [2.0f32, 0.5];
+        let ss = [s0, s1];
+        let mut want = [0f32; 8];
+        let pos = [[0usize, 1, 4, 5], [2, 3, 6, 7]];
+        let mut dgamma = [0f32; 2];
+        for c in 0..2 {
+            let mean = xs[c].iter().sum::<f32>() / 4.0;
+            let xhat: Vec<f32> = xs[c].iter().map(|x| (x - mean) * ss[c]).collect();
+            let sg: f32 = gs[c].iter().sum();
+            let sgx: f32 = gs[c].iter().zip(&xhat).map(|(g, h)| g * h).sum();
+            dgamma[c] = sgx;
+            for i in 0..4 {
+                want[pos[c][i]] = gam[c] * ss[c] / 4.0 * (4.0 * gs[c][i] - sg - xhat[i] * sgx);
+            }
+        }
+        close(&dx, &want, 1e-5);
+        close(&v(grads.get(&gamma).unwrap()), &dgamma, 1e-4);
+        close(&v(grads.get(&beta).unwrap()), &[14.0, 22.0], 1e-5);
+    }
+
+    #[test]
+    fn bn_eval_uses_running_stats() {
+        let x = t(&[1., 2., 3., 4.], &[2, 2]);
+        let y = batch_norm_eval(
+            &x,
+            &t(&[2.0, 1.0], &[2]),
+            &t(&[0.5, 0.0], &[2]),
+            &t(&[1.0, 2.0], &[2]),
+            &t(&[4.0, 0.25], &[2]),
+            0.0,
+        )
+        .unwrap();
+        close(&v(&y), &[0.5, 0.0, 2.5, 4.0], 1e-6);
+    }
+
+    #[test]
+    fn avg_pool_excludes_padding() {
+        let x = t(&[1., 2., 3., 4., 5., 6., 7., 8., 9.], &[1, 1, 3, 3]);
+        // kernel 2 stride 1 padding 1 -> 4x4 output; corner = x[0,0] alone.
+        let y = v(&avg_pool(&x, 2, 1, 1).unwrap());
+        assert_eq!(y.len(), 16);
+        close(&y[..4], &[1.0, 1.5, 2.5, 3.0], 1e-6);
+        close(&y[5..7], &[3.0, 4.0], 1e-6);
+        let z = v(&avg_pool(&t(&[1., 2., 3., 4.], &[1, 1, 2, 2]), 2, 2, 0).unwrap());
+        close(&z, &[2.5], 1e-6);
+    }
+
+    #[test]
+    fn dropout_masks_are_reproducible_and_scaled() {
+        let a = dropout_mask(
+            &mut dropout_rng(1, 5, 3),
+            &[1000],
+            0.3,
+            DType::F32,
+            &Device::Cpu,
+        );
+        let b = dropout_mask(
+            &mut dropout_rng(1, 5, 3),
+            &[1000],
+            0.3,
+            DType::F32,
+            &Device::Cpu,
+        );
+        let c = dropout_mask(
+            &mut dropout_rng(1, 6, 3),
+            &[1000],
+            0.3,
+            DType::F32,
+            &Device::Cpu,
+        );
+        let (a, b, c) = (v(&a.unwrap()), v(&b.unwrap()), v(&c.unwrap()));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let zeros = a.iter().filter(|&&x| x == 0.0).count();
+        assert!((240..360).contains(&zeros), "{zeros}");
+        assert!(a.iter().all(|&x| x == 0.0 || (x - 1.0 / 0.7).abs() < 1e-6));
+    }
+
+    #[test]
+    fn cross_entropy_matches_hand_value() {
+        let logits = t(&[0.0, 0.0, 1.0, 2.0], &[2, 2]);
+        let labels = Tensor::from_slice(&[0u32, 1], 2, &Device::Cpu).unwrap();
+        let l: f32 = cross_entropy(&logits, &labels)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        let want = (2f32.ln() + (1.0 + (-1f32).exp()).ln()) / 2.0;
+        assert!((l - want).abs() < 1e-6);
+        assert_eq!(count_correct(&logits, &[0, 1]).unwrap(), 2);
+        assert_eq!(count_correct(&logits, &[1, 0]).unwrap(), 0);
+    }
+}

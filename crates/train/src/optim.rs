@@ -1,0 +1,306 @@
+//! SGD with exactly `torch.optim.SGD`'s update rule:
+//!
+//! ```text
+//! g = grad + wd * p                      (if the parameter decays)
+//! buf = g                                (first step)
+//! buf = momentum * buf + (1 - dampening) * g
+//! g = g + momentum * buf   (nesterov)    or   g = buf
+//! p = p - lr * g
+//! ```
+//!
+//! Running statistics are never touched; the momentum buffers are the optimiser state.
+
+use crate::error::{Result, TrainError};
+use crate::model::Model;
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor};
+use std::collections::BTreeMap;
+use wrnc_ir::recipe::{DecayOn, Sgd};
+use wrnc_ir::weights::Tensor as HostTensor;
+use wrnc_ir::{Graph, Param, ParamId};
+
+/// Whether weight decay applies to `p` under `on` (never to buffers).
+pub fn decays(p: &Param, on: DecayOn) -> bool {
+    p.trainable
+        && match on {
+            DecayOn::All => true,
+            DecayOn::Weights => p.decay,
+        }
+}
+
+/// SGD with momentum buffers, one per trainable parameter once it has been stepped.
+#[derive(Debug)]
+pub struct SgdOptimizer {
+    cfg: Sgd,
+    decay: Vec<bool>,
+    buffers: Vec<Option<Tensor>>,
+}
+
+impl SgdOptimizer {
+    /// A fresh optimiser (no momentum buffers yet) for `graph`'s parameters.
+    pub fn new(cfg: &Sgd, graph: &Graph) -> SgdOptimizer {
+        SgdOptimizer {
+            cfg: cfg.clone(),
+            decay: graph
+                .params
+                .iter()
+                .map(|p| decays(p, cfg.weight_decay_on))
+                .collect(),
+            buffers: vec![None; graph.params.len()],
+        }
+    }
+
+    /// Applies one update with learning rate `lr` to every trainable parameter of `model`
+    /// that has a gradient in `grads` (parameters without one are skipped, as in PyTorch).
+    pub fn step(&mut self, model: &mut Model, grads: &GradStore, lr: f64) -> Result<()> {
+        self.step_with(model, |t| grads.get(t).cloned(), lr)
+    }
+
+    /// [`SgdOptimizer::step`] with gradients looked up by a function of the parameter tensor.
+    pub fn step_with(
+        &mut self,
+        model: &mut Model,
+        grad_of: impl Fn(&Tensor) -> Option<Tensor>,
+        lr: f64,
+    ) -> Result<()> {
+        let updates: Vec<(ParamId, Tensor, Tensor)> = model
+            .trainable()
+            .into_iter()
+            .filter_map(|(id, var)| {
+                grad_of(var.as_tensor()).map(|g| (id, var.as_tensor().clone(), g))
+            })
+            .collect();
+        let (m, d, wd) = (self.cfg.momentum, self.cfg.dampening, self.cfg.weight_decay);
+        for (id, p, grad) in updates {
+            let mut g = grad;
+            if wd != 0.0 && self.decay[id.0] {
+                g = (g + p.affine(wd, 0.0)?)?;
+            }
+            if m != 0.0 {
+                let buf = match self.buffers[id.0].take() {
+                    None => g.copy()?,
+                    Some(b) => (b.affine(m, 0.0)? + g.affine(1.0 - d, 0.0)?)?,
+                };
+                g = if self.cfg.nesterov {
+                    (g + buf.affine(m, 0.0)?)?
+                } else {
+                    buf.clone()
+                };
+                self.buffers[id.0] = Some(buf);
+            }
+            let new_p = (p - g.affine(lr, 0.0)?)?;
+            model.set_param(id, &new_p)?;
+        }
+        Ok(())
+    }
+
+    /// The momentum buffers as host f32 tensors keyed by parameter name.
+    pub fn state(&self, graph: &Graph) -> Result<BTreeMap<String, HostTensor>> {
+        let mut out = BTreeMap::new();
+        for (p, b) in graph.params.iter().zip(&self.buffers) {
+            if let Some(b) = b {
+                let data = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                out.insert(
+                    p.name.clone(),
+                    HostTensor {
+                        shape: p.shape.clone(),
+                        data,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Restores momentum buffers saved by [`SgdOptimizer::state`].
+    pub fn load_state(
+        &mut self,
+        model: &Model,
+        state: &BTreeMap<String, HostTensor>,
+    ) -> Result<()> {
+        let graph = model.graph();
+        for (name, t) in state {
+            let (id, p) = graph.param_by_name(name).ok_or_else(|| {
+                TrainError::Invalid(format!(
+                    "optimizer state has a momentum buffer for `{name}`, which is not a \
+                     parameter of the model"
+                ))
+            })?;
+            if t.shape != p.shape || !p.trainable {
+                return Err(TrainError::Invalid(format!(
+                    "optimizer state: momentum buffer `{name}` has shape {:?}, the parameter \
+                     needs {:?}",
+                    t.shape, p.shape
+                )));
+            }
+            let tensor = Tensor::from_slice(&t.data, t.shape.as_slice(), model.device())?
+                .to_dtype(model.dtype())?;
+            self.buffers[id.0] = Some(tensor);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use wrnc_ir::builder::LayerKind;
+    use wrnc_ir::GraphBuilder;
+
+    /// conv(1->1, 1x1, bias) -> bn -> gap -> flatten -> linear(2): tiny and inspectable.
+    fn graph() -> Graph {
+        let mut b = GraphBuilder::new("t", [1, 1, 2]).unwrap();
+        let x = b.input();
+        let c = b
+            .layer(
+                "conv",
+                &LayerKind::Conv {
+                    out: 1,
+                    kernel: 1,
+                    stride: 1,
+                    padding: 0,
+                    bias: true,
+                },
+                &[x],
+            )
+            .unwrap();
+        let n = b
+            .layer(
+                "bn",
+                &LayerKind::BatchNorm {
+                    eps: 1e-5,
+                    momentum: 0.1,
+                },
+                &[c],
+            )
+            .unwrap();
+        let p = b.layer("pool", &LayerKind::GlobalAvgPool, &[n]).unwrap();
+        let f = b.layer("flat", &LayerKind::Flatten, &[p]).unwrap();
+        b.layer(
+            "fc",
+            &LayerKind::Linear {
+                out: 2,
+                bias: false,
+            },
+            &[f],
+        )
+        .unwrap();
+        b.finish().unwrap()
+    }
+
+    /// Runs two SGD steps with constant gradients and returns the final parameter values
+    /// by name; gradients: every element of every parameter gets grad `gval`.
+    fn run(cfg: &Sgd, gval: f32) -> BTreeMap<String, Vec<f32>> {
+        let g = graph();
+        let w = crate::init::init_weights(&g, 0);
+        let mut w2 = w.clone();
+        for (name, t) in w2.tensors.iter_mut() {
+            if !name.contains("running") {
+                t.data.iter_mut().for_each(|v| *v = 1.0);
+            }
+        }
+        let mut model = Model::new(&g, &w2, &Device::Cpu, DType::F32).unwrap();
+        let mut opt = SgdOptimizer::new(cfg, &g);
+        for _ in 0..2 {
+            let grad = |t: &Tensor| t.ones_like().unwrap().affine(gval as f64, 0.0).ok();
+            opt.step_with(&mut model, grad, 0.1).unwrap();
+        }
+        model
+            .to_weights()
+            .unwrap()
+            .tensors
+            .into_iter()
+            .map(|(k, t)| (k, t.data))
+            .collect()
+    }
+
+    fn close(a: f32, b: f64) {
+        assert!((a as f64 - b).abs() < 1e-6, "{a} vs {b}");
+    }
+
+    #[test]
+    fn nesterov_with_weight_decay_two_steps() {
+        let cfg = Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: true,
+            weight_decay: 0.01,
+            weight_decay_on: DecayOn::All,
+        };
+        let out = run(&cfg, 0.5);
+        // p0 = 1. step 1: g = 0.5 + 0.01 = 0.51; buf = 0.51; g = 0.51 + 0.9*0.51 = 0.969;
+        // p1 = 1 - 0.0969 = 0.9031.
+        // step 2: g = 0.5 + 0.01*0.9031 = 0.509031; buf = 0.9*0.51 + 0.509031 = 0.968031;
+        // g = 0.509031 + 0.9*0.968031 = 1.3802589; p2 = 0.9031 - 0.13802589 = 0.76507411.
+        for name in [
+            "conv.weight",
+            "conv.bias",
+            "bn.weight",
+            "bn.bias",
+            "fc.weight",
+        ] {
+            for &v in &out[name] {
+                close(v, 0.765_074_11);
+            }
+        }
+        // running statistics are untouched
+        assert_eq!(out["bn.running_mean"], vec![0.0]);
+        assert_eq!(out["bn.running_var"], vec![1.0]);
+    }
+
+    #[test]
+    fn plain_momentum_with_dampening() {
+        let cfg = Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            dampening: 0.5,
+            nesterov: false,
+            weight_decay: 0.0,
+            weight_decay_on: DecayOn::All,
+        };
+        let out = run(&cfg, 1.0);
+        // step 1: buf = 1 (no dampening on the first step); p = 1 - 0.1 = 0.9.
+        // step 2: buf = 0.9*1 + 0.5*1 = 1.4; p = 0.9 - 0.14 = 0.76.
+        close(out["conv.weight"][0], 0.76);
+        close(out["bn.bias"][0], 0.76);
+    }
+
+    #[test]
+    fn decay_on_weights_skips_bn_and_biases() {
+        let cfg = Sgd {
+            lr: 0.1,
+            momentum: 0.9,
+            dampening: 0.0,
+            nesterov: true,
+            weight_decay: 0.01,
+            weight_decay_on: DecayOn::Weights,
+        };
+        let out = run(&cfg, 0.5);
+        // decayed: as in the nesterov test
+        close(out["conv.weight"][0], 0.765_074_11);
+        close(out["fc.weight"][1], 0.765_074_11);
+        // not decayed: g = 0.5 each step; step1: buf=.5, g=.95, p=.905;
+        // step2: buf=.45+.5=.95, g=.5+.855=1.355, p=.905-.1355=.7695
+        for name in ["conv.bias", "bn.weight", "bn.bias"] {
+            close(out[name][0], 0.7695);
+        }
+    }
+
+    #[test]
+    fn state_round_trips() {
+        let g = graph();
+        let w = crate::init::init_weights(&g, 1);
+        let mut model = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+        let mut opt = SgdOptimizer::new(&Sgd::default(), &g);
+        assert!(opt.state(&g).unwrap().is_empty());
+        opt.step_with(&mut model, |t| t.ones_like().ok(), 0.1)
+            .unwrap();
+        let st = opt.state(&g).unwrap();
+        assert_eq!(st.len(), 5);
+        let mut opt2 = SgdOptimizer::new(&Sgd::default(), &g);
+        opt2.load_state(&model, &st).unwrap();
+        assert_eq!(opt2.state(&g).unwrap(), st);
+    }
+}

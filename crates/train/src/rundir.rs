@@ -1,0 +1,298 @@
+//! The run directory's files and its crash-safe commit protocol.
+//!
+//! Each checkpoint writes `last.safetensors`, `optimizer.safetensors` and, when the
+//! validation accuracy improved, `best.safetensors` first as `NAME.next` files (atomically),
+//! then `state.json` (the commit point), then renames the `.next` files into place. Every
+//! safetensors file carries the commit tag of the state it belongs to in its metadata
+//! (`wrnc.commit`). On resume, [`recover`] finishes an interrupted rename (roll forward) or
+//! discards uncommitted `.next` files, so a kill at any point leaves a consistent state.
+//! `metrics.csv` is rewritten from the committed state; `steps.csv` is appended before the
+//! commit and truncated to the committed step on resume.
+
+use crate::error::{Result, TrainError};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use wrnc_ir::atomic::write_atomic;
+use wrnc_ir::Weights;
+
+/// The commit point.
+pub const STATE_FILE: &str = "state.json";
+/// Weights after the last committed step.
+pub const LAST_FILE: &str = "last.safetensors";
+/// Weights of the epoch with the best evaluation accuracy.
+pub const BEST_FILE: &str = "best.safetensors";
+/// Momentum buffers and the JSON training state.
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// One row per completed epoch.
+pub const METRICS_FILE: &str = "metrics.csv";
+/// One row per step.
+pub const STEPS_FILE: &str = "steps.csv";
+/// The resolved spec the run was started with.
+pub const SPEC_FILE: &str = "spec.resolved.yaml";
+/// Facts about the run (splits, device, ...).
+pub const RUN_FILE: &str = "run.json";
+/// Metadata key of the commit tag.
+pub const COMMIT_KEY: &str = "wrnc.commit";
+/// Header of `metrics.csv`.
+pub const METRICS_HEADER: &str =
+    "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_sec";
+/// Header of `steps.csv`.
+pub const STEPS_HEADER: &str = "step,epoch,lr,loss";
+
+/// One row of `metrics.csv` (accuracies as fractions).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochMetrics {
+    /// Epoch, from 1.
+    pub epoch: usize,
+    /// Learning rate of the epoch.
+    pub lr: f64,
+    /// Mean training loss over the epoch's steps (weighted by batch size).
+    pub train_loss: f64,
+    /// Training accuracy (train mode, augmented batches).
+    pub train_acc: f64,
+    /// Loss on the evaluation split.
+    pub val_loss: f64,
+    /// Accuracy on the evaluation split.
+    pub val_acc: f64,
+    /// Wall time of the epoch (training and evaluation).
+    pub seconds: f64,
+    /// Training throughput.
+    pub images_per_sec: f64,
+}
+
+/// Running sums of the epoch in progress (kept across a mid-epoch interruption).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct PartialEpoch {
+    /// Sum of batch loss times batch size.
+    pub loss_sum: f64,
+    /// Correct training predictions.
+    pub correct: u64,
+    /// Training images seen.
+    pub seen: u64,
+    /// Seconds spent training so far in this epoch.
+    pub train_seconds: f64,
+}
+
+/// The committed training state (`state.json`, also stored in `optimizer.safetensors`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    /// Format version.
+    pub format: u32,
+    /// Model name.
+    pub model: String,
+    /// Completed epochs.
+    pub epochs_done: usize,
+    /// Batches of the next epoch already trained (non-zero after a mid-epoch stop).
+    pub batches_done: usize,
+    /// Optimiser steps taken.
+    pub global_step: u64,
+    /// Sums of the epoch in progress.
+    pub partial: PartialEpoch,
+    /// Best evaluation accuracy so far and its epoch (from 1).
+    pub best: Option<(f64, usize)>,
+    /// Commit tag of `best.safetensors`.
+    pub best_commit: Option<String>,
+    /// The training seed (init, shuffling, augmentation and dropout derive from it; no other
+    /// RNG state exists: epoch `e` uses the data stream `(seed, e)`, step `s` of layer `i` the
+    /// dropout stream `(seed, s, i)`).
+    pub seed: u64,
+    /// The settings that must not change on resume.
+    pub settings: serde_json::Value,
+    /// All completed epochs.
+    pub metrics: Vec<EpochMetrics>,
+}
+
+impl RunState {
+    /// The commit tag of this state.
+    pub fn commit(&self) -> String {
+        format!(
+            "epoch{}-batch{}-step{}",
+            self.epochs_done, self.batches_done, self.global_step
+        )
+    }
+}
+
+fn next_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.next"))
+}
+
+fn tag_of(w: &Weights) -> Option<&str> {
+    w.metadata.get(COMMIT_KEY).map(String::as_str)
+}
+
+/// A file to be committed: its name in the run directory and its weights (tagged here).
+#[derive(Debug)]
+pub struct Staged {
+    /// File name, e.g. [`LAST_FILE`].
+    pub name: &'static str,
+    /// Contents.
+    pub weights: Weights,
+}
+
+/// Commits `files` and `state` with the journaled protocol described in the module docs.
+pub fn commit(dir: &Path, files: Vec<Staged>, state: &RunState) -> Result<()> {
+    let tag = state.commit();
+    let mut names = Vec::new();
+    for mut f in files {
+        f.weights.metadata.insert(COMMIT_KEY.into(), tag.clone());
+        f.weights.save(&next_path(dir, f.name))?;
+        names.push(f.name);
+    }
+    let json = serde_json::to_vec_pretty(state)
+        .map_err(|e| TrainError::Invalid(format!("cannot serialise the run state: {e}")))?;
+    let state_path = dir.join(STATE_FILE);
+    write_atomic(&state_path, &json).map_err(|e| TrainError::io(&state_path, e))?;
+    for name in names {
+        let from = next_path(dir, name);
+        std::fs::rename(&from, dir.join(name)).map_err(|e| TrainError::io(&from, e))?;
+    }
+    write_metrics(dir, &state.metrics)
+}
+
+/// Reads `state.json` (None when absent).
+pub fn read_state(dir: &Path) -> Result<Option<RunState>> {
+    let path = dir.join(STATE_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(TrainError::io(&path, e)),
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| TrainError::RunDir {
+            dir: dir.to_path_buf(),
+            message: format!("{STATE_FILE} is not a wrnc run state: {e}"),
+        })
+}
+
+/// Brings the directory to the committed `state` (rolling forward or discarding `.next`
+/// files) and returns the committed last weights and optimizer file.
+pub fn recover(dir: &Path, state: &RunState) -> Result<(Weights, Weights)> {
+    let tag = state.commit();
+    for (name, want) in [
+        (LAST_FILE, Some(tag.clone())),
+        (OPTIMIZER_FILE, Some(tag.clone())),
+        (BEST_FILE, state.best_commit.clone()),
+    ] {
+        let next = next_path(dir, name);
+        if next.exists() {
+            let keep = Weights::load(&next)
+                .ok()
+                .is_some_and(|w| tag_of(&w).map(str::to_string) == want);
+            if keep {
+                std::fs::rename(&next, dir.join(name)).map_err(|e| TrainError::io(&next, e))?;
+            } else {
+                std::fs::remove_file(&next).map_err(|e| TrainError::io(&next, e))?;
+            }
+        }
+    }
+    let load_tagged = |name: &str| -> Result<Weights> {
+        let w = Weights::load(&dir.join(name))?;
+        if tag_of(&w) != Some(tag.as_str()) {
+            return Err(TrainError::RunDir {
+                dir: dir.to_path_buf(),
+                message: format!(
+                    "{name} belongs to commit {:?}, but {STATE_FILE} records {tag:?}; the \
+                     directory was modified outside wrnc",
+                    tag_of(&w)
+                ),
+            });
+        }
+        Ok(w)
+    };
+    let last = load_tagged(LAST_FILE)?;
+    let opt = load_tagged(OPTIMIZER_FILE)?;
+    write_metrics(dir, &state.metrics)?;
+    truncate_steps(dir, state.global_step)?;
+    Ok((last, opt))
+}
+
+/// Rewrites `metrics.csv` from `rows`.
+pub fn write_metrics(dir: &Path, rows: &[EpochMetrics]) -> Result<()> {
+    let mut s = String::from(METRICS_HEADER);
+    s.push('\n');
+    for r in rows {
+        s.push_str(&format!(
+            "{},{},{:.6},{:.6},{:.6},{:.6},{:.3},{:.1}\n",
+            r.epoch,
+            r.lr,
+            r.train_loss,
+            r.train_acc,
+            r.val_loss,
+            r.val_acc,
+            r.seconds,
+            r.images_per_sec
+        ));
+    }
+    let path = dir.join(METRICS_FILE);
+    write_atomic(&path, s.as_bytes()).map_err(|e| TrainError::io(&path, e))
+}
+
+/// Keeps the header and the rows of `steps.csv` with `step <= last_step`.
+pub fn truncate_steps(dir: &Path, last_step: u64) -> Result<()> {
+    let path = dir.join(STEPS_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(TrainError::io(&path, e)),
+    };
+    let mut out = String::from(STEPS_HEADER);
+    out.push('\n');
+    for line in text.lines().skip(1) {
+        let step = line.split(',').next().and_then(|s| s.parse::<u64>().ok());
+        match step {
+            Some(s) if s <= last_step && line.split(',').count() == 4 => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    write_atomic(&path, out.as_bytes()).map_err(|e| TrainError::io(&path, e))
+}
+
+/// Appends rows to `steps.csv`; [`StepLog::sync`] makes them durable before a commit.
+#[derive(Debug)]
+pub struct StepLog {
+    path: PathBuf,
+    file: std::io::BufWriter<std::fs::File>,
+}
+
+impl StepLog {
+    /// Opens `steps.csv` for appending, writing the header to a new file.
+    pub fn open(dir: &Path) -> Result<StepLog> {
+        let path = dir.join(STEPS_FILE);
+        let new = !path.exists();
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| TrainError::io(&path, e))?;
+        let mut log = StepLog {
+            path,
+            file: std::io::BufWriter::new(f),
+        };
+        if new {
+            log.write_line(STEPS_HEADER)?;
+        }
+        Ok(log)
+    }
+
+    fn write_line(&mut self, line: &str) -> Result<()> {
+        writeln!(self.file, "{line}").map_err(|e| TrainError::io(&self.path, e))
+    }
+
+    /// Appends one step.
+    pub fn row(&mut self, step: u64, epoch: usize, lr: f64, loss: f64) -> Result<()> {
+        self.write_line(&format!("{step},{epoch},{lr},{loss:.6}"))
+    }
+
+    /// Flushes and syncs the file.
+    pub fn sync(&mut self) -> Result<()> {
+        self.file
+            .flush()
+            .and_then(|_| self.file.get_ref().sync_data())
+            .map_err(|e| TrainError::io(&self.path, e))
+    }
+}

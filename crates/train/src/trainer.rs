@@ -1,0 +1,546 @@
+//! The training loop: data, model, optimiser and schedule wired to a checkpointed,
+//! resumable run directory.
+
+use crate::data::{load_run_data, train_batch_config, Split};
+use crate::device::{device_name, select_device};
+use crate::error::{Result, TrainError};
+use crate::eval::evaluate_model;
+use crate::init::init_weights;
+use crate::interrupt::{install_ctrl_c_handler, interrupt_flag};
+use crate::lock::RunLock;
+use crate::model::{Mode, Model};
+use crate::ops::{count_correct, cross_entropy};
+use crate::optim::SgdOptimizer;
+use crate::progress::EpochProgress;
+use crate::rundir::{
+    self, commit, read_state, recover, truncate_steps, EpochMetrics, PartialEpoch, RunState,
+    Staged, StepLog,
+};
+use crate::schedule::lr_for_epoch;
+use candle_core::{DType, Tensor};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+use wrnc_data::{epoch_batches, num_batches};
+use wrnc_ir::atomic::write_atomic;
+use wrnc_ir::recipe::{DeviceKind, Precision, Recipe};
+use wrnc_ir::{Graph, Weights};
+
+/// How to run [`train`].
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Run directory (created if needed).
+    pub out_dir: PathBuf,
+    /// Device override (None: the recipe's `train.device`).
+    pub device: Option<DeviceKind>,
+    /// Continue the run committed in `out_dir`.
+    pub resume: bool,
+    /// Start from these weights instead of the init rules (names and shapes checked).
+    pub init_weights: Option<PathBuf>,
+    /// No progress bar (the one-line summary per epoch is still printed).
+    pub quiet: bool,
+    /// The resolved spec, written to `spec.resolved.yaml` when the run starts.
+    pub resolved_spec_yaml: String,
+    /// The spec's name (recorded in weights metadata and `run.json`).
+    pub spec_name: String,
+    /// Install a Ctrl-C handler (the CLI does; tests and libraries may not).
+    pub handle_ctrl_c: bool,
+    /// Stop as if interrupted once this global step has been taken (tests, time limits).
+    pub stop_after_steps: Option<u64>,
+}
+
+impl TrainOptions {
+    /// Defaults: recipe device, fresh run, init rules, progress shown, Ctrl-C handled.
+    pub fn new(out_dir: impl Into<PathBuf>) -> Self {
+        TrainOptions {
+            out_dir: out_dir.into(),
+            device: None,
+            resume: false,
+            init_weights: None,
+            quiet: false,
+            resolved_spec_yaml: String::new(),
+            spec_name: String::new(),
+            handle_ctrl_c: true,
+            stop_after_steps: None,
+        }
+    }
+}
+
+/// How a call to [`train`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// All epochs are done.
+    Finished,
+    /// `--resume` found a run that had already finished; nothing was trained.
+    AlreadyFinished,
+    /// Stopped by Ctrl-C (or `stop_after_steps`) after saving a resumable checkpoint; the
+    /// CLI exits with status 130.
+    Interrupted,
+}
+
+/// The result of [`train`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainOutcome {
+    /// How the run ended.
+    pub status: RunStatus,
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Completed epochs.
+    pub epochs_done: usize,
+    /// Optimiser steps taken.
+    pub global_step: u64,
+    /// Best evaluation accuracy and its epoch (from 1).
+    pub best: Option<(f64, usize)>,
+    /// Metrics of the last completed epoch.
+    pub last: Option<EpochMetrics>,
+    /// The split evaluated each epoch (`test` when `data.val_size` is 0).
+    pub eval_split: Split,
+}
+
+fn settings_json(graph: &Graph, recipe: &Recipe) -> Result<serde_json::Value> {
+    let ser = |v: serde_json::Result<serde_json::Value>| {
+        v.map_err(|e| TrainError::Invalid(format!("cannot serialise the recipe: {e}")))
+    };
+    let mut train = ser(serde_json::to_value(&recipe.train))?;
+    if let Some(o) = train.as_object_mut() {
+        o.remove("device");
+        o.remove("eval_batch_size");
+    }
+    let mut data = ser(serde_json::to_value(&recipe.data))?;
+    if let Some(o) = data.as_object_mut() {
+        o.remove("root");
+        o.remove("prefetch");
+    }
+    let params: Vec<String> = graph
+        .params
+        .iter()
+        .map(|p| format!("{} {:?}", p.name, p.shape))
+        .collect();
+    Ok(serde_json::json!({ "params": params, "train": train, "data": data }))
+}
+
+fn settings_diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.get("params") != new.get("params") {
+        out.push("the model's parameters (names or shapes)".to_string());
+    }
+    for section in ["train", "data"] {
+        let (a, b) = (old.get(section), new.get(section));
+        let keys: std::collections::BTreeSet<String> = [a, b]
+            .iter()
+            .filter_map(|v| v.and_then(|v| v.as_object()))
+            .flat_map(|o| o.keys().cloned())
+            .collect();
+        for k in keys {
+            let (x, y) = (a.and_then(|v| v.get(&k)), b.and_then(|v| v.get(&k)));
+            if x != y {
+                out.push(format!(
+                    "{section}.{k}: was {}, now {}",
+                    x.map(|v| v.to_string()).unwrap_or_default(),
+                    y.map(|v| v.to_string()).unwrap_or_default()
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn run_dir_err(dir: &Path, message: impl Into<String>) -> TrainError {
+    TrainError::RunDir {
+        dir: dir.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+fn validate(recipe: &Recipe) -> Result<()> {
+    if recipe.train.batch_size == 0 {
+        return Err(TrainError::Invalid(
+            "train.batch_size must be at least 1".into(),
+        ));
+    }
+    if recipe.train.precision == Precision::Bf16 {
+        return Err(TrainError::Invalid(
+            "train.precision bf16 is not supported by the Candle back end yet; use f32".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Everything the epoch loop works on.
+struct Run<'a> {
+    graph: &'a Graph,
+    recipe: &'a Recipe,
+    opts: &'a TrainOptions,
+    dir: PathBuf,
+    model: Model,
+    opt: SgdOptimizer,
+    state: RunState,
+}
+
+impl Run<'_> {
+    fn outcome(&self, status: RunStatus, eval_split: Split) -> TrainOutcome {
+        TrainOutcome {
+            status,
+            run_dir: self.dir.clone(),
+            epochs_done: self.state.epochs_done,
+            global_step: self.state.global_step,
+            best: self.state.best,
+            last: self.state.metrics.last().copied(),
+            eval_split,
+        }
+    }
+
+    fn weights(&self, extra: &[(&str, String)]) -> Result<Weights> {
+        let mut w = self.model.to_weights()?;
+        w.metadata.insert("model".into(), self.graph.name.clone());
+        if !self.opts.spec_name.is_empty() {
+            w.metadata
+                .insert("spec".into(), self.opts.spec_name.clone());
+        }
+        for (k, v) in extra {
+            w.metadata.insert((*k).into(), v.clone());
+        }
+        Ok(w)
+    }
+
+    /// Commits the current state; `best` adds `best.safetensors`.
+    fn checkpoint(&self, best: Option<(f64, usize, Split)>) -> Result<()> {
+        let s = &self.state;
+        let last = self.weights(&[
+            ("epoch", s.epochs_done.to_string()),
+            ("batches_into_next_epoch", s.batches_done.to_string()),
+            ("step", s.global_step.to_string()),
+        ])?;
+        let state_json = serde_json::to_string(&RunState {
+            metrics: Vec::new(),
+            ..s.clone()
+        })
+        .map_err(|e| TrainError::Invalid(e.to_string()))?;
+        let mut opt = Weights {
+            tensors: self.opt.state(self.graph)?,
+            ..Weights::default()
+        };
+        opt.metadata.insert("wrnc.state".into(), state_json);
+        let mut files = vec![
+            Staged {
+                name: rundir::LAST_FILE,
+                weights: last,
+            },
+            Staged {
+                name: rundir::OPTIMIZER_FILE,
+                weights: opt,
+            },
+        ];
+        if let Some((acc, epoch, split)) = best {
+            files.push(Staged {
+                name: rundir::BEST_FILE,
+                weights: self.weights(&[
+                    ("epoch", epoch.to_string()),
+                    ("val_accuracy", format!("{acc}")),
+                    ("val_split", split.name().to_string()),
+                    ("step", s.global_step.to_string()),
+                ])?,
+            });
+        }
+        commit(&self.dir, files, s)
+    }
+}
+
+/// Trains `graph` with `recipe` into `opts.out_dir` (see the crate docs for the files).
+pub fn train(graph: &Graph, recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
+    validate(recipe)?;
+    let dir = opts.out_dir.clone();
+    std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
+    let _lock = RunLock::acquire(&dir)?;
+    let device = select_device(opts.device.unwrap_or(recipe.train.device))?;
+    let settings = settings_json(graph, recipe)?;
+    let existing = read_state(&dir)?;
+    let eval_split_guess = if recipe.data.val_size > 0 {
+        Split::Val
+    } else {
+        Split::Test
+    };
+
+    let mut run = if opts.resume {
+        if opts.init_weights.is_some() {
+            return Err(TrainError::Invalid(
+                "--init cannot be combined with --resume (a resumed run continues from its own \
+                 checkpoint)"
+                    .into(),
+            ));
+        }
+        let state = existing.ok_or_else(|| {
+            run_dir_err(
+                &dir,
+                "there is no committed checkpoint to resume (state.json is missing); start \
+                 the run without --resume",
+            )
+        })?;
+        let diff = settings_diff(&state.settings, &settings);
+        if !diff.is_empty() {
+            return Err(run_dir_err(
+                &dir,
+                format!(
+                    "the run was started with different settings, so it cannot be resumed \
+                     exactly:\n  {}",
+                    diff.join("\n  ")
+                ),
+            ));
+        }
+        let (last, optw) = recover(&dir, &state)?;
+        let mut last = last;
+        last.metadata.clear();
+        let model = Model::new(graph, &last, &device, DType::F32)?;
+        let mut opt = SgdOptimizer::new(&recipe.train.optimizer, graph);
+        opt.load_state(&model, &optw.tensors)?;
+        let run = Run {
+            graph,
+            recipe,
+            opts,
+            dir: dir.clone(),
+            model,
+            opt,
+            state,
+        };
+        if run.state.epochs_done >= recipe.train.epochs {
+            eprintln!(
+                "{}: the run already finished ({} epochs); nothing to do",
+                dir.display(),
+                run.state.epochs_done
+            );
+            return Ok(run.outcome(RunStatus::AlreadyFinished, eval_split_guess));
+        }
+        run
+    } else {
+        if existing.is_some() {
+            return Err(run_dir_err(
+                &dir,
+                "it already holds a run (state.json exists); pass --resume to continue it or \
+                 choose another output directory",
+            ));
+        }
+        let weights = match &opts.init_weights {
+            Some(p) => {
+                let mut w = Weights::load(p)?;
+                w.check_against(graph, &p.display().to_string())?;
+                w.metadata.clear();
+                w
+            }
+            None => init_weights(graph, recipe.train.seed),
+        };
+        let spec_path = dir.join(rundir::SPEC_FILE);
+        write_atomic(&spec_path, opts.resolved_spec_yaml.as_bytes())
+            .map_err(|e| TrainError::io(&spec_path, e))?;
+        truncate_steps(&dir, 0)?;
+        rundir::write_metrics(&dir, &[])?;
+        for stale in [rundir::LAST_FILE, rundir::BEST_FILE, rundir::OPTIMIZER_FILE] {
+            let _ = std::fs::remove_file(dir.join(format!("{stale}.next")));
+        }
+        let model = Model::new(graph, &weights, &device, DType::F32)?;
+        Run {
+            graph,
+            recipe,
+            opts,
+            dir: dir.clone(),
+            model,
+            opt: SgdOptimizer::new(&recipe.train.optimizer, graph),
+            state: RunState {
+                format: 1,
+                model: graph.name.clone(),
+                epochs_done: 0,
+                batches_done: 0,
+                global_step: 0,
+                partial: PartialEpoch::default(),
+                best: None,
+                best_commit: None,
+                seed: recipe.train.seed,
+                settings,
+                metrics: Vec::new(),
+            },
+        }
+    };
+    train_epochs(&mut run, device_name(&device))
+}
+
+fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> Result<()> {
+    let split = data.epoch_eval_split();
+    let info = serde_json::json!({
+        "model": run.graph.name,
+        "spec": run.opts.spec_name,
+        "dataset": run.recipe.data.dataset,
+        "train_size": data.train.len(),
+        "val_size": data.val.as_ref().map(|v| v.len()).unwrap_or(0),
+        "test_size": data.test.len(),
+        "epoch_eval_split": split,
+        "epoch_eval_note": if split == Split::Test {
+            "data.val_size is 0: the val_loss/val_acc columns of metrics.csv and best.safetensors \
+             use the test split"
+        } else {
+            "val_loss/val_acc are measured on the held-out validation split"
+        },
+        "device": device,
+        "epochs": run.recipe.train.epochs,
+        "batch_size": run.recipe.train.batch_size,
+        "steps_per_epoch": num_batches(data.train.len(), run.recipe.train.batch_size,
+            run.recipe.train.drop_last),
+        "seed": run.recipe.train.seed,
+        "resumed_from_step": run.state.global_step,
+        "wrnc_train_version": env!("CARGO_PKG_VERSION"),
+    });
+    let path = run.dir.join(rundir::RUN_FILE);
+    let bytes = serde_json::to_vec_pretty(&info).map_err(|e| TrainError::Invalid(e.to_string()))?;
+    write_atomic(&path, &bytes).map_err(|e| TrainError::io(&path, e))
+}
+
+fn train_epochs(run: &mut Run<'_>, device: &str) -> Result<TrainOutcome> {
+    let (recipe, opts) = (run.recipe, run.opts);
+    let data = load_run_data(run.graph, recipe)?;
+    let eval_split = data.epoch_eval_split();
+    let eval_data = data.split(eval_split)?;
+    write_run_json(run, &data, device)?;
+    let cfg = train_batch_config(recipe);
+    let tc = &recipe.train;
+    let steps = num_batches(data.train.len(), tc.batch_size, tc.drop_last);
+    if steps == 0 {
+        return Err(TrainError::Invalid(format!(
+            "the training split has {} images, fewer than one batch of {} with drop_last",
+            data.train.len(),
+            tc.batch_size
+        )));
+    }
+    let flag = interrupt_flag();
+    flag.store(false, Ordering::SeqCst);
+    if opts.handle_ctrl_c && !install_ctrl_c_handler() {
+        eprintln!("warning: could not install the Ctrl-C handler");
+    }
+    let mut log = StepLog::open(&run.dir)?;
+    let seed = tc.seed;
+
+    for epoch in run.state.epochs_done..tc.epochs {
+        let lr = lr_for_epoch(tc, epoch);
+        let skip = run.state.batches_done;
+        let batches = epoch_batches(
+            Arc::clone(&data.train),
+            Arc::clone(&data.norm),
+            &cfg,
+            epoch as u64,
+            seed,
+        )
+        .map_err(|e| TrainError::Data(e.to_string()))?;
+        let bar = EpochProgress::new(epoch + 1, tc.epochs, steps, skip, opts.quiet);
+        let started = Instant::now();
+        let prior_secs = run.state.partial.train_seconds;
+        let mut stop = false;
+        for (bi, batch) in batches.enumerate().skip(skip) {
+            let x = run.model.input_tensor(&batch.images, batch.len)?;
+            let labels = Tensor::from_slice(&batch.labels, batch.len, run.model.device())?;
+            let mode = Mode::Train {
+                seed,
+                step: run.state.global_step,
+            };
+            let logits = run.model.logits(&x, mode)?;
+            let loss = cross_entropy(&logits, &labels)?;
+            let value: f32 = loss.to_dtype(DType::F32)?.to_scalar()?;
+            if !value.is_finite() {
+                bar.finish();
+                return Err(TrainError::NonFinite {
+                    epoch: epoch + 1,
+                    step: bi + 1,
+                    global_step: run.state.global_step + 1,
+                    value: format!("{value}"),
+                    last_good_epoch: run.state.epochs_done,
+                });
+            }
+            let grads = loss.backward()?;
+            run.opt.step(&mut run.model, &grads, lr)?;
+            let correct = count_correct(&logits, &batch.labels)?;
+            let s = &mut run.state;
+            s.global_step += 1;
+            s.batches_done = bi + 1;
+            s.partial.loss_sum += value as f64 * batch.len as f64;
+            s.partial.correct += correct as u64;
+            s.partial.seen += batch.len as u64;
+            s.partial.train_seconds = prior_secs + started.elapsed().as_secs_f64();
+            log.row(s.global_step, epoch + 1, lr, value as f64)?;
+            let seen = s.partial.seen as f64;
+            bar.update(
+                bi + 1,
+                s.partial.loss_sum / seen,
+                s.partial.correct as f64 / seen,
+                lr,
+                seen / s.partial.train_seconds.max(1e-9),
+            );
+            stop = flag.load(Ordering::SeqCst) || opts.stop_after_steps == Some(s.global_step);
+            if stop && bi + 1 < steps {
+                bar.finish();
+                log.sync()?;
+                run.checkpoint(None)?;
+                eprintln!(
+                    "stopped in epoch {} after step {}; checkpoint saved, continue with --resume",
+                    epoch + 1,
+                    run.state.global_step
+                );
+                return Ok(run.outcome(RunStatus::Interrupted, eval_split));
+            }
+            if stop {
+                break;
+            }
+        }
+        bar.finish();
+        let p = run.state.partial;
+        let ev = evaluate_model(
+            &mut run.model,
+            Arc::clone(&eval_data),
+            Arc::clone(&data.norm),
+            tc.eval_batch_size,
+            eval_split,
+        )?;
+        let seen = p.seen.max(1) as f64;
+        let row = EpochMetrics {
+            epoch: epoch + 1,
+            lr,
+            train_loss: p.loss_sum / seen,
+            train_acc: p.correct as f64 / seen,
+            val_loss: ev.loss,
+            val_acc: ev.accuracy,
+            seconds: prior_secs + started.elapsed().as_secs_f64(),
+            images_per_sec: p.seen as f64 / p.train_seconds.max(1e-9),
+        };
+        let s = &mut run.state;
+        s.metrics.push(row);
+        s.epochs_done = epoch + 1;
+        s.batches_done = 0;
+        s.partial = PartialEpoch::default();
+        let improved = s.best.is_none_or(|(b, _)| row.val_acc > b);
+        if improved {
+            s.best = Some((row.val_acc, epoch + 1));
+            s.best_commit = Some(s.commit());
+        }
+        log.sync()?;
+        run.checkpoint(improved.then_some((row.val_acc, epoch + 1, eval_split)))?;
+        eprintln!(
+            "epoch {}/{}: lr {:.5}  train loss {:.4} acc {:.2}%  {} loss {:.4} acc {:.2}%{}  \
+             {:.1}s  {:.0} img/s",
+            epoch + 1,
+            tc.epochs,
+            lr,
+            row.train_loss,
+            row.train_acc * 100.0,
+            eval_split,
+            row.val_loss,
+            row.val_acc * 100.0,
+            if improved { " (best)" } else { "" },
+            row.seconds,
+            row.images_per_sec
+        );
+        if stop && epoch + 1 < tc.epochs {
+            eprintln!(
+                "stopped after epoch {}; checkpoint saved, continue with --resume",
+                epoch + 1
+            );
+            return Ok(run.outcome(RunStatus::Interrupted, eval_split));
+        }
+    }
+    Ok(run.outcome(RunStatus::Finished, eval_split))
+}

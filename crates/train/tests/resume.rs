@@ -1,0 +1,276 @@
+//! A stopped-and-resumed run reproduces an uninterrupted one exactly.
+
+use std::path::Path;
+use wrnc_ir::builder::LayerKind;
+use wrnc_ir::recipe::{Augment, Crop, DatasetKind, DeviceKind, PadMode, Recipe, Schedule, Toggle};
+use wrnc_ir::{Graph, GraphBuilder, Weights};
+use wrnc_train::{train, RunStatus, TrainOptions};
+
+fn tiny() -> Graph {
+    let mut b = GraphBuilder::new("tiny", [1, 8, 8]).unwrap();
+    let conv = |out, stride| LayerKind::Conv {
+        out,
+        kernel: 3,
+        stride,
+        padding: 1,
+        bias: false,
+    };
+    let bn = LayerKind::BatchNorm {
+        eps: 1e-5,
+        momentum: 0.1,
+    };
+    let x = b.layer("conv0", &conv(8, 1), &[b.input()]).unwrap();
+    let x = b.layer("bn0", &bn, &[x]).unwrap();
+    let x = b.layer("relu0", &LayerKind::Relu, &[x]).unwrap();
+    let x = b
+        .layer("drop", &LayerKind::Dropout { p: 0.2 }, &[x])
+        .unwrap();
+    let x = b.layer("conv1", &conv(16, 2), &[x]).unwrap();
+    let x = b.layer("bn1", &bn, &[x]).unwrap();
+    let x = b.layer("relu1", &LayerKind::Relu, &[x]).unwrap();
+    let x = b.layer("pool", &LayerKind::GlobalAvgPool, &[x]).unwrap();
+    let x = b.layer("flatten", &LayerKind::Flatten, &[x]).unwrap();
+    let x = b
+        .layer(
+            "fc",
+            &LayerKind::Linear {
+                out: 10,
+                bias: true,
+            },
+            &[x],
+        )
+        .unwrap();
+    b.layer("softmax", &LayerKind::Softmax, &[x]).unwrap();
+    b.finish().unwrap()
+}
+
+fn recipe(epochs: usize) -> Recipe {
+    let mut r = Recipe::default();
+    r.data.dataset = DatasetKind::Digits;
+    r.data.val_size = 237;
+    r.data.augment = Toggle::On(Augment {
+        crop: Toggle::On(Crop {
+            padding: 1,
+            mode: PadMode::Zero,
+        }),
+        flip: false,
+    });
+    r.train.epochs = epochs;
+    r.train.batch_size = 100; // 1200 training images: 12 steps per epoch
+    r.train.seed = 11;
+    r.train.device = DeviceKind::Cpu;
+    r.train.schedule = Schedule::Cosine { min_lr: 0.0 };
+    r.train.warmup_epochs = 1;
+    r
+}
+
+fn opts(dir: &Path) -> TrainOptions {
+    TrainOptions {
+        quiet: true,
+        handle_ctrl_c: false,
+        resolved_spec_yaml: "name: tiny\n".into(),
+        spec_name: "tiny".into(),
+        ..TrainOptions::new(dir)
+    }
+}
+
+/// metrics.csv without the timing columns.
+fn metrics(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').take(6).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+fn tensors(path: &Path) -> std::collections::BTreeMap<String, Vec<u32>> {
+    Weights::load(path)
+        .unwrap()
+        .tensors
+        .into_iter()
+        .map(|(k, t)| (k, t.data.iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+fn assert_same_run(a: &Path, b: &Path) {
+    assert_eq!(metrics(a), metrics(b));
+    assert_eq!(
+        std::fs::read_to_string(a.join("steps.csv")).unwrap(),
+        std::fs::read_to_string(b.join("steps.csv")).unwrap()
+    );
+    for f in [
+        "last.safetensors",
+        "best.safetensors",
+        "optimizer.safetensors",
+    ] {
+        assert!(tensors(&a.join(f)) == tensors(&b.join(f)), "{f} differs");
+    }
+}
+
+#[test]
+fn stopped_and_resumed_runs_match_an_uninterrupted_run() {
+    let g = tiny();
+    let r = recipe(2);
+    let root = tempfile::tempdir().unwrap();
+    let full = root.path().join("full");
+    let out = train(&g, &r, &opts(&full)).unwrap();
+    assert_eq!(out.status, RunStatus::Finished);
+    assert_eq!(out.epochs_done, 2);
+    assert_eq!(out.global_step, 24);
+    assert_eq!(metrics(&full).len(), 3);
+    assert_eq!(
+        std::fs::read_to_string(full.join("steps.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        25
+    );
+
+    // Stopped at the epoch boundary, then resumed.
+    let a = root.path().join("epoch-stop");
+    let stop = TrainOptions {
+        stop_after_steps: Some(12),
+        ..opts(&a)
+    };
+    let o = train(&g, &r, &stop).unwrap();
+    assert_eq!((o.status, o.epochs_done), (RunStatus::Interrupted, 1));
+    assert_eq!(metrics(&a).len(), 2);
+    let o = train(
+        &g,
+        &r,
+        &TrainOptions {
+            resume: true,
+            ..opts(&a)
+        },
+    )
+    .unwrap();
+    assert_eq!((o.status, o.epochs_done), (RunStatus::Finished, 2));
+    assert_same_run(&full, &a);
+
+    // Stopped in the middle of epoch 2, then resumed.
+    let b = root.path().join("mid-stop");
+    let stop = TrainOptions {
+        stop_after_steps: Some(17),
+        ..opts(&b)
+    };
+    let o = train(&g, &r, &stop).unwrap();
+    assert_eq!(
+        (o.status, o.epochs_done, o.global_step),
+        (RunStatus::Interrupted, 1, 17)
+    );
+    let o = train(
+        &g,
+        &r,
+        &TrainOptions {
+            resume: true,
+            ..opts(&b)
+        },
+    )
+    .unwrap();
+    assert_eq!(o.status, RunStatus::Finished);
+    assert_same_run(&full, &b);
+
+    // Resuming a finished run does nothing and says so.
+    let o = train(
+        &g,
+        &r,
+        &TrainOptions {
+            resume: true,
+            ..opts(&b)
+        },
+    )
+    .unwrap();
+    assert_eq!(o.status, RunStatus::AlreadyFinished);
+    assert_same_run(&full, &b);
+
+    // A fresh run into a used directory, or a resume with other settings, is refused.
+    let e = train(&g, &r, &opts(&b)).unwrap_err().to_string();
+    assert!(e.contains("--resume"), "{e}");
+    let e = train(
+        &g,
+        &recipe(3),
+        &TrainOptions {
+            resume: true,
+            ..opts(&b)
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("train.epochs"), "{e}");
+}
+
+#[test]
+fn uncommitted_next_files_are_discarded_and_committed_ones_rolled_forward() {
+    let g = tiny();
+    let r = recipe(2);
+    let root = tempfile::tempdir().unwrap();
+    let full = root.path().join("full");
+    train(&g, &r, &opts(&full)).unwrap();
+
+    let a = root.path().join("a");
+    let stop = TrainOptions {
+        stop_after_steps: Some(12),
+        ..opts(&a)
+    };
+    train(&g, &r, &stop).unwrap();
+    // A crash after writing the next epoch's files but before the commit: garbage .next
+    // files that must be ignored.
+    std::fs::copy(
+        full.join("last.safetensors"),
+        a.join("last.safetensors.next"),
+    )
+    .unwrap();
+    std::fs::write(a.join("optimizer.safetensors.next"), b"partial").unwrap();
+    // A crash after the commit but before the rename: the committed file only exists as .next.
+    std::fs::rename(a.join("best.safetensors"), a.join("best.safetensors.next")).unwrap();
+    let o = train(
+        &g,
+        &r,
+        &TrainOptions {
+            resume: true,
+            ..opts(&a)
+        },
+    )
+    .unwrap();
+    assert_eq!(o.status, RunStatus::Finished);
+    assert_same_run(&full, &a);
+    assert!(!a.join("last.safetensors.next").exists());
+}
+
+#[test]
+fn init_weights_are_checked_and_used() {
+    let g = tiny();
+    let mut r = recipe(1);
+    r.train.optimizer.lr = 0.0; // weights stay as given (BN running stats still move)
+    let root = tempfile::tempdir().unwrap();
+    let mut w = wrnc_train::init_weights(&g, 99);
+    let init = root.path().join("init.safetensors");
+    w.save(&init).unwrap();
+    let dir = root.path().join("run");
+    let o = train(
+        &g,
+        &r,
+        &TrainOptions {
+            init_weights: Some(init.clone()),
+            ..opts(&dir)
+        },
+    )
+    .unwrap();
+    assert_eq!(o.status, RunStatus::Finished);
+    let last = Weights::load(&dir.join("last.safetensors")).unwrap();
+    assert_eq!(last.get("conv0.weight"), w.get("conv0.weight"));
+
+    w.tensors.remove("fc.bias");
+    w.save(&init).unwrap();
+    let e = train(
+        &g,
+        &r,
+        &TrainOptions {
+            init_weights: Some(init),
+            ..opts(&root.path().join("run2"))
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("missing tensor `fc.bias`"), "{e}");
+}

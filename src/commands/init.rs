@@ -1,0 +1,35 @@
+//! `wrnc init SPEC -o WEIGHTS [--seed N]`: write freshly initialised weights.
+
+use super::common::SpecArgs;
+use anyhow::Result;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `wrnc init`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Output weights file (safetensors).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Seed (default: the spec's train.seed).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<ExitCode> {
+    let spec = a.spec.load()?;
+    let seed = a.seed.unwrap_or(spec.resolved.train.seed);
+    let mut w = wrnc_train::init_weights(&spec.graph, seed);
+    w.metadata.insert("model".into(), spec.graph.name.clone());
+    w.metadata.insert("init_seed".into(), seed.to_string());
+    w.save(&a.output)?;
+    println!(
+        "wrote {} ({} tensors, seed {seed})",
+        a.output.display(),
+        w.tensors.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
