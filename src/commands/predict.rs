@@ -28,7 +28,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.top == 0 {
         return Err(UsageError("--top must be at least 1".into()).into());
     }
-    let predictor = Predictor::load(&a.model).map_err(|e| UsageError(e.to_string()))?;
+    let predictor =
+        Predictor::load(&a.model).map_err(|e| UsageError(format!("{}: {e}", a.model.display())))?;
     let results = predictor
         .predict_files(&a.images, a.top)
         .map_err(|e| UsageError(e.to_string()))?;

@@ -58,7 +58,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
     opts.quiet = a.quiet;
     opts.resolved_spec_yaml = spec.resolved_yaml();
     opts.spec_name = spec.name().to_string();
-    let outcome = wrnc_train::train(&spec.graph, &recipe, &opts).map_err(classify)?;
+    let outcome = wrnc_train::train(&spec.graph, &recipe, &opts).map_err(|e| {
+        let io = matches!(e, TrainError::Io { .. });
+        let e = classify(e);
+        if !io {
+            return e;
+        }
+        // A failed read or write (disk full, read-only directory): the commit protocol kept
+        // the last checkpoint, so say so and how to continue.
+        e.context(format!(
+            "training stopped: a file of the run directory could not be read or written; {} \
+             keeps its last committed checkpoint. Fix the cause, then continue with: wrnc \
+             train {} --out {} --resume",
+            out.display(),
+            a.spec.spec.display(),
+            out.display()
+        ))
+    })?;
     match outcome.status {
         RunStatus::Interrupted => {
             eprintln!(
@@ -110,7 +126,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
         meta.extra.insert("weights_file".into(), file.to_string());
         let opts = ExportOptions::from(&recipe.export);
         let path = outcome.run_dir.join(&recipe.export.file);
-        wrnc_onnx::write(&path, &spec.graph, &weights, &opts, &meta)?;
+        wrnc_onnx::write(&path, &spec.graph, &weights, &opts, &meta).with_context(|| {
+            format!(
+                "the ONNX export failed; training finished and its checkpoints are kept. \
+                 Export again with: wrnc train {} --out {} --resume",
+                a.spec.spec.display(),
+                out.display()
+            )
+        })?;
         eprintln!("exported {} (from {file})", path.display());
     }
     Ok(ExitCode::SUCCESS)

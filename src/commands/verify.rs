@@ -81,9 +81,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let spec = wrnc_spec::load(&a.spec, &a.set)?;
     let weights = load_weights(&a.weights, &spec.graph)?;
-    let proto =
-        read_model_file(&a.model, &ReadLimits::default()).map_err(|e| UsageError(e.to_string()))?;
-    let info = ModelInfo::from_model(&proto).map_err(|e| UsageError(e.to_string()))?;
+    let in_file = |e: wrnc_onnx::OnnxError| UsageError(format!("{}: {e}", a.model.display()));
+    let proto = read_model_file(&a.model, &ReadLimits::default()).map_err(in_file)?;
+    let info = ModelInfo::from_model(&proto).map_err(in_file)?;
     match check_structure(&proto) {
         Ok(_) => {
             let g = proto.graph.as_ref();

@@ -1,0 +1,212 @@
+//! End-to-end tests of `wrnc train` / `wrnc eval` on real and generated data.
+
+mod common;
+use common::*;
+use std::path::Path;
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+fn eval_json(args: &[&str]) -> serde_json::Value {
+    let r = wrnc(args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    serde_json::from_str(&r.stdout).unwrap()
+}
+
+#[test]
+fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
+    let dir = tempdir();
+    let data = dir.path().join("cifar");
+    wrnc_data::testutil::write_cifar_like(&data, wrnc_data::DatasetKind::Cifar10, 60, 100, 7)
+        .unwrap();
+    let spec = write(
+        dir.path(),
+        "synth.yaml",
+        &format!(
+            "name: synth\nmodel:\n  wrn: {{depth: 10, width: 1}}\ndata:\n  dataset: cifar10\n  \
+             root: {}\n  val_size: 100\ntrain:\n  epochs: 2\n  batch_size: 50\n  optimizer: \
+             {{lr: 0.05}}\n  schedule: {{kind: constant}}\n",
+            data.display()
+        ),
+    );
+    let run = dir.path().join("run");
+    let r = wrnc(&["train", &spec, "--out", run.to_str().unwrap(), "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for f in [
+        "spec.resolved.yaml",
+        "metrics.csv",
+        "steps.csv",
+        "last.safetensors",
+        "best.safetensors",
+        "optimizer.safetensors",
+        "model.onnx",
+    ] {
+        assert!(run.join(f).is_file(), "missing {f}");
+    }
+    let header = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(
+        header.starts_with("epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_sec")
+    );
+    let metrics = csv_rows(&run.join("metrics.csv"));
+    assert_eq!(metrics.len(), 2);
+    // 5 files x 60 = 300 training records, 100 held out for validation: 200 train.
+    let steps = csv_rows(&run.join("steps.csv"));
+    assert_eq!(steps.len(), 2 * 200 / 50);
+    let best: f64 = metrics
+        .iter()
+        .map(|r| r[5].parse::<f64>().unwrap())
+        .fold(0.0, f64::max);
+    let v = eval_json(&[
+        "eval",
+        &spec,
+        "--weights",
+        run.join("best.safetensors").to_str().unwrap(),
+        "--split",
+        "val",
+        "--json",
+    ]);
+    assert_eq!(v["split"], "val");
+    assert_eq!(v["count"], 100);
+    assert!(
+        (v["accuracy"].as_f64().unwrap() - best).abs() < 1e-9,
+        "{v} vs {best}"
+    );
+    // The export at the end of training used best.safetensors (there is a val split).
+    let r = wrnc(&[
+        "verify",
+        run.join("model.onnx").to_str().unwrap(),
+        "--spec",
+        &spec,
+        "--weights",
+        run.join("best.safetensors").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("test images of cifar10"), "{}", r.stdout);
+    // Training again into the same directory without --resume is refused.
+    let r = wrnc(&["train", &spec, "--out", run.to_str().unwrap(), "--quiet"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    // Resuming the finished run says so and succeeds.
+    let r = wrnc(&[
+        "train",
+        &spec,
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+        "--resume",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("already finished"), "{}", r.stderr);
+}
+
+#[test]
+fn missing_dataset_and_bad_device_are_clear_errors() {
+    let dir = tempdir();
+    let run = dir.path().join("run");
+    let r = wrnc(&[
+        "train",
+        "specs/wrn-16-4.yaml",
+        "--set",
+        &format!("data.root={}", dir.path().join("nothing").display()),
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("wrnc data fetch cifar10"), "{}", r.stderr);
+    if !cfg!(feature = "cuda") {
+        let r = wrnc(&[
+            "train",
+            "specs/quickstart.yaml",
+            "--device",
+            "cuda",
+            "--out",
+            run.to_str().unwrap(),
+        ]);
+        assert_usage_error(&r, &["cuda"]);
+    }
+    let r = wrnc(&[
+        "eval",
+        "specs/quickstart.yaml",
+        "--weights",
+        "nope.safetensors",
+        "--split",
+        "val",
+    ]);
+    assert_usage_error(&r, &["--split val", "data.val_size"]);
+}
+
+#[test]
+fn quickstart_reaches_97_percent_and_its_onnx_predicts_like_candle() {
+    let dir = tempdir();
+    let run = dir.path().join("qs");
+    let r = wrnc(&[
+        "train",
+        "specs/quickstart.yaml",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let last = run.join("last.safetensors");
+    let v = eval_json(&[
+        "eval",
+        "specs/quickstart.yaml",
+        "--weights",
+        last.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(v["count"], 360);
+    let acc = v["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.97, "quickstart test accuracy {acc}");
+    let onnx = run.join("model.onnx");
+    let r = wrnc(&[
+        "verify",
+        onnx.to_str().unwrap(),
+        "--spec",
+        "specs/quickstart.yaml",
+        "--weights",
+        last.to_str().unwrap(),
+        "--batch",
+        "8",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+
+    // A PNG made from digits test images: `wrnc predict` gives Candle's label.
+    let spec = wrnc_spec::load(&root().join("specs/quickstart.yaml"), &[]).unwrap();
+    let weights = wrnc_ir::Weights::load(&last).unwrap();
+    let splits =
+        wrnc_data::load_splits(wrnc_data::DatasetKind::Digits, Path::new("."), 0, 456).unwrap();
+    let norm = wrnc_data::Normalizer::fit(wrnc_data::NormMode::MeanStd, &splits.train).unwrap();
+    let mut pngs = Vec::new();
+    let mut want = Vec::new();
+    for i in [0usize, 17, 123, 359] {
+        let img = splits.test.image(i).unwrap();
+        let png = dir.path().join(format!("digit{i}.png"));
+        image::GrayImage::from_raw(8, 8, img.to_vec())
+            .unwrap()
+            .save(&png)
+            .unwrap();
+        pngs.push(png.display().to_string());
+        let logits =
+            wrnc_train::predict_logits(&spec.graph, &weights, &norm.apply(img).unwrap(), 1)
+                .unwrap();
+        want.push(wrnc_verify::argmax(&logits).unwrap());
+    }
+    let mut args = vec!["predict", onnx.to_str().unwrap(), "--top", "3", "--json"];
+    args.extend(pngs.iter().map(String::as_str));
+    let r = wrnc(&args);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    for (i, w) in want.iter().enumerate() {
+        let top = &v[i]["predictions"][0];
+        assert_eq!(top["class"].as_u64().unwrap() as usize, *w, "{}", r.stdout);
+        assert_eq!(top["label"], w.to_string());
+        assert_eq!(v[i]["predictions"].as_array().unwrap().len(), 3);
+    }
+}
