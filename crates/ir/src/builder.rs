@@ -456,3 +456,121 @@ impl GraphBuilder {
         Ok(g)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> LayerKind {
+        LayerKind::Conv {
+            out,
+            kernel,
+            stride,
+            padding,
+            bias: false,
+        }
+    }
+
+    #[test]
+    fn infers_shapes_and_creates_named_params() {
+        let mut b = GraphBuilder::new("t", [3, 32, 32]).unwrap();
+        let x = b.input();
+        let c = b.layer("c", &conv(16, 3, 2, 1), &[x]).unwrap();
+        assert_eq!(b.shape(c), &[16, 16, 16]);
+        let n = b
+            .layer(
+                "bn",
+                &LayerKind::BatchNorm {
+                    eps: 1e-5,
+                    momentum: 0.1,
+                },
+                &[c],
+            )
+            .unwrap();
+        let p = b
+            .layer(
+                "p",
+                &LayerKind::AvgPool {
+                    kernel: 3,
+                    stride: 2,
+                    padding: 1,
+                },
+                &[n],
+            )
+            .unwrap();
+        assert_eq!(b.shape(p), &[16, 8, 8]);
+        let g = b.layer("g", &LayerKind::GlobalAvgPool, &[p]).unwrap();
+        let f = b.layer("f", &LayerKind::Flatten, &[g]).unwrap();
+        assert_eq!(b.shape(f), &[16]);
+        b.layer("fc", &LayerKind::Linear { out: 5, bias: true }, &[f])
+            .unwrap();
+        let graph = b.finish().unwrap();
+        let names: Vec<&str> = graph.params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "c.weight",
+                "bn.weight",
+                "bn.bias",
+                "bn.running_mean",
+                "bn.running_var",
+                "fc.weight",
+                "fc.bias"
+            ]
+        );
+        let (_, w) = graph.param_by_name("c.weight").unwrap();
+        assert_eq!(w.shape, vec![16, 3, 3, 3]);
+        assert_eq!(w.init, Init::HeNormal { fan_in: 27 });
+        assert!(w.trainable && w.decay);
+        let (_, rv) = graph.param_by_name("bn.running_var").unwrap();
+        assert!(!rv.trainable && !rv.decay);
+        assert_eq!(rv.init, Init::Ones);
+        let (_, gamma) = graph.param_by_name("bn.weight").unwrap();
+        assert_eq!(gamma.init, Init::Uniform01);
+        assert!(gamma.trainable && !gamma.decay);
+        assert_eq!(graph.classes(), 5);
+        let st = graph.stats();
+        assert_eq!(st.trainable, 16 * 27 + 32 + 16 * 5 + 5);
+        assert_eq!(st.non_trainable, 32);
+        // conv: 2 * (16*16*16 outputs) * 27 MACs; fc: 2 * 80.
+        assert_eq!(st.forward_flops, 2 * 16 * 16 * 16 * 27 + 2 * 80);
+    }
+
+    #[test]
+    fn rejects_bad_graphs() {
+        let mut b = GraphBuilder::new("t", [1, 4, 4]).unwrap();
+        let x = b.input();
+        let err = b.layer("c", &conv(4, 7, 1, 0), &[x]).unwrap_err();
+        assert!(err.to_string().contains("smaller than the kernel"), "{err}");
+        let c = b.layer("c2", &conv(4, 3, 1, 1), &[x]).unwrap();
+        assert!(matches!(
+            b.layer("c2", &LayerKind::Relu, &[c]),
+            Err(IrError::DuplicateName(_))
+        ));
+        let err = b.layer("a", &LayerKind::Add, &[c, x]).unwrap_err();
+        assert!(err.to_string().contains("same shape"), "{err}");
+        let err = b
+            .layer("l", &LayerKind::Linear { out: 3, bias: true }, &[c])
+            .unwrap_err();
+        assert!(err.to_string().contains("flatten"), "{err}");
+        assert!(GraphBuilder::new("t", [0, 4, 4]).is_err());
+        // Ends in a spatial value: not a classifier.
+        assert!(b.finish().is_err());
+    }
+
+    #[test]
+    fn refuses_absurd_parameter_counts_before_allocating() {
+        let mut b = GraphBuilder::new("t", [3, 8, 8]).unwrap();
+        let x = b.input();
+        let err = b
+            .layer("huge", &conv(200_000, 3, 1, 1), &[x])
+            .and_then(|c| b.layer("huge2", &conv(200_000, 3, 1, 1), &[c]))
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("parameters") && msg.contains("GB"), "{msg}");
+        assert_eq!(
+            describe_size(36_479_194),
+            "36,479,194 parameters (145.9 MB as f32)"
+        );
+    }
+}
