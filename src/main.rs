@@ -40,6 +40,8 @@ enum Command {
     Export(commands::export::Args),
     /// Classify PNG/JPEG images with an exported ONNX model (tract).
     Predict(commands::predict::Args),
+    /// Time training, inference and tract throughput on synthetic data.
+    Bench(commands::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +65,7 @@ fn main() -> ExitCode {
         Command::Init(a) => commands::init::run(a),
         Command::Verify(a) => commands::verify::run(a),
         Command::Predict(a) => commands::predict::run(a),
+        Command::Bench(a) => commands::bench::run(a),
     };
     match result {
         Ok(code) => code,

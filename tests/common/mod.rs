@@ -63,3 +63,24 @@ pub fn assert_usage_error(r: &Run, needles: &[&str]) {
         );
     }
 }
+
+/// Runs `wrnc` in `dir` with its address space limited to `max_vm_kib` KiB (`ulimit -v`, so an
+/// unbounded allocation fails instead of swapping) and returns the run and its wall time.
+pub fn wrnc_limited(dir: &Path, args: &[&str], max_vm_kib: u64) -> (Run, std::time::Duration) {
+    let script = format!("ulimit -v {max_vm_kib} && exec \"$0\" \"$@\"");
+    let t = std::time::Instant::now();
+    let out: Output = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_wrnc"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("failed to start sh");
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    (run, t.elapsed())
+}

@@ -125,7 +125,9 @@ impl Weights {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        safetensors::serialize(views, Some(meta)).map_err(|e| e.to_string())
+        // safetensors 0.6 writes invalid JSON for no tensors with an empty metadata map.
+        let meta = (!meta.is_empty()).then_some(meta);
+        safetensors::serialize(views, meta).map_err(|e| e.to_string())
     }
 
     /// Writes the file atomically (temporary file + rename).

@@ -269,6 +269,9 @@ pub struct ModelInfo {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// Most classes [`ModelInfo::from_model`] accepts in `num_classes` metadata.
+pub const MAX_CLASSES: usize = 1 << 20;
+
 impl ModelInfo {
     /// Reads the info from a decoded model. Fails when the input shape cannot be determined
     /// or a JSON metadata entry is malformed.
@@ -314,6 +317,19 @@ impl ModelInfo {
         if input_shape.contains(&0) {
             return Err(bad("input_shape", "dimensions must be positive".into()));
         }
+        // A hostile file must not make a reader allocate without bound.
+        let elems = input_shape
+            .iter()
+            .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128));
+        if elems.is_none_or(|n| n > wrnc_ir::builder::MAX_VALUE_ELEMS) {
+            return Err(bad(
+                "input_shape",
+                format!(
+                    "{input_shape:?} is too large: an image may have at most {} values",
+                    wrnc_ir::builder::MAX_VALUE_ELEMS
+                ),
+            ));
+        }
         let mut class_labels: Vec<String> = match metadata.get("class_labels") {
             Some(s) => serde_json::from_str(s).map_err(|e| bad("class_labels", e.to_string()))?,
             None => Vec::new(),
@@ -323,6 +339,12 @@ impl ModelInfo {
                 .get("num_classes")
                 .and_then(|s| s.parse::<usize>().ok())
             {
+                if n > MAX_CLASSES {
+                    return Err(bad(
+                        "num_classes",
+                        format!("{n} is more than the {MAX_CLASSES} classes a model may have"),
+                    ));
+                }
                 class_labels = (0..n).map(|i| i.to_string()).collect();
             }
         }

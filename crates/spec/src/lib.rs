@@ -14,6 +14,7 @@ pub mod expand;
 pub mod locate;
 pub mod lower;
 pub mod model;
+pub mod nesting;
 pub mod overrides;
 pub mod suggest;
 pub mod validate;
@@ -121,6 +122,16 @@ pub fn load_str(
         .iter()
         .map(|s| overrides::parse(s))
         .collect::<Result<_, _>>()?;
+    if let Some((line, column)) = nesting::too_deep(src) {
+        return Err(SpecError::Syntax {
+            at: Location {
+                file: file.to_string(),
+                line: Some(line),
+                column: Some(column),
+            },
+            message: nesting::message(),
+        });
+    }
     let mut doc: Value = if src.trim().is_empty() {
         Value::Null
     } else {

@@ -30,6 +30,9 @@ pub fn parse(arg: &str) -> Result<Override, SpecError> {
             "the key path is empty or has an empty part; write e.g. model.wrn.depth",
         ));
     }
+    if crate::nesting::too_deep(raw).is_some() {
+        return Err(err(&crate::nesting::message()));
+    }
     let value: Value =
         serde_yaml::from_str(raw).map_err(|e| err(&format!("the value is not valid YAML: {e}")))?;
     Ok(Override {

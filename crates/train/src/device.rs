@@ -28,6 +28,17 @@ pub fn device_name(device: &Device) -> &'static str {
     }
 }
 
+/// Applies `train.tf32` (TF32 tensor-core arithmetic for f32 matmuls and convolutions) when
+/// `device` is CUDA; nothing to do on the CPU, which has no TF32.
+pub fn set_tf32(device: &Device, enabled: bool) {
+    #[cfg(feature = "cuda")]
+    if device.is_cuda() {
+        crate::cuda::set_tf32(enabled);
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = (device, enabled);
+}
+
 #[cfg(feature = "cuda")]
 fn open_cuda() -> Result<Device> {
     Device::new_cuda(0).map_err(|e| {

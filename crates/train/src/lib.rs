@@ -19,12 +19,16 @@
 //! | `state.json` | the commit point (see [`rundir`]) |
 //! | `run.lock` | PID of the process training into the directory |
 
+pub mod bench;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
 pub mod init;
 pub mod interrupt;
+pub mod kernels;
 pub mod lock;
 pub mod model;
 pub mod ops;

@@ -2,7 +2,7 @@
 //! running statistics, and a forward pass in training or inference mode for every [`Op`].
 
 use crate::error::{Result, TrainError};
-use crate::ops;
+use crate::{kernels, ops};
 use candle_core::{DType, Device, Tensor, Var};
 use std::sync::Arc;
 use wrnc_ir::weights::Tensor as HostTensor;
@@ -46,15 +46,48 @@ impl Slot {
 pub struct Model {
     graph: Arc<Graph>,
     device: Device,
+    /// Storage dtype of parameters, buffers and returned values (the master copy).
     dtype: DType,
+    /// Dtype the layers compute in: `dtype`, or bf16 for mixed precision (BN in `dtype`).
+    compute: DType,
     slots: Vec<Slot>,
     last_uses: Vec<Option<usize>>,
+    /// Whether the fast CPU kernels ([`crate::kernels`]) run instead of Candle's plain ops.
+    fast: bool,
 }
 
 impl Model {
     /// Binds `graph` to `weights` (checked by name and shape) on `device`, computing in
     /// `dtype` (F32 for training; F64 serves gradient checks).
     pub fn new(graph: &Graph, weights: &Weights, device: &Device, dtype: DType) -> Result<Model> {
+        Model::with_precision(graph, weights, device, dtype, dtype)
+    }
+
+    /// Like [`Model::new`], with the layers computing in `compute` while the parameters, the
+    /// BN statistics and every returned value stay in `master` (mixed precision: `master`
+    /// F32, `compute` BF16). Convolutions and linear layers cast their weights to `compute`
+    /// each pass, so gradients reach the `master` variables through the cast; batch norm
+    /// runs in `master`. Half-precision compute needs a CUDA device.
+    pub fn with_precision(
+        graph: &Graph,
+        weights: &Weights,
+        device: &Device,
+        master: DType,
+        compute: DType,
+    ) -> Result<Model> {
+        let dtype = master;
+        if compute != master && !matches!(compute, DType::BF16 | DType::F16) {
+            return Err(TrainError::Invalid(format!(
+                "mixed precision computes in bf16 or f16, not {compute:?}"
+            )));
+        }
+        if matches!(compute, DType::BF16 | DType::F16) && !device.is_cuda() {
+            return Err(TrainError::Invalid(format!(
+                "{} compute (train.precision: bf16) needs a CUDA device; use precision f32 \
+                 on the CPU",
+                compute.as_str()
+            )));
+        }
         weights.check_against(graph, "the weights")?;
         let mut slots = Vec::with_capacity(graph.params.len());
         for p in &graph.params {
@@ -73,9 +106,22 @@ impl Model {
             graph: Arc::new(graph.clone()),
             device: device.clone(),
             dtype,
+            compute,
             slots,
             last_uses: graph.last_uses(),
+            fast: kernels::supported(device, compute) && !kernels::reference_ops_requested(),
         })
+    }
+
+    /// Selects Candle's plain ops (`true`) or the fast CPU kernels where they apply (`false`,
+    /// the default unless `WRNC_REFERENCE_OPS` is set). Results agree to f32 rounding.
+    pub fn set_reference_ops(&mut self, reference: bool) {
+        self.fast = !reference && kernels::supported(&self.device, self.compute);
+    }
+
+    /// Whether the fast CPU kernels are in use.
+    pub fn uses_fast_kernels(&self) -> bool {
+        self.fast
     }
 
     /// The graph.
@@ -88,9 +134,14 @@ impl Model {
         &self.device
     }
 
-    /// The compute dtype.
+    /// The dtype of the parameters, buffers and returned values (the master dtype).
     pub fn dtype(&self) -> DType {
         self.dtype
+    }
+
+    /// The dtype the layers compute in (see [`Model::with_precision`]).
+    pub fn compute_dtype(&self) -> DType {
+        self.compute
     }
 
     /// The trainable parameters with their ids, in graph order.
@@ -157,7 +208,7 @@ impl Model {
         }
         let mut dims = vec![n];
         dims.extend_from_slice(shape);
-        Ok(Tensor::from_slice(images, dims.as_slice(), &self.device)?.to_dtype(self.dtype)?)
+        Ok(Tensor::from_slice(images, dims.as_slice(), &self.device)?.to_dtype(self.compute)?)
     }
 
     /// The logits ([`Graph::logits`]) of a batch.
@@ -184,11 +235,12 @@ impl Model {
             )));
         }
         if target == graph.input() {
-            return Ok(x.clone());
+            return Ok(x.to_dtype(self.dtype)?);
         }
         let mut values: Vec<Option<Tensor>> = vec![None; graph.values.len()];
-        values[0] = Some(x.clone());
-        for (i, node) in graph.nodes.iter().enumerate() {
+        values[0] = Some(x.to_dtype(self.compute)?);
+        let mut i = 0;
+        while let Some(node) = graph.nodes.get(i) {
             let ins = node
                 .inputs
                 .iter()
@@ -201,24 +253,119 @@ impl Model {
                     })
                 })
                 .collect::<Result<Vec<Tensor>>>()?;
-            let out = self.run_op(i, &node.op, &ins, mode).map_err(|e| match e {
+            // Mixed precision: batch norm (statistics included) runs in the master dtype.
+            let master_op = self.compute != self.dtype && matches!(node.op, Op::BatchNorm { .. });
+            // Fast kernels: a training-mode BN absorbs the ReLU that follows it.
+            let fused_relu = self.fuses_relu(i, mode, target);
+            let out = if master_op {
+                let ins = ins
+                    .iter()
+                    .map(|t| t.to_dtype(self.dtype))
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                self.run_op(i, &node.op, &ins, mode, fused_relu)
+                    .and_then(|t| Ok(t.to_dtype(self.compute)?))
+            } else {
+                self.run_op(i, &node.op, &ins, mode, fused_relu)
+            }
+            .map_err(|e| match e {
                 TrainError::Candle(c) => TrainError::Invalid(format!("layer `{}`: {c}", node.name)),
                 other => other,
             })?;
-            if node.output == target {
-                return Ok(out);
+            // A fused ReLU's output stands in for the next node's.
+            let output = fused_relu.unwrap_or(node.output);
+            if output == target {
+                return Ok(out.to_dtype(self.dtype)?);
             }
-            values[node.output.0] = Some(out);
+            values[output.0] = Some(out);
             for v in &node.inputs {
                 if self.last_uses[v.0] == Some(i) {
                     values[v.0] = None;
                 }
             }
+            i += if fused_relu.is_some() { 2 } else { 1 };
         }
         Err(TrainError::Invalid(format!(
             "value #{} is not produced by the graph",
             target.0
         )))
+    }
+
+    /// The output of the ReLU node that training-mode BatchNorm node `i` can absorb: the next
+    /// node, a ReLU that is the only reader of the BN output, which is not `target` itself.
+    fn fuses_relu(&self, i: usize, mode: Mode, target: ValueId) -> Option<ValueId> {
+        let bn = &self.graph.nodes[i];
+        let next = self.graph.nodes.get(i + 1)?;
+        let fusable = self.fast
+            && matches!(mode, Mode::Train { .. })
+            && matches!(bn.op, Op::BatchNorm { .. })
+            && next.op == Op::Relu
+            && next.inputs == [bn.output]
+            && self.last_uses[bn.output.0] == Some(i + 1)
+            && bn.output != target
+            && self.graph.shape(bn.output).len() == 3;
+        fusable.then_some(next.output)
+    }
+
+    /// 2-D convolution without bias: the one place that picks the implementation. With
+    /// `need_input_grad = false` (the input is the network input) the fast kernel skips the
+    /// input gradient.
+    fn conv2d(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        stride: usize,
+        padding: usize,
+        need_input_grad: bool,
+    ) -> Result<Tensor> {
+        if self.fast {
+            return Ok(kernels::conv::conv2d(
+                x,
+                w,
+                stride,
+                padding,
+                need_input_grad,
+            )?);
+        }
+        #[cfg(feature = "cudnn")]
+        if x.device().is_cuda() {
+            // cuDNN forward, backward-data and backward-filter (crate::cuda::conv).
+            return Ok(crate::cuda::conv::conv2d(x, w, padding, stride)?);
+        }
+        Ok(x.conv2d(w, padding, stride, 1, 1)?)
+    }
+
+    /// Training-mode batch norm (followed by a ReLU when `relu`), running statistics
+    /// updated. The fused kernel serves 4-D inputs when the fast kernels are on.
+    #[allow(clippy::too_many_arguments)]
+    fn batch_norm_train(
+        &mut self,
+        x: &Tensor,
+        params: [ParamId; 4],
+        eps: f64,
+        momentum: f64,
+        relu: bool,
+    ) -> Result<Tensor> {
+        let [weight, bias, running_mean, running_var] = params;
+        let (g, b) = (self.p(weight)?, self.p(bias)?);
+        let (rm, rv) = (self.p(running_mean)?, self.p(running_var)?);
+        if self.fast && x.rank() == 4 {
+            let out = kernels::bn::batch_norm_train(x, &g, &b, eps, relu)?;
+            let (n, _, h, w) = x.dims4()?;
+            let count = (n * h * w) as f64;
+            let c = out.mean.len();
+            let mean = Tensor::from_vec(out.mean, c, &self.device)?;
+            let unbiased =
+                Tensor::from_vec(out.var, c, &self.device)?.affine(count / (count - 1.0), 0.0)?;
+            let new_rm = (rm.affine(1.0 - momentum, 0.0)? + mean.affine(momentum, 0.0)?)?;
+            let new_rv = (rv.affine(1.0 - momentum, 0.0)? + unbiased.affine(momentum, 0.0)?)?;
+            self.set_param(running_mean, &new_rm)?;
+            self.set_param(running_var, &new_rv)?;
+            return Ok(out.y);
+        }
+        let out = ops::batch_norm_train(x, &g, &b, &rm, &rv, eps, momentum)?;
+        self.set_param(running_mean, &out.running_mean)?;
+        self.set_param(running_var, &out.running_var)?;
+        Ok(if relu { out.y.relu()? } else { out.y })
     }
 
     fn p(&self, id: ParamId) -> Result<Tensor> {
@@ -227,7 +374,20 @@ impl Model {
             .ok_or_else(|| TrainError::Invalid(format!("no parameter #{}", id.0)))
     }
 
-    fn run_op(&mut self, index: usize, op: &Op, ins: &[Tensor], mode: Mode) -> Result<Tensor> {
+    /// A parameter cast to the compute dtype (a no-op without mixed precision); the cast is
+    /// differentiable, so the gradient reaches the master variable in its own dtype.
+    fn pc(&self, id: ParamId) -> Result<Tensor> {
+        Ok(self.p(id)?.to_dtype(self.compute)?)
+    }
+
+    fn run_op(
+        &mut self,
+        index: usize,
+        op: &Op,
+        ins: &[Tensor],
+        mode: Mode,
+        fused_relu: Option<ValueId>,
+    ) -> Result<Tensor> {
         let x = ins
             .first()
             .ok_or_else(|| TrainError::Invalid("layer without input".into()))?;
@@ -239,10 +399,12 @@ impl Model {
                 bias,
                 ..
             } => {
-                let y = x.conv2d(&self.p(*weight)?, *padding, *stride, 1, 1)?;
+                let from_input =
+                    self.graph.nodes[index].inputs.first() == Some(&self.graph.input());
+                let y = self.conv2d(x, &self.pc(*weight)?, *stride, *padding, !from_input)?;
                 match bias {
                     Some(b) => {
-                        let b = self.p(*b)?;
+                        let b = self.pc(*b)?;
                         let c = b.dim(0)?;
                         y.broadcast_add(&b.reshape((1, c, 1, 1))?)?
                     }
@@ -256,19 +418,20 @@ impl Model {
                 bias,
                 running_mean,
                 running_var,
-            } => {
-                let (g, b) = (self.p(*weight)?, self.p(*bias)?);
-                let (rm, rv) = (self.p(*running_mean)?, self.p(*running_var)?);
-                match mode {
-                    Mode::Train { .. } => {
-                        let out = ops::batch_norm_train(x, &g, &b, &rm, &rv, *eps, *momentum)?;
-                        self.set_param(*running_mean, &out.running_mean)?;
-                        self.set_param(*running_var, &out.running_var)?;
-                        out.y
-                    }
-                    Mode::Eval => ops::batch_norm_eval(x, &g, &b, &rm, &rv, *eps)?,
+            } => match mode {
+                Mode::Train { .. } => self.batch_norm_train(
+                    x,
+                    [*weight, *bias, *running_mean, *running_var],
+                    *eps,
+                    *momentum,
+                    fused_relu.is_some(),
+                )?,
+                Mode::Eval => {
+                    let (g, b) = (self.p(*weight)?, self.p(*bias)?);
+                    let (rm, rv) = (self.p(*running_mean)?, self.p(*running_var)?);
+                    ops::batch_norm_eval(x, &g, &b, &rm, &rv, *eps)?
                 }
-            }
+            },
             Op::Relu => x.relu()?,
             Op::Dropout { p } => match mode {
                 Mode::Train { seed, step } if *p > 0.0 => {
@@ -292,9 +455,9 @@ impl Model {
             Op::GlobalAvgPool => x.mean_keepdim((2, 3))?,
             Op::Flatten => x.flatten_from(1)?,
             Op::Linear { weight, bias, .. } => {
-                let y = x.matmul(&self.p(*weight)?.t()?)?;
+                let y = x.matmul(&self.pc(*weight)?.t()?)?;
                 match bias {
-                    Some(b) => y.broadcast_add(&self.p(*b)?)?,
+                    Some(b) => y.broadcast_add(&self.pc(*b)?)?,
                     None => y,
                 }
             }

@@ -11,6 +11,7 @@
 //! Running statistics are never touched; the momentum buffers are the optimiser state.
 
 use crate::error::{Result, TrainError};
+use crate::kernels::sgd::{sgd_step, SgdStep};
 use crate::model::Model;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
@@ -71,7 +72,21 @@ impl SgdOptimizer {
             })
             .collect();
         let (m, d, wd) = (self.cfg.momentum, self.cfg.dampening, self.cfg.weight_decay);
+        let fast = model.uses_fast_kernels();
         for (id, p, grad) in updates {
+            let buf = self.buffers[id.0].as_ref();
+            if fast && (m == 0.0 || buf.is_some()) {
+                // Fused in-place update (the same arithmetic, one pass per tensor).
+                let step = SgdStep {
+                    lr: lr as f32,
+                    momentum: m as f32,
+                    dampening: d as f32,
+                    weight_decay: if self.decay[id.0] { wd as f32 } else { 0.0 },
+                    nesterov: self.cfg.nesterov,
+                };
+                sgd_step(&p, &grad, buf, step)?;
+                continue;
+            }
             let mut g = grad;
             if wd != 0.0 && self.decay[id.0] {
                 g = (g + p.affine(wd, 0.0)?)?;
@@ -285,6 +300,54 @@ mod tests {
         // step2: buf=.45+.5=.95, g=.5+.855=1.355, p=.905-.1355=.7695
         for name in ["conv.bias", "bn.weight", "bn.bias"] {
             close(out[name][0], 0.7695);
+        }
+    }
+
+    /// Three steps with the fused in-place update against the reference arithmetic, for
+    /// every combination of momentum, nesterov, dampening and decay.
+    #[test]
+    fn fused_update_matches_reference() {
+        for (momentum, nesterov, dampening) in
+            [(0.9, true, 0.0), (0.9, false, 0.3), (0.0, false, 0.0)]
+        {
+            let cfg = Sgd {
+                lr: 0.1,
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay: 5e-4,
+                weight_decay_on: DecayOn::Weights,
+            };
+            let g = graph();
+            let w = crate::init::init_weights(&g, 3);
+            let mut results = Vec::new();
+            for reference in [true, false] {
+                let mut model = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+                model.set_reference_ops(reference);
+                let mut opt = SgdOptimizer::new(&cfg, &g);
+                for k in 0..3 {
+                    let grad = |t: &Tensor| t.affine(0.3, 0.1 * k as f64 - 0.05).ok();
+                    opt.step_with(&mut model, grad, 0.1).unwrap();
+                }
+                results.push((model.to_weights().unwrap(), opt.state(&g).unwrap()));
+            }
+            for (name, t) in &results[0].0.tensors {
+                for (a, b) in t.data.iter().zip(&results[1].0.tensors[name].data) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                        "{name}: {a} vs {b}"
+                    );
+                }
+            }
+            assert_eq!(results[0].1.len(), results[1].1.len());
+            for (name, t) in &results[0].1 {
+                for (a, b) in t.data.iter().zip(&results[1].1[name].data) {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+                        "{name}: {a} vs {b}"
+                    );
+                }
+            }
         }
     }
 

@@ -136,7 +136,13 @@ pub fn commit(dir: &Path, files: Vec<Staged>, state: &RunState) -> Result<()> {
     let mut names = Vec::new();
     for mut f in files {
         f.weights.metadata.insert(COMMIT_KEY.into(), tag.clone());
-        f.weights.save(&next_path(dir, f.name))?;
+        // A failed write is an I/O error of the run directory (exit 1), not a bad weights file.
+        f.weights
+            .save(&next_path(dir, f.name))
+            .map_err(|e| match e {
+                wrnc_ir::WeightsError::Io { path, source } => TrainError::io(path, source),
+                other => other.into(),
+            })?;
         names.push(f.name);
     }
     let json = serde_json::to_vec_pretty(state)

@@ -2,7 +2,7 @@
 //! resumable run directory.
 
 use crate::data::{load_run_data, train_batch_config, Split};
-use crate::device::{device_name, select_device};
+use crate::device::{device_name, select_device, set_tf32};
 use crate::error::{Result, TrainError};
 use crate::eval::evaluate_model;
 use crate::init::init_weights;
@@ -17,7 +17,7 @@ use crate::rundir::{
     Staged, StepLog,
 };
 use crate::schedule::lr_for_epoch;
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -159,12 +159,21 @@ fn validate(recipe: &Recipe) -> Result<()> {
             "train.batch_size must be at least 1".into(),
         ));
     }
-    if recipe.train.precision == Precision::Bf16 {
-        return Err(TrainError::Invalid(
-            "train.precision bf16 is not supported by the Candle back end yet; use f32".into(),
-        ));
-    }
     Ok(())
+}
+
+/// The dtype the layers compute in for `precision` on `device` (parameters, BN statistics
+/// and the loss stay f32). bf16 is CUDA only.
+pub fn compute_dtype(precision: Precision, device: &Device) -> Result<DType> {
+    match precision {
+        Precision::F32 => Ok(DType::F32),
+        Precision::Bf16 if device.is_cuda() => Ok(DType::BF16),
+        Precision::Bf16 => Err(TrainError::Invalid(format!(
+            "train.precision bf16 needs a CUDA device, but training runs on {}; use \
+             `--set train.precision=f32` on the CPU (or a CUDA build on a GPU machine)",
+            device_name(device)
+        ))),
+    }
 }
 
 /// Everything the epoch loop works on.
@@ -253,7 +262,11 @@ pub fn train(graph: &Graph, recipe: &Recipe, opts: &TrainOptions) -> Result<Trai
     let dir = opts.out_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
     let _lock = RunLock::acquire(&dir)?;
+    // Temporary files of a killed earlier process (the lock is ours, so none is in flight).
+    let _ = wrnc_ir::atomic::remove_stale_temps(&dir);
     let device = select_device(opts.device.unwrap_or(recipe.train.device))?;
+    let compute = compute_dtype(recipe.train.precision, &device)?;
+    set_tf32(&device, recipe.train.tf32);
     let settings = settings_json(graph, recipe)?;
     let existing = read_state(&dir)?;
     let eval_split_guess = if recipe.data.val_size > 0 {
@@ -291,7 +304,7 @@ pub fn train(graph: &Graph, recipe: &Recipe, opts: &TrainOptions) -> Result<Trai
         let (last, optw) = recover(&dir, &state)?;
         let mut last = last;
         last.metadata.clear();
-        let model = Model::new(graph, &last, &device, DType::F32)?;
+        let model = Model::with_precision(graph, &last, &device, DType::F32, compute)?;
         let mut opt = SgdOptimizer::new(&recipe.train.optimizer, graph);
         opt.load_state(&model, &optw.tensors)?;
         let run = Run {
@@ -337,7 +350,7 @@ pub fn train(graph: &Graph, recipe: &Recipe, opts: &TrainOptions) -> Result<Trai
         for stale in [rundir::LAST_FILE, rundir::BEST_FILE, rundir::OPTIMIZER_FILE] {
             let _ = std::fs::remove_file(dir.join(format!("{stale}.next")));
         }
-        let model = Model::new(graph, &weights, &device, DType::F32)?;
+        let model = Model::with_precision(graph, &weights, &device, DType::F32, compute)?;
         Run {
             graph,
             recipe,

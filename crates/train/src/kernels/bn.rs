@@ -1,0 +1,284 @@
+//! Training-mode batch normalisation over `[N, C, H, W]` (PyTorch semantics: batch mean and
+//! biased variance normalise, the caller updates the running statistics with the unbiased
+//! one), optionally followed by a fused ReLU.
+//!
+//! Forward: one parallel pass over channels for the statistics, one parallel pass over
+//! `(n, c)` planes to normalise. Backward: one pass for `Σ dy'` and `Σ dy'·x̂` per channel
+//! (`dy'` is `dy` masked by the ReLU), one pass for
+//! `dx = γ/σ/m · (m·dy' − Σ dy' − x̂ · Σ dy'·x̂)`.
+
+use super::{f32_slice, tensor, with_f32};
+use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::sync::Arc;
+
+/// Per-channel batch statistics of one forward pass.
+#[derive(Debug, Clone)]
+struct Stats {
+    mean: Vec<f32>,
+    inv_std: Vec<f32>,
+}
+
+/// The fused op `(x, gamma, beta) -> y`; it carries the batch statistics to its backward.
+#[derive(Debug, Clone)]
+struct BnRelu {
+    dims: [usize; 4],
+    stats: Arc<Stats>,
+    relu: bool,
+}
+
+/// Result of [`batch_norm_train`].
+#[derive(Debug)]
+pub struct BnTrain {
+    /// The normalised (and rectified, when asked) output, differentiable.
+    pub y: Tensor,
+    /// Batch mean per channel.
+    pub mean: Vec<f32>,
+    /// Biased batch variance per channel.
+    pub var: Vec<f32>,
+}
+
+/// Sums `f(value)` over channel `c`'s planes of a contiguous `[N, C, HW]` buffer (f64).
+fn channel_sum(d: &[f32], dims: [usize; 4], c: usize, f: impl Fn(usize, f32) -> f64) -> f64 {
+    let [n, ch, h, w] = dims;
+    let hw = h * w;
+    (0..n)
+        .map(|i| {
+            let start = (i * ch + c) * hw;
+            d[start..start + hw]
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| f(start + j, v))
+                .sum::<f64>()
+        })
+        .sum()
+}
+
+/// Batch norm (+ ReLU) of `x` `[N, C, H, W]` with scale `gamma` and shift `beta` (`[C]`),
+/// f32 on the CPU.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+) -> Result<BnTrain> {
+    let (n, c, h, w) = x.dims4()?;
+    let count = n * h * w;
+    if count < 2 || gamma.dims() != [c] || beta.dims() != [c] {
+        bail!(
+            "batch norm: input {:?} with parameters {:?}/{:?}",
+            x.dims(),
+            gamma.dims(),
+            beta.dims()
+        )
+    }
+    let dims = [n, c, h, w];
+    let x = x.contiguous()?;
+    let (mean, var) = with_f32(&x, |d| {
+        (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let m = channel_sum(d, dims, ch, |_, v| v as f64) / count as f64;
+                let v = channel_sum(d, dims, ch, |_, v| (v as f64 - m).powi(2)) / count as f64;
+                (m as f32, v as f32)
+            })
+            .unzip::<f32, f32, Vec<f32>, Vec<f32>>()
+    })?;
+    let inv_std = var
+        .iter()
+        .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
+        .collect();
+    let stats = Arc::new(Stats {
+        mean: mean.clone(),
+        inv_std,
+    });
+    let y = x.apply_op3(
+        &gamma.contiguous()?,
+        &beta.contiguous()?,
+        BnRelu { dims, stats, relu },
+    )?;
+    Ok(BnTrain { y, mean, var })
+}
+
+impl BnRelu {
+    /// `(scale, shift)` of channel `c`: `y = x * scale + shift`.
+    fn affine(&self, gamma: &[f32], beta: &[f32], c: usize) -> (f32, f32) {
+        let s = gamma[c] * self.stats.inv_std[c];
+        (s, beta[c] - self.stats.mean[c] * s)
+    }
+}
+
+impl CustomOp3 for BnRelu {
+    fn name(&self) -> &'static str {
+        "wrnc-batch-norm-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let [n, c, h, w] = self.dims;
+        let (x, gamma, beta) = (f32_slice(s1, l1)?, f32_slice(s2, l2)?, f32_slice(s3, l3)?);
+        if x.len() != n * c * h * w || gamma.len() != c || beta.len() != c {
+            bail!("batch norm: storage does not match {:?}", self.dims)
+        }
+        let hw = h * w;
+        let mut y = vec![0f32; x.len()];
+        y.par_chunks_mut(hw.max(1))
+            .zip(x.par_chunks(hw.max(1)))
+            .enumerate()
+            .for_each(|(p, (yo, xi))| {
+                let (s, b) = self.affine(gamma, beta, p % c);
+                for (o, &v) in yo.iter_mut().zip(xi) {
+                    let z = v * s + b;
+                    *o = if self.relu { z.max(0.0) } else { z };
+                }
+            });
+        Ok((CpuStorage::F32(y), Shape::from(self.dims.to_vec())))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let [n, c, h, w] = self.dims;
+        let hw = h * w;
+        let count = (n * hw) as f64;
+        let grad = grad.contiguous()?;
+        let gamma_v: Vec<f32> = gamma.to_vec1()?;
+        let beta_v: Vec<f32> = beta.to_vec1()?;
+        let st = &self.stats;
+        let (dx, dgamma, dbeta) = with_f32(x, |xd| {
+            with_f32(&grad, |gd| {
+                // dy masked by the ReLU (recomputed from x exactly as the forward did).
+                let masked = |i: usize, (s, b): (f32, f32)| -> f32 {
+                    if self.relu && xd[i] * s + b <= 0.0 {
+                        0.0
+                    } else {
+                        gd[i]
+                    }
+                };
+                let sums: Vec<(f64, f64)> = (0..c)
+                    .into_par_iter()
+                    .map(|ch| {
+                        let ab = self.affine(&gamma_v, &beta_v, ch);
+                        let (mut sg, mut sgx) = (0f64, 0f64);
+                        for i in 0..n {
+                            let start = (i * c + ch) * hw;
+                            for (j, &x) in xd.iter().enumerate().skip(start).take(hw) {
+                                let g = masked(j, ab) as f64;
+                                sg += g;
+                                sgx += g * ((x - st.mean[ch]) * st.inv_std[ch]) as f64;
+                            }
+                        }
+                        (sg, sgx)
+                    })
+                    .collect();
+                let mut dx = vec![0f32; xd.len()];
+                dx.par_chunks_mut(hw.max(1))
+                    .enumerate()
+                    .for_each(|(p, out)| {
+                        let ch = p % c;
+                        let ab = self.affine(&gamma_v, &beta_v, ch);
+                        let (sg, sgx) = sums[ch];
+                        let k = gamma_v[ch] * st.inv_std[ch] / count as f32;
+                        let (sg, sgx, m) = (sg as f32, sgx as f32, count as f32);
+                        let start = p * hw;
+                        for (j, o) in out.iter_mut().enumerate() {
+                            let i = start + j;
+                            let xhat = (xd[i] - st.mean[ch]) * st.inv_std[ch];
+                            *o = k * (m * masked(i, ab) - sg - xhat * sgx);
+                        }
+                    });
+                let dgamma = sums.iter().map(|s| s.1 as f32).collect::<Vec<_>>();
+                let dbeta = sums.iter().map(|s| s.0 as f32).collect::<Vec<_>>();
+                (dx, dgamma, dbeta)
+            })
+        })??;
+        Ok((
+            Some(tensor(dx, &self.dims)?),
+            Some(tensor(dgamma, &[c])?),
+            Some(tensor(dbeta, &[c])?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{assert_close, rand};
+    use crate::ops;
+    use candle_core::{Device, Var};
+
+    fn check(dims: &[usize], relu: bool, seed: u64) {
+        let x =
+            Var::from_tensor(&(rand(dims, seed) * 3.0).unwrap().affine(1.0, 0.5).unwrap()).unwrap();
+        let c = dims[1];
+        let g = Var::from_tensor(&rand(&[c], seed + 1)).unwrap();
+        let b = Var::from_tensor(&rand(&[c], seed + 2)).unwrap();
+        let zeros = Tensor::zeros(c, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let ones = Tensor::ones(c, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let ours = batch_norm_train(&x, &g, &b, 1e-5, relu).unwrap();
+        let r = ops::batch_norm_train(&x, &g, &b, &zeros, &ones, 1e-5, 1.0).unwrap();
+        let theirs = if relu { r.y.relu().unwrap() } else { r.y };
+        let what = format!("bn {dims:?} relu={relu}");
+        assert_close(&ours.y, &theirs, 1e-5, &format!("{what} y"));
+        let count = (dims[0] * dims[2] * dims[3]) as f64;
+        let unbiased = Tensor::new(ours.var.as_slice(), &Device::Cpu)
+            .unwrap()
+            .affine(count / (count - 1.0), 0.0)
+            .unwrap();
+        let mean = Tensor::new(ours.mean.as_slice(), &Device::Cpu).unwrap();
+        assert_close(&mean, &r.running_mean, 1e-5, &format!("{what} mean"));
+        assert_close(&unbiased, &r.running_var, 1e-5, &format!("{what} var"));
+        let dy = rand(dims, seed + 3);
+        let g1 = (ours.y * &dy)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (theirs * &dy)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (v, name) in [(&x, "dx"), (&g, "dgamma"), (&b, "dbeta")] {
+            let tol = 1e-4;
+            assert_close(
+                g1.get(v).unwrap(),
+                g2.get(v).unwrap(),
+                tol,
+                &format!("{what} {name}"),
+            );
+        }
+    }
+
+    #[test]
+    fn matches_candle_with_and_without_relu() {
+        check(&[4, 3, 5, 5], false, 1);
+        check(&[4, 3, 5, 5], true, 2);
+        check(&[2, 5, 1, 1], true, 3);
+        check(&[3, 2, 8, 4], true, 4);
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        let x = rand(&[1, 2, 1, 1], 5);
+        let g = rand(&[2], 6);
+        assert!(batch_norm_train(&x, &g, &g, 1e-5, false).is_err());
+        let x = rand(&[2, 3, 2, 2], 5);
+        assert!(batch_norm_train(&x, &g, &g, 1e-5, false).is_err());
+    }
+}

@@ -1,0 +1,434 @@
+//! 2-D convolution (NCHW, square kernel, no dilation or groups) by im2col/col2im + gemm.
+//!
+//! Per image: `y = W · col(x)` with `W` the `[O, C·k·k]` weight and `col(x)` the
+//! `[C·k·k, OH·OW]` patch matrix; the input gradient is `col2im(Wᵀ · dy)` and the weight
+//! gradient `Σ dy · col(x)ᵀ`. A 1x1 stride-1 unpadded convolution skips the patch matrix.
+//! Images are spread over the rayon pool; each worker keeps its patch buffer across calls.
+
+use super::f32_slice;
+use super::gemm::{matmul, Mat};
+use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// The sizes of one convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeom {
+    /// Batch.
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Output channels.
+    pub o: usize,
+    /// Kernel size.
+    pub k: usize,
+    /// Stride.
+    pub stride: usize,
+    /// Zero padding.
+    pub pad: usize,
+    /// Output height.
+    pub oh: usize,
+    /// Output width.
+    pub ow: usize,
+}
+
+impl ConvGeom {
+    /// The geometry of `x` `[N, C, H, W]` convolved with `w` `[O, C, k, k]`.
+    pub fn new(x: &[usize], w: &[usize], stride: usize, pad: usize) -> Result<Self> {
+        let (&[n, c, h, wd], &[o, wc, k, k2]) = (x, w) else {
+            bail!("conv2d: expected 4-D input and weight, got {x:?} and {w:?}")
+        };
+        if wc != c || k != k2 || k == 0 || stride == 0 || h + 2 * pad < k || wd + 2 * pad < k {
+            bail!("conv2d: input {x:?} does not fit weight {w:?} (stride {stride}, pad {pad})")
+        }
+        Ok(ConvGeom {
+            n,
+            c,
+            h,
+            w: wd,
+            o,
+            k,
+            stride,
+            pad,
+            oh: (h + 2 * pad - k) / stride + 1,
+            ow: (wd + 2 * pad - k) / stride + 1,
+        })
+    }
+
+    fn ckk(&self) -> usize {
+        self.c * self.k * self.k
+    }
+
+    fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn chw(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// For kernel offset `kx` (or `ky`): the first and one-past-last output position whose
+    /// input position `o * stride + kx - pad` lies inside `[0, len)`.
+    fn valid(&self, kx: usize, len: usize, out: usize) -> (usize, usize) {
+        let lo = self.pad.saturating_sub(kx).div_ceil(self.stride).min(out);
+        let hi = if len + self.pad > kx {
+            (len + self.pad - kx).div_ceil(self.stride).min(out)
+        } else {
+            0
+        };
+        (lo, hi.max(lo))
+    }
+}
+
+thread_local! {
+    /// The patch buffer of this worker thread, kept across calls.
+    static COLS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's patch buffer grown to `len` elements.
+fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    COLS.with(|c| {
+        let mut buf = c.borrow_mut();
+        if buf.len() < len {
+            buf.resize(len, 0.0);
+        }
+        f(&mut buf[..len])
+    })
+}
+
+/// Writes the `[C·k·k, OH·OW]` patch matrix of one image `x` (`[C, H, W]`).
+fn im2col(x: &[f32], g: &ConvGeom, col: &mut [f32]) {
+    let ohw = g.ohw();
+    for c in 0..g.c {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.k {
+            let (y0, y1) = g.valid(ky, g.h, g.oh);
+            for kx in 0..g.k {
+                let (x0, x1) = g.valid(kx, g.w, g.ow);
+                let row = &mut col[((c * g.k + ky) * g.k + kx) * ohw..][..ohw];
+                row[..y0 * g.ow].fill(0.0);
+                row[y1 * g.ow..].fill(0.0);
+                for oy in y0..y1 {
+                    let iy = oy * g.stride + ky - g.pad;
+                    let out = &mut row[oy * g.ow..(oy + 1) * g.ow];
+                    out[..x0].fill(0.0);
+                    out[x1..].fill(0.0);
+                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                    if g.stride == 1 {
+                        let ix0 = x0 + kx - g.pad;
+                        out[x0..x1].copy_from_slice(&src[ix0..ix0 + (x1 - x0)]);
+                    } else {
+                        for (ox, o) in out.iter_mut().enumerate().take(x1).skip(x0) {
+                            *o = src[ox * g.stride + kx - g.pad];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the patch matrix `col` back onto one image gradient `dx` (`[C, H, W]`).
+fn col2im(col: &[f32], g: &ConvGeom, dx: &mut [f32]) {
+    let ohw = g.ohw();
+    for c in 0..g.c {
+        let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.k {
+            let (y0, y1) = g.valid(ky, g.h, g.oh);
+            for kx in 0..g.k {
+                let (x0, x1) = g.valid(kx, g.w, g.ow);
+                let row = &col[((c * g.k + ky) * g.k + kx) * ohw..][..ohw];
+                for oy in y0..y1 {
+                    let iy = oy * g.stride + ky - g.pad;
+                    let src = &row[oy * g.ow..(oy + 1) * g.ow];
+                    let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
+                    if g.stride == 1 {
+                        let ix0 = x0 + kx - g.pad;
+                        for (d, s) in dst[ix0..ix0 + (x1 - x0)].iter_mut().zip(&src[x0..x1]) {
+                            *d += s;
+                        }
+                    } else {
+                        for (ox, s) in src.iter().enumerate().take(x1).skip(x0) {
+                            dst[ox * g.stride + kx - g.pad] += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `y = W · col(x)` for one image.
+fn forward_image(x: &[f32], w: &[f32], g: &ConvGeom, y: &mut [f32]) {
+    let (ckk, ohw) = (g.ckk(), g.ohw());
+    if g.pointwise() {
+        matmul(
+            g.o,
+            ohw,
+            ckk,
+            y,
+            false,
+            Mat::rows(w, ckk),
+            Mat::rows(x, ohw),
+        );
+    } else {
+        with_cols(ckk * ohw, |col| {
+            im2col(x, g, col);
+            matmul(
+                g.o,
+                ohw,
+                ckk,
+                y,
+                false,
+                Mat::rows(w, ckk),
+                Mat::rows(col, ohw),
+            );
+        });
+    }
+}
+
+/// `dx = col2im(Wᵀ · dy)` for one image (`dx` zeroed by the caller).
+fn input_grad_image(dy: &[f32], w: &[f32], g: &ConvGeom, dx: &mut [f32]) {
+    let (ckk, ohw) = (g.ckk(), g.ohw());
+    let wt = Mat::transposed(w, ckk);
+    if g.pointwise() {
+        matmul(ckk, ohw, g.o, dx, false, wt, Mat::rows(dy, ohw));
+    } else {
+        with_cols(ckk * ohw, |col| {
+            matmul(ckk, ohw, g.o, col, false, wt, Mat::rows(dy, ohw));
+            col2im(col, g, dx);
+        });
+    }
+}
+
+/// `dw += dy · col(x)ᵀ` for one image.
+fn weight_grad_image(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
+    let (ckk, ohw) = (g.ckk(), g.ohw());
+    if g.pointwise() {
+        let xt = Mat::transposed(x, ohw);
+        matmul(g.o, ckk, ohw, dw, true, Mat::rows(dy, ohw), xt);
+    } else {
+        with_cols(ckk * ohw, |col| {
+            im2col(x, g, col);
+            let ct = Mat::transposed(col, ohw);
+            matmul(g.o, ckk, ohw, dw, true, Mat::rows(dy, ohw), ct);
+        });
+    }
+}
+
+/// Checks that a storage holds exactly `want` elements for the geometry.
+fn sized<'a>(s: &'a CpuStorage, l: &Layout, want: usize, what: &str) -> Result<&'a [f32]> {
+    let d = f32_slice(s, l)?;
+    if d.len() != want {
+        bail!("conv2d: {what} has {} elements, expected {want}", d.len())
+    }
+    Ok(d)
+}
+
+/// Forward convolution `(x, w) -> y`, differentiable through [`CustomOp2::bwd`].
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2d {
+    geom: ConvGeom,
+    need_input_grad: bool,
+}
+
+impl CustomOp2 for Conv2d {
+    fn name(&self) -> &'static str {
+        "wrnc-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geom;
+        let x = sized(s1, l1, g.n * g.chw(), "input")?;
+        let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
+        let per = g.o * g.ohw();
+        let mut y = vec![0f32; g.n * per];
+        y.par_chunks_mut(per)
+            .zip(x.par_chunks(g.chw()))
+            .for_each(|(yi, xi)| forward_image(xi, w, &g, yi));
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = if self.need_input_grad {
+            Some(grad.apply_op2_no_bwd(w, &InputGrad(self.geom))?)
+        } else {
+            None
+        };
+        let dw = x.apply_op2_no_bwd(&grad, &WeightGrad(self.geom))?;
+        Ok((dx, Some(dw)))
+    }
+}
+
+/// `(dy, w) -> dx`.
+#[derive(Debug, Clone, Copy)]
+struct InputGrad(ConvGeom);
+
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "wrnc-conv2d-input-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let per = g.o * g.ohw();
+        let dy = sized(s1, l1, g.n * per, "output gradient")?;
+        let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
+        let mut dx = vec![0f32; g.n * g.chw()];
+        dx.par_chunks_mut(g.chw())
+            .zip(dy.par_chunks(per))
+            .for_each(|(dxi, dyi)| input_grad_image(dyi, w, &g, dxi));
+        Ok((CpuStorage::F32(dx), Shape::from((g.n, g.c, g.h, g.w))))
+    }
+}
+
+/// `(x, dy) -> dw`.
+#[derive(Debug, Clone, Copy)]
+struct WeightGrad(ConvGeom);
+
+impl CustomOp2 for WeightGrad {
+    fn name(&self) -> &'static str {
+        "wrnc-conv2d-weight-grad"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let per = g.o * g.ohw();
+        let x = sized(s1, l1, g.n * g.chw(), "input")?;
+        let dy = sized(s2, l2, g.n * per, "output gradient")?;
+        let len = g.o * g.ckk();
+        let workers = rayon::current_num_threads().clamp(1, g.n.max(1));
+        let chunk = g.n.div_ceil(workers).max(1);
+        let dw = (0..workers)
+            .into_par_iter()
+            .map(|t| {
+                let mut dw = vec![0f32; len];
+                for i in t * chunk..((t + 1) * chunk).min(g.n) {
+                    let xi = &x[i * g.chw()..(i + 1) * g.chw()];
+                    weight_grad_image(xi, &dy[i * per..(i + 1) * per], &g, &mut dw);
+                }
+                dw
+            })
+            .reduce_with(|mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(p, q)| *p += q);
+                a
+            })
+            .unwrap_or_else(|| vec![0f32; len]);
+        Ok((CpuStorage::F32(dw), Shape::from((g.o, g.c, g.k, g.k))))
+    }
+}
+
+/// Convolves `x` `[N, C, H, W]` with `w` `[O, C, k, k]` (f32, CPU). With
+/// `need_input_grad = false` the backward pass computes only the weight gradient (for a
+/// convolution that reads the network input).
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+    need_input_grad: bool,
+) -> Result<Tensor> {
+    let geom = ConvGeom::new(x.dims(), w.dims(), stride, padding)?;
+    x.contiguous()?.apply_op2(
+        &w.contiguous()?,
+        Conv2d {
+            geom,
+            need_input_grad,
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{assert_close, rand};
+    use candle_core::Var;
+
+    /// Forward, input gradient and weight gradient against Candle's conv2d.
+    fn check(x: &[usize], w: &[usize], stride: usize, pad: usize, seed: u64) {
+        let xv = Var::from_tensor(&rand(x, seed)).unwrap();
+        let wv = Var::from_tensor(&rand(w, seed + 1)).unwrap();
+        let ours = conv2d(&xv, &wv, stride, pad, true).unwrap();
+        let theirs = xv.conv2d(&wv, pad, stride, 1, 1).unwrap();
+        let what = format!("conv {x:?} * {w:?} s{stride} p{pad}");
+        assert_close(&ours, &theirs, 1e-5, &format!("{what} forward"));
+        let dy = rand(ours.dims(), seed + 2);
+        let g1 = (ours * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs * &dy)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for (v, name) in [(&xv, "dx"), (&wv, "dw")] {
+            assert_close(
+                g1.get(v).unwrap(),
+                g2.get(v).unwrap(),
+                1e-5,
+                &format!("{what} {name}"),
+            );
+        }
+    }
+
+    #[test]
+    fn matches_candle_on_wrn_shapes() {
+        check(&[3, 4, 8, 8], &[6, 4, 3, 3], 1, 1, 1);
+        check(&[2, 4, 8, 8], &[5, 4, 3, 3], 2, 1, 2);
+        check(&[2, 6, 8, 8], &[4, 6, 1, 1], 1, 0, 3);
+        check(&[2, 6, 9, 7], &[4, 6, 1, 1], 2, 0, 4);
+        check(&[1, 3, 5, 6], &[2, 3, 3, 3], 1, 0, 5);
+        check(&[2, 2, 7, 7], &[3, 2, 5, 5], 3, 2, 6);
+    }
+
+    #[test]
+    fn skips_the_input_gradient_when_told() {
+        let x = Var::from_tensor(&rand(&[1, 2, 4, 4], 7)).unwrap();
+        let w = Var::from_tensor(&rand(&[2, 2, 3, 3], 8)).unwrap();
+        let y = conv2d(&x, &w, 1, 1, false).unwrap();
+        let g = y.sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&x).is_none());
+        assert!(g.get(&w).is_some());
+    }
+
+    #[test]
+    fn rejects_mismatched_shapes() {
+        let x = rand(&[1, 2, 4, 4], 9);
+        let w = rand(&[2, 3, 3, 3], 10);
+        assert!(conv2d(&x, &w, 1, 1, true).is_err());
+        let w = rand(&[2, 2, 7, 7], 10);
+        assert!(conv2d(&x, &w, 1, 1, true).is_err());
+    }
+}

@@ -1,0 +1,103 @@
+//! A bounds-checked wrapper around the `gemm` crate's f32 matrix product.
+
+/// A matrix operand: its data and its row and column strides (in elements).
+#[derive(Debug, Clone, Copy)]
+pub struct Mat<'a> {
+    /// The elements.
+    pub data: &'a [f32],
+    /// Distance between rows.
+    pub rs: usize,
+    /// Distance between columns.
+    pub cs: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// A row-major matrix with `cols` columns.
+    pub fn rows(data: &'a [f32], cols: usize) -> Self {
+        Mat {
+            data,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `cols` columns.
+    pub fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Mat {
+            data,
+            rs: 1,
+            cs: cols,
+        }
+    }
+
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] * rhs[k x n]`, `dst` row-major, on the
+/// calling thread. Panics (a programming error, never user input) when an operand is too short.
+pub fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(dst.len() >= m * n && lhs.fits(m, k) && rhs.fits(k, n));
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the assertion above proves that every element the product reads or writes lies
+    // inside the slices, and `dst` is borrowed mutably so it aliases neither operand.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_product_with_transposes_and_accumulation() {
+        // A = [[1,2,3],[4,5,6]] (2x3), B = [[1,0],[0,1],[1,1]] (3x2) -> [[4,5],[10,11]]
+        let a = [1., 2., 3., 4., 5., 6.];
+        let b = [1., 0., 0., 1., 1., 1.];
+        let mut d = [0f32; 4];
+        matmul(2, 2, 3, &mut d, false, Mat::rows(&a, 3), Mat::rows(&b, 2));
+        assert_eq!(d, [4., 5., 10., 11.]);
+        // B^T stored as a 2x3 row-major matrix
+        let bt = [1., 0., 1., 0., 1., 1.];
+        matmul(
+            2,
+            2,
+            3,
+            &mut d,
+            true,
+            Mat::rows(&a, 3),
+            Mat::transposed(&bt, 3),
+        );
+        assert_eq!(d, [8., 10., 20., 22.]);
+    }
+}

@@ -1,0 +1,94 @@
+//! Fast CPU kernels for training, as Candle custom ops behind the IR executor.
+//!
+//! Candle's CPU back end computes a convolution's input gradient with a direct transposed
+//! convolution loop and runs batch norm, ReLU and the optimiser through many single-threaded
+//! element-wise kernels. These modules replace the hot spots for f32 tensors on the CPU:
+//!
+//! - [`conv`]: convolution forward and both gradients by im2col/col2im + gemm (a 1x1 stride-1
+//!   convolution is a gemm on the input directly), the batch split over the rayon pool;
+//! - [`bn`]: training-mode batch norm with an optional fused ReLU, forward and backward in two
+//!   multithreaded passes each;
+//! - [`sgd`]: the SGD update applied in place, one fused pass per tensor.
+//!
+//! Every kernel keeps PyTorch's semantics and is tested against Candle's own ops. Setting the
+//! environment variable `WRNC_REFERENCE_OPS=1` (or [`crate::Model::set_reference_ops`]) selects
+//! Candle's plain ops instead.
+
+pub mod bn;
+pub mod conv;
+pub mod gemm;
+pub mod sgd;
+
+use candle_core::{bail, CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
+
+/// The environment variable that turns the fast kernels off.
+pub const REFERENCE_OPS_ENV: &str = "WRNC_REFERENCE_OPS";
+
+/// Whether the environment asks for Candle's reference ops (`WRNC_REFERENCE_OPS` set to
+/// anything but empty or `0`).
+pub fn reference_ops_requested() -> bool {
+    std::env::var(REFERENCE_OPS_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The number of worker threads the kernels use (rayon's pool; `RAYON_NUM_THREADS` sets it).
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
+/// Whether the fast kernels can serve tensors of `dtype` on `device` (f32 on the CPU).
+pub fn supported(device: &Device, dtype: DType) -> bool {
+    device.is_cpu() && dtype == DType::F32
+}
+
+/// The contiguous f32 data a layout describes, or an error for strided layouts.
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => bail!("wrnc kernel: expected a contiguous tensor"),
+    }
+}
+
+/// Calls `f` with the data of a contiguous f32 CPU tensor.
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => Ok(f(f32_slice(s, layout)?)),
+        _ => bail!("wrnc kernel: expected a CPU tensor"),
+    }
+}
+
+/// A CPU tensor of `shape` owning `data`.
+pub(crate) fn tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
+    Tensor::from_vec(data, shape, &Device::Cpu)
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use candle_core::{Device, Tensor};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// A tensor of uniform values in [-1, 1) drawn from `seed`.
+    pub fn rand(shape: &[usize], seed: u64) -> Tensor {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// Asserts `a` and `b` agree within `tol` relative to the largest magnitude in `b` (at
+    /// least 1e-3).
+    pub fn assert_close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
+        assert_eq!(a.dims(), b.dims(), "{what}: shapes");
+        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
+        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert!(
+                (x - y).abs() <= tol * scale,
+                "{what}: element {i}: {x} vs {y} (scale {scale})"
+            );
+        }
+    }
+}

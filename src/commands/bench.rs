@@ -1,0 +1,145 @@
+//! `wrnc bench SPEC [--batch N] [--steps N] [--device ...] [--json]`: training, inference and
+//! tract throughput of a spec's network on synthetic data, with GFLOP/s and peak memory.
+
+use super::common::SpecArgs;
+use super::deploy::DeviceArg;
+use anyhow::{Context, Result};
+use serde_json::json;
+use std::process::ExitCode;
+use std::time::Instant;
+use wrnc_train::bench::{self, BenchOptions, Throughput};
+
+/// Arguments of `wrnc bench`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Images per batch.
+    #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(2..=65536))]
+    batch: u64,
+    /// Timed steps per phase (after two warm-up steps).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=100000))]
+    steps: u64,
+    /// Where Candle runs (default: the spec's `train.device`).
+    #[arg(long, value_enum)]
+    device: Option<DeviceArg>,
+    /// Skip the tract inference phase.
+    #[arg(long)]
+    no_tract: bool,
+    /// Print JSON: {"train": {"images_per_sec", "gflops", ...}, "eval": {...},
+    /// "tract": {...}, "peak_rss_bytes", ...}.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Times tract inference of the exported graph with the batch fixed before optimisation.
+fn bench_tract(
+    graph: &wrnc_ir::Graph,
+    weights: &wrnc_ir::Weights,
+    opts: &BenchOptions,
+) -> Result<Throughput> {
+    let meta = wrnc_onnx::ExportMetadata::default();
+    let model = wrnc_onnx::export(graph, weights, &wrnc_onnx::ExportOptions::default(), &meta)
+        .context("exporting the graph to ONNX")?;
+    let bytes = wrnc_onnx::to_bytes(&model);
+    let tract = wrnc_verify::TractModel::load(bytes.as_slice(), Some(opts.batch))
+        .context("loading the export into tract")?;
+    let (images, _) = bench::synthetic_batch(graph, opts.batch, opts.seed);
+    let [c, h, w]: [usize; 3] = graph
+        .input_shape()
+        .try_into()
+        .context("the input is not [C, H, W]")?;
+    let shape = [opts.batch, c, h, w];
+    let mut started = Instant::now();
+    for step in 0..opts.warmup + opts.steps {
+        if step == opts.warmup {
+            started = Instant::now();
+        }
+        tract.run(&images, shape)?;
+    }
+    Ok(Throughput::new(
+        opts.batch,
+        opts.steps,
+        started.elapsed().as_secs_f64(),
+        graph.stats().forward_flops as f64,
+    ))
+}
+
+fn line(name: &str, t: &Throughput) -> String {
+    format!(
+        "{name:<6} {:>10.1} images/s {:>8.1} GFLOP/s {:>9.1} ms/step",
+        t.images_per_sec,
+        t.gflops,
+        t.seconds_per_step * 1e3
+    )
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> Result<ExitCode> {
+    let spec = a.spec.load()?;
+    let recipe = spec.recipe();
+    let graph = &spec.graph;
+    let kind = a.device.map(Into::into).unwrap_or(recipe.train.device);
+    let device = wrnc_train::select_device(kind)?;
+    let opts = BenchOptions {
+        batch: a.batch as usize,
+        steps: a.steps as usize,
+        warmup: 2,
+        seed: recipe.train.seed,
+        sgd: recipe.train.optimizer.clone(),
+        precision: recipe.train.precision,
+        tf32: recipe.train.tf32,
+    };
+    let weights = wrnc_train::init_weights(graph, opts.seed);
+    let fast = bench::fast_kernels(&device);
+    let train = bench::bench_train(graph, &weights, &device, &opts)?;
+    let train_rss = bench::peak_rss_bytes();
+    let eval = bench::bench_eval(graph, &weights, &device, &opts)?;
+    let tract = if a.no_tract {
+        None
+    } else {
+        Some(bench_tract(graph, &weights, &opts)?)
+    };
+    let device_name = wrnc_train::device::device_name(&device);
+    if a.json {
+        let v = json!({
+            "model": graph.name,
+            "device": device_name,
+            "fast_kernels": fast,
+            "precision": opts.precision,
+            "tf32": opts.tf32,
+            "batch": opts.batch,
+            "steps": opts.steps,
+            "threads": rayon_threads(),
+            "forward_flops_per_image": graph.stats().forward_flops,
+            "train": train,
+            "eval": eval,
+            "tract": tract,
+            "train_peak_rss_bytes": train_rss,
+            "peak_rss_bytes": bench::peak_rss_bytes(),
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{}: batch {}, {} timed steps, device {device_name}{}",
+            graph.name,
+            opts.batch,
+            opts.steps,
+            if fast { " (wrnc CPU kernels)" } else { "" }
+        );
+        println!("{}", line("train", &train));
+        println!("{}", line("eval", &eval));
+        if let Some(t) = &tract {
+            println!("{}", line("tract", t));
+        }
+        if let Some(b) = bench::peak_rss_bytes() {
+            println!("peak memory {:.1} MiB", b as f64 / (1024.0 * 1024.0));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Worker threads of the CPU kernels.
+fn rayon_threads() -> usize {
+    wrnc_train::kernels::threads()
+}

@@ -1,0 +1,198 @@
+"""PyTorch side of tools/bench-vs-pytorch: the same pre-activation WRN as wrnc builds
+(3x3 stem, BN-ReLU before each conv, 1x1 projection shortcut when the shape changes, final
+BN-ReLU, global average pool, linear), He-normal fan-out convolution init, SGD Nesterov
+(lr 0.1, momentum 0.9, weight decay 5e-4), f32, synthetic data.
+
+    python bench_vs_pytorch.py train --width W [--depth 16] [--batch 128] [--steps 5]
+    python bench_vs_pytorch.py export --width W --out FILE   (torch.onnx export, eval mode)
+    python bench_vs_pytorch.py ort FILE [--batch 64] [--steps 5]  (onnxruntime inference)
+    python bench_vs_pytorch.py all --wrnc BIN [--steps 5] [--rounds 2]  (the whole comparison)
+
+Each prints one JSON line. Threads: torch.set_num_threads($THREADS, default 2)."""
+import argparse, json, os, resource, subprocess, sys, tempfile, time
+
+
+def threads():
+    return int(os.environ.get("THREADS", "2"))
+
+
+def build(depth, width, classes=10):
+    import torch.nn as nn
+
+    n = (depth - 4) // 6
+    widths = [16, 16 * width, 32 * width, 64 * width]
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.bn0 = nn.BatchNorm2d(cin)
+            self.conv0 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv1 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.convdim = None
+            if cin != cout or stride != 1:
+                self.convdim = nn.Conv2d(cin, cout, 1, stride, 0, bias=False)
+            self.relu = nn.ReLU(inplace=False)
+
+        def forward(self, x):
+            o1 = self.relu(self.bn0(x))
+            y = self.conv1(self.relu(self.bn1(self.conv0(o1))))
+            return y + (self.convdim(o1) if self.convdim is not None else x)
+
+    layers = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)]
+    cin = widths[0]
+    for g in range(3):
+        for b in range(n):
+            stride = 2 if (g > 0 and b == 0) else 1
+            layers.append(Block(cin, widths[g + 1], stride))
+            cin = widths[g + 1]
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+               nn.Linear(cin, classes)]
+    model = nn.Sequential(*layers)
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return model
+
+
+def cmd_train(a):
+    import torch
+
+    torch.set_num_threads(threads())
+    torch.manual_seed(0)
+    model = build(a.depth, a.width)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
+                          weight_decay=5e-4)
+    x = torch.randn(a.batch, 3, 32, 32)
+    y = torch.randint(0, 10, (a.batch,))
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+    for step in range(2 + a.steps):
+        if step == 2:
+            t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+    dt = time.perf_counter() - t0
+    print(json.dumps({"images_per_sec": a.batch * a.steps / dt,
+                      "seconds_per_step": dt / a.steps,
+                      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+
+
+def cmd_export(a):
+    import torch
+
+    torch.manual_seed(0)
+    model = build(a.depth, a.width).eval()
+    x = torch.randn(1, 3, 32, 32)
+    kw = dict(input_names=["input"], output_names=["logits"],
+              dynamic_axes={"input": {0: "n"}, "logits": {0: "n"}}, opset_version=17)
+    try:
+        torch.onnx.export(model, (x,), a.out, dynamo=False, **kw)
+    except TypeError:
+        torch.onnx.export(model, (x,), a.out, **kw)
+    print(json.dumps({"exported": a.out}))
+
+
+def cmd_ort(a):
+    import numpy as np
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads()
+    so.inter_op_num_threads = 1
+    sess = ort.InferenceSession(a.file, so, providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0].name
+    x = np.random.default_rng(0).standard_normal((a.batch, 3, 32, 32)).astype(np.float32)
+    for step in range(2 + a.steps):
+        if step == 2:
+            t0 = time.perf_counter()
+        sess.run(None, {inp: x})
+    dt = time.perf_counter() - t0
+    print(json.dumps({"images_per_sec": a.batch * a.steps / dt,
+                      "nodes": len(__import__("onnx").load(a.file).graph.node)}))
+
+
+def run_json(cmd, env):
+    out = subprocess.run(cmd, env=env, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out)
+
+
+def median(xs):
+    xs = sorted(xs)
+    return xs[len(xs) // 2]
+
+
+def cmd_all(a):
+    """Side by side, alternating wrnc and PyTorch runs (the machine may be shared), the
+    median of `rounds` runs each; then onnxruntime on both exports of WRN-16-4."""
+    env = dict(os.environ, THREADS=str(threads()), RAYON_NUM_THREADS=str(threads()),
+               OMP_NUM_THREADS=str(threads()))
+    me = [sys.executable, os.path.abspath(__file__)]
+    spec = os.path.join(a.root, "specs", "wrn-16-4.yaml")
+    print(f"threads {threads()}, batch {a.batch}, {a.steps} timed steps, "
+          f"median of {a.rounds} alternating runs")
+    print(f"{'model':<10} {'wrnc img/s':>11} {'torch img/s':>12} {'ratio':>6} "
+          f"{'wrnc MiB':>9} {'torch MiB':>10} {'mem ratio':>9}")
+    for width in a.widths:
+        w_runs, t_runs = [], []
+        for _ in range(a.rounds):
+            w_runs.append(run_json([a.wrnc, "bench", spec, "--set", f"model.wrn.width={width}",
+                                    "--batch", str(a.batch), "--steps", str(a.steps),
+                                    "--no-tract", "--json"], env))
+            t_runs.append(run_json(me + ["train", "--width", str(width), "--batch",
+                                         str(a.batch), "--steps", str(a.steps)], env))
+        wi = median([r["train"]["images_per_sec"] for r in w_runs])
+        ti = median([r["images_per_sec"] for r in t_runs])
+        wm = max(r["train_peak_rss_bytes"] for r in w_runs) / 2**20
+        tm = max(r["peak_rss_bytes"] for r in t_runs) / 2**20
+        print(f"WRN-16-{width:<3} {wi:>11.1f} {ti:>12.1f} {wi / ti:>5.2f}x "
+              f"{wm:>9.0f} {tm:>10.0f} {wm / tm:>8.2f}x", flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        w, ours, theirs = (os.path.join(d, f) for f in ("w.safetensors", "wrnc.onnx", "torch.onnx"))
+        subprocess.run([a.wrnc, "init", spec, "-o", w], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run([a.wrnc, "export", spec, "--weights", w, "-o", ours], env=env,
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run_json(me + ["export", "--width", "4", "--out", theirs], env)
+        o_runs, t_runs = [], []
+        for _ in range(a.rounds):
+            o_runs.append(run_json(me + ["ort", ours, "--steps", str(a.steps)], env))
+            t_runs.append(run_json(me + ["ort", theirs, "--steps", str(a.steps)], env))
+        oi = median([r["images_per_sec"] for r in o_runs])
+        ti = median([r["images_per_sec"] for r in t_runs])
+        print(f"onnxruntime WRN-16-4 batch 64: wrnc export {oi:.1f} img/s "
+              f"({o_runs[0]['nodes']} nodes), torch.onnx export {ti:.1f} img/s "
+              f"({t_runs[0]['nodes']} nodes), ratio {oi / ti:.2f}x")
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train")
+    e = sub.add_parser("export")
+    for q in (t, e):
+        q.add_argument("--depth", type=int, default=16)
+        q.add_argument("--width", type=int, required=True)
+    t.add_argument("--batch", type=int, default=128)
+    t.add_argument("--steps", type=int, default=5)
+    e.add_argument("--out", required=True)
+    o = sub.add_parser("ort")
+    o.add_argument("file")
+    o.add_argument("--batch", type=int, default=64)
+    o.add_argument("--steps", type=int, default=5)
+    al = sub.add_parser("all")
+    al.add_argument("--wrnc", required=True)
+    al.add_argument("--root", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    al.add_argument("--batch", type=int, default=128)
+    al.add_argument("--steps", type=int, default=5)
+    al.add_argument("--rounds", type=int, default=2)
+    al.add_argument("--widths", type=int, nargs="+", default=[1, 4])
+    a = p.parse_args()
+    {"train": cmd_train, "export": cmd_export, "ort": cmd_ort, "all": cmd_all}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
