@@ -88,6 +88,29 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
     ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("test images of cifar10"), "{}", r.stdout);
+    // The weights carry the normalisation they were trained with: an export on a machine
+    // without the dataset still records it.
+    std::fs::remove_dir_all(&data).unwrap();
+    let out = dir.path().join("again.onnx");
+    let r = wrnc(&[
+        "export",
+        &spec,
+        "--weights",
+        run.join("best.safetensors").to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    let m = wrnc_onnx::read_model(&std::fs::read(&out).unwrap()).unwrap();
+    let info = wrnc_onnx::ModelInfo::from_model(&m).unwrap();
+    let norm = info.normalization.expect("normalization metadata");
+    assert_eq!(norm.mode, wrnc_onnx::NormMode::MeanStd);
+    assert_eq!(norm.mean.len(), 3);
+    assert!(norm.std.iter().all(|s| *s > 0.0));
+    let trained = wrnc_onnx::read_model(&std::fs::read(run.join("model.onnx")).unwrap()).unwrap();
+    let trained = wrnc_onnx::ModelInfo::from_model(&trained).unwrap();
+    assert_eq!(trained.normalization.unwrap().mean, norm.mean);
     // Training again into the same directory without --resume is refused.
     let r = wrnc(&["train", &spec, "--out", run.to_str().unwrap(), "--quiet"]);
     assert_eq!(r.code, 2, "{}", r.stderr);

@@ -67,13 +67,52 @@ pub fn fit_normalizer(d: &DataConfig) -> Result<Normalizer> {
     Ok(Normalizer::fit(norm_mode(d), &splits.train)?)
 }
 
-/// Builds the metadata of an export: class labels, normalisation (fitted on the spec's
-/// training split; mode `none` with a warning when the dataset is not on this machine), the
-/// resolved spec and the training result recorded in the weights.
+/// The normaliser recorded in a weights file by `wrnc train` (None when absent or unreadable).
+fn recorded_normalizer(weights: &Weights) -> Option<Normalizer> {
+    let v: serde_json::Value = serde_json::from_str(
+        weights
+            .metadata
+            .get(wrnc_train::trainer::NORMALIZATION_KEY)?,
+    )
+    .ok()?;
+    let floats = |k: &str| -> Option<Vec<f32>> {
+        v[k].as_array()?
+            .iter()
+            .map(|x| x.as_f64().map(|f| f as f32))
+            .collect()
+    };
+    let shape: Vec<usize> = v["shape"]
+        .as_array()?
+        .iter()
+        .map(|x| x.as_u64().map(|u| u as usize))
+        .collect::<Option<_>>()?;
+    let [c, h, w] = shape.as_slice() else {
+        return None;
+    };
+    let mode: DataNorm = v["mode"].as_str()?.parse().ok()?;
+    Normalizer::from_parts(
+        mode,
+        *c,
+        *h,
+        *w,
+        floats("mean")?,
+        floats("std")?,
+        floats("mean_image")?,
+    )
+    .ok()
+}
+
+/// Builds the metadata of an export: class labels, normalisation (the one recorded in the
+/// weights by `wrnc train`, else fitted on the spec's training split; mode `none` with a
+/// warning when neither is available, e.g. fresh weights without the dataset), the resolved
+/// spec and the training result recorded in the weights.
 pub fn export_metadata(spec: &wrnc_spec::Spec, weights: &Weights) -> ExportMetadata {
     let d = &spec.resolved.data;
     let kind = dataset_kind(d);
-    let normalization = match fit_normalizer(d) {
+    let normalization = match recorded_normalizer(weights)
+        .map(Ok)
+        .unwrap_or_else(|| fit_normalizer(d))
+    {
         Ok(n) => Some(to_metadata(&n)),
         Err(e) => {
             eprintln!(

@@ -185,6 +185,26 @@ struct Run<'a> {
     model: Model,
     opt: SgdOptimizer,
     state: RunState,
+    /// The fitted input normalisation as JSON, recorded in every weights file so an export
+    /// needs no dataset ([`NORMALIZATION_KEY`]).
+    normalization: Option<String>,
+}
+
+/// Weights metadata key holding the input normalisation the weights were trained with:
+/// `{"mode", "shape": [C, H, W], "mean", "std", "mean_image"}` (statistics of pixels / 255).
+pub const NORMALIZATION_KEY: &str = "normalization";
+
+/// The JSON stored under [`NORMALIZATION_KEY`].
+pub fn normalization_json(n: &wrnc_data::Normalizer) -> String {
+    let (c, h, w) = n.shape();
+    serde_json::json!({
+        "mode": n.mode().as_str(),
+        "shape": [c, h, w],
+        "mean": n.mean(),
+        "std": n.std(),
+        "mean_image": n.mean_image(),
+    })
+    .to_string()
 }
 
 impl Run<'_> {
@@ -206,6 +226,9 @@ impl Run<'_> {
         if !self.opts.spec_name.is_empty() {
             w.metadata
                 .insert("spec".into(), self.opts.spec_name.clone());
+        }
+        if let Some(n) = &self.normalization {
+            w.metadata.insert(NORMALIZATION_KEY.into(), n.clone());
         }
         for (k, v) in extra {
             w.metadata.insert((*k).into(), v.clone());
@@ -315,6 +338,7 @@ pub fn train(graph: &Graph, recipe: &Recipe, opts: &TrainOptions) -> Result<Trai
             model,
             opt,
             state,
+            normalization: None,
         };
         if run.state.epochs_done >= recipe.train.epochs {
             eprintln!(
@@ -358,6 +382,7 @@ pub fn train(graph: &Graph, recipe: &Recipe, opts: &TrainOptions) -> Result<Trai
             dir: dir.clone(),
             model,
             opt: SgdOptimizer::new(&recipe.train.optimizer, graph),
+            normalization: None,
             state: RunState {
                 format: 1,
                 model: graph.name.clone(),
@@ -409,6 +434,7 @@ fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> R
 fn train_epochs(run: &mut Run<'_>, device: &str) -> Result<TrainOutcome> {
     let (recipe, opts) = (run.recipe, run.opts);
     let data = load_run_data(run.graph, recipe)?;
+    run.normalization = Some(normalization_json(&data.norm));
     let eval_split = data.epoch_eval_split();
     let eval_data = data.split(eval_split)?;
     write_run_json(run, &data, device)?;
