@@ -61,10 +61,24 @@ pub fn to_metadata(n: &Normalizer) -> Normalization {
     }
 }
 
+/// Loads the spec's dataset split as training does (same validation hold-out).
+pub fn load_splits(d: &DataConfig) -> Result<wrnc_data::Splits> {
+    Ok(wrnc_data::load_splits(
+        dataset_kind(d),
+        &data_root(d),
+        d.val_size,
+        d.split_seed,
+    )?)
+}
+
+/// Fits the spec's normaliser on a training split.
+pub fn fit_on(d: &DataConfig, splits: &wrnc_data::Splits) -> Result<Normalizer> {
+    Ok(Normalizer::fit(norm_mode(d), &splits.train)?)
+}
+
 /// Fits the spec's normaliser on its training split. Fails when the dataset is absent.
 pub fn fit_normalizer(d: &DataConfig) -> Result<Normalizer> {
-    let splits = wrnc_data::load_splits(dataset_kind(d), &data_root(d), d.val_size, d.split_seed)?;
-    Ok(Normalizer::fit(norm_mode(d), &splits.train)?)
+    fit_on(d, &load_splits(d)?)
 }
 
 /// The normaliser recorded in a weights file by `wrnc train` (None when absent or unreadable).

@@ -1,7 +1,7 @@
 //! `wrnc verify MODEL.onnx --spec SPEC --weights FILE [--batch N] [--atol X] [--rtol X]`:
 //! proves that the ONNX file, run by tract, computes what the Candle model computes.
 
-use super::deploy::{dataset_kind, fit_normalizer, load_weights};
+use super::deploy::{dataset_kind, fit_on, load_splits, load_weights};
 use crate::exit::UsageError;
 use anyhow::{bail, Result};
 use rand::SeedableRng;
@@ -42,9 +42,8 @@ fn inputs(spec: &wrnc_spec::Spec, n: usize) -> (Vec<f32>, String) {
     let d = &spec.resolved.data;
     let kind = dataset_kind(d);
     let from_data = (|| -> Result<Vec<f32>> {
-        let norm = fit_normalizer(d)?;
-        let splits =
-            wrnc_data::load_splits(kind, &super::deploy::data_root(d), d.val_size, d.split_seed)?;
+        let splits = load_splits(d)?;
+        let norm = fit_on(d, &splits)?;
         if splits.test.len() < n {
             bail!("the test set has only {} images", splits.test.len());
         }

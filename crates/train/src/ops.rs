@@ -296,28 +296,17 @@ mod tests {
 
     #[test]
     fn dropout_masks_are_reproducible_and_scaled() {
-        let a = dropout_mask(
-            &mut dropout_rng(1, 5, 3),
-            &[1000],
-            0.3,
-            DType::F32,
-            &Device::Cpu,
-        );
-        let b = dropout_mask(
-            &mut dropout_rng(1, 5, 3),
-            &[1000],
-            0.3,
-            DType::F32,
-            &Device::Cpu,
-        );
-        let c = dropout_mask(
-            &mut dropout_rng(1, 6, 3),
-            &[1000],
-            0.3,
-            DType::F32,
-            &Device::Cpu,
-        );
-        let (a, b, c) = (v(&a.unwrap()), v(&b.unwrap()), v(&c.unwrap()));
+        let mask = |step| {
+            v(&dropout_mask(
+                &mut dropout_rng(1, step, 3),
+                &[1000],
+                0.3,
+                DType::F32,
+                &Device::Cpu,
+            )
+            .unwrap())
+        };
+        let (a, b, c) = (mask(5), mask(5), mask(6));
         assert_eq!(a, b);
         assert_ne!(a, c);
         let zeros = a.iter().filter(|&&x| x == 0.0).count();
