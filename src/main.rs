@@ -8,6 +8,12 @@ mod exit;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// mimalloc keeps freed pages mapped and reuses them: training allocates and frees the same
+/// large activation buffers every step, which glibc would return to the kernel (>32 MiB always
+/// goes through mmap) and fault back in, zeroed, on the next step.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// wrnc — a model compiler for Wide Residual Networks.
 #[derive(Parser, Debug)]
 #[command(name = "wrnc", version, about, long_about = None)]
@@ -44,7 +50,15 @@ enum Command {
     Bench(commands::bench::Args),
 }
 
+/// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`, mimalloc 2 and 3).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // Never hand freed pages back to the kernel: a training step frees and reallocates the same
+    // buffers, and purged pages come back as page faults plus TLB shoot-downs (measured: 25% of
+    // a WRN-16-4 step). The peak resident size is unchanged; it just is not given back early.
+    // SAFETY: setting an option is a plain store into mimalloc's option table.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     exit::install_panic_hook();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
