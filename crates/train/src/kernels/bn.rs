@@ -7,6 +7,7 @@
 //! (`dy'` is `dy` masked by the ReLU), one pass for
 //! `dx = γ/σ/m · (m·dy' − Σ dy' − x̂ · Σ dy'·x̂)`.
 
+use super::simd::multiversion;
 use super::{f32_slice, tensor, with_f32};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -38,20 +39,104 @@ pub struct BnTrain {
     pub var: Vec<f32>,
 }
 
-/// Sums `f(value)` over channel `c`'s planes of a contiguous `[N, C, HW]` buffer (f64).
-fn channel_sum(d: &[f32], dims: [usize; 4], c: usize, f: impl Fn(usize, f32) -> f64) -> f64 {
-    let [n, ch, h, w] = dims;
-    let hw = h * w;
-    (0..n)
-        .map(|i| {
-            let start = (i * ch + c) * hw;
-            d[start..start + hw]
-                .iter()
-                .enumerate()
-                .map(|(j, &v)| f(start + j, v))
-                .sum::<f64>()
-        })
-        .sum()
+/// Lanes of the vectorised per-plane sums (partial sums in f32, combined in f64).
+const LANES: usize = 16;
+
+/// Adds the 16 partial sums in f64.
+#[inline(always)]
+fn total(acc: &[f32; LANES]) -> f64 {
+    acc.iter().map(|&v| f64::from(v)).sum()
+}
+
+multiversion! {
+    /// `(Σ x, Σ (x - shift)²)` over one plane; `shift` only matters for the second sum.
+    fn plane_moments(x: &[f32], shift: f32) -> (f64, f64) {
+        let (mut s, mut q) = ([0f32; LANES], [0f32; LANES]);
+        let chunks = x.chunks_exact(LANES);
+        let rest = chunks.remainder();
+        for ch in chunks {
+            for l in 0..LANES {
+                let d = ch[l] - shift;
+                s[l] += ch[l];
+                q[l] += d * d;
+            }
+        }
+        let (mut s, mut q) = (total(&s), total(&q));
+        for &v in rest {
+            s += f64::from(v);
+            q += f64::from(v - shift).powi(2);
+        }
+        (s, q)
+    }
+}
+
+multiversion! {
+    /// `y = x · scale + shift` over one plane, then `max(0, ·)` when `relu`.
+    fn plane_affine(x: &[f32], y: &mut [f32], scale: f32, shift: f32, relu: bool) {
+        if relu {
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o = (v * scale + shift).max(0.0);
+            }
+        } else {
+            for (o, &v) in y.iter_mut().zip(x) {
+                *o = v * scale + shift;
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `(Σ g', Σ g'·(x - mean))` over one plane, `g'` the gradient masked by the fused ReLU
+    /// (zero where `x · scale + shift <= 0`).
+    fn plane_grad_sums(x: &[f32], g: &[f32], mean: f32, scale: f32, shift: f32, relu: bool) -> (f64, f64) {
+        let (mut sg, mut sgx) = ([0f32; LANES], [0f32; LANES]);
+        let (xc, gc) = (x.chunks_exact(LANES), g.chunks_exact(LANES));
+        let (xr, gr) = (xc.remainder(), gc.remainder());
+        let keep = |x: f32, g: f32| if relu && x * scale + shift <= 0.0 { 0.0 } else { g };
+        for (xs, gs) in xc.zip(gc) {
+            for l in 0..LANES {
+                let gm = keep(xs[l], gs[l]);
+                sg[l] += gm;
+                sgx[l] += gm * (xs[l] - mean);
+            }
+        }
+        let (mut sg, mut sgx) = (total(&sg), total(&sgx));
+        for (&x, &g) in xr.iter().zip(gr) {
+            let gm = f64::from(keep(x, g));
+            sg += gm;
+            sgx += gm * f64::from(x - mean);
+        }
+        (sg, sgx)
+    }
+}
+
+/// The per-channel constants of the backward pass.
+#[derive(Debug, Clone, Copy)]
+struct GradCoef {
+    /// ReLU mask: `x · scale + shift <= 0` is cut.
+    scale: f32,
+    shift: f32,
+    mean: f32,
+    inv_std: f32,
+    /// `γ / σ / m`.
+    k: f32,
+    /// Element count `m`.
+    m: f32,
+    /// `Σ g'`.
+    sg: f32,
+    /// `Σ g'·x̂`.
+    sgx: f32,
+}
+
+multiversion! {
+    /// `dx = k (m g' − Σ g' − x̂ Σ g'·x̂)` over one plane.
+    fn plane_input_grad(x: &[f32], g: &[f32], dx: &mut [f32], c: GradCoef, relu: bool) {
+        for ((o, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+            let gm = if relu && x * c.scale + c.shift <= 0.0 { 0.0 } else { g };
+            let xhat = (x - c.mean) * c.inv_std;
+            *o = c.k * (c.m * gm - c.sg - xhat * c.sgx);
+        }
+    }
 }
 
 /// Batch norm (+ ReLU) of `x` `[N, C, H, W]` with scale `gamma` and shift `beta` (`[C]`),
@@ -79,8 +164,16 @@ pub fn batch_norm_train(
         (0..c)
             .into_par_iter()
             .map(|ch| {
-                let m = channel_sum(d, dims, ch, |_, v| v as f64) / count as f64;
-                let v = channel_sum(d, dims, ch, |_, v| (v as f64 - m).powi(2)) / count as f64;
+                let planes = (0..n).map(|i| &d[(i * c + ch) * h * w..][..h * w]);
+                // a shifted first pass (first value) keeps the sum of squares well conditioned
+                let shift = d[ch * h * w];
+                let (s, q) = planes.fold((0f64, 0f64), |(s, q), p| {
+                    let (a, b) = plane_moments(p, shift);
+                    (s + a, q + b)
+                });
+                let m = s / count as f64;
+                // Σ (x - k)² = Σ (x - m)² + count (m - k)²
+                let v = (q / count as f64 - (m - f64::from(shift)).powi(2)).max(0.0);
                 (m as f32, v as f32)
             })
             .unzip::<f32, f32, Vec<f32>, Vec<f32>>()
@@ -135,10 +228,7 @@ impl CustomOp3 for BnRelu {
             .enumerate()
             .for_each(|(p, (yo, xi))| {
                 let (s, b) = self.affine(gamma, beta, p % c);
-                for (o, &v) in yo.iter_mut().zip(xi) {
-                    let z = v * s + b;
-                    *o = if self.relu { z.max(0.0) } else { z };
-                }
+                plane_affine(xi, yo, s, b, self.relu);
             });
         Ok((CpuStorage::F32(y), Shape::from(self.dims.to_vec())))
     }
@@ -160,28 +250,25 @@ impl CustomOp3 for BnRelu {
         let st = &self.stats;
         let (dx, dgamma, dbeta) = with_f32(x, |xd| {
             with_f32(&grad, |gd| {
-                // dy masked by the ReLU (recomputed from x exactly as the forward did).
-                let masked = |i: usize, (s, b): (f32, f32)| -> f32 {
-                    if self.relu && xd[i] * s + b <= 0.0 {
-                        0.0
-                    } else {
-                        gd[i]
-                    }
-                };
                 let sums: Vec<(f64, f64)> = (0..c)
                     .into_par_iter()
                     .map(|ch| {
-                        let ab = self.affine(&gamma_v, &beta_v, ch);
+                        let (scale, shift) = self.affine(&gamma_v, &beta_v, ch);
                         let (mut sg, mut sgx) = (0f64, 0f64);
                         for i in 0..n {
-                            let start = (i * c + ch) * hw;
-                            for (j, &x) in xd.iter().enumerate().skip(start).take(hw) {
-                                let g = masked(j, ab) as f64;
-                                sg += g;
-                                sgx += g * ((x - st.mean[ch]) * st.inv_std[ch]) as f64;
-                            }
+                            let at = (i * c + ch) * hw;
+                            let (a, b) = plane_grad_sums(
+                                &xd[at..at + hw],
+                                &gd[at..at + hw],
+                                st.mean[ch],
+                                scale,
+                                shift,
+                                self.relu,
+                            );
+                            sg += a;
+                            sgx += b;
                         }
-                        (sg, sgx)
+                        (sg, sgx * f64::from(st.inv_std[ch]))
                     })
                     .collect();
                 let mut dx = vec![0f32; xd.len()];
@@ -189,16 +276,20 @@ impl CustomOp3 for BnRelu {
                     .enumerate()
                     .for_each(|(p, out)| {
                         let ch = p % c;
-                        let ab = self.affine(&gamma_v, &beta_v, ch);
+                        let (scale, shift) = self.affine(&gamma_v, &beta_v, ch);
                         let (sg, sgx) = sums[ch];
-                        let k = gamma_v[ch] * st.inv_std[ch] / count as f32;
-                        let (sg, sgx, m) = (sg as f32, sgx as f32, count as f32);
-                        let start = p * hw;
-                        for (j, o) in out.iter_mut().enumerate() {
-                            let i = start + j;
-                            let xhat = (xd[i] - st.mean[ch]) * st.inv_std[ch];
-                            *o = k * (m * masked(i, ab) - sg - xhat * sgx);
-                        }
+                        let coef = GradCoef {
+                            scale,
+                            shift,
+                            mean: st.mean[ch],
+                            inv_std: st.inv_std[ch],
+                            k: gamma_v[ch] * st.inv_std[ch] / count as f32,
+                            m: count as f32,
+                            sg: sg as f32,
+                            sgx: sgx as f32,
+                        };
+                        let at = p * hw;
+                        plane_input_grad(&xd[at..at + hw], &gd[at..at + hw], out, coef, self.relu);
                     });
                 let dgamma = sums.iter().map(|s| s.1 as f32).collect::<Vec<_>>();
                 let dbeta = sums.iter().map(|s| s.0 as f32).collect::<Vec<_>>();

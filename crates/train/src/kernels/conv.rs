@@ -5,8 +5,8 @@
 //! gradient `Σ dy · col(x)ᵀ`. A 1x1 stride-1 unpadded convolution skips the patch matrix.
 //! Images are spread over the rayon pool; each worker keeps its patch buffer across calls.
 
-use super::f32_slice;
 use super::gemm::{matmul, Mat};
+use super::{f32_slice, winograd, winograd_enabled};
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -73,6 +73,20 @@ impl ConvGeom {
 
     fn pointwise(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// The Winograd geometry when this is a 3x3 stride-1 pad-1 convolution that
+    /// [`winograd`] computes faster (and Winograd is not switched off).
+    fn winograd(&self) -> Option<winograd::Geom> {
+        let g = winograd::Geom {
+            n: self.n,
+            c: self.c,
+            o: self.o,
+            h: self.h,
+            w: self.w,
+        };
+        (self.k == 3 && self.stride == 1 && self.pad == 1 && g.worthwhile() && winograd_enabled())
+            .then_some(g)
     }
 
     /// For kernel offset `kx` (or `ky`): the first and one-past-last output position whose
@@ -255,12 +269,16 @@ impl CustomOp2 for Conv2d {
         let g = self.geom;
         let x = sized(s1, l1, g.n * g.chw(), "input")?;
         let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
+        let shape = Shape::from((g.n, g.o, g.oh, g.ow));
+        if let Some(wg) = g.winograd() {
+            return Ok((CpuStorage::F32(winograd::forward(&wg, x, w)), shape));
+        }
         let per = g.o * g.ohw();
         let mut y = vec![0f32; g.n * per];
         y.par_chunks_mut(per)
             .zip(x.par_chunks(g.chw()))
             .for_each(|(yi, xi)| forward_image(xi, w, &g, yi));
-        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+        Ok((CpuStorage::F32(y), shape))
     }
 
     fn bwd(
@@ -301,11 +319,15 @@ impl CustomOp2 for InputGrad {
         let per = g.o * g.ohw();
         let dy = sized(s1, l1, g.n * per, "output gradient")?;
         let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
+        let shape = Shape::from((g.n, g.c, g.h, g.w));
+        if let Some(wg) = g.winograd() {
+            return Ok((CpuStorage::F32(winograd::input_grad(&wg, dy, w)), shape));
+        }
         let mut dx = vec![0f32; g.n * g.chw()];
         dx.par_chunks_mut(g.chw())
             .zip(dy.par_chunks(per))
             .for_each(|(dxi, dyi)| input_grad_image(dyi, w, &g, dxi));
-        Ok((CpuStorage::F32(dx), Shape::from((g.n, g.c, g.h, g.w))))
+        Ok((CpuStorage::F32(dx), shape))
     }
 }
 
@@ -329,6 +351,10 @@ impl CustomOp2 for WeightGrad {
         let per = g.o * g.ohw();
         let x = sized(s1, l1, g.n * g.chw(), "input")?;
         let dy = sized(s2, l2, g.n * per, "output gradient")?;
+        let shape = Shape::from((g.o, g.c, g.k, g.k));
+        if let Some(wg) = g.winograd() {
+            return Ok((CpuStorage::F32(winograd::weight_grad(&wg, x, dy)), shape));
+        }
         let len = g.o * g.ckk();
         let workers = rayon::current_num_threads().clamp(1, g.n.max(1));
         let chunk = g.n.div_ceil(workers).max(1);
@@ -347,7 +373,7 @@ impl CustomOp2 for WeightGrad {
                 a
             })
             .unwrap_or_else(|| vec![0f32; len]);
-        Ok((CpuStorage::F32(dw), Shape::from((g.o, g.c, g.k, g.k))))
+        Ok((CpuStorage::F32(dw), shape))
     }
 }
 
@@ -411,6 +437,14 @@ mod tests {
         check(&[2, 6, 9, 7], &[4, 6, 1, 1], 2, 0, 4);
         check(&[1, 3, 5, 6], &[2, 3, 3, 3], 1, 0, 5);
         check(&[2, 2, 7, 7], &[3, 2, 5, 5], 3, 2, 6);
+    }
+
+    #[test]
+    fn winograd_shapes_match_candle() {
+        // 3x3 stride-1 pad-1 with 8+ channels on both sides goes through winograd.rs (unless
+        // WRNC_WINOGRAD=0); ragged 10x7 maps leave partial tiles
+        check(&[5, 8, 10, 7], &[12, 8, 3, 3], 1, 1, 11);
+        check(&[3, 16, 8, 8], &[8, 16, 3, 3], 1, 1, 12);
     }
 
     #[test]

@@ -18,11 +18,23 @@ pub mod bn;
 pub mod conv;
 pub mod gemm;
 pub mod sgd;
+mod simd;
+pub mod winograd;
 
 use candle_core::{bail, CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
 
 /// The environment variable that turns the fast kernels off.
 pub const REFERENCE_OPS_ENV: &str = "WRNC_REFERENCE_OPS";
+
+/// The environment variable that turns Winograd convolution off (`0`): 3x3 convolutions then
+/// go through im2col + gemm like the others.
+pub const WINOGRAD_ENV: &str = "WRNC_WINOGRAD";
+
+/// Whether 3x3 stride-1 convolutions use [`winograd`] (unless `WRNC_WINOGRAD=0`; read once).
+pub fn winograd_enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var(WINOGRAD_ENV).map_or(true, |v| v != "0"))
+}
 
 /// Whether the environment asks for Candle's reference ops (`WRNC_REFERENCE_OPS` set to
 /// anything but empty or `0`).

@@ -1,0 +1,64 @@
+//! Run-time choice of the widest vector instruction set for the element-wise kernels.
+//!
+//! The kernels' inner loops are written over fixed-size lane arrays; [`multiversion`]
+//! compiles one body three times (AVX-512, AVX2+FMA, baseline x86-64) and calls the best one
+//! the CPU supports, so one binary runs everywhere and uses AVX-512 where it exists.
+
+/// Runs `$body` compiled for AVX-512, for AVX2+FMA or for baseline x86-64 (whichever the CPU
+/// has), so that the lane loops become the widest vector code available.
+macro_rules! multiversion_impl {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$meta])*
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn imp($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+                fn v4($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
+                #[target_feature(enable = "avx2,fma")]
+                fn v3($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
+                match $crate::kernels::simd::simd_level() {
+                    // SAFETY: simd_level() saw the CPU report these features.
+                    $crate::kernels::simd::SimdLevel::Avx512 => unsafe { v4($($arg),*) },
+                    $crate::kernels::simd::SimdLevel::Avx2 => unsafe { v3($($arg),*) },
+                    $crate::kernels::simd::SimdLevel::Baseline => imp($($arg),*),
+                }
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            imp($($arg),*)
+        }
+    };
+}
+
+/// The instruction sets [`multiversion`] compiles for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SimdLevel {
+    Avx512,
+    Avx2,
+    Baseline,
+}
+
+/// The widest instruction set this CPU offers (detected once).
+pub(crate) fn simd_level() -> SimdLevel {
+    use std::sync::OnceLock;
+    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+            {
+                return SimdLevel::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return SimdLevel::Avx2;
+            }
+        }
+        SimdLevel::Baseline
+    })
+}
+
+pub(crate) use multiversion_impl as multiversion;

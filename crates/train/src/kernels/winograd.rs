@@ -1,0 +1,591 @@
+//! 3x3, stride-1, pad-1 convolution by Winograd's minimal filtering F(4x4, 3x3)
+//! (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+//!
+//! A 4x4 block of outputs is `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`, with `d` the 6x6 input tile around
+//! it and `g` the 3x3 kernel: 36 multiplications per channel pair instead of 144. Summed over
+//! input channels, the 36 element-wise products become 36 independent matrix products
+//! `M_p[O, T] = U_p[O, C] · V_p[C, T]` over the tiles `T`, which run through the gemm kernel.
+//!
+//! - forward: transform the input tiles (`V`) and the weights (`U`), 36 products, inverse
+//!   transform (`Aᵀ M A`);
+//! - input gradient: the same with the kernel rotated by 180 degrees and its in/out channels
+//!   swapped (a stride-1 pad-1 3x3 convolution's adjoint is one again);
+//! - weight gradient: the exact adjoint of the forward algorithm,
+//!   `dU_p = Σ_T (A dY Aᵀ)_p · V_pᵀ` then `dg = Gᵀ dU G`.
+//!
+//! The batch is cut into chunks of whole images small enough that a chunk's transformed
+//! tiles stay in cache; chunks are spread over the rayon pool and every worker keeps its
+//! buffers across calls. The tile transforms work on 16 tiles at once (one per SIMD lane) and
+//! are compiled for AVX-512, AVX2+FMA and plain x86-64, picked at run time.
+
+use super::gemm::{matmul, Mat};
+use super::simd::multiversion;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Side of an output tile.
+const M: usize = 4;
+/// Side of an input tile (`M + 3 - 1`).
+const T: usize = 6;
+/// Points of a transformed tile: one matrix product each.
+const P: usize = T * T;
+/// Tiles transformed together, one per SIMD lane.
+const L: usize = 16;
+/// Bytes of transformed tiles (input and output side together) a chunk aims for.
+const CHUNK_BYTES: usize = 3 << 20;
+
+type Lanes = [f32; L];
+
+/// The sizes of one convolution this module can compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geom {
+    /// Batch.
+    pub n: usize,
+    /// Input channels.
+    pub c: usize,
+    /// Output channels.
+    pub o: usize,
+    /// Height (of input and output alike).
+    pub h: usize,
+    /// Width (of input and output alike).
+    pub w: usize,
+}
+
+impl Geom {
+    /// Whether Winograd F(4x4, 3x3) is worth it for these sizes: maps of at least 4x4 (smaller
+    /// ones would waste most of a tile) and at least 8 channels on both sides (below that the
+    /// tile transforms cost more than they save).
+    pub fn worthwhile(&self) -> bool {
+        self.h >= M && self.w >= M && self.c >= 8 && self.o >= 8
+    }
+
+    fn tiles_h(&self) -> usize {
+        self.h.div_ceil(M)
+    }
+
+    fn tiles_w(&self) -> usize {
+        self.w.div_ceil(M)
+    }
+
+    fn tiles_per_image(&self) -> usize {
+        self.tiles_h() * self.tiles_w()
+    }
+
+    /// Images per chunk: as many as keep the chunk's transformed tiles near `CHUNK_BYTES`.
+    fn images_per_chunk(&self) -> usize {
+        let per_image = P * self.tiles_per_image() * (self.c + self.o) * 4;
+        (CHUNK_BYTES / per_image.max(1)).clamp(1, self.n.max(1))
+    }
+
+    /// The same convolution seen from its output: channels swapped (the input gradient).
+    fn swapped(&self) -> Geom {
+        Geom {
+            c: self.o,
+            o: self.c,
+            ..*self
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The transforms, lane-wise on 16 tiles.
+
+/// `Bᵀ d` for one column of six points.
+#[inline(always)]
+fn bt(d: &[Lanes; T]) -> [Lanes; T] {
+    let mut r = [[0.0; L]; T];
+    for l in 0..L {
+        let (d0, d1, d2, d3, d4, d5) = (d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]);
+        r[0][l] = 4.0 * d0 - 5.0 * d2 + d4;
+        r[1][l] = -4.0 * (d1 + d2) + d3 + d4;
+        r[2][l] = 4.0 * (d1 - d2) - d3 + d4;
+        r[3][l] = 2.0 * (d3 - d1) - d2 + d4;
+        r[4][l] = 2.0 * (d1 - d3) - d2 + d4;
+        r[5][l] = 4.0 * d1 - 5.0 * d3 + d5;
+    }
+    r
+}
+
+/// `Aᵀ m` for one column of six points (four results).
+#[inline(always)]
+fn at(m: &[Lanes; T]) -> [Lanes; M] {
+    let mut r = [[0.0; L]; M];
+    for l in 0..L {
+        let (m0, m1, m2, m3, m4, m5) = (m[0][l], m[1][l], m[2][l], m[3][l], m[4][l], m[5][l]);
+        let (s12, d12, s34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+        r[0][l] = m0 + s12 + s34;
+        r[1][l] = d12 + 2.0 * d34;
+        r[2][l] = s12 + 4.0 * s34;
+        r[3][l] = d12 + 8.0 * d34 + m5;
+    }
+    r
+}
+
+/// `A y` for one column of four points (six results): the adjoint of [`at`].
+#[inline(always)]
+fn a(y: &[Lanes; M]) -> [Lanes; T] {
+    let mut r = [[0.0; L]; T];
+    for l in 0..L {
+        let (y0, y1, y2, y3) = (y[0][l], y[1][l], y[2][l], y[3][l]);
+        let (e, o) = (y0 + y2, y1 + y3);
+        let (e4, o2) = (y0 + 4.0 * y2, 2.0 * y1 + 8.0 * y3);
+        r[0][l] = y0;
+        r[1][l] = e + o;
+        r[2][l] = e - o;
+        r[3][l] = e4 + o2;
+        r[4][l] = e4 - o2;
+        r[5][l] = y3;
+    }
+    r
+}
+
+/// `G g` for one column of three kernel taps (six results).
+fn g_col(g: [f64; 3]) -> [f64; T] {
+    let [g0, g1, g2] = g;
+    [
+        g0 / 4.0,
+        -(g0 + g1 + g2) / 6.0,
+        -(g0 - g1 + g2) / 6.0,
+        g0 / 24.0 + g1 / 12.0 + g2 / 6.0,
+        g0 / 24.0 - g1 / 12.0 + g2 / 6.0,
+        g2,
+    ]
+}
+
+/// `Gᵀ u` for one column of six points (three results): the adjoint of [`g_col`].
+fn gt_col(u: [f64; T]) -> [f64; 3] {
+    let [u0, u1, u2, u3, u4, u5] = u;
+    [
+        u0 / 4.0 - (u1 + u2) / 6.0 + (u3 + u4) / 24.0,
+        (u2 - u1) / 6.0 + (u3 - u4) / 12.0,
+        (u3 + u4 - u1 - u2) / 6.0 + u5,
+    ]
+}
+
+/// Where tile `t` of a chunk lies: (image in the chunk, first row, first column).
+#[inline(always)]
+fn tile_origin(g: &Geom, t: usize) -> (usize, usize, usize) {
+    let (tpi, tw) = (g.tiles_per_image(), g.tiles_w());
+    let (img, rem) = (t / tpi, t % tpi);
+    (img, (rem / tw) * M, (rem % tw) * M)
+}
+
+multiversion! {
+    /// `V[p][c][t] = (Bᵀ d B)_p` for every tile `t` of the chunk `x` (`[images, C, H, W]`)
+    /// and channel `c`; `v` holds `P · C · tc` values.
+    fn input_transform(g: &Geom, x: &[f32], tc: usize, v: &mut [f32]) {
+        let (c, h, w) = (g.c, g.h, g.w);
+        for ci in 0..c {
+            for t0 in (0..tc).step_by(L) {
+                let len = L.min(tc - t0);
+                let mut d = [[[0f32; L]; T]; T];
+                for l in 0..len {
+                    let (img, y0, x0) = tile_origin(g, t0 + l);
+                    let plane = &x[(img * c + ci) * h * w..][..h * w];
+                    for (r, drow) in d.iter_mut().enumerate() {
+                        let iy = (y0 + r).wrapping_sub(1);
+                        if iy >= h {
+                            continue;
+                        }
+                        let row = &plane[iy * w..(iy + 1) * w];
+                        for (s, ds) in drow.iter_mut().enumerate() {
+                            let ix = (x0 + s).wrapping_sub(1);
+                            if ix < w {
+                                ds[l] = row[ix];
+                            }
+                        }
+                    }
+                }
+                // columns, then rows: Bᵀ d B
+                let mut cols = [[[0f32; L]; T]; T];
+                for s in 0..T {
+                    let col = bt(&std::array::from_fn(|r| d[r][s]));
+                    for r in 0..T {
+                        cols[r][s] = col[r];
+                    }
+                }
+                for (r, row) in cols.iter().enumerate() {
+                    let out = bt(row);
+                    for (s, vals) in out.iter().enumerate() {
+                        let p = r * T + s;
+                        v[(p * c + ci) * tc + t0..][..len].copy_from_slice(&vals[..len]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `y = Aᵀ M_t A` for every tile `t` of the chunk, written into `y` (`[images, O, H, W]`)
+    /// where it lies inside the map; `m` holds `P · O · tc` values.
+    fn output_transform(g: &Geom, m: &[f32], tc: usize, y: &mut [f32]) {
+        let (o, h, w) = (g.o, g.h, g.w);
+        for oi in 0..o {
+            for t0 in (0..tc).step_by(L) {
+                let len = L.min(tc - t0);
+                let mut tile = [[[0f32; L]; T]; T];
+                for (p, lanes) in tile.iter_mut().flatten().enumerate() {
+                    lanes[..len].copy_from_slice(&m[(p * o + oi) * tc + t0..][..len]);
+                }
+                let mut half = [[[0f32; L]; T]; M];
+                for s in 0..T {
+                    let col = at(&std::array::from_fn(|r| tile[r][s]));
+                    for i in 0..M {
+                        half[i][s] = col[i];
+                    }
+                }
+                let out: [[Lanes; M]; M] = std::array::from_fn(|i| at(&half[i]));
+                for l in 0..len {
+                    let (img, y0, x0) = tile_origin(g, t0 + l);
+                    let plane = &mut y[(img * o + oi) * h * w..][..h * w];
+                    for (i, orow) in out.iter().enumerate().take(h - y0) {
+                        let row = &mut plane[(y0 + i) * w..(y0 + i + 1) * w];
+                        for (j, vals) in orow.iter().enumerate().take(w - x0) {
+                            row[x0 + j] = vals[l];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `D[p][o][t] = (A dy Aᵀ)_p` for every tile `t` of the chunk `dy` (`[images, O, H, W]`),
+    /// outputs outside the map counting as zero; `dm` holds `P · O · tc` values.
+    fn gradient_transform(g: &Geom, dy: &[f32], tc: usize, dm: &mut [f32]) {
+        let (o, h, w) = (g.o, g.h, g.w);
+        for oi in 0..o {
+            for t0 in (0..tc).step_by(L) {
+                let len = L.min(tc - t0);
+                let mut d = [[[0f32; L]; M]; M];
+                for l in 0..len {
+                    let (img, y0, x0) = tile_origin(g, t0 + l);
+                    let plane = &dy[(img * o + oi) * h * w..][..h * w];
+                    for (i, drow) in d.iter_mut().enumerate().take(h - y0) {
+                        let row = &plane[(y0 + i) * w..(y0 + i + 1) * w];
+                        for (j, dj) in drow.iter_mut().enumerate().take(w - x0) {
+                            dj[l] = row[x0 + j];
+                        }
+                    }
+                }
+                let mut half = [[[0f32; L]; M]; T];
+                for j in 0..M {
+                    let col = a(&std::array::from_fn(|i| d[i][j]));
+                    for r in 0..T {
+                        half[r][j] = col[r];
+                    }
+                }
+                for (r, row) in half.iter().enumerate() {
+                    let out = a(row);
+                    for (s, vals) in out.iter().enumerate() {
+                        let p = r * T + s;
+                        dm[(p * o + oi) * tc + t0..][..len].copy_from_slice(&vals[..len]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `U[p][o][c] = (G g Gᵀ)_p` with `g = kernel(o, c)`, for `outs` x `ins` kernels.
+fn weight_transform(
+    outs: usize,
+    ins: usize,
+    kernel: impl Fn(usize, usize) -> [[f32; 3]; 3] + Sync,
+) -> Vec<f32> {
+    // per output channel `[ins][P]` first (parallel), then scattered to `[P][outs][ins]`
+    let per: Vec<[f32; P]> = (0..outs * ins)
+        .into_par_iter()
+        .with_min_len(64)
+        .map(|i| {
+            let k = kernel(i / ins, i % ins);
+            // G g: 6x3 column by column, then (G g) Gᵀ row by row
+            let mut gg = [[0f64; 3]; T];
+            for s in 0..3 {
+                let col = g_col(std::array::from_fn(|r| f64::from(k[r][s])));
+                for r in 0..T {
+                    gg[r][s] = col[r];
+                }
+            }
+            let mut u = [0f32; P];
+            for (r, row) in gg.iter().enumerate() {
+                for (s, val) in g_col(*row).iter().enumerate() {
+                    u[r * T + s] = *val as f32;
+                }
+            }
+            u
+        })
+        .collect();
+    let mut u = vec![0f32; P * outs * ins];
+    u.par_chunks_mut(outs * ins)
+        .enumerate()
+        .for_each(|(p, up)| {
+            for (dst, src) in up.iter_mut().zip(&per) {
+                *dst = src[p];
+            }
+        });
+    u
+}
+
+/// The 3x3 weight gradient `Gᵀ dU G` of every kernel, `[O, C, 3, 3]` from `du[p][o][c]`.
+fn weight_gradient(g: &Geom, du: &[f32]) -> Vec<f32> {
+    let (o, c) = (g.o, g.c);
+    let mut dw = vec![0f32; o * c * 9];
+    dw.par_chunks_mut(9)
+        .with_min_len(64)
+        .enumerate()
+        .for_each(|(i, out)| {
+            let at_p = |r: usize, s: usize| f64::from(du[(r * T + s) * o * c + i]);
+            // Gᵀ dU: 3x6, column by column, then (Gᵀ dU) G: 3x3 row by row
+            let cols: [[f64; 3]; T] =
+                std::array::from_fn(|s| gt_col(std::array::from_fn(|r| at_p(r, s))));
+            let half: [[f64; T]; 3] = std::array::from_fn(|r| std::array::from_fn(|s| cols[s][r]));
+            for (r, row) in half.iter().enumerate() {
+                for (s, val) in gt_col(*row).iter().enumerate() {
+                    out[r * 3 + s] = *val as f32;
+                }
+            }
+        });
+    dw
+}
+
+thread_local! {
+    /// This worker's transformed-tile buffers, kept across calls.
+    static BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's two buffers grown to `a` and `b` elements.
+fn with_buffers<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    BUFFERS.with(|cell| {
+        let mut bufs = cell.borrow_mut();
+        let (x, y) = &mut *bufs;
+        if x.len() < a {
+            x.resize(a, 0.0);
+        }
+        if y.len() < b {
+            y.resize(b, 0.0);
+        }
+        f(&mut x[..a], &mut y[..b])
+    })
+}
+
+/// The convolution `y = conv(x, U)` with weights already transformed (`u[p][o][c]`).
+fn convolve(g: &Geom, x: &[f32], u: &[f32]) -> Vec<f32> {
+    let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
+    let ipc = g.images_per_chunk();
+    let mut y = vec![0f32; g.n * out_img];
+    y.par_chunks_mut(ipc * out_img)
+        .zip(x.par_chunks(ipc * in_img))
+        .for_each(|(yc, xc)| {
+            let tc = (xc.len() / in_img) * g.tiles_per_image();
+            with_buffers(P * g.c * tc, P * g.o * tc, |v, m| {
+                input_transform(g, xc, tc, v);
+                for p in 0..P {
+                    matmul(
+                        g.o,
+                        tc,
+                        g.c,
+                        &mut m[p * g.o * tc..][..g.o * tc],
+                        false,
+                        Mat::rows(&u[p * g.o * g.c..][..g.o * g.c], g.c),
+                        Mat::rows(&v[p * g.c * tc..][..g.c * tc], tc),
+                    );
+                }
+                output_transform(g, m, tc, yc);
+            });
+        });
+    y
+}
+
+/// Forward: `y[n, o] = Σ_c x[n, c] ⋆ w[o, c]` with zero padding 1; `x` is `[N, C, H, W]`,
+/// `w` `[O, C, 3, 3]`, `y` `[N, O, H, W]`.
+pub fn forward(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let u = weight_transform(g.o, g.c, |oi, ci| kernel_at(w, g.c, oi, ci));
+    convolve(g, x, &u)
+}
+
+/// Input gradient: `dx` `[N, C, H, W]` from `dy` `[N, O, H, W]` — the convolution of `dy`
+/// with the kernels rotated by 180 degrees, in and out channels swapped.
+pub fn input_grad(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
+    let u = weight_transform(g.c, g.o, |ci, oi| {
+        let k = kernel_at(w, g.c, oi, ci);
+        std::array::from_fn(|r| std::array::from_fn(|s| k[2 - r][2 - s]))
+    });
+    convolve(&g.swapped(), dy, &u)
+}
+
+/// Weight gradient: `dw` `[O, C, 3, 3]` from `x` `[N, C, H, W]` and `dy` `[N, O, H, W]`.
+pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
+    let ipc = g.images_per_chunk();
+    let len = P * g.o * g.c;
+    let du = x
+        .par_chunks(ipc * in_img)
+        .zip(dy.par_chunks(ipc * out_img))
+        .fold(
+            || vec![0f32; len],
+            |mut du, (xc, dyc)| {
+                let tc = (xc.len() / in_img) * g.tiles_per_image();
+                with_buffers(P * g.c * tc, P * g.o * tc, |v, dm| {
+                    input_transform(g, xc, tc, v);
+                    gradient_transform(g, dyc, tc, dm);
+                    for p in 0..P {
+                        matmul(
+                            g.o,
+                            g.c,
+                            tc,
+                            &mut du[p * g.o * g.c..][..g.o * g.c],
+                            true,
+                            Mat::rows(&dm[p * g.o * tc..][..g.o * tc], tc),
+                            Mat::transposed(&v[p * g.c * tc..][..g.c * tc], tc),
+                        );
+                    }
+                });
+                du
+            },
+        )
+        .reduce_with(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(p, q)| *p += q);
+            a
+        })
+        .unwrap_or_else(|| vec![0f32; len]);
+    weight_gradient(g, &du)
+}
+
+/// The 3x3 kernel `w[o, c]` of a `[O, C, 3, 3]` weight.
+fn kernel_at(w: &[f32], c: usize, oi: usize, ci: usize) -> [[f32; 3]; 3] {
+    let k = &w[(oi * c + ci) * 9..][..9];
+    std::array::from_fn(|r| std::array::from_fn(|s| k[r * 3 + s]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn rand(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+    }
+
+    /// Direct 3x3 pad-1 convolution in f64.
+    fn direct(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f64> {
+        let (h, wd) = (g.h as isize, g.w as isize);
+        let mut y = vec![0f64; g.n * g.o * g.h * g.w];
+        for n in 0..g.n {
+            for o in 0..g.o {
+                for oy in 0..h {
+                    for ox in 0..wd {
+                        let mut acc = 0f64;
+                        for c in 0..g.c {
+                            for ky in 0..3isize {
+                                for kx in 0..3isize {
+                                    let (iy, ix) = (oy + ky - 1, ox + kx - 1);
+                                    if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                                        let xv = x[((n * g.c + c) as isize * h + iy) as usize
+                                            * g.w
+                                            + ix as usize];
+                                        let wv = w[(o * g.c + c) * 9 + (ky * 3 + kx) as usize];
+                                        acc += f64::from(xv) * f64::from(wv);
+                                    }
+                                }
+                            }
+                        }
+                        y[((n * g.o + o) * g.h + oy as usize) * g.w + ox as usize] = acc;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    fn max_rel(a: &[f32], b: &[f64]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        let scale = b.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (f64::from(*x) - y).abs() / scale)
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn transforms_are_adjoint_pairs() {
+        // <at(m), y> == <m, a(y)> and <g_col(k), u> == <k, gt_col(u)>
+        let m: [Lanes; T] = std::array::from_fn(|r| [r as f32 * 0.7 - 1.3; L]);
+        let y: [Lanes; M] = std::array::from_fn(|i| [i as f32 * 1.1 + 0.4; L]);
+        let lhs: f32 = at(&m).iter().zip(&y).map(|(p, q)| p[0] * q[0]).sum();
+        let rhs: f32 = m.iter().zip(&a(&y)).map(|(p, q)| p[0] * q[0]).sum();
+        assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
+        let k = [0.3, -1.2, 0.8];
+        let u = [0.5, -0.25, 1.5, 2.0, -0.75, 0.1];
+        let lhs: f64 = g_col(k).iter().zip(&u).map(|(p, q)| p * q).sum();
+        let rhs: f64 = k.iter().zip(&gt_col(u)).map(|(p, q)| p * q).sum();
+        assert!((lhs - rhs).abs() < 1e-12, "{lhs} vs {rhs}");
+    }
+
+    #[test]
+    fn forward_matches_direct_convolution_on_ragged_maps() {
+        // 13x10 leaves partial tiles at the right and bottom edges; several chunks of images
+        for (n, c, o, h, w) in [(3, 8, 9, 13, 10), (2, 16, 8, 8, 8), (1, 9, 12, 4, 7)] {
+            let g = Geom { n, c, o, h, w };
+            let x = rand(n * c * h * w, 1);
+            let wt = rand(o * c * 9, 2);
+            let err = max_rel(&forward(&g, &x, &wt), &direct(&g, &x, &wt));
+            assert!(err < 1e-5, "{g:?}: forward error {err}");
+        }
+    }
+
+    #[test]
+    fn gradients_match_the_direct_adjoints() {
+        // dx = conv(dy, rot180(w)ᵀ); <dw, w'> = <dy, conv(x, w')> for every w'
+        let g = Geom {
+            n: 2,
+            c: 8,
+            o: 10,
+            h: 9,
+            w: 6,
+        };
+        let x = rand(g.n * g.c * g.h * g.w, 3);
+        let w = rand(g.o * g.c * 9, 4);
+        let dy = rand(g.n * g.o * g.h * g.w, 5);
+        let dx = input_grad(&g, &dy, &w);
+        // reference input gradient: dx[n,c,iy,ix] = Σ dy[n,o,oy,ox] w[o,c,iy-oy+1,ix-ox+1]
+        let mut want = vec![0f64; dx.len()];
+        for n in 0..g.n {
+            for o in 0..g.o {
+                for oy in 0..g.h {
+                    for ox in 0..g.w {
+                        let d = f64::from(dy[((n * g.o + o) * g.h + oy) * g.w + ox]);
+                        for c in 0..g.c {
+                            for ky in 0..3 {
+                                for kx in 0..3 {
+                                    let (iy, ix) = (oy + ky, ox + kx);
+                                    if iy >= 1 && iy <= g.h && ix >= 1 && ix <= g.w {
+                                        want[((n * g.c + c) * g.h + iy - 1) * g.w + ix - 1] +=
+                                            d * f64::from(w[(o * g.c + c) * 9 + ky * 3 + kx]);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let err = max_rel(&dx, &want);
+        assert!(err < 1e-5, "input gradient error {err}");
+        let dw = weight_grad(&g, &x, &dy);
+        let mut want = vec![0f64; dw.len()];
+        for (i, wv) in want.iter_mut().enumerate() {
+            // d/dw_i <dy, conv(x, w)> = <dy, conv(x, e_i)>
+            let mut e = vec![0f32; dw.len()];
+            e[i] = 1.0;
+            let y = direct(&g, &x, &e);
+            *wv = y.iter().zip(&dy).map(|(p, q)| p * f64::from(*q)).sum();
+        }
+        let err = max_rel(&dw, &want);
+        assert!(err < 1e-5, "weight gradient error {err}");
+    }
+}
