@@ -162,37 +162,96 @@ fn gt_col(u: [f64; T]) -> [f64; 3] {
     ]
 }
 
-/// Where tile `t` of a chunk lies: (image in the chunk, first row, first column).
+/// Stores the first `len` lanes at the start of `dst` (a fixed-size move when all 16 are).
 #[inline(always)]
-fn tile_origin(g: &Geom, t: usize) -> (usize, usize, usize) {
-    let (tpi, tw) = (g.tiles_per_image(), g.tiles_w());
-    let (img, rem) = (t / tpi, t % tpi);
-    (img, (rem / tw) * M, (rem % tw) * M)
+fn copy_lanes(dst: &mut [f32], vals: &Lanes, len: usize) {
+    if len == L {
+        dst[..L].copy_from_slice(vals);
+    } else {
+        dst[..len].copy_from_slice(&vals[..len]);
+    }
+}
+
+/// Loads the first `len` lanes from the start of `src` (the others keep their value).
+#[inline(always)]
+fn load_lanes(lanes: &mut Lanes, src: &[f32], len: usize) {
+    if len == L {
+        lanes.copy_from_slice(&src[..L]);
+    } else {
+        lanes[..len].copy_from_slice(&src[..len]);
+    }
+}
+
+/// Where the tiles of one chunk of images lie.
+#[derive(Debug, Default)]
+struct TileMap {
+    /// Per tile: offset of its 6x6 input window in the chunk's padded copy (channel 0).
+    window: Vec<usize>,
+    /// Per tile: (image in the chunk, first output row, first output column, whole 4x4 block
+    /// inside the map).
+    block: Vec<(usize, usize, usize, bool)>,
+}
+
+impl TileMap {
+    /// The tiles of `images` images, in order image, tile row, tile column.
+    fn new(g: &Geom, images: usize) -> TileMap {
+        let (th, tw) = (g.tiles_h(), g.tiles_w());
+        let (ph, pw) = g.padded();
+        let mut map = TileMap::default();
+        for img in 0..images {
+            for ty in 0..th {
+                for tx in 0..tw {
+                    let (y0, x0) = (ty * M, tx * M);
+                    map.window.push(img * g.c * ph * pw + y0 * pw + x0);
+                    map.block.push((img, y0, x0, y0 + M <= g.h && x0 + M <= g.w));
+                }
+            }
+        }
+        map
+    }
+}
+
+impl Geom {
+    /// Height and width of the zero-padded copy of a plane: one row/column of padding
+    /// before, enough after to complete the last tiles.
+    fn padded(&self) -> (usize, usize) {
+        (self.tiles_h() * M + 2, self.tiles_w() * M + 2)
+    }
+}
+
+/// Copies the `images` planes of `x` (`[images, C, H, W]`) into `out` with a zero border
+/// (`[images, C, ph, pw]`, see [`Geom::padded`]).
+fn pad_chunk(g: &Geom, x: &[f32], out: &mut [f32]) {
+    let (ph, pw) = g.padded();
+    let (h, w) = (g.h, g.w);
+    for (src, dst) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(ph * pw)) {
+        dst[..pw].fill(0.0);
+        for (srow, drow) in src.chunks_exact(w).zip(dst[pw..].chunks_exact_mut(pw)) {
+            drow[0] = 0.0;
+            drow[1..=w].copy_from_slice(srow);
+            drow[w + 1..].fill(0.0);
+        }
+        dst[(h + 1) * pw..].fill(0.0);
+    }
 }
 
 multiversion! {
-    /// `V[p][c][t] = (Bᵀ d B)_p` for every tile `t` of the chunk `x` (`[images, C, H, W]`)
-    /// and channel `c`; `v` holds `P · C · tc` values.
-    fn input_transform(g: &Geom, x: &[f32], tc: usize, v: &mut [f32]) {
-        let (c, h, w) = (g.c, g.h, g.w);
+    /// `V[p][c][t] = (Bᵀ d B)_p` for every tile `t` of a chunk and channel `c`, `d` the
+    /// tile's 6x6 window of the padded chunk `padded`; `v` holds `P · C · tc` values.
+    fn input_transform(g: &Geom, padded: &[f32], tiles: &TileMap, v: &mut [f32]) {
+        let (c, tc) = (g.c, tiles.window.len());
+        let (ph, pw) = g.padded();
         for ci in 0..c {
+            let base = ci * ph * pw;
             for t0 in (0..tc).step_by(L) {
                 let len = L.min(tc - t0);
                 let mut d = [[[0f32; L]; T]; T];
-                for l in 0..len {
-                    let (img, y0, x0) = tile_origin(g, t0 + l);
-                    let plane = &x[(img * c + ci) * h * w..][..h * w];
+                for (l, &at) in tiles.window[t0..t0 + len].iter().enumerate() {
+                    let win = &padded[base + at..];
                     for (r, drow) in d.iter_mut().enumerate() {
-                        let iy = (y0 + r).wrapping_sub(1);
-                        if iy >= h {
-                            continue;
-                        }
-                        let row = &plane[iy * w..(iy + 1) * w];
+                        let row = &win[r * pw..r * pw + T];
                         for (s, ds) in drow.iter_mut().enumerate() {
-                            let ix = (x0 + s).wrapping_sub(1);
-                            if ix < w {
-                                ds[l] = row[ix];
-                            }
+                            ds[l] = row[s];
                         }
                     }
                 }
@@ -208,7 +267,7 @@ multiversion! {
                     let out = bt(row);
                     for (s, vals) in out.iter().enumerate() {
                         let p = r * T + s;
-                        v[(p * c + ci) * tc + t0..][..len].copy_from_slice(&vals[..len]);
+                        copy_lanes(&mut v[(p * c + ci) * tc + t0..], vals, len);
                     }
                 }
             }
@@ -218,15 +277,16 @@ multiversion! {
 
 multiversion! {
     /// `y = Aᵀ M_t A` for every tile `t` of the chunk, written into `y` (`[images, O, H, W]`)
-    /// where it lies inside the map; `m` holds `P · O · tc` values.
-    fn output_transform(g: &Geom, m: &[f32], tc: usize, y: &mut [f32]) {
-        let (o, h, w) = (g.o, g.h, g.w);
+    /// where it lies inside the map; `m` holds `P · O · tc` values. Every element of `y` is
+    /// written.
+    fn output_transform(g: &Geom, m: &[f32], tiles: &TileMap, y: &mut [f32]) {
+        let (o, h, w, tc) = (g.o, g.h, g.w, tiles.block.len());
         for oi in 0..o {
             for t0 in (0..tc).step_by(L) {
                 let len = L.min(tc - t0);
                 let mut tile = [[[0f32; L]; T]; T];
                 for (p, lanes) in tile.iter_mut().flatten().enumerate() {
-                    lanes[..len].copy_from_slice(&m[(p * o + oi) * tc + t0..][..len]);
+                    load_lanes(lanes, &m[(p * o + oi) * tc + t0..], len);
                 }
                 let mut half = [[[0f32; L]; T]; M];
                 for s in 0..T {
@@ -236,13 +296,13 @@ multiversion! {
                     }
                 }
                 let out: [[Lanes; M]; M] = std::array::from_fn(|i| at(&half[i]));
-                for l in 0..len {
-                    let (img, y0, x0) = tile_origin(g, t0 + l);
-                    let plane = &mut y[(img * o + oi) * h * w..][..h * w];
-                    for (i, orow) in out.iter().enumerate().take(h - y0) {
-                        let row = &mut plane[(y0 + i) * w..(y0 + i + 1) * w];
-                        for (j, vals) in orow.iter().enumerate().take(w - x0) {
-                            row[x0 + j] = vals[l];
+                for (l, &(img, y0, x0, whole)) in tiles.block[t0..t0 + len].iter().enumerate() {
+                    let at = (img * o + oi) * h * w + y0 * w + x0;
+                    let (rows, cols) = if whole { (M, M) } else { (h - y0, w - x0) };
+                    for (i, orow) in out.iter().enumerate().take(rows) {
+                        let row = &mut y[at + i * w..][..cols.min(M)];
+                        for (j, dst) in row.iter_mut().enumerate() {
+                            *dst = orow[j][l];
                         }
                     }
                 }
@@ -254,19 +314,19 @@ multiversion! {
 multiversion! {
     /// `D[p][o][t] = (A dy Aᵀ)_p` for every tile `t` of the chunk `dy` (`[images, O, H, W]`),
     /// outputs outside the map counting as zero; `dm` holds `P · O · tc` values.
-    fn gradient_transform(g: &Geom, dy: &[f32], tc: usize, dm: &mut [f32]) {
-        let (o, h, w) = (g.o, g.h, g.w);
+    fn gradient_transform(g: &Geom, dy: &[f32], tiles: &TileMap, dm: &mut [f32]) {
+        let (o, h, w, tc) = (g.o, g.h, g.w, tiles.block.len());
         for oi in 0..o {
             for t0 in (0..tc).step_by(L) {
                 let len = L.min(tc - t0);
                 let mut d = [[[0f32; L]; M]; M];
-                for l in 0..len {
-                    let (img, y0, x0) = tile_origin(g, t0 + l);
-                    let plane = &dy[(img * o + oi) * h * w..][..h * w];
-                    for (i, drow) in d.iter_mut().enumerate().take(h - y0) {
-                        let row = &plane[(y0 + i) * w..(y0 + i + 1) * w];
-                        for (j, dj) in drow.iter_mut().enumerate().take(w - x0) {
-                            dj[l] = row[x0 + j];
+                for (l, &(img, y0, x0, whole)) in tiles.block[t0..t0 + len].iter().enumerate() {
+                    let at = (img * o + oi) * h * w + y0 * w + x0;
+                    let (rows, cols) = if whole { (M, M) } else { (h - y0, w - x0) };
+                    for (i, drow) in d.iter_mut().enumerate().take(rows) {
+                        let row = &dy[at + i * w..][..cols.min(M)];
+                        for (j, &val) in row.iter().enumerate() {
+                            drow[j][l] = val;
                         }
                     }
                 }
@@ -281,7 +341,7 @@ multiversion! {
                     let out = a(row);
                     for (s, vals) in out.iter().enumerate() {
                         let p = r * T + s;
-                        dm[(p * o + oi) * tc + t0..][..len].copy_from_slice(&vals[..len]);
+                        copy_lanes(&mut dm[(p * o + oi) * tc + t0..], vals, len);
                     }
                 }
             }
@@ -352,23 +412,39 @@ fn weight_gradient(g: &Geom, du: &[f32]) -> Vec<f32> {
 }
 
 thread_local! {
-    /// This worker's transformed-tile buffers, kept across calls.
-    static BUFFERS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// This worker's buffers (padded input, transformed input, transformed output), kept
+    /// across calls.
+    static BUFFERS: RefCell<[Vec<f32>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
 }
 
-/// Runs `f` with this thread's two buffers grown to `a` and `b` elements.
-fn with_buffers<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+/// Runs `f` with this thread's three buffers grown to `lens` elements.
+fn with_buffers<R>(lens: [usize; 3], f: impl FnOnce([&mut [f32]; 3]) -> R) -> R {
     BUFFERS.with(|cell| {
         let mut bufs = cell.borrow_mut();
-        let (x, y) = &mut *bufs;
-        if x.len() < a {
-            x.resize(a, 0.0);
+        let [a, b, c] = &mut *bufs;
+        for (buf, &len) in [&mut *a, &mut *b, &mut *c].into_iter().zip(&lens) {
+            if buf.len() < len {
+                buf.resize(len, 0.0);
+            }
         }
-        if y.len() < b {
-            y.resize(b, 0.0);
-        }
-        f(&mut x[..a], &mut y[..b])
+        f([&mut a[..lens[0]], &mut b[..lens[1]], &mut c[..lens[2]]])
     })
+}
+
+/// Pads a chunk `x` of images and transforms its tiles into `v`; returns the tile map.
+fn transform_chunk_input(g: &Geom, x: &[f32], padded: &mut [f32], v: &mut [f32]) -> TileMap {
+    let images = x.len() / (g.c * g.h * g.w);
+    let tiles = TileMap::new(g, images);
+    pad_chunk(g, x, padded);
+    input_transform(g, padded, &tiles, v);
+    tiles
+}
+
+/// Buffer sizes for a chunk of `images`: padded input, `V`, `M`.
+fn chunk_buffers(g: &Geom, images: usize) -> [usize; 3] {
+    let (ph, pw) = g.padded();
+    let tc = images * g.tiles_per_image();
+    [images * g.c * ph * pw, P * g.c * tc, P * g.o * tc]
 }
 
 /// The convolution `y = conv(x, U)` with weights already transformed (`u[p][o][c]`).
@@ -379,9 +455,10 @@ fn convolve(g: &Geom, x: &[f32], u: &[f32]) -> Vec<f32> {
     y.par_chunks_mut(ipc * out_img)
         .zip(x.par_chunks(ipc * in_img))
         .for_each(|(yc, xc)| {
-            let tc = (xc.len() / in_img) * g.tiles_per_image();
-            with_buffers(P * g.c * tc, P * g.o * tc, |v, m| {
-                input_transform(g, xc, tc, v);
+            let images = xc.len() / in_img;
+            let tc = images * g.tiles_per_image();
+            with_buffers(chunk_buffers(g, images), |[padded, v, m]| {
+                let tiles = transform_chunk_input(g, xc, padded, v);
                 for p in 0..P {
                     matmul(
                         g.o,
@@ -393,7 +470,7 @@ fn convolve(g: &Geom, x: &[f32], u: &[f32]) -> Vec<f32> {
                         Mat::rows(&v[p * g.c * tc..][..g.c * tc], tc),
                     );
                 }
-                output_transform(g, m, tc, yc);
+                output_transform(g, m, &tiles, yc);
             });
         });
     y
@@ -427,10 +504,11 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
         .fold(
             || vec![0f32; len],
             |mut du, (xc, dyc)| {
-                let tc = (xc.len() / in_img) * g.tiles_per_image();
-                with_buffers(P * g.c * tc, P * g.o * tc, |v, dm| {
-                    input_transform(g, xc, tc, v);
-                    gradient_transform(g, dyc, tc, dm);
+                let images = xc.len() / in_img;
+                let tc = images * g.tiles_per_image();
+                with_buffers(chunk_buffers(g, images), |[padded, v, dm]| {
+                    let tiles = transform_chunk_input(g, xc, padded, v);
+                    gradient_transform(g, dyc, &tiles, dm);
                     for p in 0..P {
                         matmul(
                             g.o,
