@@ -8,9 +8,10 @@
 //! `dx = γ/σ/m · (m·dy' − Σ dy' − x̂ · Σ dy'·x̂)`.
 
 use super::simd::multiversion;
-use super::{f32_slice, tensor, with_f32};
+use super::{f32_slice, tensor, with_f32, written_vec};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 /// Per-channel batch statistics of one forward pass.
@@ -72,14 +73,15 @@ multiversion! {
 
 multiversion! {
     /// `y = x · scale + shift` over one plane, then `max(0, ·)` when `relu`.
-    fn plane_affine(x: &[f32], y: &mut [f32], scale: f32, shift: f32, relu: bool) {
+    fn plane_affine(x: &[f32], y: &mut [MaybeUninit<f32>], scale: f32, shift: f32, relu: bool) {
+        assert_eq!(x.len(), y.len());
         if relu {
             for (o, &v) in y.iter_mut().zip(x) {
-                *o = (v * scale + shift).max(0.0);
+                o.write((v * scale + shift).max(0.0));
             }
         } else {
             for (o, &v) in y.iter_mut().zip(x) {
-                *o = v * scale + shift;
+                o.write(v * scale + shift);
             }
         }
     }
@@ -130,11 +132,12 @@ struct GradCoef {
 
 multiversion! {
     /// `dx = k (m g' − Σ g' − x̂ Σ g'·x̂)` over one plane.
-    fn plane_input_grad(x: &[f32], g: &[f32], dx: &mut [f32], c: GradCoef, relu: bool) {
+    fn plane_input_grad(x: &[f32], g: &[f32], dx: &mut [MaybeUninit<f32>], c: GradCoef, relu: bool) {
+        assert!(x.len() == dx.len() && g.len() == dx.len());
         for ((o, &x), &g) in dx.iter_mut().zip(x).zip(g) {
             let gm = if relu && x * c.scale + c.shift <= 0.0 { 0.0 } else { g };
             let xhat = (x - c.mean) * c.inv_std;
-            *o = c.k * (c.m * gm - c.sg - xhat * c.sgx);
+            o.write(c.k * (c.m * gm - c.sg - xhat * c.sgx));
         }
     }
 }
@@ -222,14 +225,17 @@ impl CustomOp3 for BnRelu {
             bail!("batch norm: storage does not match {:?}", self.dims)
         }
         let hw = h * w;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(hw.max(1))
-            .zip(x.par_chunks(hw.max(1)))
-            .enumerate()
-            .for_each(|(p, (yo, xi))| {
-                let (s, b) = self.affine(gamma, beta, p % c);
-                plane_affine(xi, yo, s, b, self.relu);
-            });
+        let fill = |y: &mut [MaybeUninit<f32>]| {
+            y.par_chunks_mut(hw.max(1))
+                .zip(x.par_chunks(hw.max(1)))
+                .enumerate()
+                .for_each(|(p, (yo, xi))| {
+                    let (s, b) = self.affine(gamma, beta, p % c);
+                    plane_affine(xi, yo, s, b, self.relu);
+                })
+        };
+        // SAFETY: the planes cover `y` and plane_affine writes all of each (it checks lengths).
+        let y = unsafe { written_vec(x.len(), fill) };
         Ok((CpuStorage::F32(y), Shape::from(self.dims.to_vec())))
     }
 
@@ -271,26 +277,35 @@ impl CustomOp3 for BnRelu {
                         (sg, sgx * f64::from(st.inv_std[ch]))
                     })
                     .collect();
-                let mut dx = vec![0f32; xd.len()];
-                dx.par_chunks_mut(hw.max(1))
-                    .enumerate()
-                    .for_each(|(p, out)| {
-                        let ch = p % c;
-                        let (scale, shift) = self.affine(&gamma_v, &beta_v, ch);
-                        let (sg, sgx) = sums[ch];
-                        let coef = GradCoef {
-                            scale,
-                            shift,
-                            mean: st.mean[ch],
-                            inv_std: st.inv_std[ch],
-                            k: gamma_v[ch] * st.inv_std[ch] / count as f32,
-                            m: count as f32,
-                            sg: sg as f32,
-                            sgx: sgx as f32,
-                        };
-                        let at = p * hw;
-                        plane_input_grad(&xd[at..at + hw], &gd[at..at + hw], out, coef, self.relu);
-                    });
+                let fill = |dx: &mut [MaybeUninit<f32>]| {
+                    dx.par_chunks_mut(hw.max(1))
+                        .enumerate()
+                        .for_each(|(p, out)| {
+                            let ch = p % c;
+                            let (scale, shift) = self.affine(&gamma_v, &beta_v, ch);
+                            let (sg, sgx) = sums[ch];
+                            let coef = GradCoef {
+                                scale,
+                                shift,
+                                mean: st.mean[ch],
+                                inv_std: st.inv_std[ch],
+                                k: gamma_v[ch] * st.inv_std[ch] / count as f32,
+                                m: count as f32,
+                                sg: sg as f32,
+                                sgx: sgx as f32,
+                            };
+                            let at = p * hw;
+                            plane_input_grad(
+                                &xd[at..at + hw],
+                                &gd[at..at + hw],
+                                out,
+                                coef,
+                                self.relu,
+                            );
+                        });
+                };
+                // SAFETY: the planes cover `dx` and plane_input_grad writes all of each.
+                let dx = unsafe { written_vec(xd.len(), fill) };
                 let dgamma = sums.iter().map(|s| s.1 as f32).collect::<Vec<_>>();
                 let dbeta = sums.iter().map(|s| s.0 as f32).collect::<Vec<_>>();
                 (dx, dgamma, dbeta)

@@ -70,6 +70,22 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> 
     }
 }
 
+/// A `len`-element vector every element of which `fill` writes, without zeroing it first (a
+/// zeroing pass over a large activation costs about as much as computing it).
+///
+/// # Safety
+/// `fill` must initialise every element of the slice it receives.
+pub(crate) unsafe fn written_vec(
+    len: usize,
+    fill: impl FnOnce(&mut [std::mem::MaybeUninit<f32>]),
+) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: the caller guarantees that `fill` initialised the first `len` elements.
+    unsafe { v.set_len(len) };
+    v
+}
+
 /// A CPU tensor of `shape` owning `data`.
 pub(crate) fn tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
     Tensor::from_vec(data, shape, &Device::Cpu)

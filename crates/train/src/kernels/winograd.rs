@@ -20,8 +20,10 @@
 
 use super::gemm::{matmul, Mat};
 use super::simd::multiversion;
+use super::written_vec;
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 /// Side of an output tile.
 const M: usize = 4;
@@ -203,7 +205,8 @@ impl TileMap {
                 for tx in 0..tw {
                     let (y0, x0) = (ty * M, tx * M);
                     map.window.push(img * g.c * ph * pw + y0 * pw + x0);
-                    map.block.push((img, y0, x0, y0 + M <= g.h && x0 + M <= g.w));
+                    map.block
+                        .push((img, y0, x0, y0 + M <= g.h && x0 + M <= g.w));
                 }
             }
         }
@@ -279,7 +282,7 @@ multiversion! {
     /// `y = Aᵀ M_t A` for every tile `t` of the chunk, written into `y` (`[images, O, H, W]`)
     /// where it lies inside the map; `m` holds `P · O · tc` values. Every element of `y` is
     /// written.
-    fn output_transform(g: &Geom, m: &[f32], tiles: &TileMap, y: &mut [f32]) {
+    fn output_transform(g: &Geom, m: &[f32], tiles: &TileMap, y: &mut [MaybeUninit<f32>]) {
         let (o, h, w, tc) = (g.o, g.h, g.w, tiles.block.len());
         for oi in 0..o {
             for t0 in (0..tc).step_by(L) {
@@ -302,7 +305,7 @@ multiversion! {
                     for (i, orow) in out.iter().enumerate().take(rows) {
                         let row = &mut y[at + i * w..][..cols.min(M)];
                         for (j, dst) in row.iter_mut().enumerate() {
-                            *dst = orow[j][l];
+                            dst.write(orow[j][l]);
                         }
                     }
                 }
@@ -451,29 +454,31 @@ fn chunk_buffers(g: &Geom, images: usize) -> [usize; 3] {
 fn convolve(g: &Geom, x: &[f32], u: &[f32]) -> Vec<f32> {
     let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
     let ipc = g.images_per_chunk();
-    let mut y = vec![0f32; g.n * out_img];
-    y.par_chunks_mut(ipc * out_img)
-        .zip(x.par_chunks(ipc * in_img))
-        .for_each(|(yc, xc)| {
-            let images = xc.len() / in_img;
-            let tc = images * g.tiles_per_image();
-            with_buffers(chunk_buffers(g, images), |[padded, v, m]| {
-                let tiles = transform_chunk_input(g, xc, padded, v);
-                for p in 0..P {
-                    matmul(
-                        g.o,
-                        tc,
-                        g.c,
-                        &mut m[p * g.o * tc..][..g.o * tc],
-                        false,
-                        Mat::rows(&u[p * g.o * g.c..][..g.o * g.c], g.c),
-                        Mat::rows(&v[p * g.c * tc..][..g.c * tc], tc),
-                    );
-                }
-                output_transform(g, m, &tiles, yc);
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(ipc * out_img)
+            .zip(x.par_chunks(ipc * in_img))
+            .for_each(|(yc, xc)| {
+                let images = xc.len() / in_img;
+                let tc = images * g.tiles_per_image();
+                with_buffers(chunk_buffers(g, images), |[padded, v, m]| {
+                    let tiles = transform_chunk_input(g, xc, padded, v);
+                    for p in 0..P {
+                        matmul(
+                            g.o,
+                            tc,
+                            g.c,
+                            &mut m[p * g.o * tc..][..g.o * tc],
+                            false,
+                            Mat::rows(&u[p * g.o * g.c..][..g.o * g.c], g.c),
+                            Mat::rows(&v[p * g.c * tc..][..g.c * tc], tc),
+                        );
+                    }
+                    output_transform(g, m, &tiles, yc);
+                });
             });
-        });
-    y
+    };
+    // SAFETY: the chunks cover `y`, and output_transform writes every element of its chunk.
+    unsafe { written_vec(g.n * out_img, fill) }
 }
 
 /// Forward: `y[n, o] = Σ_c x[n, c] ⋆ w[o, c]` with zero padding 1; `x` is `[N, C, H, W]`,
