@@ -19,7 +19,7 @@
 //! are compiled for AVX-512, AVX2+FMA and plain x86-64, picked at run time.
 
 use super::gemm::{matmul, Mat};
-use super::simd::multiversion;
+use super::simd::{multiversion, simd_level, SimdLevel};
 use super::written_vec;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -238,17 +238,60 @@ fn pad_chunk(g: &Geom, x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// `d[r][s][l] = src[windows[l] + r·pw + s]` for 16 tiles at once, with AVX-512 gathers
+/// (one instruction per window position instead of 16 scalar loads and stores).
+///
+/// Panics when a window reaches past `src`. Call only where [`simd_level`] reports AVX-512.
+fn gather_windows(src: &[f32], windows: &[usize], pw: usize, d: &mut [[Lanes; T]; T]) {
+    let windows: &[usize; L] = windows.try_into().expect("16 windows");
+    let last = windows.iter().max().copied().unwrap_or(0) + (T - 1) * pw + T - 1;
+    assert!(last < src.len() && last <= i32::MAX as usize);
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn imp(src: &[f32], windows: &[usize; L], pw: usize, d: &mut [[Lanes; T]; T]) {
+            use std::arch::x86_64::*;
+            let offsets: [i32; L] = std::array::from_fn(|l| windows[l] as i32);
+            // SAFETY: `offsets` is 16 i32 (64 bytes); every gathered index
+            // `offsets[l] + r·pw + s` lies inside `src` (checked by the caller).
+            unsafe {
+                let idx = _mm512_loadu_si512(offsets.as_ptr().cast());
+                for (r, drow) in d.iter_mut().enumerate() {
+                    for (s, lanes) in drow.iter_mut().enumerate() {
+                        let at = _mm512_add_epi32(idx, _mm512_set1_epi32((r * pw + s) as i32));
+                        let v = _mm512_i32gather_ps::<4>(at, src.as_ptr());
+                        _mm512_storeu_ps(lanes.as_mut_ptr(), v);
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            simd_level(),
+            SimdLevel::Avx512,
+            "gather_windows needs AVX-512"
+        );
+        // SAFETY: the CPU has AVX-512F (asserted above).
+        unsafe { imp(src, windows, pw, d) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("gather_windows needs AVX-512")
+}
+
 multiversion! {
     /// `V[p][c][t] = (Bᵀ d B)_p` for every tile `t` of a chunk and channel `c`, `d` the
     /// tile's 6x6 window of the padded chunk `padded`; `v` holds `P · C · tc` values.
     fn input_transform(g: &Geom, padded: &[f32], tiles: &TileMap, v: &mut [f32]) {
         let (c, tc) = (g.c, tiles.window.len());
         let (ph, pw) = g.padded();
+        let gather = simd_level() == SimdLevel::Avx512;
         for ci in 0..c {
             let base = ci * ph * pw;
             for t0 in (0..tc).step_by(L) {
                 let len = L.min(tc - t0);
                 let mut d = [[[0f32; L]; T]; T];
+                if gather && len == L {
+                    gather_windows(&padded[base..], &tiles.window[t0..t0 + L], pw, &mut d);
+                } else {
                 for (l, &at) in tiles.window[t0..t0 + len].iter().enumerate() {
                     let win = &padded[base + at..];
                     for (r, drow) in d.iter_mut().enumerate() {
@@ -257,6 +300,7 @@ multiversion! {
                             ds[l] = row[s];
                         }
                     }
+                }
                 }
                 // columns, then rows: Bᵀ d B
                 let mut cols = [[[0f32; L]; T]; T];
