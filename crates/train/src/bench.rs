@@ -212,9 +212,10 @@ mod tests {
     /// A small pre-activation residual network: stem conv, BN-ReLU shared by a strided
     /// 3x3 conv and a 1x1 shortcut, a second BN-ReLU-conv, the add, a final BN-ReLU,
     /// pooling and a linear classifier (every op the fast kernels touch, the fusion and the
-    /// shared ReLU output included).
+    /// shared ReLU output included). On 12x12 inputs the stride-1 8->8 conv runs on 6x6 maps:
+    /// Winograd with partial tiles, im2col for the others.
     fn tiny_wrn() -> Graph {
-        let mut b = GraphBuilder::new("tiny", [3, 8, 8]).unwrap();
+        let mut b = GraphBuilder::new("tiny", [3, 12, 12]).unwrap();
         let conv = |out, kernel, stride, padding| LayerKind::Conv {
             out,
             kernel,

@@ -18,7 +18,7 @@ pub mod bn;
 pub mod conv;
 pub mod gemm;
 pub mod sgd;
-mod simd;
+pub mod simd;
 pub mod winograd;
 
 use candle_core::{bail, CpuStorage, DType, Device, Layout, Result, Storage, Tensor};

@@ -31,19 +31,35 @@ macro_rules! multiversion_impl {
     };
 }
 
-/// The instruction sets [`multiversion`] compiles for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The instruction sets [`multiversion`] compiles for, narrowest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum SimdLevel {
-    Avx512,
-    Avx2,
     Baseline,
+    Avx2,
+    Avx512,
 }
 
-/// The widest instruction set this CPU offers (detected once).
+/// The environment variable that caps the instruction set (`avx2` or `baseline`), to run and
+/// test the narrower code paths on a wider CPU.
+pub const SIMD_ENV: &str = "WRNC_SIMD";
+
+/// The widest instruction set this CPU offers (detected once), capped by `WRNC_SIMD`.
 pub(crate) fn simd_level() -> SimdLevel {
     use std::sync::OnceLock;
     static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
     *LEVEL.get_or_init(|| {
+        let cap = match std::env::var(SIMD_ENV).as_deref() {
+            Ok("baseline") => SimdLevel::Baseline,
+            Ok("avx2") => SimdLevel::Avx2,
+            _ => SimdLevel::Avx512,
+        };
+        detected().min(cap)
+    })
+}
+
+/// The widest instruction set the CPU reports.
+fn detected() -> SimdLevel {
+    {
         #[cfg(target_arch = "x86_64")]
         {
             if is_x86_feature_detected!("avx512f")
@@ -58,7 +74,7 @@ pub(crate) fn simd_level() -> SimdLevel {
             }
         }
         SimdLevel::Baseline
-    })
+    }
 }
 
 pub(crate) use multiversion_impl as multiversion;
