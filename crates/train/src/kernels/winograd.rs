@@ -92,53 +92,84 @@ impl Geom {
 // ---------------------------------------------------------------------------------------
 // The transforms, lane-wise on 16 tiles.
 
-/// `Bᵀ d` for one column of six points.
+/// `Bᵀ d` for six points.
 #[inline(always)]
-fn bt(d: &[Lanes; T]) -> [Lanes; T] {
-    let mut r = [[0.0; L]; T];
-    for l in 0..L {
-        let (d0, d1, d2, d3, d4, d5) = (d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]);
-        r[0][l] = 4.0 * d0 - 5.0 * d2 + d4;
-        r[1][l] = -4.0 * (d1 + d2) + d3 + d4;
-        r[2][l] = 4.0 * (d1 - d2) - d3 + d4;
-        r[3][l] = 2.0 * (d3 - d1) - d2 + d4;
-        r[4][l] = 2.0 * (d1 - d3) - d2 + d4;
-        r[5][l] = 4.0 * d1 - 5.0 * d3 + d5;
-    }
-    r
+fn bt(d: [f32; T]) -> [f32; T] {
+    let [d0, d1, d2, d3, d4, d5] = d;
+    [
+        4.0 * d0 - 5.0 * d2 + d4,
+        -4.0 * (d1 + d2) + d3 + d4,
+        4.0 * (d1 - d2) - d3 + d4,
+        2.0 * (d3 - d1) - d2 + d4,
+        2.0 * (d1 - d3) - d2 + d4,
+        4.0 * d1 - 5.0 * d3 + d5,
+    ]
 }
 
-/// `Aᵀ m` for one column of six points (four results).
+/// `Aᵀ m` for six points (four results).
 #[inline(always)]
-fn at(m: &[Lanes; T]) -> [Lanes; M] {
-    let mut r = [[0.0; L]; M];
-    for l in 0..L {
-        let (m0, m1, m2, m3, m4, m5) = (m[0][l], m[1][l], m[2][l], m[3][l], m[4][l], m[5][l]);
-        let (s12, d12, s34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
-        r[0][l] = m0 + s12 + s34;
-        r[1][l] = d12 + 2.0 * d34;
-        r[2][l] = s12 + 4.0 * s34;
-        r[3][l] = d12 + 8.0 * d34 + m5;
-    }
-    r
+fn at(m: [f32; T]) -> [f32; M] {
+    let [m0, m1, m2, m3, m4, m5] = m;
+    let (s12, d12, s34, d34) = (m1 + m2, m1 - m2, m3 + m4, m3 - m4);
+    [
+        m0 + s12 + s34,
+        d12 + 2.0 * d34,
+        s12 + 4.0 * s34,
+        d12 + 8.0 * d34 + m5,
+    ]
 }
 
-/// `A y` for one column of four points (six results): the adjoint of [`at`].
+/// `A y` for four points (six results): the adjoint of [`at`].
 #[inline(always)]
-fn a(y: &[Lanes; M]) -> [Lanes; T] {
-    let mut r = [[0.0; L]; T];
-    for l in 0..L {
-        let (y0, y1, y2, y3) = (y[0][l], y[1][l], y[2][l], y[3][l]);
-        let (e, o) = (y0 + y2, y1 + y3);
-        let (e4, o2) = (y0 + 4.0 * y2, 2.0 * y1 + 8.0 * y3);
-        r[0][l] = y0;
-        r[1][l] = e + o;
-        r[2][l] = e - o;
-        r[3][l] = e4 + o2;
-        r[4][l] = e4 - o2;
-        r[5][l] = y3;
+fn a(y: [f32; M]) -> [f32; T] {
+    let [y0, y1, y2, y3] = y;
+    let (e, o) = (y0 + y2, y1 + y3);
+    let (e4, o2) = (y0 + 4.0 * y2, 2.0 * y1 + 8.0 * y3);
+    [y0, e + o, e - o, e4 + o2, e4 - o2, y3]
+}
+
+/// `dst = f(src)` along the first axis (columns) of 16 tiles: `src` is `[I][J]`, `dst`
+/// `[O][J]`, `f` a 1-D transform from `I` points to `O`.
+#[inline(always)]
+fn columns<const I: usize, const O: usize, const J: usize>(
+    src: &[[Lanes; J]; I],
+    dst: &mut [[Lanes; J]; O],
+    f: impl Fn([f32; I]) -> [f32; O],
+) {
+    for j in 0..J {
+        for l in 0..L {
+            let mut x = [0f32; I];
+            for (i, xi) in x.iter_mut().enumerate() {
+                *xi = src[i][j][l];
+            }
+            let y = f(x);
+            for (o, yo) in y.iter().enumerate() {
+                dst[o][j][l] = *yo;
+            }
+        }
     }
-    r
+}
+
+/// `dst = f(src)` along the second axis (rows) of 16 tiles: `src` is `[R][I]`, `dst`
+/// `[R][O]`.
+#[inline(always)]
+fn rows<const R: usize, const I: usize, const O: usize>(
+    src: &[[Lanes; I]; R],
+    dst: &mut [[Lanes; O]; R],
+    f: impl Fn([f32; I]) -> [f32; O],
+) {
+    for r in 0..R {
+        for l in 0..L {
+            let mut x = [0f32; I];
+            for (i, xi) in x.iter_mut().enumerate() {
+                *xi = src[r][i][l];
+            }
+            let y = f(x);
+            for (o, yo) in y.iter().enumerate() {
+                dst[r][o][l] = *yo;
+            }
+        }
+    }
 }
 
 /// `G g` for one column of three kernel taps (six results).
@@ -222,6 +253,21 @@ impl Geom {
     }
 }
 
+/// `dst = src` in fixed-size pieces (inline vector moves rather than a `memcpy` call per
+/// short row).
+#[inline(always)]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    let (dc, sc) = (dst.chunks_exact_mut(L), src.chunks_exact(L));
+    for (d, s) in dc.zip(sc) {
+        let d: &mut Lanes = d.try_into().expect("16 lanes");
+        *d = s.try_into().expect("16 lanes");
+    }
+    let done = dst.len() / L * L;
+    for (d, s) in dst[done..].iter_mut().zip(&src[done..]) {
+        *d = *s;
+    }
+}
+
 /// Copies the `images` planes of `x` (`[images, C, H, W]`) into `out` with a zero border
 /// (`[images, C, ph, pw]`, see [`Geom::padded`]).
 fn pad_chunk(g: &Geom, x: &[f32], out: &mut [f32]) {
@@ -231,7 +277,7 @@ fn pad_chunk(g: &Geom, x: &[f32], out: &mut [f32]) {
         dst[..pw].fill(0.0);
         for (srow, drow) in src.chunks_exact(w).zip(dst[pw..].chunks_exact_mut(pw)) {
             drow[0] = 0.0;
-            drow[1..=w].copy_from_slice(srow);
+            copy_row(&mut drow[1..=w], srow);
             drow[w + 1..].fill(0.0);
         }
         dst[(h + 1) * pw..].fill(0.0);
@@ -303,19 +349,11 @@ multiversion! {
                 }
                 }
                 // columns, then rows: Bᵀ d B
-                let mut cols = [[[0f32; L]; T]; T];
-                for s in 0..T {
-                    let col = bt(&std::array::from_fn(|r| d[r][s]));
-                    for r in 0..T {
-                        cols[r][s] = col[r];
-                    }
-                }
-                for (r, row) in cols.iter().enumerate() {
-                    let out = bt(row);
-                    for (s, vals) in out.iter().enumerate() {
-                        let p = r * T + s;
-                        copy_lanes(&mut v[(p * c + ci) * tc + t0..], vals, len);
-                    }
+                let mut half = [[[0f32; L]; T]; T];
+                columns(&d, &mut half, bt);
+                rows(&half, &mut d, bt);
+                for (p, vals) in d.iter().flatten().enumerate() {
+                    copy_lanes(&mut v[(p * c + ci) * tc + t0..], vals, len);
                 }
             }
         }
@@ -336,13 +374,9 @@ multiversion! {
                     load_lanes(lanes, &m[(p * o + oi) * tc + t0..], len);
                 }
                 let mut half = [[[0f32; L]; T]; M];
-                for s in 0..T {
-                    let col = at(&std::array::from_fn(|r| tile[r][s]));
-                    for i in 0..M {
-                        half[i][s] = col[i];
-                    }
-                }
-                let out: [[Lanes; M]; M] = std::array::from_fn(|i| at(&half[i]));
+                columns(&tile, &mut half, at);
+                let mut out = [[[0f32; L]; M]; M];
+                rows(&half, &mut out, at);
                 for (l, &(img, y0, x0, whole)) in tiles.block[t0..t0 + len].iter().enumerate() {
                     let at = (img * o + oi) * h * w + y0 * w + x0;
                     let (rows, cols) = if whole { (M, M) } else { (h - y0, w - x0) };
@@ -378,18 +412,11 @@ multiversion! {
                     }
                 }
                 let mut half = [[[0f32; L]; M]; T];
-                for j in 0..M {
-                    let col = a(&std::array::from_fn(|i| d[i][j]));
-                    for r in 0..T {
-                        half[r][j] = col[r];
-                    }
-                }
-                for (r, row) in half.iter().enumerate() {
-                    let out = a(row);
-                    for (s, vals) in out.iter().enumerate() {
-                        let p = r * T + s;
-                        copy_lanes(&mut dm[(p * o + oi) * tc + t0..], vals, len);
-                    }
+                columns(&d, &mut half, a);
+                let mut out = [[[0f32; L]; T]; T];
+                rows(&half, &mut out, a);
+                for (p, vals) in out.iter().flatten().enumerate() {
+                    copy_lanes(&mut dm[(p * o + oi) * tc + t0..], vals, len);
                 }
             }
         }
@@ -641,10 +668,10 @@ mod tests {
     #[test]
     fn transforms_are_adjoint_pairs() {
         // <at(m), y> == <m, a(y)> and <g_col(k), u> == <k, gt_col(u)>
-        let m: [Lanes; T] = std::array::from_fn(|r| [r as f32 * 0.7 - 1.3; L]);
-        let y: [Lanes; M] = std::array::from_fn(|i| [i as f32 * 1.1 + 0.4; L]);
-        let lhs: f32 = at(&m).iter().zip(&y).map(|(p, q)| p[0] * q[0]).sum();
-        let rhs: f32 = m.iter().zip(&a(&y)).map(|(p, q)| p[0] * q[0]).sum();
+        let m: [f32; T] = std::array::from_fn(|r| r as f32 * 0.7 - 1.3);
+        let y: [f32; M] = std::array::from_fn(|i| i as f32 * 1.1 + 0.4);
+        let lhs: f32 = at(m).iter().zip(&y).map(|(p, q)| p * q).sum();
+        let rhs: f32 = m.iter().zip(&a(y)).map(|(p, q)| p * q).sum();
         assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
         let k = [0.3, -1.2, 0.8];
         let u = [0.5, -0.25, 1.5, 2.0, -0.75, 0.1];
