@@ -5,9 +5,8 @@
 
 use crate::error::{Result, TrainError};
 use crate::model::{Mode, Model};
-use crate::ops::cross_entropy;
 use crate::optim::SgdOptimizer;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
@@ -95,13 +94,9 @@ pub fn train_step(
     lr: f64,
 ) -> Result<f32> {
     let x = model.input_tensor(images, labels.len())?;
-    let y = Tensor::from_slice(labels, labels.len(), model.device())?;
-    let logits = model.logits(&x, mode)?;
-    let loss = cross_entropy(&logits, &y)?;
-    let value: f32 = loss.to_dtype(DType::F32)?.to_scalar()?;
-    let grads = loss.backward()?;
-    opt.step(model, &grads, lr)?;
-    Ok(value)
+    let step = model.loss_and_grads(&x, labels, mode)?;
+    opt.step_with(model, |t| step.grads.get(t), lr)?;
+    Ok(step.loss)
 }
 
 /// The model a benchmark runs: f32 master weights computing in the requested precision, with

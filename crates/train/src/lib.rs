@@ -36,6 +36,7 @@ pub mod optim;
 pub mod progress;
 pub mod rundir;
 pub mod schedule;
+pub mod tape;
 pub mod trainer;
 
 pub use data::Split;

@@ -54,6 +54,11 @@ pub struct Model {
     last_uses: Vec<Option<usize>>,
     /// Whether the fast CPU kernels ([`crate::kernels`]) run instead of Candle's plain ops.
     fast: bool,
+    /// Parameters are read detached from their variables: a forward pass outside Candle's
+    /// autograd (the taped step of [`crate::tape`]).
+    pub(crate) detached: bool,
+    /// The last fused batch-norm op of a detached forward pass, for its backward.
+    pub(crate) pending_bn: Option<kernels::bn::BnRelu>,
 }
 
 impl Model {
@@ -110,6 +115,8 @@ impl Model {
             slots,
             last_uses: graph.last_uses(),
             fast: kernels::supported(device, compute) && !kernels::reference_ops_requested(),
+            detached: false,
+            pending_bn: None,
         })
     }
 
@@ -292,7 +299,7 @@ impl Model {
 
     /// The output of the ReLU node that training-mode BatchNorm node `i` can absorb: the next
     /// node, a ReLU that is the only reader of the BN output, which is not `target` itself.
-    fn fuses_relu(&self, i: usize, mode: Mode, target: ValueId) -> Option<ValueId> {
+    pub(crate) fn fuses_relu(&self, i: usize, mode: Mode, target: ValueId) -> Option<ValueId> {
         let bn = &self.graph.nodes[i];
         let next = self.graph.nodes.get(i + 1)?;
         let fusable = self.fast
@@ -360,6 +367,9 @@ impl Model {
             let new_rv = (rv.affine(1.0 - momentum, 0.0)? + unbiased.affine(momentum, 0.0)?)?;
             self.set_param(running_mean, &new_rm)?;
             self.set_param(running_var, &new_rv)?;
+            if self.detached {
+                self.pending_bn = Some(out.op);
+            }
             return Ok(out.y);
         }
         let out = ops::batch_norm_train(x, &g, &b, &rm, &rv, eps, momentum)?;
@@ -368,10 +378,11 @@ impl Model {
         Ok(if relu { out.y.relu()? } else { out.y })
     }
 
-    fn p(&self, id: ParamId) -> Result<Tensor> {
-        self.param_tensor(id)
-            .cloned()
-            .ok_or_else(|| TrainError::Invalid(format!("no parameter #{}", id.0)))
+    pub(crate) fn p(&self, id: ParamId) -> Result<Tensor> {
+        let t = self
+            .param_tensor(id)
+            .ok_or_else(|| TrainError::Invalid(format!("no parameter #{}", id.0)))?;
+        Ok(if self.detached { t.detach() } else { t.clone() })
     }
 
     /// A parameter cast to the compute dtype (a no-op without mixed precision); the cast is
@@ -380,7 +391,7 @@ impl Model {
         Ok(self.p(id)?.to_dtype(self.compute)?)
     }
 
-    fn run_op(
+    pub(crate) fn run_op(
         &mut self,
         index: usize,
         op: &Op,

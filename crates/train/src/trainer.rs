@@ -9,7 +9,7 @@ use crate::init::init_weights;
 use crate::interrupt::{install_ctrl_c_handler, interrupt_flag};
 use crate::lock::RunLock;
 use crate::model::{Mode, Model};
-use crate::ops::{count_correct, cross_entropy};
+use crate::ops::count_correct;
 use crate::optim::SgdOptimizer;
 use crate::progress::EpochProgress;
 use crate::rundir::{
@@ -17,7 +17,7 @@ use crate::rundir::{
     Staged, StepLog,
 };
 use crate::schedule::lr_for_epoch;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -473,14 +473,12 @@ fn train_epochs(run: &mut Run<'_>, device: &str) -> Result<TrainOutcome> {
         let mut stop = false;
         for (bi, batch) in batches.enumerate().skip(skip) {
             let x = run.model.input_tensor(&batch.images, batch.len)?;
-            let labels = Tensor::from_slice(&batch.labels, batch.len, run.model.device())?;
             let mode = Mode::Train {
                 seed,
                 step: run.state.global_step,
             };
-            let logits = run.model.logits(&x, mode)?;
-            let loss = cross_entropy(&logits, &labels)?;
-            let value: f32 = loss.to_dtype(DType::F32)?.to_scalar()?;
+            let step = run.model.loss_and_grads(&x, &batch.labels, mode)?;
+            let value = step.loss;
             if !value.is_finite() {
                 bar.finish();
                 return Err(TrainError::NonFinite {
@@ -491,9 +489,9 @@ fn train_epochs(run: &mut Run<'_>, device: &str) -> Result<TrainOutcome> {
                     last_good_epoch: run.state.epochs_done,
                 });
             }
-            let grads = loss.backward()?;
-            run.opt.step(&mut run.model, &grads, lr)?;
-            let correct = count_correct(&logits, &batch.labels)?;
+            run.opt
+                .step_with(&mut run.model, |t| step.grads.get(t), lr)?;
+            let correct = count_correct(&step.logits, &batch.labels)?;
             let s = &mut run.state;
             s.global_step += 1;
             s.batches_done = bi + 1;

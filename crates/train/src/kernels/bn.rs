@@ -23,7 +23,7 @@ struct Stats {
 
 /// The fused op `(x, gamma, beta) -> y`; it carries the batch statistics to its backward.
 #[derive(Debug, Clone)]
-struct BnRelu {
+pub(crate) struct BnRelu {
     dims: [usize; 4],
     stats: Arc<Stats>,
     relu: bool,
@@ -38,6 +38,8 @@ pub struct BnTrain {
     pub mean: Vec<f32>,
     /// Biased batch variance per channel.
     pub var: Vec<f32>,
+    /// The op with its batch statistics, for a backward pass run outside Candle's autograd.
+    pub(crate) op: BnRelu,
 }
 
 /// Lanes of the vectorised per-plane sums (partial sums in f32, combined in f64).
@@ -189,15 +191,27 @@ pub fn batch_norm_train(
         mean: mean.clone(),
         inv_std,
     });
-    let y = x.apply_op3(
-        &gamma.contiguous()?,
-        &beta.contiguous()?,
-        BnRelu { dims, stats, relu },
-    )?;
-    Ok(BnTrain { y, mean, var })
+    let op = BnRelu { dims, stats, relu };
+    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op.clone())?;
+    Ok(BnTrain { y, mean, var, op })
 }
 
 impl BnRelu {
+    /// `(dx, dgamma, dbeta)` for the output gradient `grad`, given the forward's input and
+    /// parameters.
+    pub(crate) fn backward(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        match CustomOp3::bwd(self, x, gamma, beta, grad, grad)? {
+            (Some(dx), Some(dg), Some(db)) => Ok((dx, dg, db)),
+            _ => bail!("batch norm: incomplete backward"),
+        }
+    }
+
     /// `(scale, shift)` of channel `c`: `y = x * scale + shift`.
     fn affine(&self, gamma: &[f32], beta: &[f32], c: usize) -> (f32, f32) {
         let s = gamma[c] * self.stats.inv_std[c];

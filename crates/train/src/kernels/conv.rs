@@ -377,6 +377,28 @@ impl CustomOp2 for WeightGrad {
     }
 }
 
+/// The gradients `(dx, dw)` of [`conv2d`] for the output gradient `grad` (`dx` only when
+/// `need_input_grad`), for a backward pass run outside Candle's autograd.
+pub fn conv2d_backward(
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    stride: usize,
+    padding: usize,
+    need_input_grad: bool,
+) -> Result<(Option<Tensor>, Tensor)> {
+    let geom = ConvGeom::new(x.dims(), w.dims(), stride, padding)?;
+    let op = Conv2d {
+        geom,
+        need_input_grad,
+    };
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    match op.bwd(&x, &w, grad, grad)? {
+        (dx, Some(dw)) => Ok((dx, dw)),
+        _ => bail!("conv2d: no weight gradient"),
+    }
+}
+
 /// Convolves `x` `[N, C, H, W]` with `w` `[O, C, k, k]` (f32, CPU). With
 /// `need_input_grad = false` the backward pass computes only the weight gradient (for a
 /// convolution that reads the network input).

@@ -1,0 +1,428 @@
+//! One training step's forward, cross-entropy and backward pass: through Candle's autograd
+//! in general, or through a reverse pass over the IR ("tape") on the fast CPU path.
+//!
+//! Candle's autograd gives every value's gradient a freshly zeroed buffer and adds each
+//! contribution into it, and records every op of the forward pass. The model compiler knows
+//! the graph: the taped step runs the forward pass with detached parameters (nothing
+//! recorded), keeps exactly the inputs each node's backward needs, then walks the nodes in
+//! reverse, calling the fast kernels' backward functions directly. A gradient is summed only
+//! where a value really has several readers (the residual fan-outs). Both paths compute the
+//! same gradients (`tests` below and the loss-curve test in [`crate::bench`] compare them).
+
+use crate::error::{Result, TrainError};
+use crate::kernels;
+use crate::model::{Mode, Model};
+use crate::ops;
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Tensor, TensorId};
+use std::collections::HashMap;
+use wrnc_ir::{Op, ParamId, ValueId};
+
+/// The parameter gradients of one step.
+#[derive(Debug)]
+pub enum Gradients {
+    /// From Candle's autograd.
+    Autograd(GradStore),
+    /// From the taped reverse pass, by parameter tensor.
+    Tape(HashMap<TensorId, Tensor>),
+}
+
+impl Gradients {
+    /// The gradient of a parameter tensor (a trainable variable of the model), if it has one.
+    pub fn get(&self, param: &Tensor) -> Option<Tensor> {
+        match self {
+            Gradients::Autograd(g) => g.get(param).cloned(),
+            Gradients::Tape(g) => g.get(&param.id()).cloned(),
+        }
+    }
+}
+
+/// What one training step computed.
+#[derive(Debug)]
+pub struct StepOutput {
+    /// Mean cross-entropy of the batch.
+    pub loss: f32,
+    /// The logits (`[N, classes]`, in the model's dtype).
+    pub logits: Tensor,
+    /// Gradients of the loss with respect to every trainable parameter that influences it.
+    pub grads: Gradients,
+}
+
+/// One node of the taped forward pass.
+struct Record {
+    node: usize,
+    /// The node's inputs, where its backward reads them (conv, batch norm, linear).
+    ins: Vec<Tensor>,
+    /// The shape of the first input.
+    in_dims: Vec<usize>,
+    /// The value whose gradient flows back into this node (a fused ReLU's output).
+    output: ValueId,
+    /// The output itself, for a standalone ReLU's mask.
+    out: Option<Tensor>,
+    /// A training-mode batch norm's op (statistics and ReLU flag).
+    bn: Option<kernels::bn::BnRelu>,
+}
+
+impl Model {
+    /// Forward pass, mean cross-entropy against `labels` and backward pass of one batch `x`
+    /// (training mode). Runs the taped reverse pass where it applies (fast CPU kernels, every
+    /// op supported), Candle's autograd otherwise.
+    pub fn loss_and_grads(&mut self, x: &Tensor, labels: &[u32], mode: Mode) -> Result<StepOutput> {
+        if self.tape_applies(mode) {
+            self.detached = true;
+            let out = self.taped_step(x, labels, mode);
+            self.detached = false;
+            self.pending_bn = None;
+            return out;
+        }
+        let y = Tensor::from_slice(labels, labels.len(), self.device())?;
+        let logits = self.logits(x, mode)?;
+        let loss = ops::cross_entropy(&logits, &y)?;
+        let value: f32 = loss.to_dtype(DType::F32)?.to_scalar()?;
+        let grads = loss.backward()?;
+        Ok(StepOutput {
+            loss: value,
+            logits,
+            grads: Gradients::Autograd(grads),
+        })
+    }
+
+    /// Whether [`Model::loss_and_grads`] takes the taped path: fast kernels on, training mode
+    /// and every node up to the logits one the reverse pass knows.
+    fn tape_applies(&self, mode: Mode) -> bool {
+        let graph = self.graph();
+        let logits = graph.logits();
+        let Some(last) = graph.nodes.iter().position(|n| n.output == logits) else {
+            return false;
+        };
+        self.uses_fast_kernels()
+            && matches!(mode, Mode::Train { .. })
+            && graph.nodes[..=last].iter().all(|n| {
+                matches!(
+                    n.op,
+                    Op::Conv { .. }
+                        | Op::BatchNorm { .. }
+                        | Op::Relu
+                        | Op::Dropout { .. }
+                        | Op::Add
+                        | Op::GlobalAvgPool
+                        | Op::Flatten
+                        | Op::Linear { .. }
+                )
+            })
+    }
+
+    fn taped_step(&mut self, x: &Tensor, labels: &[u32], mode: Mode) -> Result<StepOutput> {
+        let (logits, mut tape) = self.taped_forward(x, mode)?;
+        let (loss, dlogits) = cross_entropy_grad(&logits, labels)?;
+        let graph = self.graph().clone();
+        let mut grads: Vec<Option<Tensor>> = vec![None; graph.values.len()];
+        grads[graph.logits().0] = Some(dlogits);
+        let mut params: HashMap<ParamId, Tensor> = HashMap::new();
+        let mut add_param = |id: ParamId, g: Tensor| -> Result<()> {
+            let sum = match params.remove(&id) {
+                Some(prev) => (prev + g)?,
+                None => g,
+            };
+            params.insert(id, sum);
+            Ok(())
+        };
+        while let Some(rec) = tape.pop() {
+            let Some(dy) = grads[rec.output.0].take() else {
+                continue;
+            };
+            let node = &graph.nodes[rec.node];
+            let mut to_inputs: Vec<Option<Tensor>> = vec![None; node.inputs.len()];
+            match &node.op {
+                Op::Conv {
+                    stride,
+                    padding,
+                    weight,
+                    bias,
+                    ..
+                } => {
+                    let need_input_grad = node.inputs[0] != graph.input();
+                    let w = self.p(*weight)?;
+                    let (dx, dw) = kernels::conv::conv2d_backward(
+                        &rec.ins[0],
+                        &w,
+                        &dy,
+                        *stride,
+                        *padding,
+                        need_input_grad,
+                    )?;
+                    add_param(*weight, dw)?;
+                    if let Some(b) = bias {
+                        add_param(*b, dy.sum((0, 2, 3))?)?;
+                    }
+                    to_inputs[0] = dx;
+                }
+                Op::BatchNorm { weight, bias, .. } => {
+                    let bn = rec.bn.as_ref().ok_or_else(|| {
+                        TrainError::Invalid(format!("layer `{}`: no batch statistics", node.name))
+                    })?;
+                    let (g, b) = (self.p(*weight)?, self.p(*bias)?);
+                    let (dx, dg, db) = bn.backward(&rec.ins[0], &g, &b, &dy)?;
+                    add_param(*weight, dg)?;
+                    add_param(*bias, db)?;
+                    to_inputs[0] = Some(dx);
+                }
+                Op::Relu => {
+                    let out = rec.out.as_ref().expect("a ReLU record keeps its output");
+                    to_inputs[0] = Some(dy.mul(&out.gt(0.0)?.to_dtype(dy.dtype())?)?);
+                }
+                Op::Dropout { p } => {
+                    to_inputs[0] = Some(match mode {
+                        Mode::Train { seed, step } if *p > 0.0 => {
+                            // the forward's mask, drawn again from the same stream
+                            let mut rng = ops::dropout_rng(seed, step, rec.node);
+                            let mask = ops::dropout_mask(
+                                &mut rng,
+                                dy.dims(),
+                                *p,
+                                dy.dtype(),
+                                dy.device(),
+                            )?;
+                            (dy * mask)?
+                        }
+                        _ => dy,
+                    });
+                }
+                Op::Add => {
+                    to_inputs[0] = Some(dy.clone());
+                    to_inputs[1] = Some(dy);
+                }
+                Op::GlobalAvgPool => {
+                    let dims = rec.in_dims.clone();
+                    let hw = (dims[2] * dims[3]) as f64;
+                    to_inputs[0] =
+                        Some(dy.affine(1.0 / hw, 0.0)?.broadcast_as(dims)?.contiguous()?);
+                }
+                Op::Flatten => to_inputs[0] = Some(dy.reshape(rec.in_dims.as_slice())?),
+                Op::Linear { weight, bias, .. } => {
+                    let w = self.p(*weight)?;
+                    add_param(*weight, dy.t()?.matmul(&rec.ins[0])?)?;
+                    if let Some(b) = bias {
+                        add_param(*b, dy.sum(0)?)?;
+                    }
+                    to_inputs[0] = Some(dy.matmul(&w)?);
+                }
+                other => {
+                    return Err(TrainError::Invalid(format!(
+                        "layer `{}`: no taped backward for {other:?}",
+                        node.name
+                    )))
+                }
+            }
+            for (v, g) in node.inputs.iter().zip(to_inputs) {
+                if let (Some(g), true) = (g, *v != graph.input()) {
+                    grads[v.0] = Some(match grads[v.0].take() {
+                        Some(prev) => (prev + g)?,
+                        None => g,
+                    });
+                }
+            }
+        }
+        let by_tensor = self
+            .trainable()
+            .into_iter()
+            .filter_map(|(id, var)| params.remove(&id).map(|g| (var.as_tensor().id(), g)))
+            .collect();
+        Ok(StepOutput {
+            loss,
+            logits,
+            grads: Gradients::Tape(by_tensor),
+        })
+    }
+
+    /// The forward pass up to the logits with detached parameters, recording per node what
+    /// its backward needs.
+    fn taped_forward(&mut self, x: &Tensor, mode: Mode) -> Result<(Tensor, Vec<Record>)> {
+        let graph = self.graph().clone();
+        let target = graph.logits();
+        let mut values: Vec<Option<Tensor>> = vec![None; graph.values.len()];
+        values[0] = Some(x.contiguous()?);
+        let mut tape = Vec::new();
+        let mut i = 0;
+        while let Some(node) = graph.nodes.get(i) {
+            let ins = node
+                .inputs
+                .iter()
+                .map(|v| {
+                    values[v.0].clone().ok_or_else(|| {
+                        TrainError::Invalid(format!("layer `{}`: input not available", node.name))
+                    })
+                })
+                .collect::<Result<Vec<Tensor>>>()?;
+            let fused = self.fuses_relu(i, mode, target);
+            self.pending_bn = None;
+            let out = self
+                .run_op(i, &node.op, &ins, mode, fused)
+                .map_err(|e| match e {
+                    TrainError::Candle(c) => {
+                        TrainError::Invalid(format!("layer `{}`: {c}", node.name))
+                    }
+                    other => other,
+                })?;
+            let output = fused.unwrap_or(node.output);
+            let keep_ins = matches!(
+                node.op,
+                Op::Conv { .. } | Op::BatchNorm { .. } | Op::Linear { .. }
+            );
+            tape.push(Record {
+                node: i,
+                in_dims: ins[0].dims().to_vec(),
+                ins: if keep_ins { ins } else { Vec::new() },
+                output,
+                out: (node.op == Op::Relu).then(|| out.clone()),
+                bn: self.pending_bn.take(),
+            });
+            if output == target {
+                return Ok((out, tape));
+            }
+            values[output.0] = Some(out);
+            i += if fused.is_some() { 2 } else { 1 };
+        }
+        Err(TrainError::Invalid(
+            "the logits are not produced by the graph".into(),
+        ))
+    }
+}
+
+/// Mean cross-entropy of `logits` (`[N, K]`) against `labels` and its gradient
+/// `(softmax - onehot) / N`, computed in f64 on the host.
+fn cross_entropy_grad(logits: &Tensor, labels: &[u32]) -> Result<(f32, Tensor)> {
+    let (n, k) = logits.dims2()?;
+    if labels.len() != n {
+        return Err(TrainError::Invalid(format!(
+            "{} labels for {n} logits rows",
+            labels.len()
+        )));
+    }
+    let rows: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
+    let mut grad = Vec::with_capacity(n * k);
+    let mut total = 0f64;
+    for (row, &label) in rows.iter().zip(labels) {
+        let label = label as usize;
+        if label >= k {
+            return Err(TrainError::Invalid(format!(
+                "label {label} out of range for {k} classes"
+            )));
+        }
+        let max = row
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+        let sum: f64 = row.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+        let lse = max + sum.ln();
+        total += lse - f64::from(row[label]);
+        for (j, &v) in row.iter().enumerate() {
+            let p = (f64::from(v) - lse).exp();
+            let onehot = if j == label { 1.0 } else { 0.0 };
+            grad.push(((p - onehot) / n as f64) as f32);
+        }
+    }
+    let g = Tensor::from_vec(grad, (n, k), logits.device())?.to_dtype(logits.dtype())?;
+    Ok(((total / n as f64) as f32, g))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::init_weights;
+    use candle_core::Device;
+    use wrnc_ir::builder::LayerKind;
+    use wrnc_ir::{Graph, GraphBuilder};
+
+    /// A residual network with every op the tape knows: a standalone ReLU, dropout, conv
+    /// bias, a BN without ReLU, an add whose inputs fan out, pooling and a linear layer.
+    fn net() -> Graph {
+        let mut b = GraphBuilder::new("taped", [3, 8, 8]).unwrap();
+        let conv = |out, kernel, stride, padding, bias| LayerKind::Conv {
+            out,
+            kernel,
+            stride,
+            padding,
+            bias,
+        };
+        let bn = LayerKind::BatchNorm {
+            eps: 1e-5,
+            momentum: 0.1,
+        };
+        let x = b.input();
+        let c0 = b.layer("stem", &conv(8, 3, 1, 1, true), &[x]).unwrap();
+        let n0 = b.layer("bn0", &bn, &[c0]).unwrap();
+        let r0 = b.layer("relu0", &LayerKind::Relu, &[n0]).unwrap();
+        let c1 = b.layer("conv1", &conv(8, 3, 1, 1, false), &[r0]).unwrap();
+        let n1 = b.layer("bn1", &bn, &[c1]).unwrap();
+        let d1 = b
+            .layer("drop", &LayerKind::Dropout { p: 0.3 }, &[n1])
+            .unwrap();
+        let a = b.layer("add", &LayerKind::Add, &[d1, r0]).unwrap();
+        let r1 = b.layer("relu1", &LayerKind::Relu, &[a]).unwrap();
+        let c2 = b.layer("conv2", &conv(12, 3, 2, 1, false), &[r1]).unwrap();
+        let a2 = b.layer("add2", &LayerKind::Add, &[c2, c2]).unwrap();
+        let p = b.layer("pool", &LayerKind::GlobalAvgPool, &[a2]).unwrap();
+        let f = b.layer("flat", &LayerKind::Flatten, &[p]).unwrap();
+        b.layer("fc", &LayerKind::Linear { out: 5, bias: true }, &[f])
+            .unwrap();
+        b.finish().unwrap()
+    }
+
+    #[test]
+    fn taped_gradients_match_candle_autograd() {
+        let g = net();
+        let w = init_weights(&g, 3);
+        let n = 4;
+        let images: Vec<f32> = (0..n * 3 * 64)
+            .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+            .collect();
+        let labels = [0u32, 3, 1, 4];
+        let mode = Mode::Train { seed: 5, step: 2 };
+        let mut fast = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+        fast.set_reference_ops(false);
+        assert!(fast.tape_applies(mode));
+        let mut auto = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+        auto.set_reference_ops(true);
+        assert!(!auto.tape_applies(mode));
+        let x = fast.input_tensor(&images, n).unwrap();
+        let a = fast.loss_and_grads(&x, &labels, mode).unwrap();
+        let b = auto.loss_and_grads(&x, &labels, mode).unwrap();
+        assert!(matches!(a.grads, Gradients::Tape(_)));
+        assert!(
+            (a.loss - b.loss).abs() <= 1e-5 * b.loss.abs(),
+            "{} vs {}",
+            a.loss,
+            b.loss
+        );
+        for ((id, va), (_, vb)) in fast.trainable().into_iter().zip(auto.trainable()) {
+            let name = &g.params[id.0].name;
+            let ga = a
+                .grads
+                .get(va.as_tensor())
+                .unwrap_or_else(|| panic!("{name}: no gradient"));
+            let gb = b.grads.get(vb.as_tensor()).unwrap();
+            let ga: Vec<f32> = ga.flatten_all().unwrap().to_vec1().unwrap();
+            let gb: Vec<f32> = gb.flatten_all().unwrap().to_vec1().unwrap();
+            let scale = gb.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            for (p, q) in ga.iter().zip(&gb) {
+                assert!((p - q).abs() <= 1e-4 * scale, "{name}: {p} vs {q}");
+            }
+        }
+    }
+
+    #[test]
+    fn cross_entropy_gradient_is_softmax_minus_onehot() {
+        let logits = Tensor::new(&[[1f32, 2.0, 0.5], [0.0, 0.0, 0.0]], &Device::Cpu).unwrap();
+        let (loss, g) = cross_entropy_grad(&logits, &[1, 2]).unwrap();
+        let labels = Tensor::new(&[1u32, 2], &Device::Cpu).unwrap();
+        let want: f32 = ops::cross_entropy(&logits, &labels)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!((loss - want).abs() < 1e-6);
+        let g: Vec<Vec<f32>> = g.to_vec2().unwrap();
+        let row_sum: f32 = g[0].iter().sum();
+        assert!(row_sum.abs() < 1e-6 && (g[1][2] - (1.0 / 3.0 - 1.0) / 2.0).abs() < 1e-6);
+        assert!(cross_entropy_grad(&logits, &[1, 3]).is_err());
+    }
+}
