@@ -330,11 +330,13 @@ multiversion! {
         let (c, tc) = (g.c, tiles.window.len());
         let (ph, pw) = g.padded();
         let gather = simd_level() == SimdLevel::Avx512;
+        // lanes past `len` hold stale values: they are computed but never stored
+        let mut d = [[[0f32; L]; T]; T];
+        let mut half = [[[0f32; L]; T]; T];
         for ci in 0..c {
             let base = ci * ph * pw;
             for t0 in (0..tc).step_by(L) {
                 let len = L.min(tc - t0);
-                let mut d = [[[0f32; L]; T]; T];
                 if gather && len == L {
                     gather_windows(&padded[base..], &tiles.window[t0..t0 + L], pw, &mut d);
                 } else {
@@ -349,7 +351,6 @@ multiversion! {
                 }
                 }
                 // columns, then rows: Bᵀ d B
-                let mut half = [[[0f32; L]; T]; T];
                 columns(&d, &mut half, bt);
                 rows(&half, &mut d, bt);
                 for (p, vals) in d.iter().flatten().enumerate() {
@@ -366,16 +367,17 @@ multiversion! {
     /// written.
     fn output_transform(g: &Geom, m: &[f32], tiles: &TileMap, y: &mut [MaybeUninit<f32>]) {
         let (o, h, w, tc) = (g.o, g.h, g.w, tiles.block.len());
+        // lanes past `len` hold stale values: they are computed but never written out
+        let mut tile = [[[0f32; L]; T]; T];
+        let mut half = [[[0f32; L]; T]; M];
+        let mut out = [[[0f32; L]; M]; M];
         for oi in 0..o {
             for t0 in (0..tc).step_by(L) {
                 let len = L.min(tc - t0);
-                let mut tile = [[[0f32; L]; T]; T];
                 for (p, lanes) in tile.iter_mut().flatten().enumerate() {
                     load_lanes(lanes, &m[(p * o + oi) * tc + t0..], len);
                 }
-                let mut half = [[[0f32; L]; T]; M];
                 columns(&tile, &mut half, at);
-                let mut out = [[[0f32; L]; M]; M];
                 rows(&half, &mut out, at);
                 for (l, &(img, y0, x0, whole)) in tiles.block[t0..t0 + len].iter().enumerate() {
                     let at = (img * o + oi) * h * w + y0 * w + x0;
@@ -397,10 +399,17 @@ multiversion! {
     /// outputs outside the map counting as zero; `dm` holds `P · O · tc` values.
     fn gradient_transform(g: &Geom, dy: &[f32], tiles: &TileMap, dm: &mut [f32]) {
         let (o, h, w, tc) = (g.o, g.h, g.w, tiles.block.len());
+        // partial tiles need zeros outside the map; other stale lanes are never stored
+        let ragged = h % M != 0 || w % M != 0;
+        let mut d = [[[0f32; L]; M]; M];
+        let mut half = [[[0f32; L]; M]; T];
+        let mut out = [[[0f32; L]; T]; T];
         for oi in 0..o {
             for t0 in (0..tc).step_by(L) {
                 let len = L.min(tc - t0);
-                let mut d = [[[0f32; L]; M]; M];
+                if ragged {
+                    d = [[[0f32; L]; M]; M];
+                }
                 for (l, &(img, y0, x0, whole)) in tiles.block[t0..t0 + len].iter().enumerate() {
                     let at = (img * o + oi) * h * w + y0 * w + x0;
                     let (rows, cols) = if whole { (M, M) } else { (h - y0, w - x0) };
@@ -411,9 +420,7 @@ multiversion! {
                         }
                     }
                 }
-                let mut half = [[[0f32; L]; M]; T];
                 columns(&d, &mut half, a);
-                let mut out = [[[0f32; L]; T]; T];
                 rows(&half, &mut out, a);
                 for (p, vals) in out.iter().flatten().enumerate() {
                     copy_lanes(&mut dm[(p * o + oi) * tc + t0..], vals, len);
