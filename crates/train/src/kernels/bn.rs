@@ -42,6 +42,12 @@ pub struct BnTrain {
     pub(crate) op: BnRelu,
 }
 
+/// Planes of `hw` values one parallel task handles: at least 16 Ki values, so that small
+/// planes (8x8 maps) do not drown in scheduling overhead.
+fn planes_per_task(hw: usize) -> usize {
+    (16 * 1024 / hw.max(1)).max(1)
+}
+
 /// Lanes of the vectorised per-plane sums (partial sums in f32, combined in f64).
 const LANES: usize = 16;
 
@@ -243,6 +249,7 @@ impl CustomOp3 for BnRelu {
             y.par_chunks_mut(hw.max(1))
                 .zip(x.par_chunks(hw.max(1)))
                 .enumerate()
+                .with_min_len(planes_per_task(hw))
                 .for_each(|(p, (yo, xi))| {
                     let (s, b) = self.affine(gamma, beta, p % c);
                     plane_affine(xi, yo, s, b, self.relu);
@@ -294,6 +301,7 @@ impl CustomOp3 for BnRelu {
                 let fill = |dx: &mut [MaybeUninit<f32>]| {
                     dx.par_chunks_mut(hw.max(1))
                         .enumerate()
+                        .with_min_len(planes_per_task(hw))
                         .for_each(|(p, out)| {
                             let ch = p % c;
                             let (scale, shift) = self.affine(&gamma_v, &beta_v, ch);
