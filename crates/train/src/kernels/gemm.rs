@@ -38,13 +38,32 @@ impl<'a> Mat<'a> {
 /// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] * rhs[k x n]`, `dst` row-major, on the
 /// calling thread. Panics (a programming error, never user input) when an operand is too short.
 pub fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat) {
+    matmul_strided(m, n, k, dst, n, accumulate, lhs, rhs)
+}
+
+/// [`matmul`] with `dst` rows `dst_rs` elements apart (`dst_rs >= n`; the gaps are left
+/// alone).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_strided(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst.len() >= m * n && lhs.fits(m, k) && rhs.fits(k, n));
+    assert!(dst_rs >= n && dst.len() > (m - 1) * dst_rs + n - 1);
+    assert!(lhs.fits(m, k) && rhs.fits(k, n));
     if k == 0 {
         if !accumulate {
-            dst[..m * n].fill(0.0);
+            for row in dst.chunks_mut(dst_rs).take(m) {
+                row[..n].fill(0.0);
+            }
         }
         return;
     }
@@ -57,7 +76,7 @@ pub fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, l
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.cs as isize,
@@ -99,5 +118,23 @@ mod tests {
             Mat::transposed(&bt, 3),
         );
         assert_eq!(d, [8., 10., 20., 22.]);
+    }
+
+    #[test]
+    fn strided_destination_leaves_the_gaps_alone() {
+        let a = [1., 2., 3., 4., 5., 6.];
+        let b = [1., 0., 0., 1., 1., 1.];
+        let mut d = [-1f32; 7];
+        matmul_strided(
+            2,
+            2,
+            3,
+            &mut d,
+            4,
+            false,
+            Mat::rows(&a, 3),
+            Mat::rows(&b, 2),
+        );
+        assert_eq!(d, [4., 5., -1., -1., 10., 11., -1.]);
     }
 }

@@ -18,7 +18,7 @@
 //! buffers across calls. The tile transforms work on 16 tiles at once (one per SIMD lane) and
 //! are compiled for AVX-512, AVX2+FMA and plain x86-64, picked at run time.
 
-use super::gemm::{matmul, Mat};
+use super::gemm::{matmul_strided as matmul, Mat};
 use super::simd::{multiversion, simd_level, SimdLevel};
 use super::written_vec;
 use rayon::prelude::*;
@@ -195,24 +195,10 @@ fn gt_col(u: [f64; T]) -> [f64; 3] {
     ]
 }
 
-/// Stores the first `len` lanes at the start of `dst` (a fixed-size move when all 16 are).
-#[inline(always)]
-fn copy_lanes(dst: &mut [f32], vals: &Lanes, len: usize) {
-    if len == L {
-        dst[..L].copy_from_slice(vals);
-    } else {
-        dst[..len].copy_from_slice(&vals[..len]);
-    }
-}
-
-/// Loads the first `len` lanes from the start of `src` (the others keep their value).
-#[inline(always)]
-fn load_lanes(lanes: &mut Lanes, src: &[f32], len: usize) {
-    if len == L {
-        lanes.copy_from_slice(&src[..L]);
-    } else {
-        lanes[..len].copy_from_slice(&src[..len]);
-    }
+/// `tc` rounded up to whole groups of 16 lanes: the row stride of the transformed tiles, so
+/// that every group loads and stores 16 lanes (the padding lanes hold values nobody reads).
+fn lane_padded(tc: usize) -> usize {
+    tc.next_multiple_of(L)
 }
 
 /// Where the tiles of one chunk of images lie.
@@ -328,6 +314,7 @@ multiversion! {
     /// tile's 6x6 window of the padded chunk `padded`; `v` holds `P · C · tc` values.
     fn input_transform(g: &Geom, padded: &[f32], tiles: &TileMap, v: &mut [f32]) {
         let (c, tc) = (g.c, tiles.window.len());
+        let tcp = lane_padded(tc);
         let (ph, pw) = g.padded();
         let gather = simd_level() == SimdLevel::Avx512;
         // lanes past `len` hold stale values: they are computed but never stored
@@ -354,7 +341,7 @@ multiversion! {
                 columns(&d, &mut half, bt);
                 rows(&half, &mut d, bt);
                 for (p, vals) in d.iter().flatten().enumerate() {
-                    copy_lanes(&mut v[(p * c + ci) * tc + t0..], vals, len);
+                    v[(p * c + ci) * tcp + t0..][..L].copy_from_slice(vals);
                 }
             }
         }
@@ -367,6 +354,7 @@ multiversion! {
     /// written.
     fn output_transform(g: &Geom, m: &[f32], tiles: &TileMap, y: &mut [MaybeUninit<f32>]) {
         let (o, h, w, tc) = (g.o, g.h, g.w, tiles.block.len());
+        let tcp = lane_padded(tc);
         // lanes past `len` hold stale values: they are computed but never written out
         let mut tile = [[[0f32; L]; T]; T];
         let mut half = [[[0f32; L]; T]; M];
@@ -375,7 +363,7 @@ multiversion! {
             for t0 in (0..tc).step_by(L) {
                 let len = L.min(tc - t0);
                 for (p, lanes) in tile.iter_mut().flatten().enumerate() {
-                    load_lanes(lanes, &m[(p * o + oi) * tc + t0..], len);
+                    lanes.copy_from_slice(&m[(p * o + oi) * tcp + t0..][..L]);
                 }
                 columns(&tile, &mut half, at);
                 rows(&half, &mut out, at);
@@ -399,6 +387,7 @@ multiversion! {
     /// outputs outside the map counting as zero; `dm` holds `P · O · tc` values.
     fn gradient_transform(g: &Geom, dy: &[f32], tiles: &TileMap, dm: &mut [f32]) {
         let (o, h, w, tc) = (g.o, g.h, g.w, tiles.block.len());
+        let tcp = lane_padded(tc);
         // partial tiles need zeros outside the map; other stale lanes are never stored
         let ragged = h % M != 0 || w % M != 0;
         let mut d = [[[0f32; L]; M]; M];
@@ -423,7 +412,7 @@ multiversion! {
                 columns(&d, &mut half, a);
                 rows(&half, &mut out, a);
                 for (p, vals) in out.iter().flatten().enumerate() {
-                    copy_lanes(&mut dm[(p * o + oi) * tc + t0..], vals, len);
+                    dm[(p * o + oi) * tcp + t0..][..L].copy_from_slice(vals);
                 }
             }
         }
@@ -524,8 +513,8 @@ fn transform_chunk_input(g: &Geom, x: &[f32], padded: &mut [f32], v: &mut [f32])
 /// Buffer sizes for a chunk of `images`: padded input, `V`, `M`.
 fn chunk_buffers(g: &Geom, images: usize) -> [usize; 3] {
     let (ph, pw) = g.padded();
-    let tc = images * g.tiles_per_image();
-    [images * g.c * ph * pw, P * g.c * tc, P * g.o * tc]
+    let tcp = lane_padded(images * g.tiles_per_image());
+    [images * g.c * ph * pw, P * g.c * tcp, P * g.o * tcp]
 }
 
 /// The convolution `y = conv(x, U)` with weights already transformed (`u[p][o][c]`).
@@ -538,6 +527,7 @@ fn convolve(g: &Geom, x: &[f32], u: &[f32]) -> Vec<f32> {
             .for_each(|(yc, xc)| {
                 let images = xc.len() / in_img;
                 let tc = images * g.tiles_per_image();
+                let tcp = lane_padded(tc);
                 with_buffers(chunk_buffers(g, images), |[padded, v, m]| {
                     let tiles = transform_chunk_input(g, xc, padded, v);
                     for p in 0..P {
@@ -545,10 +535,11 @@ fn convolve(g: &Geom, x: &[f32], u: &[f32]) -> Vec<f32> {
                             g.o,
                             tc,
                             g.c,
-                            &mut m[p * g.o * tc..][..g.o * tc],
+                            &mut m[p * g.o * tcp..][..g.o * tcp],
+                            tcp,
                             false,
                             Mat::rows(&u[p * g.o * g.c..][..g.o * g.c], g.c),
-                            Mat::rows(&v[p * g.c * tc..][..g.c * tc], tc),
+                            Mat::rows(&v[p * g.c * tcp..][..g.c * tcp], tcp),
                         );
                     }
                     output_transform(g, m, &tiles, yc);
@@ -589,6 +580,7 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
             |mut du, (xc, dyc)| {
                 let images = xc.len() / in_img;
                 let tc = images * g.tiles_per_image();
+                let tcp = lane_padded(tc);
                 with_buffers(chunk_buffers(g, images), |[padded, v, dm]| {
                     let tiles = transform_chunk_input(g, xc, padded, v);
                     gradient_transform(g, dyc, &tiles, dm);
@@ -598,9 +590,10 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                             g.c,
                             tc,
                             &mut du[p * g.o * g.c..][..g.o * g.c],
+                            g.c,
                             true,
-                            Mat::rows(&dm[p * g.o * tc..][..g.o * tc], tc),
-                            Mat::transposed(&v[p * g.c * tc..][..g.c * tc], tc),
+                            Mat::rows(&dm[p * g.o * tcp..][..g.o * tcp], tcp),
+                            Mat::transposed(&v[p * g.c * tcp..][..g.c * tcp], tcp),
                         );
                     }
                 });
