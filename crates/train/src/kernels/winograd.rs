@@ -33,8 +33,11 @@ const T: usize = 6;
 const P: usize = T * T;
 /// Tiles transformed together, one per SIMD lane.
 const L: usize = 16;
-/// Bytes of transformed tiles (input and output side together) a chunk aims for.
+/// Bytes of transformed tiles (input and output side together) a chunk stays under.
 const CHUNK_BYTES: usize = 3 << 20;
+/// Tiles a chunk aims for: enough columns for an efficient gemm, few enough that thin layers
+/// keep their transformed tiles in cache.
+const CHUNK_TILES: usize = 128;
 
 type Lanes = [f32; L];
 
@@ -73,10 +76,13 @@ impl Geom {
         self.tiles_h() * self.tiles_w()
     }
 
-    /// Images per chunk: as many as keep the chunk's transformed tiles near `CHUNK_BYTES`.
+    /// Images per chunk: enough for about `CHUNK_TILES` tiles, within `CHUNK_BYTES`.
     fn images_per_chunk(&self) -> usize {
         let per_image = P * self.tiles_per_image() * (self.c + self.o) * 4;
-        (CHUNK_BYTES / per_image.max(1)).clamp(1, self.n.max(1))
+        let wanted = CHUNK_TILES.div_ceil(self.tiles_per_image());
+        wanted
+            .min(CHUNK_BYTES / per_image.max(1))
+            .clamp(1, self.n.max(1))
     }
 
     /// The same convolution seen from its output: channels swapped (the input gradient).
