@@ -49,7 +49,7 @@ fn planes_per_task(hw: usize) -> usize {
 }
 
 /// Lanes of the vectorised per-plane sums (partial sums in f32, combined in f64).
-const LANES: usize = 16;
+const LANES: usize = 64;
 
 /// Adds the 16 partial sums in f64.
 #[inline(always)]

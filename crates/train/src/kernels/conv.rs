@@ -136,17 +136,44 @@ fn im2col(x: &[f32], g: &ConvGeom, col: &mut [f32]) {
                     out[..x0].fill(0.0);
                     out[x1..].fill(0.0);
                     let src = &plane[iy * g.w..(iy + 1) * g.w];
-                    if g.stride == 1 {
-                        let ix0 = x0 + kx - g.pad;
-                        out[x0..x1].copy_from_slice(&src[ix0..ix0 + (x1 - x0)]);
-                    } else {
-                        for (ox, o) in out.iter_mut().enumerate().take(x1).skip(x0) {
-                            *o = src[ox * g.stride + kx - g.pad];
+                    let ix0 = x0 * g.stride + kx - g.pad;
+                    match g.stride {
+                        1 => out[x0..x1].copy_from_slice(&src[ix0..ix0 + (x1 - x0)]),
+                        // a constant stride lets the compiler vectorise the strided reads
+                        2 => strided_copy::<2>(&mut out[x0..x1], &src[ix0..]),
+                        s => {
+                            for (i, o) in out[x0..x1].iter_mut().enumerate() {
+                                *o = src[ix0 + i * s];
+                            }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// `dst[i · S] += src[i]`.
+#[inline(always)]
+fn strided_add<const S: usize>(dst: &mut [f32], src: &[f32]) {
+    if src.is_empty() {
+        return;
+    }
+    let dst = &mut dst[..(src.len() - 1) * S + 1];
+    for (i, v) in src.iter().enumerate() {
+        dst[i * S] += v;
+    }
+}
+
+/// `dst[i] = src[i · S]`.
+#[inline(always)]
+fn strided_copy<const S: usize>(dst: &mut [f32], src: &[f32]) {
+    if dst.is_empty() {
+        return;
+    }
+    let src = &src[..(dst.len() - 1) * S + 1];
+    for (i, d) in dst.iter_mut().enumerate() {
+        *d = src[i * S];
     }
 }
 
@@ -164,14 +191,14 @@ fn col2im(col: &[f32], g: &ConvGeom, dx: &mut [f32]) {
                     let iy = oy * g.stride + ky - g.pad;
                     let src = &row[oy * g.ow..(oy + 1) * g.ow];
                     let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
-                    if g.stride == 1 {
-                        let ix0 = x0 + kx - g.pad;
-                        for (d, s) in dst[ix0..ix0 + (x1 - x0)].iter_mut().zip(&src[x0..x1]) {
-                            *d += s;
-                        }
-                    } else {
-                        for (ox, s) in src.iter().enumerate().take(x1).skip(x0) {
-                            dst[ox * g.stride + kx - g.pad] += s;
+                    let ix0 = x0 * g.stride + kx - g.pad;
+                    match g.stride {
+                        1 => strided_add::<1>(&mut dst[ix0..], &src[x0..x1]),
+                        2 => strided_add::<2>(&mut dst[ix0..], &src[x0..x1]),
+                        s => {
+                            for (i, v) in src[x0..x1].iter().enumerate() {
+                                dst[ix0 + i * s] += v;
+                            }
                         }
                     }
                 }
