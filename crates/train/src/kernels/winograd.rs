@@ -578,13 +578,20 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
     let ipc = g.images_per_chunk();
     let len = P * g.o * g.c;
-    let du = x
-        .par_chunks(ipc * in_img)
-        .zip(dy.par_chunks(ipc * out_img))
-        .fold(
-            || vec![0f32; len],
-            |mut du, (xc, dyc)| {
-                let images = xc.len() / in_img;
+    let chunks = g.n.div_ceil(ipc).max(1);
+    // A fixed split of the chunks over the workers, summed in a fixed order: the result does
+    // not depend on scheduling, so a resumed run repeats an uninterrupted one bit for bit.
+    let workers = rayon::current_num_threads().clamp(1, chunks);
+    let per = chunks.div_ceil(workers);
+    let partial: Vec<Vec<f32>> = (0..workers)
+        .into_par_iter()
+        .map(|wk| {
+            let mut du = vec![0f32; len];
+            for ch in wk * per..((wk + 1) * per).min(chunks) {
+                let (i0, i1) = (ch * ipc, ((ch + 1) * ipc).min(g.n));
+                let xc = &x[i0 * in_img..i1 * in_img];
+                let dyc = &dy[i0 * out_img..i1 * out_img];
+                let images = i1 - i0;
                 let tc = images * g.tiles_per_image();
                 let tcp = lane_padded(tc);
                 with_buffers(chunk_buffers(g, images), |[padded, v, dm]| {
@@ -603,14 +610,15 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                         );
                     }
                 });
-                du
-            },
-        )
-        .reduce_with(|mut a, b| {
-            a.iter_mut().zip(&b).for_each(|(p, q)| *p += q);
-            a
+            }
+            du
         })
-        .unwrap_or_else(|| vec![0f32; len]);
+        .collect();
+    let mut parts = partial.into_iter();
+    let mut du = parts.next().unwrap_or_else(|| vec![0f32; len]);
+    for part in parts {
+        du.iter_mut().zip(&part).for_each(|(p, q)| *p += q);
+    }
     weight_gradient(g, &du)
 }
 
