@@ -276,22 +276,24 @@ fn pad_chunk(g: &Geom, x: &[f32], out: &mut [f32]) {
     }
 }
 
-/// `d[r][s][l] = src[windows[l] + r·pw + s]` for 16 tiles at once, with AVX-512 gathers
-/// (one instruction per window position instead of 16 scalar loads and stores).
+/// `d[r][s][l] = src[windows[l] + r·pw + s]` for 16 tiles at once, with vector gathers (one
+/// AVX-512 instruction, or two AVX2 ones, per window position instead of 16 scalar loads and
+/// stores).
 ///
-/// Panics when a window reaches past `src`. Call only where [`simd_level`] reports AVX-512.
+/// Panics when a window reaches past `src`, or when [`simd_level`] reports neither AVX-512
+/// nor AVX2.
 fn gather_windows(src: &[f32], windows: &[usize], pw: usize, d: &mut [[Lanes; T]; T]) {
     let windows: &[usize; L] = windows.try_into().expect("16 windows");
     let last = windows.iter().max().copied().unwrap_or(0) + (T - 1) * pw + T - 1;
     assert!(last < src.len() && last <= i32::MAX as usize);
+    let offsets: [i32; L] = std::array::from_fn(|l| windows[l] as i32);
     #[cfg(target_arch = "x86_64")]
     {
+        use std::arch::x86_64::*;
         #[target_feature(enable = "avx512f")]
-        fn imp(src: &[f32], windows: &[usize; L], pw: usize, d: &mut [[Lanes; T]; T]) {
-            use std::arch::x86_64::*;
-            let offsets: [i32; L] = std::array::from_fn(|l| windows[l] as i32);
+        fn avx512(src: &[f32], offsets: &[i32; L], pw: usize, d: &mut [[Lanes; T]; T]) {
             // SAFETY: `offsets` is 16 i32 (64 bytes); every gathered index
-            // `offsets[l] + r·pw + s` lies inside `src` (checked by the caller).
+            // `offsets[l] + r·pw + s` lies inside `src` (checked above).
             unsafe {
                 let idx = _mm512_loadu_si512(offsets.as_ptr().cast());
                 for (r, drow) in d.iter_mut().enumerate() {
@@ -303,16 +305,36 @@ fn gather_windows(src: &[f32], windows: &[usize], pw: usize, d: &mut [[Lanes; T]
                 }
             }
         }
-        assert_eq!(
-            simd_level(),
-            SimdLevel::Avx512,
-            "gather_windows needs AVX-512"
-        );
-        // SAFETY: the CPU has AVX-512F (asserted above).
-        unsafe { imp(src, windows, pw, d) }
+        #[target_feature(enable = "avx2")]
+        fn avx2(src: &[f32], offsets: &[i32; L], pw: usize, d: &mut [[Lanes; T]; T]) {
+            // SAFETY: `offsets` is 16 i32, read as two halves of 8 (32 bytes each); every
+            // gathered index `offsets[l] + r·pw + s` lies inside `src` (checked above).
+            unsafe {
+                let lo = _mm256_loadu_si256(offsets.as_ptr().cast());
+                let hi = _mm256_loadu_si256(offsets.as_ptr().add(8).cast());
+                for (r, drow) in d.iter_mut().enumerate() {
+                    for (s, lanes) in drow.iter_mut().enumerate() {
+                        let step = _mm256_set1_epi32((r * pw + s) as i32);
+                        let a = _mm256_i32gather_ps::<4>(src.as_ptr(), _mm256_add_epi32(lo, step));
+                        let b = _mm256_i32gather_ps::<4>(src.as_ptr(), _mm256_add_epi32(hi, step));
+                        _mm256_storeu_ps(lanes.as_mut_ptr(), a);
+                        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), b);
+                    }
+                }
+            }
+        }
+        match simd_level() {
+            // SAFETY: simd_level() saw the CPU report the feature.
+            SimdLevel::Avx512 => unsafe { avx512(src, &offsets, pw, d) },
+            SimdLevel::Avx2 => unsafe { avx2(src, &offsets, pw, d) },
+            SimdLevel::Baseline => panic!("gather_windows needs AVX2 or AVX-512"),
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("gather_windows needs AVX-512")
+    {
+        let _ = (offsets, pw, d);
+        unreachable!("gather_windows needs AVX2 or AVX-512")
+    }
 }
 
 multiversion! {
@@ -322,7 +344,7 @@ multiversion! {
         let (c, tc) = (g.c, tiles.window.len());
         let tcp = lane_padded(tc);
         let (ph, pw) = g.padded();
-        let gather = simd_level() == SimdLevel::Avx512;
+        let gather = simd_level() >= SimdLevel::Avx2;
         // lanes past `len` hold stale values: they are computed but never stored
         let mut d = [[[0f32; L]; T]; T];
         let mut half = [[[0f32; L]; T]; T];
