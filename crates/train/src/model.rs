@@ -262,8 +262,8 @@ impl Model {
                 .collect::<Result<Vec<Tensor>>>()?;
             // Mixed precision: batch norm (statistics included) runs in the master dtype.
             let master_op = self.compute != self.dtype && matches!(node.op, Op::BatchNorm { .. });
-            // Fast kernels: a training-mode BN absorbs the ReLU that follows it.
-            let fused_relu = self.fuses_relu(i, mode, target);
+            // Fast kernels: a BN absorbs the ReLU that follows it (training and eval).
+            let fused_relu = self.fuses_relu(i, target);
             let out = if master_op {
                 let ins = ins
                     .iter()
@@ -297,13 +297,12 @@ impl Model {
         )))
     }
 
-    /// The output of the ReLU node that training-mode BatchNorm node `i` can absorb: the next
+    /// The output of the ReLU node that BatchNorm node `i` can absorb (fast kernels): the next
     /// node, a ReLU that is the only reader of the BN output, which is not `target` itself.
-    pub(crate) fn fuses_relu(&self, i: usize, mode: Mode, target: ValueId) -> Option<ValueId> {
+    pub(crate) fn fuses_relu(&self, i: usize, target: ValueId) -> Option<ValueId> {
         let bn = &self.graph.nodes[i];
         let next = self.graph.nodes.get(i + 1)?;
         let fusable = self.fast
-            && matches!(mode, Mode::Train { .. })
             && matches!(bn.op, Op::BatchNorm { .. })
             && next.op == Op::Relu
             && next.inputs == [bn.output]
@@ -440,7 +439,12 @@ impl Model {
                 Mode::Eval => {
                     let (g, b) = (self.p(*weight)?, self.p(*bias)?);
                     let (rm, rv) = (self.p(*running_mean)?, self.p(*running_var)?);
-                    ops::batch_norm_eval(x, &g, &b, &rm, &rv, *eps)?
+                    if self.fast && x.rank() == 4 {
+                        let stats = [&g, &b, &rm, &rv];
+                        kernels::bn::batch_norm_eval(x, stats, *eps, fused_relu.is_some())?
+                    } else {
+                        ops::batch_norm_eval(x, &g, &b, &rm, &rv, *eps)?
+                    }
                 }
             },
             Op::Relu => x.relu()?,

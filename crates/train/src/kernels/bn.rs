@@ -202,6 +202,49 @@ pub fn batch_norm_train(
     Ok(BnTrain { y, mean, var, op })
 }
 
+/// Inference-mode batch norm (+ ReLU) of `x` `[N, C, H, W]` from the running statistics:
+/// `y = x · scale + shift` per channel, `scale = γ / √(var + eps)`, `shift = β − mean · scale`
+/// (then `max(0, ·)` when `relu`). One multithreaded pass; not differentiable.
+pub fn batch_norm_eval(
+    x: &Tensor,
+    [gamma, beta, mean, var]: [&Tensor; 4],
+    eps: f64,
+    relu: bool,
+) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let host = |t: &Tensor| -> Result<Vec<f32>> {
+        let v: Vec<f32> = t.to_vec1()?;
+        if v.len() != c {
+            bail!("batch norm: {c} channels, a statistic has {}", v.len())
+        }
+        Ok(v)
+    };
+    let (g, b, m, v) = (host(gamma)?, host(beta)?, host(mean)?, host(var)?);
+    let coef: Vec<(f32, f32)> = (0..c)
+        .map(|i| {
+            let scale = g[i] * (1.0 / (f64::from(v[i]) + eps).sqrt()) as f32;
+            (scale, b[i] - m[i] * scale)
+        })
+        .collect();
+    let x = x.contiguous()?;
+    let hw = h * w;
+    let y = with_f32(&x, |xd| {
+        let fill = |y: &mut [MaybeUninit<f32>]| {
+            y.par_chunks_mut(hw.max(1))
+                .zip(xd.par_chunks(hw.max(1)))
+                .enumerate()
+                .with_min_len(planes_per_task(hw))
+                .for_each(|(p, (yo, xi))| {
+                    let (scale, shift) = coef[p % c];
+                    plane_affine(xi, yo, scale, shift, relu);
+                })
+        };
+        // SAFETY: the planes cover `y` and plane_affine writes all of each (it checks lengths).
+        unsafe { written_vec(xd.len(), fill) }
+    })?;
+    tensor(y, &[n, c, h, w])
+}
+
 impl BnRelu {
     /// `(dx, dgamma, dbeta)` for the output gradient `grad`, given the forward's input and
     /// parameters.
@@ -399,6 +442,27 @@ mod tests {
         check(&[4, 3, 5, 5], true, 2);
         check(&[2, 5, 1, 1], true, 3);
         check(&[3, 2, 8, 4], true, 4);
+    }
+
+    #[test]
+    fn eval_mode_matches_the_reference() {
+        for (dims, relu) in [([3, 4, 5, 5], false), ([2, 3, 4, 4], true)] {
+            let c = dims[1];
+            let x = rand(&dims, 11);
+            let g = rand(&[c], 12);
+            let b = rand(&[c], 13);
+            let m = rand(&[c], 14);
+            let v = (rand(&[c], 15).abs().unwrap() + 0.5).unwrap();
+            let ours = batch_norm_eval(&x, [&g, &b, &m, &v], 1e-5, relu).unwrap();
+            let theirs = ops::batch_norm_eval(&x, &g, &b, &m, &v, 1e-5).unwrap();
+            let theirs = if relu { theirs.relu().unwrap() } else { theirs };
+            assert_close(
+                &ours,
+                &theirs,
+                1e-6,
+                &format!("eval bn {dims:?} relu={relu}"),
+            );
+        }
     }
 
     #[test]
