@@ -82,7 +82,7 @@ pub fn fit_normalizer(d: &DataConfig) -> Result<Normalizer> {
 }
 
 /// The normaliser recorded in a weights file by `wrnc train` (None when absent or unreadable).
-fn recorded_normalizer(weights: &Weights) -> Option<Normalizer> {
+pub fn recorded_normalizer(weights: &Weights) -> Option<Normalizer> {
     let v: serde_json::Value = serde_json::from_str(
         weights
             .metadata

@@ -1,7 +1,7 @@
 //! `wrnc verify MODEL.onnx --spec SPEC --weights FILE [--batch N] [--atol X] [--rtol X]`:
 //! proves that the ONNX file, run by tract, computes what the Candle model computes.
 
-use super::deploy::{dataset_kind, fit_on, load_splits, load_weights};
+use super::deploy::{dataset_kind, fit_on, load_splits, load_weights, recorded_normalizer};
 use crate::exit::UsageError;
 use anyhow::{bail, Result};
 use rand::SeedableRng;
@@ -36,14 +36,18 @@ pub struct Args {
     rtol: f64,
 }
 
-/// The inputs to compare on: real normalised images when the dataset is here, else seeded
-/// standard-normal values.
-fn inputs(spec: &wrnc_spec::Spec, n: usize) -> (Vec<f32>, String) {
+/// The inputs to compare on: real test images when the dataset is here, normalised as in
+/// training (the normaliser recorded in the weights, else fitted on the training split), else
+/// seeded standard-normal values.
+fn inputs(spec: &wrnc_spec::Spec, weights: &wrnc_ir::Weights, n: usize) -> (Vec<f32>, String) {
     let d = &spec.resolved.data;
     let kind = dataset_kind(d);
     let from_data = (|| -> Result<Vec<f32>> {
         let splits = load_splits(d)?;
-        let norm = fit_on(d, &splits)?;
+        let norm = match recorded_normalizer(weights) {
+            Some(n) => n,
+            None => fit_on(d, &splits)?,
+        };
         if splits.test.len() < n {
             bail!("the test set has only {} images", splits.test.len());
         }
@@ -110,7 +114,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .into());
     }
     let classes = spec.graph.classes();
-    let (all, what) = inputs(&spec, a.batch);
+    let (all, what) = inputs(&spec, &weights, a.batch);
     println!("inputs: {what}");
     let numel: usize = shape.iter().product();
     let mut ok = true;
