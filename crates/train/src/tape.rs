@@ -88,7 +88,8 @@ impl Model {
     }
 
     /// Whether [`Model::loss_and_grads`] takes the taped path: fast kernels on, training mode
-    /// and every node up to the logits one the reverse pass knows.
+    /// and every node up to the logits one the reverse pass knows (batch norm only over
+    /// feature maps).
     fn tape_applies(&self, mode: Mode) -> bool {
         let graph = self.graph();
         let logits = graph.logits();
@@ -97,18 +98,18 @@ impl Model {
         };
         self.uses_fast_kernels()
             && matches!(mode, Mode::Train { .. })
-            && graph.nodes[..=last].iter().all(|n| {
-                matches!(
-                    n.op,
-                    Op::Conv { .. }
-                        | Op::BatchNorm { .. }
-                        | Op::Relu
-                        | Op::Dropout { .. }
-                        | Op::Add
-                        | Op::GlobalAvgPool
-                        | Op::Flatten
-                        | Op::Linear { .. }
-                )
+            && graph.nodes[..=last].iter().all(|n| match n.op {
+                // over feature maps only (the fused kernel): over flat features batch norm
+                // runs on Candle's ops, which keep no statistics for the tape
+                Op::BatchNorm { .. } => graph.shape(n.inputs[0]).len() == 3,
+                Op::Conv { .. }
+                | Op::Relu
+                | Op::Dropout { .. }
+                | Op::Add
+                | Op::GlobalAvgPool
+                | Op::Flatten
+                | Op::Linear { .. } => true,
+                _ => false,
             })
     }
 
@@ -408,6 +409,30 @@ mod tests {
                 assert!((p - q).abs() <= 1e-4 * scale, "{name}: {p} vs {q}");
             }
         }
+    }
+
+    #[test]
+    fn batch_norm_over_flat_features_keeps_autograd() {
+        let mut b = GraphBuilder::new("flatbn", [2, 4, 4]).unwrap();
+        let x = b.input();
+        let p = b.layer("pool", &LayerKind::GlobalAvgPool, &[x]).unwrap();
+        let f = b.layer("flat", &LayerKind::Flatten, &[p]).unwrap();
+        let bn = LayerKind::BatchNorm {
+            eps: 1e-5,
+            momentum: 0.1,
+        };
+        let n = b.layer("bn", &bn, &[f]).unwrap();
+        b.layer("fc", &LayerKind::Linear { out: 3, bias: true }, &[n])
+            .unwrap();
+        let g = b.finish().unwrap();
+        let mut m = Model::new(&g, &init_weights(&g, 1), &Device::Cpu, DType::F32).unwrap();
+        m.set_reference_ops(false);
+        let mode = Mode::Train { seed: 0, step: 0 };
+        assert!(!m.tape_applies(mode));
+        let images: Vec<f32> = (0..4 * 32).map(|i| (i % 7) as f32 - 3.0).collect();
+        let x = m.input_tensor(&images, 4).unwrap();
+        let out = m.loss_and_grads(&x, &[0, 1, 2, 0], mode).unwrap();
+        assert!(matches!(out.grads, Gradients::Autograd(_)) && out.loss.is_finite());
     }
 
     #[test]
