@@ -23,6 +23,39 @@ pub enum Mode {
     Eval,
 }
 
+/// The mask dropout node `index` (rate `p`) applies in `mode` to a tensor shaped like `like`,
+/// drawn from `(seed, step, node)` so that a backward pass or a resumed run draws it again;
+/// `None` (identity) outside training or with `p = 0`.
+pub(crate) fn dropout_mask(
+    mode: Mode,
+    index: usize,
+    p: f64,
+    like: &Tensor,
+) -> Result<Option<Tensor>> {
+    match mode {
+        Mode::Train { seed, step } if p > 0.0 => {
+            let mut rng = ops::dropout_rng(seed, step, index);
+            let (dims, dtype, device) = (like.dims(), like.dtype(), like.device());
+            Ok(Some(ops::dropout_mask(&mut rng, dims, p, dtype, device)?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// One node as a forward pass ran it ([`Model::forward_observed`]).
+pub(crate) struct NodeRun<'a> {
+    /// Index of the node in the graph.
+    pub node: usize,
+    /// Its inputs.
+    pub ins: &'a [Tensor],
+    /// The value it produced (a fused ReLU's output for a BN+ReLU pair).
+    pub output: ValueId,
+    /// That value.
+    pub out: &'a Tensor,
+    /// A fused batch norm's op, when parameters are read detached (see `pending_bn`).
+    pub bn: Option<kernels::bn::BnRelu>,
+}
+
 /// One parameter's storage.
 #[derive(Debug)]
 enum Slot {
@@ -136,6 +169,11 @@ impl Model {
         &self.graph
     }
 
+    /// The graph, shared (cheap to clone while the model is borrowed mutably).
+    pub(crate) fn graph_arc(&self) -> &Arc<Graph> {
+        &self.graph
+    }
+
     /// The device.
     pub fn device(&self) -> &Device {
         &self.device
@@ -228,6 +266,18 @@ impl Model {
     /// In training mode the BN running statistics are updated. Intermediate values are
     /// dropped after their last use.
     pub fn forward_to(&mut self, x: &Tensor, mode: Mode, target: ValueId) -> Result<Tensor> {
+        self.forward_observed(x, mode, target, &mut |_| {})
+    }
+
+    /// [`Model::forward_to`], calling `observe` with every node it runs (a fused BN+ReLU pair
+    /// counts as one), in order: what the taped backward pass records.
+    pub(crate) fn forward_observed(
+        &mut self,
+        x: &Tensor,
+        mode: Mode,
+        target: ValueId,
+        observe: &mut dyn FnMut(NodeRun<'_>),
+    ) -> Result<Tensor> {
         let graph = Arc::clone(&self.graph);
         let want = graph.input_shape();
         if x.rank() != 4 || &x.dims()[1..] != want {
@@ -280,6 +330,13 @@ impl Model {
             })?;
             // A fused ReLU's output stands in for the next node's.
             let output = fused_relu.unwrap_or(node.output);
+            observe(NodeRun {
+                node: i,
+                ins: &ins,
+                output,
+                out: &out,
+                bn: self.pending_bn.take(),
+            });
             if output == target {
                 return Ok(out.to_dtype(self.dtype)?);
             }
@@ -448,13 +505,9 @@ impl Model {
                 }
             },
             Op::Relu => x.relu()?,
-            Op::Dropout { p } => match mode {
-                Mode::Train { seed, step } if *p > 0.0 => {
-                    let mut rng = ops::dropout_rng(seed, step, index);
-                    let mask = ops::dropout_mask(&mut rng, x.dims(), *p, x.dtype(), x.device())?;
-                    (x * mask)?
-                }
-                _ => x.clone(),
+            Op::Dropout { p } => match dropout_mask(mode, index, *p, x)? {
+                Some(mask) => (x * mask)?,
+                None => x.clone(),
             },
             Op::Add => {
                 let y = ins

@@ -11,11 +11,12 @@
 
 use crate::error::{Result, TrainError};
 use crate::kernels;
-use crate::model::{Mode, Model};
+use crate::model::{dropout_mask, Mode, Model, NodeRun};
 use crate::ops;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, TensorId};
 use std::collections::HashMap;
+use std::sync::Arc;
 use wrnc_ir::{Op, ParamId, ValueId};
 
 /// The parameter gradients of one step.
@@ -116,18 +117,11 @@ impl Model {
     fn taped_step(&mut self, x: &Tensor, labels: &[u32], mode: Mode) -> Result<StepOutput> {
         let (logits, mut tape) = self.taped_forward(x, mode)?;
         let (loss, dlogits) = cross_entropy_grad(&logits, labels)?;
-        let graph = self.graph().clone();
+        let graph = Arc::clone(self.graph_arc());
         let mut grads: Vec<Option<Tensor>> = vec![None; graph.values.len()];
         grads[graph.logits().0] = Some(dlogits);
-        let mut params: HashMap<ParamId, Tensor> = HashMap::new();
-        let mut add_param = |id: ParamId, g: Tensor| -> Result<()> {
-            let sum = match params.remove(&id) {
-                Some(prev) => (prev + g)?,
-                None => g,
-            };
-            params.insert(id, sum);
-            Ok(())
-        };
+        let mut params: Vec<Option<Tensor>> = vec![None; graph.params.len()];
+        let mut add_param = |id: ParamId, g: Tensor| accumulate(&mut params[id.0], g);
         while let Some(rec) = tape.pop() {
             let Some(dy) = grads[rec.output.0].take() else {
                 continue;
@@ -173,20 +167,10 @@ impl Model {
                     to_inputs[0] = Some(dy.mul(&out.gt(0.0)?.to_dtype(dy.dtype())?)?);
                 }
                 Op::Dropout { p } => {
-                    to_inputs[0] = Some(match mode {
-                        Mode::Train { seed, step } if *p > 0.0 => {
-                            // the forward's mask, drawn again from the same stream
-                            let mut rng = ops::dropout_rng(seed, step, rec.node);
-                            let mask = ops::dropout_mask(
-                                &mut rng,
-                                dy.dims(),
-                                *p,
-                                dy.dtype(),
-                                dy.device(),
-                            )?;
-                            (dy * mask)?
-                        }
-                        _ => dy,
+                    // the forward's mask, drawn again from the same stream
+                    to_inputs[0] = Some(match dropout_mask(mode, rec.node, *p, &dy)? {
+                        Some(mask) => (dy * mask)?,
+                        None => dy,
                     });
                 }
                 Op::Add => {
@@ -217,17 +201,14 @@ impl Model {
             }
             for (v, g) in node.inputs.iter().zip(to_inputs) {
                 if let (Some(g), true) = (g, *v != graph.input()) {
-                    grads[v.0] = Some(match grads[v.0].take() {
-                        Some(prev) => (prev + g)?,
-                        None => g,
-                    });
+                    accumulate(&mut grads[v.0], g)?;
                 }
             }
         }
         let by_tensor = self
             .trainable()
             .into_iter()
-            .filter_map(|(id, var)| params.remove(&id).map(|g| (var.as_tensor().id(), g)))
+            .filter_map(|(id, var)| params[id.0].take().map(|g| (var.as_tensor().id(), g)))
             .collect();
         Ok(StepOutput {
             loss,
@@ -239,55 +220,39 @@ impl Model {
     /// The forward pass up to the logits with detached parameters, recording per node what
     /// its backward needs.
     fn taped_forward(&mut self, x: &Tensor, mode: Mode) -> Result<(Tensor, Vec<Record>)> {
-        let graph = self.graph().clone();
-        let target = graph.logits();
-        let mut values: Vec<Option<Tensor>> = vec![None; graph.values.len()];
-        values[0] = Some(x.contiguous()?);
+        let target = self.graph().logits();
+        let graph = Arc::clone(self.graph_arc());
         let mut tape = Vec::new();
-        let mut i = 0;
-        while let Some(node) = graph.nodes.get(i) {
-            let ins = node
-                .inputs
-                .iter()
-                .map(|v| {
-                    values[v.0].clone().ok_or_else(|| {
-                        TrainError::Invalid(format!("layer `{}`: input not available", node.name))
-                    })
-                })
-                .collect::<Result<Vec<Tensor>>>()?;
-            let fused = self.fuses_relu(i, target);
-            self.pending_bn = None;
-            let out = self
-                .run_op(i, &node.op, &ins, mode, fused)
-                .map_err(|e| match e {
-                    TrainError::Candle(c) => {
-                        TrainError::Invalid(format!("layer `{}`: {c}", node.name))
-                    }
-                    other => other,
-                })?;
-            let output = fused.unwrap_or(node.output);
+        let logits = self.forward_observed(x, mode, target, &mut |run: NodeRun<'_>| {
+            let op = &graph.nodes[run.node].op;
             let keep_ins = matches!(
-                node.op,
+                op,
                 Op::Conv { .. } | Op::BatchNorm { .. } | Op::Linear { .. }
             );
             tape.push(Record {
-                node: i,
-                in_dims: ins[0].dims().to_vec(),
-                ins: if keep_ins { ins } else { Vec::new() },
-                output,
-                out: (node.op == Op::Relu).then(|| out.clone()),
-                bn: self.pending_bn.take(),
+                node: run.node,
+                in_dims: run.ins[0].dims().to_vec(),
+                ins: if keep_ins {
+                    run.ins.to_vec()
+                } else {
+                    Vec::new()
+                },
+                output: run.output,
+                out: (*op == Op::Relu).then(|| run.out.clone()),
+                bn: run.bn,
             });
-            if output == target {
-                return Ok((out, tape));
-            }
-            values[output.0] = Some(out);
-            i += if fused.is_some() { 2 } else { 1 };
-        }
-        Err(TrainError::Invalid(
-            "the logits are not produced by the graph".into(),
-        ))
+        })?;
+        Ok((logits, tape))
     }
+}
+
+/// Adds the gradient contribution `g` into `slot` (the first one is taken as is).
+fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
+    *slot = Some(match slot.take() {
+        Some(prev) => (prev + g)?,
+        None => g,
+    });
+    Ok(())
 }
 
 /// Mean cross-entropy of `logits` (`[N, K]`) against `labels` and its gradient
@@ -452,20 +417,11 @@ mod tests {
         let mut reference =
             Model::new(&g, &fast.to_weights().unwrap(), &Device::Cpu, DType::F32).unwrap();
         reference.set_reference_ops(true);
-        let a: Vec<f32> = fast
-            .logits(&x, Mode::Eval)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let b: Vec<f32> = reference
-            .logits(&x, Mode::Eval)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let eval_logits = |m: &mut Model| -> Vec<f32> {
+            let l = m.logits(&x, Mode::Eval).unwrap();
+            l.flatten_all().unwrap().to_vec1().unwrap()
+        };
+        let (a, b) = (eval_logits(&mut fast), eval_logits(&mut reference));
         let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() <= 1e-5 * scale, "{p} vs {q}");

@@ -202,6 +202,29 @@ pub fn batch_norm_train(
     Ok(BnTrain { y, mean, var, op })
 }
 
+/// `y = x · scale + shift` (then `max(0, ·)` when `relu`) over the `hw`-value planes of a
+/// contiguous `[N, C, H, W]` buffer, `(scale, shift) = coef(channel)`; multithreaded.
+fn affine_planes(
+    x: &[f32],
+    c: usize,
+    hw: usize,
+    relu: bool,
+    coef: impl Fn(usize) -> (f32, f32) + Sync,
+) -> Vec<f32> {
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(hw.max(1))
+            .zip(x.par_chunks(hw.max(1)))
+            .enumerate()
+            .with_min_len(planes_per_task(hw))
+            .for_each(|(p, (yo, xi))| {
+                let (scale, shift) = coef(p % c);
+                plane_affine(xi, yo, scale, shift, relu);
+            })
+    };
+    // SAFETY: the planes cover `y` and plane_affine writes all of each (it checks lengths).
+    unsafe { written_vec(x.len(), fill) }
+}
+
 /// Inference-mode batch norm (+ ReLU) of `x` `[N, C, H, W]` from the running statistics:
 /// `y = x · scale + shift` per channel, `scale = γ / √(var + eps)`, `shift = β − mean · scale`
 /// (then `max(0, ·)` when `relu`). One multithreaded pass; not differentiable.
@@ -227,21 +250,7 @@ pub fn batch_norm_eval(
         })
         .collect();
     let x = x.contiguous()?;
-    let hw = h * w;
-    let y = with_f32(&x, |xd| {
-        let fill = |y: &mut [MaybeUninit<f32>]| {
-            y.par_chunks_mut(hw.max(1))
-                .zip(xd.par_chunks(hw.max(1)))
-                .enumerate()
-                .with_min_len(planes_per_task(hw))
-                .for_each(|(p, (yo, xi))| {
-                    let (scale, shift) = coef[p % c];
-                    plane_affine(xi, yo, scale, shift, relu);
-                })
-        };
-        // SAFETY: the planes cover `y` and plane_affine writes all of each (it checks lengths).
-        unsafe { written_vec(xd.len(), fill) }
-    })?;
+    let y = with_f32(&x, |xd| affine_planes(xd, c, h * w, relu, |ch| coef[ch]))?;
     tensor(y, &[n, c, h, w])
 }
 
@@ -287,19 +296,7 @@ impl CustomOp3 for BnRelu {
         if x.len() != n * c * h * w || gamma.len() != c || beta.len() != c {
             bail!("batch norm: storage does not match {:?}", self.dims)
         }
-        let hw = h * w;
-        let fill = |y: &mut [MaybeUninit<f32>]| {
-            y.par_chunks_mut(hw.max(1))
-                .zip(x.par_chunks(hw.max(1)))
-                .enumerate()
-                .with_min_len(planes_per_task(hw))
-                .for_each(|(p, (yo, xi))| {
-                    let (s, b) = self.affine(gamma, beta, p % c);
-                    plane_affine(xi, yo, s, b, self.relu);
-                })
-        };
-        // SAFETY: the planes cover `y` and plane_affine writes all of each (it checks lengths).
-        let y = unsafe { written_vec(x.len(), fill) };
+        let y = affine_planes(x, c, h * w, self.relu, |ch| self.affine(gamma, beta, ch));
         Ok((CpuStorage::F32(y), Shape::from(self.dims.to_vec())))
     }
 

@@ -207,7 +207,7 @@ fn lane_padded(tc: usize) -> usize {
     tc.next_multiple_of(L)
 }
 
-/// Where the tiles of one chunk of images lie.
+/// Where the tiles of a chunk of images lie (the same for every chunk of the call).
 #[derive(Debug, Default)]
 struct TileMap {
     /// Per tile: offset of its 6x6 input window in the chunk's padded copy (channel 0).
@@ -235,6 +235,21 @@ impl TileMap {
         }
         map
     }
+
+    /// The first `count` tiles (a chunk with fewer images: tiles run image by image).
+    fn first(&self, count: usize) -> Tiles<'_> {
+        Tiles {
+            window: &self.window[..count],
+            block: &self.block[..count],
+        }
+    }
+}
+
+/// The tiles of one chunk, borrowed from a [`TileMap`] built once per call.
+#[derive(Debug, Clone, Copy)]
+struct Tiles<'a> {
+    window: &'a [usize],
+    block: &'a [(usize, usize, usize, bool)],
 }
 
 impl Geom {
@@ -340,7 +355,7 @@ fn gather_windows(src: &[f32], windows: &[usize], pw: usize, d: &mut [[Lanes; T]
 multiversion! {
     /// `V[p][c][t] = (Bᵀ d B)_p` for every tile `t` of a chunk and channel `c`, `d` the
     /// tile's 6x6 window of the padded chunk `padded`; `v` holds `P · C · tc` values.
-    fn input_transform(g: &Geom, padded: &[f32], tiles: &TileMap, v: &mut [f32]) {
+    fn input_transform(g: &Geom, padded: &[f32], tiles: Tiles<'_>, v: &mut [f32]) {
         let (c, tc) = (g.c, tiles.window.len());
         let tcp = lane_padded(tc);
         let (ph, pw) = g.padded();
@@ -380,7 +395,7 @@ multiversion! {
     /// `y = Aᵀ M_t A` for every tile `t` of the chunk, written into `y` (`[images, O, H, W]`)
     /// where it lies inside the map; `m` holds `P · O · tc` values. Every element of `y` is
     /// written.
-    fn output_transform(g: &Geom, m: &[f32], tiles: &TileMap, y: &mut [MaybeUninit<f32>]) {
+    fn output_transform(g: &Geom, m: &[f32], tiles: Tiles<'_>, y: &mut [MaybeUninit<f32>]) {
         let (o, h, w, tc) = (g.o, g.h, g.w, tiles.block.len());
         let tcp = lane_padded(tc);
         // lanes past `len` hold stale values: they are computed but never written out
@@ -413,7 +428,7 @@ multiversion! {
 multiversion! {
     /// `D[p][o][t] = (A dy Aᵀ)_p` for every tile `t` of the chunk `dy` (`[images, O, H, W]`),
     /// outputs outside the map counting as zero; `dm` holds `P · O · tc` values.
-    fn gradient_transform(g: &Geom, dy: &[f32], tiles: &TileMap, dm: &mut [f32]) {
+    fn gradient_transform(g: &Geom, dy: &[f32], tiles: Tiles<'_>, dm: &mut [f32]) {
         let (o, h, w, tc) = (g.o, g.h, g.w, tiles.block.len());
         let tcp = lane_padded(tc);
         // partial tiles need zeros outside the map; other stale lanes are never stored
@@ -529,13 +544,10 @@ fn with_buffers<R>(lens: [usize; 3], f: impl FnOnce([&mut [f32]; 3]) -> R) -> R 
     })
 }
 
-/// Pads a chunk `x` of images and transforms its tiles into `v`; returns the tile map.
-fn transform_chunk_input(g: &Geom, x: &[f32], padded: &mut [f32], v: &mut [f32]) -> TileMap {
-    let images = x.len() / (g.c * g.h * g.w);
-    let tiles = TileMap::new(g, images);
+/// Pads a chunk `x` of images and transforms its `tiles` into `v`.
+fn transform_chunk_input(g: &Geom, x: &[f32], tiles: Tiles<'_>, padded: &mut [f32], v: &mut [f32]) {
     pad_chunk(g, x, padded);
-    input_transform(g, padded, &tiles, v);
-    tiles
+    input_transform(g, padded, tiles, v);
 }
 
 /// Buffer sizes for a chunk of `images`: padded input, `V`, `M`.
@@ -549,6 +561,7 @@ fn chunk_buffers(g: &Geom, images: usize) -> [usize; 3] {
 fn convolve(g: &Geom, x: &[f32], u: &[f32]) -> Vec<f32> {
     let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
     let ipc = g.images_per_chunk();
+    let map = TileMap::new(g, ipc);
     let fill = |y: &mut [MaybeUninit<f32>]| {
         y.par_chunks_mut(ipc * out_img)
             .zip(x.par_chunks(ipc * in_img))
@@ -557,7 +570,8 @@ fn convolve(g: &Geom, x: &[f32], u: &[f32]) -> Vec<f32> {
                 let tc = images * g.tiles_per_image();
                 let tcp = lane_padded(tc);
                 with_buffers(chunk_buffers(g, images), |[padded, v, m]| {
-                    let tiles = transform_chunk_input(g, xc, padded, v);
+                    let tiles = map.first(tc);
+                    transform_chunk_input(g, xc, tiles, padded, v);
                     for p in 0..P {
                         matmul(
                             g.o,
@@ -570,7 +584,7 @@ fn convolve(g: &Geom, x: &[f32], u: &[f32]) -> Vec<f32> {
                             Mat::rows(&v[p * g.c * tcp..][..g.c * tcp], tcp),
                         );
                     }
-                    output_transform(g, m, &tiles, yc);
+                    output_transform(g, m, tiles, yc);
                 });
             });
     };
@@ -599,6 +613,7 @@ pub fn input_grad(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
 pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
     let ipc = g.images_per_chunk();
+    let map = TileMap::new(g, ipc);
     let len = P * g.o * g.c;
     let chunks = g.n.div_ceil(ipc).max(1);
     // A fixed split of the chunks over the workers, summed in a fixed order: the result does
@@ -617,8 +632,9 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                 let tc = images * g.tiles_per_image();
                 let tcp = lane_padded(tc);
                 with_buffers(chunk_buffers(g, images), |[padded, v, dm]| {
-                    let tiles = transform_chunk_input(g, xc, padded, v);
-                    gradient_transform(g, dyc, &tiles, dm);
+                    let tiles = map.first(tc);
+                    transform_chunk_input(g, xc, tiles, padded, v);
+                    gradient_transform(g, dyc, tiles, dm);
                     for p in 0..P {
                         matmul(
                             g.o,
