@@ -2,8 +2,8 @@
 
 use crate::error::IrError;
 use crate::graph::{Graph, Node, Value, ValueId};
-use crate::op::Op;
-use crate::param::{Init, Param, ParamId, ParamRole};
+use crate::op::{Op, ParamDecl};
+use crate::param::{Param, ParamId};
 use std::collections::HashSet;
 
 /// Most parameters a graph may hold (4 GB of f32).
@@ -11,7 +11,10 @@ pub const MAX_PARAMS: u128 = 1_000_000_000;
 /// Most elements one activation of one sample may hold.
 pub const MAX_VALUE_ELEMS: u128 = 1 << 28;
 
-/// A layer's hyper-parameters, without its parameters (the builder creates those).
+/// A layer's hyper-parameters, without its parameters: an [`Op`] before the builder has created
+/// its parameters. It only names the op's hyper-parameters; everything else about the op
+/// (shape inference, parameters, FLOPs, names) is a method of [`Op`], reached through
+/// `LayerKind::to_op`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LayerKind {
     /// See [`Op::Conv`]; `bias` asks for a bias parameter.
@@ -65,6 +68,59 @@ pub enum LayerKind {
     },
     /// See [`Op::Softmax`].
     Softmax,
+}
+
+/// Stands for a parameter id until the builder has created the parameter.
+const UNSET: ParamId = ParamId(usize::MAX);
+
+impl LayerKind {
+    /// The op this layer applies, its parameter ids not yet set (the builder sets them).
+    pub(crate) fn to_op(&self) -> Op {
+        match *self {
+            LayerKind::Conv {
+                out,
+                kernel,
+                stride,
+                padding,
+                bias,
+            } => Op::Conv {
+                out_channels: out,
+                kernel,
+                stride,
+                padding,
+                weight: UNSET,
+                bias: bias.then_some(UNSET),
+            },
+            LayerKind::BatchNorm { eps, momentum } => Op::BatchNorm {
+                eps,
+                momentum,
+                weight: UNSET,
+                bias: UNSET,
+                running_mean: UNSET,
+                running_var: UNSET,
+            },
+            LayerKind::Relu => Op::Relu,
+            LayerKind::Dropout { p } => Op::Dropout { p },
+            LayerKind::Add => Op::Add,
+            LayerKind::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => Op::AvgPool {
+                kernel,
+                stride,
+                padding,
+            },
+            LayerKind::GlobalAvgPool => Op::GlobalAvgPool,
+            LayerKind::Flatten => Op::Flatten,
+            LayerKind::Linear { out, bias } => Op::Linear {
+                out_features: out,
+                weight: UNSET,
+                bias: bias.then_some(UNSET),
+            },
+            LayerKind::Softmax => Op::Softmax,
+        }
+    }
 }
 
 /// Builds a [`Graph`], inferring every value's shape and refusing absurd sizes before any
@@ -159,75 +215,17 @@ impl GraphBuilder {
         &self.graph
     }
 
-    fn param(
-        &mut self,
-        layer: &str,
-        suffix: &str,
-        shape: Vec<usize>,
-        init: Init,
-        role: ParamRole,
-    ) -> Result<ParamId, IrError> {
-        let n = shape.iter().map(|&d| d as u128).product::<u128>();
+    /// Creates the parameter `decl` of layer `layer`, refusing a total above [`MAX_PARAMS`].
+    fn param(&mut self, layer: &str, decl: ParamDecl) -> Result<ParamId, IrError> {
+        let n = decl.shape.iter().map(|&d| d as u128).product::<u128>();
         self.total_params += n;
         check_param_budget(self.total_params)?;
-        let name = format!("{layer}.{suffix}");
-        if !self.names.insert(name.clone()) {
-            return Err(IrError::DuplicateName(name));
+        let param = Param::new(layer, decl.role, decl.shape);
+        if !self.names.insert(param.name.clone()) {
+            return Err(IrError::DuplicateName(param.name));
         }
-        let trainable = !matches!(role, ParamRole::RunningMean | ParamRole::RunningVar);
-        let decay = matches!(role, ParamRole::Weight);
-        self.graph.params.push(Param {
-            name,
-            shape,
-            init,
-            trainable,
-            decay,
-            role,
-        });
+        self.graph.params.push(param);
         Ok(ParamId(self.graph.params.len() - 1))
-    }
-
-    fn shape_err(layer: &str, message: String) -> IrError {
-        IrError::Shape {
-            layer: layer.to_string(),
-            message,
-        }
-    }
-
-    fn spatial(layer: &str, s: &[usize], what: &str) -> Result<(usize, usize, usize), IrError> {
-        match s {
-            [c, h, w] => Ok((*c, *h, *w)),
-            _ => Err(Self::shape_err(
-                layer,
-                format!("{what} needs a [C, H, W] input, got {s:?}"),
-            )),
-        }
-    }
-
-    fn out_size(
-        layer: &str,
-        n: usize,
-        k: usize,
-        s: usize,
-        p: usize,
-        axis: &str,
-    ) -> Result<usize, IrError> {
-        if k == 0 || s == 0 {
-            return Err(Self::shape_err(
-                layer,
-                "kernel and stride must be at least 1".into(),
-            ));
-        }
-        if n + 2 * p < k {
-            return Err(Self::shape_err(
-                layer,
-                format!(
-                    "input {axis} {n} with padding {p} is smaller than the kernel {k}; \
-                     the input is too small for this layer"
-                ),
-            ));
-        }
-        Ok((n + 2 * p - k) / s + 1)
     }
 
     /// Adds a layer reading `inputs`, returning its output value.
@@ -240,183 +238,22 @@ impl GraphBuilder {
         if !self.names.insert(name.to_string()) {
             return Err(IrError::DuplicateName(name.to_string()));
         }
-        let want = if matches!(kind, LayerKind::Add) { 2 } else { 1 };
-        if inputs.len() != want {
-            return Err(Self::shape_err(
-                name,
-                format!("takes {want} input(s), got {}", inputs.len()),
-            ));
-        }
+        let mut op = kind.to_op();
+        op.check_arity(name, inputs.len())?;
         if let Some(last) = self.graph.nodes.last() {
             if matches!(last.op, Op::Softmax) {
-                return Err(Self::shape_err(
-                    name,
-                    "softmax must be the last layer; nothing may follow it".into(),
-                ));
+                return Err(IrError::Shape {
+                    layer: name.to_string(),
+                    message: "softmax must be the last layer; nothing may follow it".into(),
+                });
             }
         }
-        let x = self.shape(inputs[0]).to_vec();
-        let (op, shape) = match kind {
-            LayerKind::Conv {
-                out,
-                kernel,
-                stride,
-                padding,
-                bias,
-            } => {
-                let (c, h, w) = Self::spatial(name, &x, "conv")?;
-                if *out == 0 {
-                    return Err(Self::shape_err(name, "out must be at least 1".into()));
-                }
-                let oh = Self::out_size(name, h, *kernel, *stride, *padding, "height")?;
-                let ow = Self::out_size(name, w, *kernel, *stride, *padding, "width")?;
-                let fan_in = c * kernel * kernel;
-                let weight = self.param(
-                    name,
-                    "weight",
-                    vec![*out, c, *kernel, *kernel],
-                    Init::HeNormal { fan_in },
-                    ParamRole::Weight,
-                )?;
-                let bias = if *bias {
-                    Some(self.param(name, "bias", vec![*out], Init::Zeros, ParamRole::Bias)?)
-                } else {
-                    None
-                };
-                (
-                    Op::Conv {
-                        out_channels: *out,
-                        kernel: *kernel,
-                        stride: *stride,
-                        padding: *padding,
-                        weight,
-                        bias,
-                    },
-                    vec![*out, oh, ow],
-                )
-            }
-            LayerKind::BatchNorm { eps, momentum } => {
-                let c = x[0];
-                let weight = self.param(
-                    name,
-                    "weight",
-                    vec![c],
-                    Init::Uniform01,
-                    ParamRole::BnWeight,
-                )?;
-                let bias = self.param(name, "bias", vec![c], Init::Zeros, ParamRole::BnBias)?;
-                let running_mean = self.param(
-                    name,
-                    "running_mean",
-                    vec![c],
-                    Init::Zeros,
-                    ParamRole::RunningMean,
-                )?;
-                let running_var = self.param(
-                    name,
-                    "running_var",
-                    vec![c],
-                    Init::Ones,
-                    ParamRole::RunningVar,
-                )?;
-                (
-                    Op::BatchNorm {
-                        eps: *eps,
-                        momentum: *momentum,
-                        weight,
-                        bias,
-                        running_mean,
-                        running_var,
-                    },
-                    x.clone(),
-                )
-            }
-            LayerKind::Relu => (Op::Relu, x.clone()),
-            LayerKind::Dropout { p } => (Op::Dropout { p: *p }, x.clone()),
-            LayerKind::Add => {
-                let y = self.shape(inputs[1]).to_vec();
-                if x != y {
-                    return Err(Self::shape_err(
-                        name,
-                        format!(
-                            "add needs two inputs of the same shape, got {x:?} from `{}` and \
-                             {y:?} from `{}`",
-                            self.graph.values[inputs[0].0].name,
-                            self.graph.values[inputs[1].0].name
-                        ),
-                    ));
-                }
-                (Op::Add, x.clone())
-            }
-            LayerKind::AvgPool {
-                kernel,
-                stride,
-                padding,
-            } => {
-                let (c, h, w) = Self::spatial(name, &x, "avg_pool")?;
-                if 2 * padding > *kernel {
-                    return Err(Self::shape_err(
-                        name,
-                        "padding may be at most half the kernel".into(),
-                    ));
-                }
-                let oh = Self::out_size(name, h, *kernel, *stride, *padding, "height")?;
-                let ow = Self::out_size(name, w, *kernel, *stride, *padding, "width")?;
-                (
-                    Op::AvgPool {
-                        kernel: *kernel,
-                        stride: *stride,
-                        padding: *padding,
-                    },
-                    vec![c, oh, ow],
-                )
-            }
-            LayerKind::GlobalAvgPool => {
-                let (c, _, _) = Self::spatial(name, &x, "global_avg_pool")?;
-                (Op::GlobalAvgPool, vec![c, 1, 1])
-            }
-            LayerKind::Flatten => (Op::Flatten, vec![x.iter().product()]),
-            LayerKind::Linear { out, bias } => {
-                if x.len() != 1 {
-                    return Err(Self::shape_err(
-                        name,
-                        format!("linear needs a flat [F] input, got {x:?}; add a flatten layer"),
-                    ));
-                }
-                if *out == 0 {
-                    return Err(Self::shape_err(name, "out must be at least 1".into()));
-                }
-                let weight = self.param(
-                    name,
-                    "weight",
-                    vec![*out, x[0]],
-                    Init::HeNormal { fan_in: x[0] },
-                    ParamRole::Weight,
-                )?;
-                let bias = if *bias {
-                    Some(self.param(name, "bias", vec![*out], Init::Zeros, ParamRole::Bias)?)
-                } else {
-                    None
-                };
-                (
-                    Op::Linear {
-                        out_features: *out,
-                        weight,
-                        bias,
-                    },
-                    vec![*out],
-                )
-            }
-            LayerKind::Softmax => {
-                if x.len() != 1 {
-                    return Err(Self::shape_err(
-                        name,
-                        format!("softmax needs a flat [F] input, got {x:?}"),
-                    ));
-                }
-                (Op::Softmax, x.clone())
-            }
-        };
+        let values: Vec<&Value> = inputs.iter().map(|v| &self.graph.values[v.0]).collect();
+        let shape = op.infer_shape(name, &values)?;
+        let input = values[0].shape.clone();
+        for (id, decl) in op.param_table(&input) {
+            *id = self.param(name, decl)?;
+        }
         let elems = shape.iter().map(|&d| d as u128).product::<u128>();
         if elems > MAX_VALUE_ELEMS {
             return Err(IrError::TooLarge(format!(
@@ -460,6 +297,7 @@ impl GraphBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::param::Init;
 
     fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> LayerKind {
         LayerKind::Conv {

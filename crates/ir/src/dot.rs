@@ -10,25 +10,27 @@ fn escape(s: &str) -> String {
 
 fn label(g: &Graph, i: usize) -> String {
     let n = &g.nodes[i];
-    let detail = match &n.op {
-        Op::Conv {
-            out_channels,
-            kernel,
-            stride,
-            padding,
-            ..
-        } => format!("conv {kernel}x{kernel}/{stride} p{padding} -> {out_channels}"),
-        Op::BatchNorm { .. } => "batch_norm".into(),
-        Op::Dropout { p } => format!("dropout p={p}"),
-        Op::AvgPool {
-            kernel,
-            stride,
-            padding,
-        } => format!("avg_pool {kernel}x{kernel}/{stride} p{padding}"),
-        Op::Linear { out_features, .. } => format!("linear -> {out_features}"),
-        other => other.kind().to_string(),
-    };
-    format!("{}\\n{}\\n{:?}", escape(&n.name), detail, g.shape(n.output))
+    format!(
+        "{}\\n{}\\n{:?}",
+        escape(&n.name),
+        n.op.describe(),
+        g.shape(n.output)
+    )
+}
+
+/// The fill colour of an op's box: parameterised ops blue, batch norm yellow, add green.
+fn colour(op: &Op) -> &'static str {
+    match op {
+        Op::Conv { .. } | Op::Linear { .. } => "#cfe2ff",
+        Op::BatchNorm { .. } => "#fff3cd",
+        Op::Add => "#d1e7dd",
+        Op::Relu
+        | Op::Dropout { .. }
+        | Op::AvgPool { .. }
+        | Op::GlobalAvgPool
+        | Op::Flatten
+        | Op::Softmax => "#f8f9fa",
+    }
 }
 
 impl Graph {
@@ -48,12 +50,7 @@ impl Graph {
         );
         // Value i is produced by node i - 1; node boxes are named after their output value.
         for (i, n) in self.nodes.iter().enumerate() {
-            let colour = match n.op {
-                Op::Conv { .. } | Op::Linear { .. } => "#cfe2ff",
-                Op::BatchNorm { .. } => "#fff3cd",
-                Op::Add => "#d1e7dd",
-                _ => "#f8f9fa",
-            };
+            let colour = colour(&n.op);
             let _ = writeln!(
                 s,
                 "  v{} [label=\"{}\", style=filled, fillcolor=\"{colour}\"];",

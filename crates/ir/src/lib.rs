@@ -25,7 +25,7 @@ pub mod weights;
 pub use builder::GraphBuilder;
 pub use error::IrError;
 pub use graph::{Graph, Node, NodeId, Value, ValueId};
-pub use op::Op;
+pub use op::{Op, OpKind, ParamDecl};
 pub use param::{Init, Param, ParamId, ParamRole};
 pub use stats::{GraphStats, LayerStats};
 pub use weights::{Weights, WeightsError};

@@ -41,6 +41,42 @@ pub enum ParamRole {
     RunningVar,
 }
 
+impl ParamRole {
+    /// The suffix naming a parameter of this role after its layer: `<layer>.<suffix>`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            ParamRole::Weight | ParamRole::BnWeight => "weight",
+            ParamRole::Bias | ParamRole::BnBias => "bias",
+            ParamRole::RunningMean => "running_mean",
+            ParamRole::RunningVar => "running_var",
+        }
+    }
+
+    /// The initialisation rule of a parameter of this role and `shape`: He-normal over the
+    /// fan-in (every dimension but the first) for conv and linear weights, uniform [0, 1) for
+    /// BN scales, ones for running variances, zeros otherwise.
+    pub fn init(self, shape: &[usize]) -> Init {
+        match self {
+            ParamRole::Weight => Init::HeNormal {
+                fan_in: shape.iter().skip(1).product(),
+            },
+            ParamRole::BnWeight => Init::Uniform01,
+            ParamRole::RunningVar => Init::Ones,
+            ParamRole::Bias | ParamRole::BnBias | ParamRole::RunningMean => Init::Zeros,
+        }
+    }
+
+    /// Whether the optimiser updates a parameter of this role (false for BN running statistics).
+    pub fn trainable(self) -> bool {
+        !matches!(self, ParamRole::RunningMean | ParamRole::RunningVar)
+    }
+
+    /// Whether weight decay applies under `weight_decay_on: weights` (conv and linear weights).
+    pub fn decays(self) -> bool {
+        matches!(self, ParamRole::Weight)
+    }
+}
+
 /// A named tensor of the model.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Param {
@@ -60,6 +96,19 @@ pub struct Param {
 }
 
 impl Param {
+    /// The parameter of `role` and `shape` owned by layer `layer`: named `<layer>.<suffix>`,
+    /// with the role's init rule and flags.
+    pub fn new(layer: &str, role: ParamRole, shape: Vec<usize>) -> Self {
+        Param {
+            name: format!("{layer}.{}", role.suffix()),
+            init: role.init(&shape),
+            shape,
+            trainable: role.trainable(),
+            decay: role.decays(),
+            role,
+        }
+    }
+
     /// Number of elements.
     pub fn numel(&self) -> usize {
         self.shape.iter().product()

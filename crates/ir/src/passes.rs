@@ -10,7 +10,7 @@
 
 use crate::graph::{Graph, Value, ValueId};
 use crate::op::Op;
-use crate::param::{Init, Param, ParamId, ParamRole};
+use crate::param::{Param, ParamId, ParamRole};
 use crate::weights::{Tensor, Weights};
 use std::collections::{BTreeMap, HashMap};
 
@@ -178,14 +178,8 @@ pub fn fold_batch_norm(graph: &Graph, weights: &Weights) -> (Graph, Weights) {
         let bias_id = match cb {
             Some(b) => b,
             None => {
-                g.params.push(Param {
-                    name: format!("{}.bias", conv.name),
-                    shape: vec![out_channels],
-                    init: Init::Zeros,
-                    trainable: true,
-                    decay: false,
-                    role: ParamRole::Bias,
-                });
+                g.params
+                    .push(Param::new(&conv.name, ParamRole::Bias, vec![out_channels]));
                 let id = ParamId(g.params.len() - 1);
                 if let Op::Conv { bias, .. } = &mut g.nodes[c.conv].op {
                     *bias = Some(id);
@@ -304,26 +298,8 @@ fn compact(mut g: Graph, remove: &[bool], alias: &HashMap<ValueId, ValueId>) -> 
             });
             *p = id;
         };
-        match &mut n.op {
-            Op::Conv { weight, bias, .. } | Op::Linear { weight, bias, .. } => {
-                remap(weight);
-                if let Some(b) = bias {
-                    remap(b);
-                }
-            }
-            Op::BatchNorm {
-                weight,
-                bias,
-                running_mean,
-                running_var,
-                ..
-            } => {
-                remap(weight);
-                remap(bias);
-                remap(running_mean);
-                remap(running_var);
-            }
-            _ => {}
+        for p in n.op.params_mut() {
+            remap(p);
         }
         nodes.push(n);
     }

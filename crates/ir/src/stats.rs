@@ -1,7 +1,6 @@
 //! Parameter and FLOP counts of a graph, per layer and in total (what `wrnc summary` shows).
 
 use crate::graph::Graph;
-use crate::op::Op;
 use serde::Serialize;
 
 /// One row of a summary.
@@ -46,18 +45,8 @@ impl Graph {
                     .map(|p| self.param(*p).numel() as u64)
                     .sum();
             let out = self.shape(n.output);
-            let out_elems: u64 = out.iter().map(|&d| d as u64).product();
-            let flops = match &n.op {
-                Op::Conv { weight, .. } => {
-                    let w = &self.param(*weight).shape;
-                    2 * out_elems * (w[1] * w[2] * w[3]) as u64
-                }
-                Op::Linear { weight, .. } => {
-                    let w = &self.param(*weight).shape;
-                    2 * (w[0] * w[1]) as u64
-                }
-                _ => 0,
-            };
+            let input = n.inputs.first().map_or(&[][..], |v| self.shape(*v));
+            let flops = n.op.flops(input, out);
             layers.push(LayerStats {
                 name: n.name.clone(),
                 op: n.op.kind().to_string(),

@@ -4,10 +4,10 @@
 //! N pre-activation blocks `group{g}.block{b}` (bn0, relu0, conv0, bn1, relu1, [dropout],
 //! conv1, [convdim], add), then `bn`, `relu`, `pool`, `flatten`, `fc`, `softmax`.
 
-use crate::model::{From, LayerOp, LayerSpec, Shortcut, WrnSpec};
+use crate::model::{LayerInputs, LayerSpec, ModelSection, OpKind, Shortcut, WrnSpec};
 
 fn conv(name: &str, out: usize, kernel: usize, stride: usize, padding: usize) -> LayerSpec {
-    let mut l = LayerSpec::new(LayerOp::Conv, name);
+    let mut l = LayerSpec::new(OpKind::Conv, name);
     l.out = Some(out);
     l.kernel = Some(kernel);
     l.stride = Some(stride);
@@ -16,7 +16,7 @@ fn conv(name: &str, out: usize, kernel: usize, stride: usize, padding: usize) ->
 }
 
 fn bn(name: &str, w: &WrnSpec) -> LayerSpec {
-    let mut l = LayerSpec::new(LayerOp::BatchNorm, name);
+    let mut l = LayerSpec::new(OpKind::BatchNorm, name);
     l.eps = Some(w.bn_eps);
     l.momentum = Some(w.bn_momentum);
     l
@@ -24,9 +24,9 @@ fn bn(name: &str, w: &WrnSpec) -> LayerSpec {
 
 fn from(mut l: LayerSpec, names: &[&str]) -> LayerSpec {
     l.from = Some(if names.len() == 1 {
-        From::One(names[0].to_string())
+        LayerInputs::One(names[0].to_string())
     } else {
-        From::Many(names.iter().map(|s| s.to_string()).collect())
+        LayerInputs::Many(names.iter().map(|s| s.to_string()).collect())
     });
     l
 }
@@ -79,12 +79,12 @@ pub fn expand_wrn(w: &WrnSpec, classes: usize) -> Vec<LayerSpec> {
             let cin = if b == 0 { c_in } else { wd };
             let name = |s: &str| format!("{p}.{s}");
             layers.push(from(bn(&name("bn0"), w), &[&x]));
-            layers.push(LayerSpec::new(LayerOp::Relu, &name("relu0")));
+            layers.push(LayerSpec::new(OpKind::Relu, &name("relu0")));
             layers.push(conv(&name("conv0"), wd, 3, stride, 1));
             layers.push(bn(&name("bn1"), w));
-            layers.push(LayerSpec::new(LayerOp::Relu, &name("relu1")));
+            layers.push(LayerSpec::new(OpKind::Relu, &name("relu1")));
             if w.dropout > 0.0 {
-                let mut d = LayerSpec::new(LayerOp::Dropout, &name("dropout"));
+                let mut d = LayerSpec::new(OpKind::Dropout, &name("dropout"));
                 d.p = Some(w.dropout);
                 layers.push(d);
             }
@@ -100,7 +100,7 @@ pub fn expand_wrn(w: &WrnSpec, classes: usize) -> Vec<LayerSpec> {
                 x.clone()
             };
             layers.push(from(
-                LayerSpec::new(LayerOp::Add, &name("add")),
+                LayerSpec::new(OpKind::Add, &name("add")),
                 &[&name("conv1"), &shortcut],
             ));
             x = name("add");
@@ -108,13 +108,22 @@ pub fn expand_wrn(w: &WrnSpec, classes: usize) -> Vec<LayerSpec> {
         c_in = wd;
     }
     layers.push(from(bn("bn", w), &[&x]));
-    layers.push(LayerSpec::new(LayerOp::Relu, "relu"));
-    layers.push(LayerSpec::new(LayerOp::GlobalAvgPool, "pool"));
-    layers.push(LayerSpec::new(LayerOp::Flatten, "flatten"));
-    let mut fc = LayerSpec::new(LayerOp::Linear, "fc");
+    layers.push(LayerSpec::new(OpKind::Relu, "relu"));
+    layers.push(LayerSpec::new(OpKind::GlobalAvgPool, "pool"));
+    layers.push(LayerSpec::new(OpKind::Flatten, "flatten"));
+    let mut fc = LayerSpec::new(OpKind::Linear, "fc");
     fc.out = Some(classes);
     fc.bias = Some(true);
     layers.push(fc);
-    layers.push(LayerSpec::new(LayerOp::Softmax, "softmax"));
+    layers.push(LayerSpec::new(OpKind::Softmax, "softmax"));
     layers
+}
+
+/// The expand phase: the network of a (validated) model section as one layer list, the WRN
+/// macro expanded (for `model.classes` classes) or the generic `layers:` list as written.
+pub fn model_layers(model: &ModelSection) -> Vec<LayerSpec> {
+    match &model.wrn {
+        Some(w) => expand_wrn(w, model.classes.unwrap_or(2)),
+        None => model.layers.clone().unwrap_or_default(),
+    }
 }

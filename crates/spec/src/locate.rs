@@ -1,5 +1,9 @@
-//! Finds the YAML line of a field path in block-style YAML source, so semantic errors found
-//! after parsing can still point at a line. Best effort: falls back to the nearest parent.
+//! The locate phase: finds where a field path was written (the YAML line of block-style
+//! source, or the `--set` that set it), so errors found after parsing still point at a line.
+//! Best effort: falls back to the nearest parent.
+
+use crate::error::{Location, SpecError};
+use crate::overrides::Override;
 
 /// One step of a field path.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +188,61 @@ fn flow_rest(
         }
     }
     found
+}
+
+/// Turns field paths into [`Location`]s for one spec text and its overrides; every phase after
+/// parsing reports its errors through it.
+#[derive(Debug, Clone, Copy)]
+pub struct Locator<'a> {
+    src: &'a str,
+    file: &'a str,
+    overrides: &'a [Override],
+}
+
+impl<'a> Locator<'a> {
+    /// In: the spec text, its file name and the `--set` overrides applied to it.
+    pub fn new(src: &'a str, file: &'a str, overrides: &'a [Override]) -> Self {
+        Locator {
+            src,
+            file,
+            overrides,
+        }
+    }
+
+    /// Out: where the value of `field` (a dotted path) came from.
+    pub fn location(&self, field: &str) -> Location {
+        // An override that set this field (or a parent/child of it) is where the value came from.
+        if let Some(o) = self.overrides.iter().rev().find(|o| {
+            field == o.path
+                || field.starts_with(&format!("{}.", o.path))
+                || field.starts_with(&format!("{}[", o.path))
+                || o.path.starts_with(&format!("{field}."))
+        }) {
+            return Location {
+                file: format!("--set {}", o.arg),
+                line: None,
+                column: None,
+            };
+        }
+        let (line, column) = match locate(self.src, &parse_path(field)) {
+            Some((l, c)) => (Some(l), Some(c)),
+            None => (None, None),
+        };
+        Location {
+            file: self.file.to_string(),
+            line,
+            column,
+        }
+    }
+
+    /// The error saying `message` about `field`, at the field's location.
+    pub fn field_error(&self, field: &str, message: String) -> SpecError {
+        SpecError::Field {
+            at: self.location(field),
+            field: field.to_string(),
+            message,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
-//! Lowers the generic layer list to the graph IR, checking names, `from:` and shapes.
+//! The lower phase: the generic layer list to the graph IR, checking names, `from:` and shapes.
 
-use crate::model::{LayerOp, LayerSpec};
+use crate::model::{LayerSpec, OpKind, SpecFile};
 use crate::suggest::{did_you_mean, one_of};
+use crate::validate::Problem;
 use std::collections::HashMap;
 use wrnc_ir::builder::LayerKind;
 use wrnc_ir::{Graph, GraphBuilder, IrError, ValueId};
@@ -32,6 +33,8 @@ pub fn default_name(l: &LayerSpec, index: usize) -> String {
         .unwrap_or_else(|| format!("{}{index}", l.op.name()))
 }
 
+/// The one mapping of a spec layer onto the IR: its op kind and keys (defaults filled in,
+/// ranges checked) as the builder's [`LayerKind`].
 fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<LayerKind, LayerError> {
     let need = |v: Option<usize>, key: &'static str| {
         v.ok_or_else(|| err(i, Some(key), format!("{} needs `{key}`", l.op.name())))
@@ -44,7 +47,7 @@ fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<LayerKind, LayerEr
         }
     };
     Ok(match l.op {
-        LayerOp::Conv => {
+        OpKind::Conv => {
             let kernel = pos(l.kernel.unwrap_or(3), "kernel")?;
             LayerKind::Conv {
                 out: pos(need(l.out, "out")?, "out")?,
@@ -54,7 +57,7 @@ fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<LayerKind, LayerEr
                 bias: l.bias.unwrap_or(false),
             }
         }
-        LayerOp::BatchNorm => {
+        OpKind::BatchNorm => {
             let eps = l.eps.unwrap_or(1e-5);
             let momentum = l.momentum.unwrap_or(0.1);
             if !(eps > 0.0 && eps.is_finite()) {
@@ -69,8 +72,8 @@ fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<LayerKind, LayerEr
             }
             LayerKind::BatchNorm { eps, momentum }
         }
-        LayerOp::Relu => LayerKind::Relu,
-        LayerOp::Dropout => {
+        OpKind::Relu => LayerKind::Relu,
+        OpKind::Dropout => {
             let p =
                 l.p.ok_or_else(|| err(i, Some("p"), "dropout needs `p`".into()))?;
             if !(0.0..1.0).contains(&p) {
@@ -78,8 +81,8 @@ fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<LayerKind, LayerEr
             }
             LayerKind::Dropout { p }
         }
-        LayerOp::Add => LayerKind::Add,
-        LayerOp::AvgPool => {
+        OpKind::Add => LayerKind::Add,
+        OpKind::AvgPool => {
             let kernel = pos(l.kernel.unwrap_or(2), "kernel")?;
             LayerKind::AvgPool {
                 kernel,
@@ -87,13 +90,13 @@ fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<LayerKind, LayerEr
                 padding: l.padding.unwrap_or(0),
             }
         }
-        LayerOp::GlobalAvgPool => LayerKind::GlobalAvgPool,
-        LayerOp::Flatten => LayerKind::Flatten,
-        LayerOp::Linear => LayerKind::Linear {
+        OpKind::GlobalAvgPool => LayerKind::GlobalAvgPool,
+        OpKind::Flatten => LayerKind::Flatten,
+        OpKind::Linear => LayerKind::Linear {
             out: pos(l.out.unwrap_or(classes), "out")?,
             bias: l.bias.unwrap_or(true),
         },
-        LayerOp::Softmax => LayerKind::Softmax,
+        OpKind::Softmax => LayerKind::Softmax,
     })
 }
 
@@ -119,7 +122,7 @@ pub fn lower(
     defined.insert("input".into(), b.input());
     let mut prev = b.input();
     for (i, l) in layers.iter().enumerate() {
-        let allowed = l.op.keys();
+        let allowed = l.op.hyper_parameters();
         for k in l.set_keys() {
             if !allowed.contains(&k) {
                 let valid: Vec<&str> = ["op", "name", "from"]
@@ -154,7 +157,7 @@ pub fn lower(
             ));
         }
         let froms = l.from.as_ref().map(|f| f.names());
-        let want = if l.op == LayerOp::Add { 2 } else { 1 };
+        let want = l.op.arity();
         let inputs: Vec<ValueId> = match froms {
             None if want == 2 => {
                 return Err(err(
@@ -214,4 +217,33 @@ pub fn lower(
         prev = out;
     }
     b.finish().map_err(|e| whole(e.to_string()))
+}
+
+/// The lower phase. In: the resolved, validated spec and its layer list (from
+/// [`crate::expand::model_layers`]). Out: the graph, or the problem with the field it is about
+/// (`model.wrn` for an expanded macro, `model.layers[i].key` for a listed layer).
+pub fn graph(spec: &SpecFile, layers: &[LayerSpec]) -> Result<Graph, Problem> {
+    let input = spec.model.input.clone().unwrap_or_default();
+    let input = [input[0], input[1], input[2]];
+    let classes = spec.model.classes.unwrap_or(2);
+    let name = spec.name.clone().unwrap_or_default();
+    let graph = lower(&name, input, classes, layers).map_err(|e| {
+        let field = match (&spec.model.wrn, e.index, e.key) {
+            (Some(_), _, _) => "model.wrn".into(),
+            (None, Some(i), Some(k)) => format!("model.layers[{i}].{k}"),
+            (None, Some(i), None) => format!("model.layers[{i}]"),
+            (None, None, _) => "model.layers".into(),
+        };
+        (field, e.message)
+    })?;
+    if graph.classes() != classes {
+        return Err((
+            "model.layers".into(),
+            format!(
+                "the network outputs {} values but model.classes is {classes}",
+                graph.classes()
+            ),
+        ));
+    }
+    Ok(graph)
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use wrnc_ir::recipe::{DataConfig, ExportConfig, TrainConfig};
+pub use wrnc_ir::OpKind;
 
 /// A whole spec file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -83,78 +84,22 @@ impl Default for WrnSpec {
     }
 }
 
-/// Op names of the generic layer form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LayerOp {
-    /// 2-D convolution.
-    Conv,
-    /// Batch normalisation.
-    BatchNorm,
-    /// ReLU.
-    Relu,
-    /// Dropout.
-    Dropout,
-    /// Sum of two layers.
-    Add,
-    /// Average pooling.
-    AvgPool,
-    /// Global average pooling.
-    GlobalAvgPool,
-    /// Flatten to a vector.
-    Flatten,
-    /// Fully connected.
-    Linear,
-    /// Softmax (last layer only).
-    Softmax,
-}
-
-impl LayerOp {
-    /// The spec name of the op.
-    pub fn name(self) -> &'static str {
-        match self {
-            LayerOp::Conv => "conv",
-            LayerOp::BatchNorm => "batch_norm",
-            LayerOp::Relu => "relu",
-            LayerOp::Dropout => "dropout",
-            LayerOp::Add => "add",
-            LayerOp::AvgPool => "avg_pool",
-            LayerOp::GlobalAvgPool => "global_avg_pool",
-            LayerOp::Flatten => "flatten",
-            LayerOp::Linear => "linear",
-            LayerOp::Softmax => "softmax",
-        }
-    }
-
-    /// The optional keys this op accepts besides `op`, `name` and `from`.
-    pub fn keys(self) -> &'static [&'static str] {
-        match self {
-            LayerOp::Conv => &["out", "kernel", "stride", "padding", "bias"],
-            LayerOp::BatchNorm => &["eps", "momentum"],
-            LayerOp::Dropout => &["p"],
-            LayerOp::AvgPool => &["kernel", "stride", "padding"],
-            LayerOp::Linear => &["out", "bias"],
-            _ => &[],
-        }
-    }
-}
-
-/// `from:` — one layer name, or a list (two for `add`).
+/// `from:` — the layer(s) a layer reads: one layer name, or a list (two for `add`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
-pub enum From {
+pub enum LayerInputs {
     /// One layer.
     One(String),
     /// Several layers.
     Many(Vec<String>),
 }
 
-impl From {
+impl LayerInputs {
     /// The names as a list.
     pub fn names(&self) -> Vec<String> {
         match self {
-            From::One(s) => vec![s.clone()],
-            From::Many(v) => v.clone(),
+            LayerInputs::One(s) => vec![s.clone()],
+            LayerInputs::Many(v) => v.clone(),
         }
     }
 }
@@ -163,14 +108,14 @@ impl From {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayerSpec {
-    /// The op.
-    pub op: LayerOp,
+    /// The op (the IR's op kind: one list of op names for specs and the IR).
+    pub op: OpKind,
     /// Unique name (default `<op><index>`); parameters are named `<name>.weight` etc.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Input layer(s) (default: the previous layer; `input` is the network input).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub from: Option<From>,
+    pub from: Option<LayerInputs>,
     /// conv: output channels; linear: output features (default: model.classes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out: Option<usize>,
@@ -199,7 +144,7 @@ pub struct LayerSpec {
 
 impl LayerSpec {
     /// A layer of `op` with every option unset.
-    pub fn new(op: LayerOp, name: &str) -> Self {
+    pub fn new(op: OpKind, name: &str) -> Self {
         LayerSpec {
             op,
             name: Some(name.to_string()),

@@ -15,6 +15,18 @@ pub struct Override {
     pub value: Value,
 }
 
+/// The override phase, first half. In: the `--set` arguments. Out: them parsed, or the first
+/// malformed one.
+pub fn parse_all(sets: &[String]) -> Result<Vec<Override>, SpecError> {
+    sets.iter().map(|s| parse(s)).collect()
+}
+
+/// The override phase, second half. In: the parsed document and the overrides. Out: the
+/// document with each override applied in order, or the first that cannot be.
+pub fn apply_all(doc: &mut Value, overrides: &[Override]) -> Result<(), SpecError> {
+    overrides.iter().try_for_each(|o| apply(doc, o))
+}
+
 /// Parses `key.path=value`.
 pub fn parse(arg: &str) -> Result<Override, SpecError> {
     let err = |m: &str| SpecError::Override {

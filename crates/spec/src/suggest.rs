@@ -13,6 +13,14 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     best.map(|(c, _)| c)
 }
 
+/// `"; did you mean `x`?"` when a candidate is close to `word`, else an empty string.
+pub fn hint(word: &str, candidates: &[&str]) -> String {
+    match did_you_mean(word, candidates) {
+        Some(s) => format!("; did you mean `{s}`?"),
+        None => String::new(),
+    }
+}
+
 /// Formats a list of valid choices: "`a`, `b` or `c`".
 pub fn one_of(choices: &[&str]) -> String {
     let quoted: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();

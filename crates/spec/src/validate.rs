@@ -1,4 +1,5 @@
-//! Semantic checks of a typed spec: ranges and consistency, each naming its field.
+//! The validate phase: fills the defaults that depend on other fields, then checks ranges and
+//! consistency, each problem naming its field.
 
 use crate::expand::wrn_param_counts;
 use crate::model::SpecFile;
@@ -10,6 +11,33 @@ pub type Problem = (String, String);
 
 fn p(field: &str, msg: String) -> Problem {
     (field.to_string(), msg)
+}
+
+/// The validate phase. In: the typed spec as written and the name to use when it has none.
+/// Out: the spec with the defaults that depend on other fields filled in (name, model input and
+/// classes, data root: see [`fill_defaults`]), checked by [`validate`]; or the first problem.
+pub fn resolve(mut spec: SpecFile, default_name: &str) -> Result<SpecFile, Problem> {
+    fill_defaults(&mut spec, default_name);
+    validate(&spec)?;
+    Ok(spec)
+}
+
+/// Fills the defaults that depend on other fields: the name (`default_name`), and the model's
+/// input shape and classes and the data root (the dataset's).
+pub fn fill_defaults(spec: &mut SpecFile, default_name: &str) {
+    if spec.name.is_none() {
+        spec.name = Some(default_name.to_string());
+    }
+    let ds = spec.data.dataset;
+    if spec.model.input.is_none() {
+        spec.model.input = Some(ds.input_shape().to_vec());
+    }
+    if spec.model.classes.is_none() {
+        spec.model.classes = Some(ds.classes());
+    }
+    if spec.data.root.is_none() {
+        spec.data.root = ds.default_root().map(str::to_string);
+    }
 }
 
 /// The valid WRN depths nearest to `d`.
