@@ -2,7 +2,7 @@
 
 use crate::model::{LayerSpec, OpKind, SpecFile};
 use crate::suggest::{did_you_mean, one_of};
-use crate::validate::Problem;
+use crate::validate::{Problem, Range};
 use std::collections::HashMap;
 use wrnc_ir::builder::LayerKind;
 use wrnc_ir::{Graph, GraphBuilder, IrError, ValueId};
@@ -46,6 +46,10 @@ fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<LayerKind, LayerEr
             Ok(v)
         }
     };
+    let number = |key: &'static str, v: f64, range: Range, note: &str| match range.refuse(v, note) {
+        Some(m) => Err(err(i, Some(key), format!("{key} {m}"))),
+        None => Ok(v),
+    };
     Ok(match l.op {
         OpKind::Conv => {
             let kernel = pos(l.kernel.unwrap_or(3), "kernel")?;
@@ -58,28 +62,18 @@ fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<LayerKind, LayerEr
             }
         }
         OpKind::BatchNorm => {
-            let eps = l.eps.unwrap_or(1e-5);
+            let eps = number("eps", l.eps.unwrap_or(1e-5), Range::Positive, "")?;
             let momentum = l.momentum.unwrap_or(0.1);
-            if !(eps > 0.0 && eps.is_finite()) {
-                return Err(err(i, Some("eps"), format!("eps must be > 0, got {eps}")));
-            }
-            if !(0.0..=1.0).contains(&momentum) {
-                return Err(err(
-                    i,
-                    Some("momentum"),
-                    format!("momentum must be in [0, 1] (PyTorch meaning), got {momentum}"),
-                ));
-            }
+            let momentum = number("momentum", momentum, Range::Unit, " (PyTorch meaning)")?;
             LayerKind::BatchNorm { eps, momentum }
         }
         OpKind::Relu => LayerKind::Relu,
         OpKind::Dropout => {
             let p =
                 l.p.ok_or_else(|| err(i, Some("p"), "dropout needs `p`".into()))?;
-            if !(0.0..1.0).contains(&p) {
-                return Err(err(i, Some("p"), format!("p must be in [0, 1), got {p}")));
+            LayerKind::Dropout {
+                p: number("p", p, Range::UnitOpen, "")?,
             }
-            LayerKind::Dropout { p }
         }
         OpKind::Add => LayerKind::Add,
         OpKind::AvgPool => {

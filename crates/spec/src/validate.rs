@@ -13,6 +13,46 @@ fn p(field: &str, msg: String) -> Problem {
     (field.to_string(), msg)
 }
 
+/// The valid values of a number field.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Range {
+    /// A finite number above 0.
+    Positive,
+    /// A finite number of at least 0.
+    NonNegative,
+    /// [0, 1).
+    UnitOpen,
+    /// [0, 1].
+    Unit,
+}
+
+impl Range {
+    /// None when `v` is in the range, else the message `must be in [0, 1)<note>, got <v>`.
+    pub(crate) fn refuse(self, v: f64, note: &str) -> Option<String> {
+        let (ok, text) = match self {
+            Range::Positive => (v > 0.0 && v.is_finite(), "> 0"),
+            Range::NonNegative => (v >= 0.0 && v.is_finite(), ">= 0"),
+            Range::UnitOpen => ((0.0..1.0).contains(&v), "in [0, 1)"),
+            Range::Unit => ((0.0..=1.0).contains(&v), "in [0, 1]"),
+        };
+        (!ok).then(|| format!("must be {text}{note}, got {v}"))
+    }
+}
+
+/// What the paper uses or what a value means, said after a range.
+const PAPER_DROPOUT: &str = " (the paper uses 0.3)";
+const PAPER_GAMMA: &str = " (the paper uses 0.2)";
+const BN_MOMENTUM: &str = " (PyTorch meaning: new = (1-m) old + m batch)";
+
+/// Checks that number `field` (value `v`) is in `range`; `note` follows the range in the
+/// message.
+fn number(field: &str, v: f64, range: Range, note: &str) -> Result<(), Problem> {
+    match range.refuse(v, note) {
+        Some(message) => Err(p(field, message)),
+        None => Ok(()),
+    }
+}
+
 /// The validate phase. In: the typed spec as written and the name to use when it has none.
 /// Out: the spec with the defaults that depend on other fields filled in (name, model input and
 /// classes, data root: see [`fill_defaults`]), checked by [`validate`]; or the first problem.
@@ -165,27 +205,19 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
                 ),
             ));
         }
-        if !(0.0..1.0).contains(&w.dropout) {
-            return Err(p(
-                "model.wrn.dropout",
-                format!("must be in [0, 1) (the paper uses 0.3), got {}", w.dropout),
-            ));
-        }
-        if !(w.bn_eps > 0.0 && w.bn_eps.is_finite()) {
-            return Err(p(
-                "model.wrn.bn_eps",
-                format!("must be > 0, got {}", w.bn_eps),
-            ));
-        }
-        if !(0.0..=1.0).contains(&w.bn_momentum) {
-            return Err(p(
-                "model.wrn.bn_momentum",
-                format!(
-                    "must be in [0, 1] (PyTorch meaning: new = (1-m) old + m batch), got {}",
-                    w.bn_momentum
-                ),
-            ));
-        }
+        number(
+            "model.wrn.dropout",
+            w.dropout,
+            Range::UnitOpen,
+            PAPER_DROPOUT,
+        )?;
+        number("model.wrn.bn_eps", w.bn_eps, Range::Positive, "")?;
+        number(
+            "model.wrn.bn_momentum",
+            w.bn_momentum,
+            Range::Unit,
+            BN_MOMENTUM,
+        )?;
         if input[1] < 4 || input[2] < 4 {
             return Err(p(
                 "model.input",
@@ -255,30 +287,20 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
             format!("must be a positive number, got {}", o.lr),
         ));
     }
-    if !(0.0..1.0).contains(&o.momentum) {
-        return Err(p(
-            "train.optimizer.momentum",
-            format!("must be in [0, 1), got {}", o.momentum),
-        ));
-    }
-    if !(0.0..=1.0).contains(&o.dampening) {
-        return Err(p(
-            "train.optimizer.dampening",
-            format!("must be in [0, 1], got {}", o.dampening),
-        ));
-    }
+    number("train.optimizer.momentum", o.momentum, Range::UnitOpen, "")?;
+    number("train.optimizer.dampening", o.dampening, Range::Unit, "")?;
     if o.nesterov && (o.momentum <= 0.0 || o.dampening != 0.0) {
         return Err(p(
             "train.optimizer.nesterov",
             "Nesterov momentum requires momentum > 0 and dampening 0 (as in PyTorch)".into(),
         ));
     }
-    if !(o.weight_decay >= 0.0 && o.weight_decay.is_finite()) {
-        return Err(p(
-            "train.optimizer.weight_decay",
-            format!("must be >= 0, got {}", o.weight_decay),
-        ));
-    }
+    number(
+        "train.optimizer.weight_decay",
+        o.weight_decay,
+        Range::NonNegative,
+        "",
+    )?;
     match &t.schedule {
         Schedule::Multistep { milestones, gamma } => {
             if milestones.windows(2).any(|w| w[0] >= w[1]) {
@@ -287,12 +309,7 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
                     format!("must be strictly increasing epochs, got {milestones:?}"),
                 ));
             }
-            if !(*gamma > 0.0 && gamma.is_finite()) {
-                return Err(p(
-                    "train.schedule.gamma",
-                    format!("must be > 0 (the paper uses 0.2), got {gamma}"),
-                ));
-            }
+            number("train.schedule.gamma", *gamma, Range::Positive, PAPER_GAMMA)?;
         }
         Schedule::Cosine { min_lr } => {
             if !(*min_lr >= 0.0 && *min_lr < o.lr) {
