@@ -36,30 +36,13 @@ fn every_example_spec_exports_and_verifies_with_and_without_folding() {
     assert!(specs.len() >= 7, "{specs:?}");
     for spec in &specs {
         let w = dir.path().join("w.safetensors");
-        let r = wrnc(&["init", spec, "-o", w.to_str().unwrap(), "--seed", "3"]);
-        assert_eq!(r.code, 0, "{spec}: {}", r.stderr);
+        init(spec, &w, &["--seed", "3"]);
         let mut bn_counts = Vec::new();
         for fold in [true, false] {
             let out = dir.path().join(if fold { "f.onnx" } else { "nf.onnx" });
-            let mut args = vec!["export", spec, "--weights", w.to_str().unwrap(), "-o"];
-            args.push(out.to_str().unwrap());
-            if !fold {
-                args.push("--no-fold-bn");
-            }
-            let r = wrnc(&args);
+            let r = export(spec, &w, &out, if fold { &[] } else { &["--no-fold-bn"] });
             assert_eq!(r.code, 0, "{spec}: {}", r.stderr);
-            let v = wrnc(&[
-                "verify",
-                out.to_str().unwrap(),
-                "--spec",
-                spec,
-                "--weights",
-                w.to_str().unwrap(),
-                "--batch",
-                "4",
-                "--atol",
-                "1e-4",
-            ]);
+            let v = verify(&out, spec, &w, &["--batch", "4", "--atol", "1e-4"]);
             assert_eq!(v.code, 0, "{spec} fold={fold}: {}{}", v.stdout, v.stderr);
             assert!(v.stdout.contains("batch 1:") && v.stdout.contains("batch 4:"));
             bn_counts.push(onnx_ops(&out, "BatchNormalization"));
@@ -81,23 +64,11 @@ fn every_example_spec_exports_and_verifies_with_and_without_folding() {
 fn exported_file_has_opset_ir_symbolic_batch_and_metadata() {
     let dir = tempdir();
     let w = dir.path().join("w.safetensors");
-    assert_eq!(
-        wrnc(&["init", "specs/quickstart.yaml", "-o", w.to_str().unwrap()]).code,
-        0
-    );
+    init("specs/quickstart.yaml", &w, &[]);
     for (opset, ir) in [(13, 7), (14, 7), (15, 8), (16, 8), (17, 8)] {
         let out = dir.path().join(format!("m{opset}.onnx"));
         let o = opset.to_string();
-        let r = wrnc(&[
-            "export",
-            "specs/quickstart.yaml",
-            "--weights",
-            w.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--opset",
-            &o,
-        ]);
+        let r = export("specs/quickstart.yaml", &w, &out, &["--opset", &o]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         let m = wrnc_onnx::read_model(&std::fs::read(&out).unwrap()).unwrap();
         assert_eq!(m.ir_version, Some(ir));
@@ -143,20 +114,10 @@ fn exported_file_has_opset_ir_symbolic_batch_and_metadata() {
 fn bad_inputs_are_clear_errors_and_write_nothing() {
     let dir = tempdir();
     let w16 = dir.path().join("w16.safetensors");
-    assert_eq!(
-        wrnc(&["init", "specs/wrn-16-4.yaml", "-o", w16.to_str().unwrap()]).code,
-        0
-    );
+    init("specs/wrn-16-4.yaml", &w16, &[]);
     let out = dir.path().join("x.onnx");
     // Weights of another spec: names the first mismatching tensor with both shapes.
-    let r = wrnc(&[
-        "export",
-        "specs/wrn-16-8.yaml",
-        "--weights",
-        w16.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let r = export("specs/wrn-16-8.yaml", &w16, &out, &[]);
     assert_usage_error(
         &r,
         &[
@@ -168,16 +129,7 @@ fn bad_inputs_are_clear_errors_and_write_nothing() {
     );
     assert!(!out.exists());
     // Opset out of range.
-    let r = wrnc(&[
-        "export",
-        "specs/wrn-16-4.yaml",
-        "--weights",
-        w16.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--opset",
-        "12",
-    ]);
+    let r = export("specs/wrn-16-4.yaml", &w16, &out, &["--opset", "12"]);
     assert_usage_error(&r, &["--opset 12", "13 to 17"]);
     assert!(!out.exists());
     // A file that is not ONNX.
@@ -186,14 +138,7 @@ fn bad_inputs_are_clear_errors_and_write_nothing() {
         "junk.onnx",
         "this is not a protobuf at all \u{1}\u{2}",
     );
-    let r = wrnc(&[
-        "verify",
-        &junk,
-        "--spec",
-        "specs/wrn-16-4.yaml",
-        "--weights",
-        w16.to_str().unwrap(),
-    ]);
+    let r = verify(Path::new(&junk), "specs/wrn-16-4.yaml", &w16, &[]);
     assert_usage_error(&r, &["junk.onnx"]);
     let r = wrnc(&["predict", &junk, &junk]);
     assert_usage_error(&r, &["junk.onnx"]);

@@ -29,6 +29,14 @@ fn refused(dir: &Path, args: &[&str], code: i32, needles: &[&str]) -> Run {
     r
 }
 
+/// Creates `dir/name` as a sparse file of `len` bytes (nothing is written) and returns its
+/// path.
+fn sparse_file(dir: &Path, name: &str, len: u64) -> String {
+    let path = dir.join(name);
+    std::fs::File::create(&path).unwrap().set_len(len).unwrap();
+    path.display().to_string()
+}
+
 fn spec(name: &str) -> String {
     root().join("specs").join(name).display().to_string()
 }
@@ -91,12 +99,7 @@ fn oversized_specs_and_models_are_refused() {
     let tmp = tempdir();
     let d = tmp.path();
     // A 100 MB spec (sparse: nothing is written) is refused before it is read.
-    let big = d.join("big.yaml");
-    std::fs::File::create(&big)
-        .unwrap()
-        .set_len(100 << 20)
-        .unwrap();
-    let f = big.display().to_string();
+    let f = sparse_file(d, "big.yaml", 100 << 20);
     refused(
         d,
         &["check", &f],
@@ -311,12 +314,7 @@ fn hostile_onnx_files_are_refused() {
         &model(&[("input_shape", "[65536, 65536, 65536]")], vec![]),
     );
     // A 3 GiB file (sparse), over the 2 GiB protobuf limit.
-    let big = d.join("big.onnx");
-    std::fs::File::create(&big)
-        .unwrap()
-        .set_len(3 << 30)
-        .unwrap();
-    let big = big.display().to_string();
+    let big = sparse_file(d, "big.onnx", 3 << 30);
     // Valid weights for verify.
     let s = spec("quickstart.yaml");
     let w = d.join("w.safetensors").display().to_string();

@@ -36,7 +36,7 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
         ),
     );
     let run = dir.path().join("run");
-    let r = wrnc(&["train", &spec, "--out", run.to_str().unwrap(), "--quiet"]);
+    let r = train(&spec, &run, &["--quiet"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     for f in [
         "spec.resolved.yaml",
@@ -78,28 +78,15 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
         "{v} vs {best}"
     );
     // The export at the end of training used best.safetensors (there is a val split).
-    let r = wrnc(&[
-        "verify",
-        run.join("model.onnx").to_str().unwrap(),
-        "--spec",
-        &spec,
-        "--weights",
-        run.join("best.safetensors").to_str().unwrap(),
-    ]);
+    let best_weights = run.join("best.safetensors");
+    let r = verify(&run.join("model.onnx"), &spec, &best_weights, &[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("test images of cifar10"), "{}", r.stdout);
     // The weights carry the normalisation they were trained with: an export on a machine
     // without the dataset still records it.
     std::fs::remove_dir_all(&data).unwrap();
     let out = dir.path().join("again.onnx");
-    let r = wrnc(&[
-        "export",
-        &spec,
-        "--weights",
-        run.join("best.safetensors").to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let r = export(&spec, &best_weights, &out, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stderr.contains("warning"), "{}", r.stderr);
     let m = wrnc_onnx::read_model(&std::fs::read(&out).unwrap()).unwrap();
@@ -112,17 +99,10 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
     let trained = wrnc_onnx::ModelInfo::from_model(&trained).unwrap();
     assert_eq!(trained.normalization.unwrap().mean, norm.mean);
     // Training again into the same directory without --resume is refused.
-    let r = wrnc(&["train", &spec, "--out", run.to_str().unwrap(), "--quiet"]);
+    let r = train(&spec, &run, &["--quiet"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     // Resuming the finished run says so and succeeds.
-    let r = wrnc(&[
-        "train",
-        &spec,
-        "--out",
-        run.to_str().unwrap(),
-        "--quiet",
-        "--resume",
-    ]);
+    let r = train(&spec, &run, &["--quiet", "--resume"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("already finished"), "{}", r.stderr);
 }
@@ -131,26 +111,16 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
 fn missing_dataset_and_bad_device_are_clear_errors() {
     let dir = tempdir();
     let run = dir.path().join("run");
-    let r = wrnc(&[
-        "train",
+    let data_root = format!("data.root={}", dir.path().join("nothing").display());
+    let r = train(
         "specs/wrn-16-4.yaml",
-        "--set",
-        &format!("data.root={}", dir.path().join("nothing").display()),
-        "--out",
-        run.to_str().unwrap(),
-        "--quiet",
-    ]);
+        &run,
+        &["--set", &data_root, "--quiet"],
+    );
     assert_eq!(r.code, 1, "{}", r.stderr);
     assert!(r.stderr.contains("wrnc data fetch cifar10"), "{}", r.stderr);
     if !cfg!(feature = "cuda") {
-        let r = wrnc(&[
-            "train",
-            "specs/quickstart.yaml",
-            "--device",
-            "cuda",
-            "--out",
-            run.to_str().unwrap(),
-        ]);
+        let r = train("specs/quickstart.yaml", &run, &["--device", "cuda"]);
         assert_usage_error(&r, &["cuda"]);
     }
     let r = wrnc(&[
@@ -168,13 +138,7 @@ fn missing_dataset_and_bad_device_are_clear_errors() {
 fn quickstart_reaches_97_percent_and_its_onnx_predicts_like_candle() {
     let dir = tempdir();
     let run = dir.path().join("qs");
-    let r = wrnc(&[
-        "train",
-        "specs/quickstart.yaml",
-        "--out",
-        run.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let r = train("specs/quickstart.yaml", &run, &["--quiet"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let last = run.join("last.safetensors");
     let v = eval_json(&[
@@ -188,16 +152,7 @@ fn quickstart_reaches_97_percent_and_its_onnx_predicts_like_candle() {
     let acc = v["accuracy"].as_f64().unwrap();
     assert!(acc >= 0.97, "quickstart test accuracy {acc}");
     let onnx = run.join("model.onnx");
-    let r = wrnc(&[
-        "verify",
-        onnx.to_str().unwrap(),
-        "--spec",
-        "specs/quickstart.yaml",
-        "--weights",
-        last.to_str().unwrap(),
-        "--batch",
-        "8",
-    ]);
+    let r = verify(&onnx, "specs/quickstart.yaml", &last, &["--batch", "8"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
 
     // A PNG made from digits test images: `wrnc predict` gives Candle's label.

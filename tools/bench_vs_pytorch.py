@@ -17,42 +17,11 @@ def threads():
 
 
 def build(depth, width, classes=10):
-    import torch.nn as nn
+    # The network of tools/torch_wrn_bench.py (next to this file), without dropout.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from torch_wrn_bench import WRN
 
-    n = (depth - 4) // 6
-    widths = [16, 16 * width, 32 * width, 64 * width]
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.bn0 = nn.BatchNorm2d(cin)
-            self.conv0 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv1 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.convdim = None
-            if cin != cout or stride != 1:
-                self.convdim = nn.Conv2d(cin, cout, 1, stride, 0, bias=False)
-            self.relu = nn.ReLU(inplace=False)
-
-        def forward(self, x):
-            o1 = self.relu(self.bn0(x))
-            y = self.conv1(self.relu(self.bn1(self.conv0(o1))))
-            return y + (self.convdim(o1) if self.convdim is not None else x)
-
-    layers = [nn.Conv2d(3, widths[0], 3, 1, 1, bias=False)]
-    cin = widths[0]
-    for g in range(3):
-        for b in range(n):
-            stride = 2 if (g > 0 and b == 0) else 1
-            layers.append(Block(cin, widths[g + 1], stride))
-            cin = widths[g + 1]
-    layers += [nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-               nn.Linear(cin, classes)]
-    model = nn.Sequential(*layers)
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    return model
+    return WRN(depth, width, classes)
 
 
 def cmd_train(a):

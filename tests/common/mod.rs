@@ -30,15 +30,53 @@ pub fn wrnc(args: &[&str]) -> Run {
     wrnc_in(&root(), args)
 }
 
+/// Runs `wrnc init SPEC -o OUT EXTRA...`, which must succeed.
+pub fn init(spec: &str, out: &Path, extra: &[&str]) {
+    let mut args = vec!["init", spec, "-o", utf8(out)];
+    args.extend_from_slice(extra);
+    let r = wrnc(&args);
+    assert_eq!(r.code, 0, "wrnc init {spec}: {}", r.stderr);
+}
+
+/// Runs `wrnc train SPEC --out RUN EXTRA...`.
+pub fn train(spec: &str, run: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["train", spec, "--out", utf8(run)];
+    args.extend_from_slice(extra);
+    wrnc(&args)
+}
+
+/// Runs `wrnc export SPEC --weights WEIGHTS -o OUT EXTRA...`.
+pub fn export(spec: &str, weights: &Path, out: &Path, extra: &[&str]) -> Run {
+    let mut args = vec!["export", spec, "--weights", utf8(weights), "-o", utf8(out)];
+    args.extend_from_slice(extra);
+    wrnc(&args)
+}
+
+/// Runs `wrnc verify ONNX --spec SPEC --weights WEIGHTS EXTRA...`.
+pub fn verify(onnx: &Path, spec: &str, weights: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "verify",
+        utf8(onnx),
+        "--spec",
+        spec,
+        "--weights",
+        utf8(weights),
+    ];
+    args.extend_from_slice(extra);
+    wrnc(&args)
+}
+
+/// `path` as text (test paths are UTF-8).
+pub fn utf8(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// A fresh temporary directory.
-pub fn tempdir() -> tempfile::TempDir {
-    tempfile::tempdir().expect("tempdir")
-}
+pub use wrnc_testkit::tempdir;
 
 /// Writes `text` to `dir/name` and returns the path as a string.
 pub fn write(dir: &Path, name: &str, text: &str) -> String {

@@ -289,62 +289,46 @@ mod tests {
         out
     }
 
+    /// `(mode, pad, ox, oy, expected crop of IMG)`. Reflect-padded with p=1, IMG is
+    /// 5 4 5 6 5 / 2 1 2 3 2 / 5 4 5 6 5 / 8 7 8 9 8 / 5 4 5 6 5; with p=2, rows/cols
+    /// -2,-1,0 reflect to 2,1,0 and cols 2,3,4 to 2,1,0.
+    const CROPS: &[(PadMode, usize, usize, usize, [u8; 9])] = &[
+        (PadMode::Reflect, 1, 0, 0, [5, 4, 5, 2, 1, 2, 5, 4, 5]),
+        (PadMode::Reflect, 1, 2, 1, [2, 3, 2, 5, 6, 5, 8, 9, 8]),
+        (PadMode::Reflect, 1, 1, 2, [4, 5, 6, 7, 8, 9, 4, 5, 6]),
+        (PadMode::Reflect, 1, 1, 1, IMG),
+        (PadMode::Reflect, 2, 0, 0, [9, 8, 7, 6, 5, 4, 3, 2, 1]),
+        (PadMode::Reflect, 2, 4, 2, [3, 2, 1, 6, 5, 4, 9, 8, 7]),
+        (PadMode::Zero, 1, 0, 0, [0, 0, 0, 0, 1, 2, 0, 4, 5]),
+        (PadMode::Zero, 1, 2, 2, [5, 6, 0, 8, 9, 0, 0, 0, 0]),
+        (PadMode::Zero, 1, 2, 0, [0, 0, 0, 2, 3, 0, 5, 6, 0]),
+        (PadMode::Zero, 2, 4, 4, [9, 0, 0, 0, 0, 0, 0, 0, 0]),
+        (PadMode::Zero, 1, 1, 1, IMG),
+    ];
+
+    /// Checks every case of [`CROPS`] whose mode and padding `pick` selects (at least one).
+    fn check_crops(pick: impl Fn(PadMode, usize) -> bool) {
+        let cases: Vec<_> = CROPS.iter().filter(|c| pick(c.0, c.1)).collect();
+        assert!(!cases.is_empty());
+        for &&(mode, pad, ox, oy, want) in &cases {
+            let got = crop(pad, mode, ox, oy);
+            assert_eq!(got, want, "{mode:?} pad {pad} at ({ox}, {oy})");
+        }
+    }
+
     #[test]
     fn reflect_crop_pad1() {
-        // Reflect-padded (p=1):
-        // 5 4 5 6 5
-        // 2 1 2 3 2
-        // 5 4 5 6 5
-        // 8 7 8 9 8
-        // 5 4 5 6 5
-        assert_eq!(
-            crop(1, PadMode::Reflect, 0, 0),
-            vec![5, 4, 5, 2, 1, 2, 5, 4, 5]
-        );
-        assert_eq!(
-            crop(1, PadMode::Reflect, 2, 1),
-            vec![2, 3, 2, 5, 6, 5, 8, 9, 8]
-        );
-        assert_eq!(
-            crop(1, PadMode::Reflect, 1, 2),
-            vec![4, 5, 6, 7, 8, 9, 4, 5, 6]
-        );
-        assert_eq!(crop(1, PadMode::Reflect, 1, 1), IMG.to_vec());
+        check_crops(|mode, pad| mode == PadMode::Reflect && pad == 1);
     }
 
     #[test]
     fn reflect_crop_pad2() {
-        // Rows/cols -2,-1,0 reflect to 2,1,0.
-        assert_eq!(
-            crop(2, PadMode::Reflect, 0, 0),
-            vec![9, 8, 7, 6, 5, 4, 3, 2, 1]
-        );
-        // Cols 2,3,4 -> 2,1,0 ; rows 0,1,2.
-        assert_eq!(
-            crop(2, PadMode::Reflect, 4, 2),
-            vec![3, 2, 1, 6, 5, 4, 9, 8, 7]
-        );
+        check_crops(|mode, pad| mode == PadMode::Reflect && pad == 2);
     }
 
     #[test]
     fn zero_crop() {
-        assert_eq!(
-            crop(1, PadMode::Zero, 0, 0),
-            vec![0, 0, 0, 0, 1, 2, 0, 4, 5]
-        );
-        assert_eq!(
-            crop(1, PadMode::Zero, 2, 2),
-            vec![5, 6, 0, 8, 9, 0, 0, 0, 0]
-        );
-        assert_eq!(
-            crop(1, PadMode::Zero, 2, 0),
-            vec![0, 0, 0, 2, 3, 0, 5, 6, 0]
-        );
-        assert_eq!(
-            crop(2, PadMode::Zero, 4, 4),
-            vec![9, 0, 0, 0, 0, 0, 0, 0, 0]
-        );
-        assert_eq!(crop(1, PadMode::Zero, 1, 1), IMG.to_vec());
+        check_crops(|mode, _| mode == PadMode::Zero);
     }
 
     #[test]

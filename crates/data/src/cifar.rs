@@ -261,25 +261,18 @@ mod tests {
     #[test]
     fn bad_sizes_and_labels() {
         let dir = tempfile::tempdir().unwrap();
-        let empty = dir.path().join("empty.bin");
-        std::fs::write(&empty, []).unwrap();
-        let e = read_cifar_file(&empty, DatasetKind::Cifar10)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("empty.bin") && e.contains("size 0") && e.contains("3073"),
-            "{e}"
-        );
-
-        let partial = dir.path().join("partial.bin");
-        std::fs::write(&partial, vec![0u8; 3073 + 5]).unwrap();
-        let e = read_cifar_file(&partial, DatasetKind::Cifar10)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("partial.bin") && e.contains("3078") && e.contains("3073"),
-            "{e}"
-        );
+        // Reading `name` holding `bytes` fails with a message naming the file and `needles`.
+        let refused = |name: &str, bytes: &[u8], needles: &[&str]| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, bytes).unwrap();
+            let e = read_cifar_file(&path, DatasetKind::Cifar10)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(name), "{e}");
+            assert!(needles.iter().all(|n| e.contains(n)), "{e}");
+        };
+        refused("empty.bin", &[], &["size 0", "3073"]);
+        refused("partial.bin", &[0u8; 3073 + 5], &["3078", "3073"]);
 
         let badlabel = dir.path().join("badlabel.bin");
         let mut bytes = cifar10_record(1, |_| 0);

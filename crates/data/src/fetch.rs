@@ -307,6 +307,21 @@ mod tests {
         b.into_inner().unwrap().finish().unwrap();
     }
 
+    /// A synthetic `kind` dataset (`write_cifar_like` with `(records per training file, test
+    /// records, seed)`) in `work/src`, packed under the official folder name into
+    /// `work/archive.tar.gz`; returns both paths.
+    fn synthetic_archive(
+        work: &Path,
+        kind: DatasetKind,
+        (train, test, seed): (usize, usize, u64),
+    ) -> (PathBuf, PathBuf) {
+        let src = work.join("src");
+        write_cifar_like(&src, kind, train, test, seed).unwrap();
+        let archive = work.join("archive.tar.gz");
+        make_tar_gz(&src, archive_spec(kind).unwrap().dir_name, &archive);
+        (src, archive)
+    }
+
     #[test]
     fn md5_known_values() {
         let dir = tempfile::tempdir().unwrap();
@@ -320,10 +335,7 @@ mod tests {
     #[test]
     fn install_and_read_back() {
         let work = tempfile::tempdir().unwrap();
-        let src = work.path().join("src");
-        write_cifar_like(&src, DatasetKind::Cifar10, 3, 4, 9).unwrap();
-        let archive = work.path().join("cifar.tar.gz");
-        make_tar_gz(&src, CIFAR10_DIR, &archive);
+        let (src, archive) = synthetic_archive(work.path(), DatasetKind::Cifar10, (3, 4, 9));
         let md5 = md5_file(&archive).unwrap();
 
         let dest = work.path().join("data");
@@ -354,10 +366,7 @@ mod tests {
     #[test]
     fn wrong_md5_writes_nothing() {
         let work = tempfile::tempdir().unwrap();
-        let src = work.path().join("src");
-        write_cifar_like(&src, DatasetKind::Cifar100, 2, 2, 1).unwrap();
-        let archive = work.path().join("c100.tar.gz");
-        make_tar_gz(&src, CIFAR100_DIR, &archive);
+        let (_, archive) = synthetic_archive(work.path(), DatasetKind::Cifar100, (2, 2, 1));
         let actual = md5_file(&archive).unwrap();
         let dest = work.path().join("data");
         let e = install_archive(&archive, CIFAR100_ARCHIVE.md5, &dest).unwrap_err();

@@ -33,8 +33,9 @@
 //!   archive atomically after checking its MD5. The archives unpack to
 //!   [`fetch::CIFAR10_DIR`] (`cifar-10-batches-bin`) and
 //!   [`fetch::CIFAR100_DIR`] (`cifar-100-binary`).
-//! * Test utility: [`testutil::write_cifar_like`] writes small synthetic,
-//!   learnable datasets in the CIFAR layouts.
+//! * Test utility (only with the `testing` feature, which dev-dependencies
+//!   enable): `testutil::write_cifar_like` writes small synthetic, learnable
+//!   datasets in the CIFAR layouts.
 //!
 //! ## Example
 //!
@@ -69,6 +70,7 @@ pub mod error;
 pub mod fetch;
 pub mod normalize;
 pub mod split;
+#[cfg(any(test, feature = "testing"))]
 pub mod testutil;
 
 use std::path::Path;

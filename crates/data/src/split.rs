@@ -83,6 +83,14 @@ mod tests {
         .unwrap()
     }
 
+    /// 10 training and 3 test images of [`tiny`].
+    fn tiny_data() -> TrainTest {
+        TrainTest {
+            train: tiny(10),
+            test: tiny(3),
+        }
+    }
+
     #[test]
     fn disjoint_cover_and_deterministic() {
         let (t, v) = split_indices(100, 30, 7).unwrap();
@@ -101,10 +109,7 @@ mod tests {
 
     #[test]
     fn make_splits_subsets() {
-        let data = TrainTest {
-            train: tiny(10),
-            test: tiny(3),
-        };
+        let data = tiny_data();
         let s = make_splits(data.clone(), 4, 1).unwrap();
         let val = s.val.unwrap();
         assert_eq!((s.train.len(), val.len(), s.test.len()), (6, 4, 3));
@@ -128,10 +133,7 @@ mod tests {
 
     #[test]
     fn too_large() {
-        let data = TrainTest {
-            train: tiny(10),
-            test: tiny(3),
-        };
+        let data = tiny_data();
         let e = make_splits(data.clone(), 10, 1).unwrap_err();
         assert!(
             e.to_string().contains("val_size 10") && e.to_string().contains("10"),

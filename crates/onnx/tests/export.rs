@@ -3,93 +3,31 @@
 use prost::Message;
 use std::collections::BTreeMap;
 use wrnc_ir::builder::LayerKind;
-use wrnc_ir::weights::Tensor;
-use wrnc_ir::{Graph, GraphBuilder, ParamRole, Weights};
+use wrnc_ir::{Graph, Weights};
 use wrnc_onnx::proto::tensor_shape_proto::dimension::Value as DimValue;
 use wrnc_onnx::proto::{type_proto, Dim, ModelProto};
 use wrnc_onnx::{
     check_structure, export, read_model, read_model_with, to_bytes, write, ExportMetadata,
     ExportOptions, ModelInfo, NormMode, Normalization, OnnxError, ReadLimits, TrainingSummary,
 };
-
-const BN: LayerKind = LayerKind::BatchNorm {
-    eps: 1e-5,
-    momentum: 0.1,
-};
-
-fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> LayerKind {
-    LayerKind::Conv {
-        out,
-        kernel,
-        stride,
-        padding,
-        bias: false,
-    }
-}
+use wrnc_testkit::graphs::{avg_pool, conv};
+use wrnc_testkit::Net;
 
 /// A pre-activation block with a 1x1 stride-2 shortcut, dropout, avg pool and softmax.
 fn net(softmax: bool) -> Graph {
-    let mut b = GraphBuilder::new("tiny", [3, 8, 8]).unwrap();
-    let x = b.layer("conv", &conv(4, 3, 1, 1), &[b.input()]).unwrap();
-    let o = b.layer("block.bn0", &BN, &[x]).unwrap();
-    let o = b.layer("block.relu0", &LayerKind::Relu, &[o]).unwrap();
-    let y = b.layer("block.conv0", &conv(6, 3, 2, 1), &[o]).unwrap();
-    let y = b.layer("block.bn1", &BN, &[y]).unwrap();
-    let y = b.layer("block.relu1", &LayerKind::Relu, &[y]).unwrap();
-    let y = b
-        .layer("block.dropout", &LayerKind::Dropout { p: 0.3 }, &[y])
-        .unwrap();
-    let y = b.layer("block.conv1", &conv(6, 3, 1, 1), &[y]).unwrap();
-    let s = b.layer("block.shortcut", &conv(6, 1, 2, 0), &[o]).unwrap();
-    let x = b.layer("block.add", &LayerKind::Add, &[y, s]).unwrap();
-    let x = b
-        .layer(
-            "pool",
-            &LayerKind::AvgPool {
-                kernel: 2,
-                stride: 1,
-                padding: 0,
-            },
-            &[x],
-        )
-        .unwrap();
-    let x = b.layer("gap", &LayerKind::GlobalAvgPool, &[x]).unwrap();
-    let x = b.layer("flatten", &LayerKind::Flatten, &[x]).unwrap();
-    b.layer("fc", &LayerKind::Linear { out: 5, bias: true }, &[x])
-        .unwrap();
+    let mut b = Net::new("tiny", [3, 8, 8]);
+    let x = b.then("conv", conv(4, 3, 1), b.input());
+    let x = b.preact_block("block", x, 4, 6, 2, 0.3, "shortcut");
+    let x = b.then("pool", avg_pool(2, 1, 0), x);
+    let x = b.classifier(x, 5, true);
     if softmax {
-        b.layer("softmax", &LayerKind::Softmax, &[b.graph().output()])
-            .unwrap();
+        b.then("softmax", LayerKind::Softmax, x);
     }
-    b.finish().unwrap()
+    b.finish()
 }
 
 fn weights(g: &Graph) -> Weights {
-    let mut s: u64 = 42;
-    let mut w = Weights::default();
-    for p in &g.params {
-        let data = (0..p.numel())
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let u = (s >> 40) as f32 / (1u64 << 24) as f32;
-                if p.role == ParamRole::RunningVar {
-                    0.5 + u
-                } else {
-                    u - 0.5
-                }
-            })
-            .collect();
-        w.tensors.insert(
-            p.name.clone(),
-            Tensor {
-                shape: p.shape.clone(),
-                data,
-            },
-        );
-    }
-    w
+    wrnc_testkit::weights(g, 42)
 }
 
 fn meta() -> ExportMetadata {
@@ -247,7 +185,7 @@ fn out_of_range_opsets_are_refused() {
 #[test]
 fn bad_weights_are_clear_errors_and_nothing_is_written() {
     let g = net(true);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = wrnc_testkit::tempdir();
     let path = dir.path().join("m.onnx");
 
     let mut w = weights(&g);
@@ -307,18 +245,14 @@ fn reader_limits_and_structure_check() {
         max_file_bytes: 100,
         ..Default::default()
     };
-    assert!(matches!(
-        read_model_with(&bytes, &tight),
-        Err(OnnxError::TooLarge(_))
-    ));
     let few = ReadLimits {
         max_tensor_elements: 10,
         ..Default::default()
     };
-    assert!(matches!(
-        read_model_with(&bytes, &few),
-        Err(OnnxError::TooLarge(_))
-    ));
+    for limits in [tight, few] {
+        let r = read_model_with(&bytes, &limits);
+        assert!(matches!(r, Err(OnnxError::TooLarge(_))), "{limits:?}");
+    }
     assert!(matches!(
         read_model(b"\xff\xff\xff"),
         Err(OnnxError::Decode(_))

@@ -6,7 +6,7 @@
 mod common;
 
 use std::time::Instant;
-use wrnc_ir::recipe::{Augment, Crop, DatasetKind, DeviceKind, PadMode, Recipe, Schedule, Toggle};
+use wrnc_ir::recipe::DeviceKind;
 use wrnc_ir::Weights;
 use wrnc_train::{evaluate, train, Split, TrainOptions};
 
@@ -19,23 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch: usize = arg(3, "64").parse()?;
     let lr: f64 = arg(4, "0.1").parse()?;
     let seed: u64 = arg(5, "0").parse()?;
-    let mut r = Recipe::default();
-    r.data.dataset = DatasetKind::Digits;
+    let mut r = common::digits_recipe(epochs, batch, seed);
     r.data.val_size = 0;
-    r.data.augment = Toggle::On(Augment {
-        crop: Toggle::On(Crop {
-            padding: 1,
-            mode: PadMode::Zero,
-        }),
-        flip: false,
-    });
-    r.train.epochs = epochs;
-    r.train.batch_size = batch;
-    r.train.device = DeviceKind::Cpu;
     r.train.optimizer.lr = lr;
-    r.train.seed = seed;
-    r.train.schedule = Schedule::Cosine { min_lr: 0.0 };
-    let g = common::wrn([1, 8, 8], depth, width, 10, 0.0);
+    let g = wrnc_testkit::wrn([1, 8, 8], depth, width, 10, 0.0);
     let dir = std::env::temp_dir().join(format!("wrnc-quickstart-{}", std::process::id()));
     let t = Instant::now();
     let out = train(&g, &r, &TrainOptions::new(&dir))?;

@@ -124,24 +124,15 @@ pub fn bench_train(
     let mut model = bench_model(graph, weights, device, opts)?;
     let mut opt = SgdOptimizer::new(&opts.sgd, graph);
     let (images, labels) = synthetic_batch(graph, opts.batch, opts.seed);
-    let mut started = Instant::now();
-    for step in 0..opts.warmup + opts.steps {
-        if step == opts.warmup {
-            started = Instant::now();
-        }
+    let seconds = timed(opts, |step| {
         let mode = Mode::Train {
             seed: opts.seed,
             step: step as u64,
         };
-        train_step(&mut model, &mut opt, &images, &labels, mode, opts.sgd.lr)?;
-    }
+        train_step(&mut model, &mut opt, &images, &labels, mode, opts.sgd.lr).map(drop)
+    })?;
     let flops = 3.0 * graph.stats().forward_flops as f64;
-    Ok(Throughput::new(
-        opts.batch,
-        opts.steps,
-        started.elapsed().as_secs_f64(),
-        flops,
-    ))
+    Ok(Throughput::new(opts.batch, opts.steps, seconds, flops))
 }
 
 /// Times inference forwards (running statistics, no dropout) of one synthetic batch.
@@ -155,21 +146,27 @@ pub fn bench_eval(
     let mut model = bench_model(graph, weights, device, opts)?;
     let (images, _) = synthetic_batch(graph, opts.batch, opts.seed);
     let x = model.input_tensor(&images, opts.batch)?;
-    let mut started = Instant::now();
-    for step in 0..opts.warmup + opts.steps {
-        if step == opts.warmup {
-            started = Instant::now();
-        }
+    let seconds = timed(opts, |_| {
         let logits = model.logits(&x, Mode::Eval)?;
         // Force the computation to finish (asynchronous devices).
         let _: Vec<f32> = logits.flatten_all()?.narrow(0, 0, 1)?.to_vec1()?;
+        Ok(())
+    })?;
+    let flops = graph.stats().forward_flops as f64;
+    Ok(Throughput::new(opts.batch, opts.steps, seconds, flops))
+}
+
+/// Runs `step(0..)` for `opts.warmup` untimed then `opts.steps` timed steps; returns the
+/// seconds the timed ones took.
+fn timed(opts: &BenchOptions, mut step: impl FnMut(usize) -> Result<()>) -> Result<f64> {
+    let mut started = Instant::now();
+    for i in 0..opts.warmup + opts.steps {
+        if i == opts.warmup {
+            started = Instant::now();
+        }
+        step(i)?;
     }
-    Ok(Throughput::new(
-        opts.batch,
-        opts.steps,
-        started.elapsed().as_secs_f64(),
-        graph.stats().forward_flops as f64,
-    ))
+    Ok(started.elapsed().as_secs_f64())
 }
 
 fn check(opts: &BenchOptions) -> Result<()> {
@@ -202,7 +199,8 @@ mod tests {
     use super::*;
     use crate::init::init_weights;
     use wrnc_ir::builder::LayerKind;
-    use wrnc_ir::GraphBuilder;
+    use wrnc_testkit::graphs::conv;
+    use wrnc_testkit::Net;
 
     /// A small pre-activation residual network: stem conv, BN-ReLU shared by a strided
     /// 3x3 conv and a 1x1 shortcut, a second BN-ReLU-conv, the add, a final BN-ReLU,
@@ -210,35 +208,17 @@ mod tests {
     /// shared ReLU output included). On 12x12 inputs the stride-1 8->8 conv runs on 6x6 maps:
     /// Winograd with partial tiles, im2col for the others.
     fn tiny_wrn() -> Graph {
-        let mut b = GraphBuilder::new("tiny", [3, 12, 12]).unwrap();
-        let conv = |out, kernel, stride, padding| LayerKind::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-            bias: false,
-        };
-        let bn = LayerKind::BatchNorm {
-            eps: 1e-5,
-            momentum: 0.1,
-        };
-        let x = b.input();
-        let c0 = b.layer("stem", &conv(4, 3, 1, 1), &[x]).unwrap();
-        let n1 = b.layer("bn1", &bn, &[c0]).unwrap();
-        let r1 = b.layer("relu1", &LayerKind::Relu, &[n1]).unwrap();
-        let c1 = b.layer("conv1", &conv(8, 3, 2, 1), &[r1]).unwrap();
-        let sc = b.layer("short", &conv(8, 1, 2, 0), &[r1]).unwrap();
-        let n2 = b.layer("bn2", &bn, &[c1]).unwrap();
-        let r2 = b.layer("relu2", &LayerKind::Relu, &[n2]).unwrap();
-        let c2 = b.layer("conv2", &conv(8, 3, 1, 1), &[r2]).unwrap();
-        let a = b.layer("add", &LayerKind::Add, &[c2, sc]).unwrap();
-        let n3 = b.layer("bn3", &bn, &[a]).unwrap();
-        let r3 = b.layer("relu3", &LayerKind::Relu, &[n3]).unwrap();
-        let p = b.layer("pool", &LayerKind::GlobalAvgPool, &[r3]).unwrap();
-        let f = b.layer("flat", &LayerKind::Flatten, &[p]).unwrap();
-        b.layer("fc", &LayerKind::Linear { out: 5, bias: true }, &[f])
-            .unwrap();
-        b.finish().unwrap()
+        let mut b = Net::new("tiny", [3, 12, 12]);
+        let c0 = b.then("stem", conv(4, 3, 1), b.input());
+        let r1 = b.bn_relu("bn1", "relu1", c0);
+        let c1 = b.then("conv1", conv(8, 3, 2), r1);
+        let sc = b.then("short", conv(8, 1, 2), r1);
+        let r2 = b.bn_relu("bn2", "relu2", c1);
+        let c2 = b.then("conv2", conv(8, 3, 1), r2);
+        let a = b.layer("add", &LayerKind::Add, &[c2, sc]);
+        let r3 = b.bn_relu("bn3", "relu3", a);
+        b.classifier(r3, 5, true);
+        b.finish()
     }
 
     /// The losses of 20 fixed-seed steps (a fresh batch each step) and the final weights.

@@ -44,47 +44,15 @@ pub fn init_weights(graph: &Graph, seed: u64) -> Weights {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wrnc_ir::builder::LayerKind;
-    use wrnc_ir::GraphBuilder;
+    use wrnc_testkit::graphs::{conv, BN};
+    use wrnc_testkit::Net;
 
     fn graph() -> Graph {
-        let mut b = GraphBuilder::new("t", [16, 8, 8]).unwrap();
-        let x = b.input();
-        let c = b
-            .layer(
-                "conv",
-                &LayerKind::Conv {
-                    out: 64,
-                    kernel: 3,
-                    stride: 1,
-                    padding: 1,
-                    bias: false,
-                },
-                &[x],
-            )
-            .unwrap();
-        let bn = b
-            .layer(
-                "bn",
-                &LayerKind::BatchNorm {
-                    eps: 1e-5,
-                    momentum: 0.1,
-                },
-                &[c],
-            )
-            .unwrap();
-        let p = b.layer("pool", &LayerKind::GlobalAvgPool, &[bn]).unwrap();
-        let f = b.layer("flat", &LayerKind::Flatten, &[p]).unwrap();
-        b.layer(
-            "fc",
-            &LayerKind::Linear {
-                out: 10,
-                bias: true,
-            },
-            &[f],
-        )
-        .unwrap();
-        b.finish().unwrap()
+        let mut b = Net::new("t", [16, 8, 8]);
+        let c = b.then("conv", conv(64, 3, 1), b.input());
+        let bn = b.then("bn", BN, c);
+        b.classifier(bn, 10, true);
+        b.finish()
     }
 
     fn stats(v: &[f32]) -> (f64, f64) {

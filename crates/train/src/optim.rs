@@ -160,48 +160,16 @@ impl SgdOptimizer {
 mod tests {
     use super::*;
     use candle_core::Device;
-    use wrnc_ir::builder::LayerKind;
-    use wrnc_ir::GraphBuilder;
+    use wrnc_testkit::graphs::{conv_with, BN};
+    use wrnc_testkit::Net;
 
-    /// conv(1->1, 1x1, bias) -> bn -> gap -> flatten -> linear(2): tiny and inspectable.
+    /// conv(1->1, 1x1, bias) -> bn -> gap -> flatten -> linear(2, no bias): tiny and inspectable.
     fn graph() -> Graph {
-        let mut b = GraphBuilder::new("t", [1, 1, 2]).unwrap();
-        let x = b.input();
-        let c = b
-            .layer(
-                "conv",
-                &LayerKind::Conv {
-                    out: 1,
-                    kernel: 1,
-                    stride: 1,
-                    padding: 0,
-                    bias: true,
-                },
-                &[x],
-            )
-            .unwrap();
-        let n = b
-            .layer(
-                "bn",
-                &LayerKind::BatchNorm {
-                    eps: 1e-5,
-                    momentum: 0.1,
-                },
-                &[c],
-            )
-            .unwrap();
-        let p = b.layer("pool", &LayerKind::GlobalAvgPool, &[n]).unwrap();
-        let f = b.layer("flat", &LayerKind::Flatten, &[p]).unwrap();
-        b.layer(
-            "fc",
-            &LayerKind::Linear {
-                out: 2,
-                bias: false,
-            },
-            &[f],
-        )
-        .unwrap();
-        b.finish().unwrap()
+        let mut b = Net::new("t", [1, 1, 2]);
+        let c = b.then("conv", conv_with(1, 1, 1, 0, true), b.input());
+        let n = b.then("bn", BN, c);
+        b.classifier(n, 2, false);
+        b.finish()
     }
 
     /// Runs two SGD steps with constant gradients and returns the final parameter values
@@ -230,21 +198,25 @@ mod tests {
             .collect()
     }
 
+    /// SGD with learning rate 0.1 and the given momentum, dampening, nesterov and decay.
+    fn sgd(momentum: f64, dampening: f64, nesterov: bool, weight_decay: f64, on: DecayOn) -> Sgd {
+        Sgd {
+            lr: 0.1,
+            momentum,
+            dampening,
+            nesterov,
+            weight_decay,
+            weight_decay_on: on,
+        }
+    }
+
     fn close(a: f32, b: f64) {
         assert!((a as f64 - b).abs() < 1e-6, "{a} vs {b}");
     }
 
     #[test]
     fn nesterov_with_weight_decay_two_steps() {
-        let cfg = Sgd {
-            lr: 0.1,
-            momentum: 0.9,
-            dampening: 0.0,
-            nesterov: true,
-            weight_decay: 0.01,
-            weight_decay_on: DecayOn::All,
-        };
-        let out = run(&cfg, 0.5);
+        let out = run(&sgd(0.9, 0.0, true, 0.01, DecayOn::All), 0.5);
         // p0 = 1. step 1: g = 0.5 + 0.01 = 0.51; buf = 0.51; g = 0.51 + 0.9*0.51 = 0.969;
         // p1 = 1 - 0.0969 = 0.9031.
         // step 2: g = 0.5 + 0.01*0.9031 = 0.509031; buf = 0.9*0.51 + 0.509031 = 0.968031;
@@ -267,15 +239,7 @@ mod tests {
 
     #[test]
     fn plain_momentum_with_dampening() {
-        let cfg = Sgd {
-            lr: 0.1,
-            momentum: 0.9,
-            dampening: 0.5,
-            nesterov: false,
-            weight_decay: 0.0,
-            weight_decay_on: DecayOn::All,
-        };
-        let out = run(&cfg, 1.0);
+        let out = run(&sgd(0.9, 0.5, false, 0.0, DecayOn::All), 1.0);
         // step 1: buf = 1 (no dampening on the first step); p = 1 - 0.1 = 0.9.
         // step 2: buf = 0.9*1 + 0.5*1 = 1.4; p = 0.9 - 0.14 = 0.76.
         close(out["conv.weight"][0], 0.76);
@@ -284,15 +248,7 @@ mod tests {
 
     #[test]
     fn decay_on_weights_skips_bn_and_biases() {
-        let cfg = Sgd {
-            lr: 0.1,
-            momentum: 0.9,
-            dampening: 0.0,
-            nesterov: true,
-            weight_decay: 0.01,
-            weight_decay_on: DecayOn::Weights,
-        };
-        let out = run(&cfg, 0.5);
+        let out = run(&sgd(0.9, 0.0, true, 0.01, DecayOn::Weights), 0.5);
         // decayed: as in the nesterov test
         close(out["conv.weight"][0], 0.765_074_11);
         close(out["fc.weight"][1], 0.765_074_11);
@@ -303,6 +259,18 @@ mod tests {
         }
     }
 
+    /// Asserts that every tensor of `a` agrees with its namesake in `b` within 1e-6 relative.
+    fn assert_tensors_close(a: &BTreeMap<String, HostTensor>, b: &BTreeMap<String, HostTensor>) {
+        for (name, t) in a {
+            for (x, y) in t.data.iter().zip(&b[name].data) {
+                assert!(
+                    (x - y).abs() <= 1e-6 * x.abs().max(1.0),
+                    "{name}: {x} vs {y}"
+                );
+            }
+        }
+    }
+
     /// Three steps with the fused in-place update against the reference arithmetic, for
     /// every combination of momentum, nesterov, dampening and decay.
     #[test]
@@ -310,14 +278,7 @@ mod tests {
         for (momentum, nesterov, dampening) in
             [(0.9, true, 0.0), (0.9, false, 0.3), (0.0, false, 0.0)]
         {
-            let cfg = Sgd {
-                lr: 0.1,
-                momentum,
-                dampening,
-                nesterov,
-                weight_decay: 5e-4,
-                weight_decay_on: DecayOn::Weights,
-            };
+            let cfg = sgd(momentum, dampening, nesterov, 5e-4, DecayOn::Weights);
             let g = graph();
             let w = crate::init::init_weights(&g, 3);
             let mut results = Vec::new();
@@ -331,23 +292,12 @@ mod tests {
                 }
                 results.push((model.to_weights().unwrap(), opt.state(&g).unwrap()));
             }
-            for (name, t) in &results[0].0.tensors {
-                for (a, b) in t.data.iter().zip(&results[1].0.tensors[name].data) {
-                    assert!(
-                        (a - b).abs() <= 1e-6 * a.abs().max(1.0),
-                        "{name}: {a} vs {b}"
-                    );
-                }
-            }
-            assert_eq!(results[0].1.len(), results[1].1.len());
-            for (name, t) in &results[0].1 {
-                for (a, b) in t.data.iter().zip(&results[1].1[name].data) {
-                    assert!(
-                        (a - b).abs() <= 1e-6 * a.abs().max(1.0),
-                        "{name}: {a} vs {b}"
-                    );
-                }
-            }
+            let [(w0, s0), (w1, s1)] = &results[..] else {
+                unreachable!("two runs")
+            };
+            assert_tensors_close(&w0.tensors, &w1.tensors);
+            assert_eq!(s0.len(), s1.len());
+            assert_tensors_close(s0, s1);
         }
     }
 

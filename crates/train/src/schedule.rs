@@ -48,26 +48,40 @@ mod tests {
         (a - b).abs() <= 1e-12 * b.abs().max(1.0)
     }
 
+    /// Asserts `lr_at(s, lr0, epochs, warmup, epoch)` is `want` for each `(epoch, want)`.
+    fn check(s: &Schedule, lr0: f64, epochs: usize, warmup: usize, cases: &[(usize, f64)]) {
+        for &(epoch, want) in cases {
+            let got = lr_at(s, lr0, epochs, warmup, epoch);
+            assert!(close(got, want), "epoch {epoch}: {got} vs {want}");
+        }
+    }
+
     #[test]
     fn multistep_default_milestones() {
         let s = Schedule::default();
-        let lr = |e| lr_at(&s, 0.1, 200, 0, e);
-        assert!(close(lr(0), 0.1));
-        assert!(close(lr(59), 0.1));
-        assert!(close(lr(60), 0.02));
-        assert!(close(lr(119), 0.02));
-        assert!(close(lr(120), 0.004));
-        assert!(close(lr(160), 0.0008));
-        assert!(close(lr(199), 0.0008));
+        check(
+            &s,
+            0.1,
+            200,
+            0,
+            &[
+                (0, 0.1),
+                (59, 0.1),
+                (60, 0.02),
+                (119, 0.02),
+                (120, 0.004),
+                (160, 0.0008),
+                (199, 0.0008),
+            ],
+        );
     }
 
     #[test]
     fn cosine_closed_form() {
         let s = Schedule::Cosine { min_lr: 0.0 };
-        assert!(close(lr_at(&s, 0.1, 10, 0, 0), 0.1));
-        assert!(close(lr_at(&s, 0.1, 10, 0, 5), 0.05));
+        check(&s, 0.1, 10, 0, &[(0, 0.1), (5, 0.05)]);
         // (1 + cos(pi/10)) / 2 * 0.1 = 0.09755282581475769
-        assert!(close(lr_at(&s, 0.1, 10, 0, 1), 0.097_552_825_814_757_69));
+        check(&s, 0.1, 10, 0, &[(1, 0.097_552_825_814_757_69)]);
         let s = Schedule::Cosine { min_lr: 0.01 };
         // 0.01 + 0.09 * (1 + cos(9 pi / 10)) / 2 = 0.01220246...
         assert!(close(
@@ -81,21 +95,14 @@ mod tests {
     fn warmup_then_schedule() {
         let s = Schedule::Cosine { min_lr: 0.0 };
         // 2 warmup epochs, then cosine over T = 8.
-        assert!(close(lr_at(&s, 0.2, 10, 2, 0), 0.1));
-        assert!(close(lr_at(&s, 0.2, 10, 2, 1), 0.2));
-        assert!(close(lr_at(&s, 0.2, 10, 2, 2), 0.2));
-        assert!(close(lr_at(&s, 0.2, 10, 2, 6), 0.1));
+        check(&s, 0.2, 10, 2, &[(0, 0.1), (1, 0.2), (2, 0.2), (6, 0.1)]);
         let m = Schedule::Multistep {
             milestones: vec![2],
             gamma: 0.5,
         };
         // milestones are absolute epochs
-        assert!(close(lr_at(&m, 0.4, 10, 1, 0), 0.4));
-        assert!(close(lr_at(&m, 0.4, 10, 1, 1), 0.4));
-        assert!(close(lr_at(&m, 0.4, 10, 1, 2), 0.2));
-        assert!(close(lr_at(&m, 0.4, 10, 4, 0), 0.1));
-        assert!(close(lr_at(&m, 0.4, 10, 4, 3), 0.4));
-        assert!(close(lr_at(&m, 0.4, 10, 4, 4), 0.2));
-        assert!(close(lr_at(&Schedule::Constant, 0.3, 10, 0, 9), 0.3));
+        check(&m, 0.4, 10, 1, &[(0, 0.4), (1, 0.4), (2, 0.2)]);
+        check(&m, 0.4, 10, 4, &[(0, 0.1), (3, 0.4), (4, 0.2)]);
+        check(&Schedule::Constant, 0.3, 10, 0, &[(9, 0.3)]);
     }
 }

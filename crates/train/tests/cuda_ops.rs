@@ -7,9 +7,13 @@
 //! GPU into a failure.
 #![cfg(feature = "cudnn")]
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
-use wrnc_ir::builder::LayerKind;
-use wrnc_ir::{Graph, GraphBuilder};
+use common::tensors::rel_err;
+use wrnc_ir::Graph;
+use wrnc_testkit::graphs::conv;
+use wrnc_testkit::Net;
 use wrnc_train::cuda::conv::{cached_plans, conv2d, workspace_bytes};
 use wrnc_train::model::{Mode, Model};
 use wrnc_train::ops::cross_entropy;
@@ -27,45 +31,8 @@ fn gpu() -> Option<Device> {
     }
 }
 
-fn host(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
-/// max |a - b| / max |b|.
-fn rel_err(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.dims(), b.dims());
-    let (a, b) = (host(a), host(b));
-    let scale = b.iter().fold(1e-30f64, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(&b)
-        .fold(0f64, |m, (x, y)| m.max((x - y).abs()))
-        / scale
-}
-
-/// Deterministic pseudo-random values in [-1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
-
 fn tensor(dims: &[usize], seed: u64, dev: &Device, dtype: DType) -> Tensor {
-    let n = dims.iter().product();
-    Tensor::from_vec(values(n, seed), dims, &Device::Cpu)
-        .unwrap()
+    common::tensors::rand(dims, seed)
         .to_dtype(dtype)
         .unwrap()
         .to_device(dev)
@@ -107,20 +74,36 @@ fn conv_and_grads(
     (y, dx, dw)
 }
 
+/// Asserts that each of y, dx, dw of `ours` is within `tol` (relative error) of `want`.
+fn assert_outputs_close(
+    ours: &(Tensor, Tensor, Tensor),
+    want: &(Tensor, Tensor, Tensor),
+    tol: f64,
+    what: &str,
+) {
+    for (name, a, b) in [
+        ("y", &ours.0, &want.0),
+        ("dx", &ours.1, &want.1),
+        ("dw", &ours.2, &want.2),
+    ] {
+        let e = rel_err(a, b);
+        assert!(e < tol, "{what}: {name} rel err {e}");
+    }
+}
+
 #[test]
 fn cudnn_conv_matches_candle_conv_f64_exactly() {
     let Some(dev) = gpu() else { return };
     for &(xd, wd, pad, stride) in CASES {
         // Reference: Candle's conv on the CPU in f64.
-        let (y0, dx0, dw0) = conv_and_grads(xd, wd, pad, stride, &Device::Cpu, DType::F64, false);
-        let (y, dx, dw) = conv_and_grads(xd, wd, pad, stride, &dev, DType::F64, true);
-        for (name, a, b) in [("y", &y, &y0), ("dx", &dx, &dx0), ("dw", &dw, &dw0)] {
-            let e = rel_err(a, b);
-            assert!(
-                e < 1e-10,
-                "{xd:?} {wd:?} p{pad} s{stride}: {name} rel err {e}"
-            );
-        }
+        let want = conv_and_grads(xd, wd, pad, stride, &Device::Cpu, DType::F64, false);
+        let ours = conv_and_grads(xd, wd, pad, stride, &dev, DType::F64, true);
+        assert_outputs_close(
+            &ours,
+            &want,
+            1e-10,
+            &format!("{xd:?} {wd:?} p{pad} s{stride}"),
+        );
     }
 }
 
@@ -130,25 +113,23 @@ fn cudnn_conv_matches_candle_cuda_conv_f32() {
     wrnc_train::cuda::set_tf32(false);
     for &(xd, wd, pad, stride) in CASES {
         // Candle's own CUDA conv (cuDNN forward, its own backward kernels).
-        let (y0, dx0, dw0) = conv_and_grads(xd, wd, pad, stride, &dev, DType::F32, false);
-        let (y, dx, dw) = conv_and_grads(xd, wd, pad, stride, &dev, DType::F32, true);
+        let want = conv_and_grads(xd, wd, pad, stride, &dev, DType::F32, false);
+        let ours = conv_and_grads(xd, wd, pad, stride, &dev, DType::F32, true);
         // Candle's cuDNN forward uses cuDNN's default math, which may be TF32 on Hopper.
-        for (name, a, b) in [("y", &y, &y0), ("dx", &dx, &dx0), ("dw", &dw, &dw0)] {
-            let e = rel_err(a, b);
-            assert!(
-                e < 5e-3,
-                "{xd:?} {wd:?} p{pad} s{stride}: {name} rel err {e}"
-            );
-        }
+        assert_outputs_close(
+            &ours,
+            &want,
+            5e-3,
+            &format!("{xd:?} {wd:?} p{pad} s{stride}"),
+        );
         // Ours in FMA math against the exact f64 CPU reference.
-        let (y1, dx1, dw1) = conv_and_grads(xd, wd, pad, stride, &Device::Cpu, DType::F64, false);
-        for (name, a, b) in [("y", &y, &y1), ("dx", &dx, &dx1), ("dw", &dw, &dw1)] {
-            let e = rel_err(a, b);
-            assert!(
-                e < 1e-5,
-                "{xd:?} {wd:?} p{pad} s{stride}: {name} f32 rel err {e}"
-            );
-        }
+        let exact = conv_and_grads(xd, wd, pad, stride, &Device::Cpu, DType::F64, false);
+        assert_outputs_close(
+            &ours,
+            &exact,
+            1e-5,
+            &format!("{xd:?} {wd:?} p{pad} s{stride} f32"),
+        );
     }
 }
 
@@ -156,16 +137,15 @@ fn cudnn_conv_matches_candle_cuda_conv_f32() {
 fn cudnn_conv_bf16_is_close_to_f32() {
     let Some(dev) = gpu() else { return };
     for &(xd, wd, pad, stride) in CASES {
-        let (y0, dx0, dw0) = conv_and_grads(xd, wd, pad, stride, &Device::Cpu, DType::F64, false);
-        let (y, dx, dw) = conv_and_grads(xd, wd, pad, stride, &dev, DType::BF16, true);
-        assert_eq!(y.dtype(), DType::BF16);
-        for (name, a, b) in [("y", &y, &y0), ("dx", &dx, &dx0), ("dw", &dw, &dw0)] {
-            let e = rel_err(a, b);
-            assert!(
-                e < 3e-2,
-                "{xd:?} {wd:?} p{pad} s{stride}: {name} bf16 rel err {e}"
-            );
-        }
+        let want = conv_and_grads(xd, wd, pad, stride, &Device::Cpu, DType::F64, false);
+        let ours = conv_and_grads(xd, wd, pad, stride, &dev, DType::BF16, true);
+        assert_eq!(ours.0.dtype(), DType::BF16);
+        assert_outputs_close(
+            &ours,
+            &want,
+            3e-2,
+            &format!("{xd:?} {wd:?} p{pad} s{stride} bf16"),
+        );
     }
 }
 
@@ -201,48 +181,14 @@ fn cudnn_conv_rejects_cpu_tensors() {
 /// conv3x3(3->8) -> bn -> relu -> conv3x3 stride 2 (8->16) -> bn -> relu -> gap -> flatten
 /// -> linear(10).
 fn small_net() -> Graph {
-    let mut b = GraphBuilder::new("small", [3, 16, 16]).unwrap();
+    let mut b = Net::new("small", [3, 16, 16]);
     let mut v = b.input();
     for (i, (out, stride)) in [(8usize, 1usize), (16, 2)].into_iter().enumerate() {
-        v = b
-            .layer(
-                &format!("conv{i}"),
-                &LayerKind::Conv {
-                    out,
-                    kernel: 3,
-                    stride,
-                    padding: 1,
-                    bias: false,
-                },
-                &[v],
-            )
-            .unwrap();
-        v = b
-            .layer(
-                &format!("bn{i}"),
-                &LayerKind::BatchNorm {
-                    eps: 1e-5,
-                    momentum: 0.1,
-                },
-                &[v],
-            )
-            .unwrap();
-        v = b
-            .layer(&format!("relu{i}"), &LayerKind::Relu, &[v])
-            .unwrap();
+        v = b.then(&format!("conv{i}"), conv(out, 3, stride), v);
+        v = b.bn_relu(&format!("bn{i}"), &format!("relu{i}"), v);
     }
-    v = b.layer("pool", &LayerKind::GlobalAvgPool, &[v]).unwrap();
-    v = b.layer("flat", &LayerKind::Flatten, &[v]).unwrap();
-    b.layer(
-        "fc",
-        &LayerKind::Linear {
-            out: 10,
-            bias: true,
-        },
-        &[v],
-    )
-    .unwrap();
-    b.finish().unwrap()
+    b.classifier(v, 10, true);
+    b.finish()
 }
 
 /// One training-mode forward/backward: loss, logits and the gradients by parameter name.
@@ -277,7 +223,7 @@ fn model_step_on_cuda_f32_and_bf16_matches_cpu() {
     let g = small_net();
     let w = wrnc_train::init_weights(&g, 7);
     let n = 16;
-    let images = values(n * 3 * 16 * 16, 11);
+    let images = wrnc_testkit::values(n * 3 * 16 * 16, 11);
     let labels: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
 
     let mut cpu = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();

@@ -1,12 +1,12 @@
 //! Autograd through the executor against central finite differences in f64.
 
-mod common;
-
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wrnc_ir::builder::LayerKind;
-use wrnc_ir::{Graph, GraphBuilder};
+use wrnc_ir::Graph;
+use wrnc_testkit::graphs::{avg_pool, conv_with, linear, BN};
+use wrnc_testkit::Net;
 use wrnc_train::ops::cross_entropy;
 use wrnc_train::{init_weights, Mode, Model};
 
@@ -103,62 +103,21 @@ fn check(graph: &Graph, n: usize) -> f64 {
 #[test]
 fn wrn_gradients_match_finite_differences() {
     // 7x7 input: the stride-2 convolutions have odd sizes (output padding in the backward).
-    let g = common::wrn([2, 7, 7], 10, 1, 3, 0.0);
+    let g = wrnc_testkit::wrn([2, 7, 7], 10, 1, 3, 0.0);
     let worst = check(&g, 4);
     assert!(worst < 1e-5, "worst relative error {worst}");
 }
 
 #[test]
 fn dropout_avgpool_linear_gradients_match_finite_differences() {
-    let mut b = GraphBuilder::new("misc", [2, 5, 5]).unwrap();
-    let c = b
-        .layer(
-            "conv",
-            &LayerKind::Conv {
-                out: 3,
-                kernel: 3,
-                stride: 2,
-                padding: 1,
-                bias: true,
-            },
-            &[b.input()],
-        )
-        .unwrap();
-    let d = b
-        .layer("drop", &LayerKind::Dropout { p: 0.4 }, &[c])
-        .unwrap();
-    let p = b
-        .layer(
-            "pool",
-            &LayerKind::AvgPool {
-                kernel: 2,
-                stride: 1,
-                padding: 1,
-            },
-            &[d],
-        )
-        .unwrap();
-    let f = b.layer("flat", &LayerKind::Flatten, &[p]).unwrap();
-    let n = b
-        .layer(
-            "bnf",
-            &LayerKind::BatchNorm {
-                eps: 1e-5,
-                momentum: 0.1,
-            },
-            &[f],
-        )
-        .unwrap();
-    b.layer(
-        "fc",
-        &LayerKind::Linear {
-            out: 4,
-            bias: false,
-        },
-        &[n],
-    )
-    .unwrap();
-    let g = b.finish().unwrap();
+    let mut b = Net::new("misc", [2, 5, 5]);
+    let c = b.then("conv", conv_with(3, 3, 2, 1, true), b.input());
+    let d = b.then("drop", LayerKind::Dropout { p: 0.4 }, c);
+    let p = b.then("pool", avg_pool(2, 1, 1), d);
+    let f = b.then("flat", LayerKind::Flatten, p);
+    let n = b.then("bnf", BN, f);
+    b.then("fc", linear(4, false), n);
+    let g = b.finish();
     let worst = check(&g, 6);
     assert!(worst < 1e-5, "worst relative error {worst}");
 }

@@ -1,65 +1,31 @@
 //! A stopped-and-resumed run reproduces an uninterrupted one exactly.
 
+mod common;
+
 use std::path::Path;
 use wrnc_ir::builder::LayerKind;
-use wrnc_ir::recipe::{Augment, Crop, DatasetKind, DeviceKind, PadMode, Recipe, Schedule, Toggle};
-use wrnc_ir::{Graph, GraphBuilder, Weights};
+use wrnc_ir::recipe::Recipe;
+use wrnc_ir::{Graph, Weights};
+use wrnc_testkit::graphs::conv;
+use wrnc_testkit::Net;
 use wrnc_train::{train, RunStatus, TrainOptions};
 
 fn tiny() -> Graph {
-    let mut b = GraphBuilder::new("tiny", [1, 8, 8]).unwrap();
-    let conv = |out, stride| LayerKind::Conv {
-        out,
-        kernel: 3,
-        stride,
-        padding: 1,
-        bias: false,
-    };
-    let bn = LayerKind::BatchNorm {
-        eps: 1e-5,
-        momentum: 0.1,
-    };
-    let x = b.layer("conv0", &conv(8, 1), &[b.input()]).unwrap();
-    let x = b.layer("bn0", &bn, &[x]).unwrap();
-    let x = b.layer("relu0", &LayerKind::Relu, &[x]).unwrap();
-    let x = b
-        .layer("drop", &LayerKind::Dropout { p: 0.2 }, &[x])
-        .unwrap();
-    let x = b.layer("conv1", &conv(16, 2), &[x]).unwrap();
-    let x = b.layer("bn1", &bn, &[x]).unwrap();
-    let x = b.layer("relu1", &LayerKind::Relu, &[x]).unwrap();
-    let x = b.layer("pool", &LayerKind::GlobalAvgPool, &[x]).unwrap();
-    let x = b.layer("flatten", &LayerKind::Flatten, &[x]).unwrap();
-    let x = b
-        .layer(
-            "fc",
-            &LayerKind::Linear {
-                out: 10,
-                bias: true,
-            },
-            &[x],
-        )
-        .unwrap();
-    b.layer("softmax", &LayerKind::Softmax, &[x]).unwrap();
-    b.finish().unwrap()
+    let mut b = Net::new("tiny", [1, 8, 8]);
+    let x = b.then("conv0", conv(8, 3, 1), b.input());
+    let x = b.bn_relu("bn0", "relu0", x);
+    let x = b.then("drop", LayerKind::Dropout { p: 0.2 }, x);
+    let x = b.then("conv1", conv(16, 3, 2), x);
+    let x = b.bn_relu("bn1", "relu1", x);
+    let x = b.classifier(x, 10, true);
+    b.then("softmax", LayerKind::Softmax, x);
+    b.finish()
 }
 
 fn recipe(epochs: usize) -> Recipe {
-    let mut r = Recipe::default();
-    r.data.dataset = DatasetKind::Digits;
+    // 1200 training images in batches of 100: 12 steps per epoch.
+    let mut r = common::digits_recipe(epochs, 100, 11);
     r.data.val_size = 237;
-    r.data.augment = Toggle::On(Augment {
-        crop: Toggle::On(Crop {
-            padding: 1,
-            mode: PadMode::Zero,
-        }),
-        flip: false,
-    });
-    r.train.epochs = epochs;
-    r.train.batch_size = 100; // 1200 training images: 12 steps per epoch
-    r.train.seed = 11;
-    r.train.device = DeviceKind::Cpu;
-    r.train.schedule = Schedule::Cosine { min_lr: 0.0 };
     r.train.warmup_epochs = 1;
     r
 }
@@ -71,6 +37,22 @@ fn opts(dir: &Path) -> TrainOptions {
         resolved_spec_yaml: "name: tiny\n".into(),
         spec_name: "tiny".into(),
         ..TrainOptions::new(dir)
+    }
+}
+
+/// [`opts`] resuming the run in `dir`.
+fn resuming(dir: &Path) -> TrainOptions {
+    TrainOptions {
+        resume: true,
+        ..opts(dir)
+    }
+}
+
+/// [`opts`] stopping after `steps` steps in all.
+fn stopping_after(steps: u64, dir: &Path) -> TrainOptions {
+    TrainOptions {
+        stop_after_steps: Some(steps),
+        ..opts(dir)
     }
 }
 
@@ -109,9 +91,8 @@ fn assert_same_run(a: &Path, b: &Path) {
 
 #[test]
 fn stopped_and_resumed_runs_match_an_uninterrupted_run() {
-    let g = tiny();
-    let r = recipe(2);
-    let root = tempfile::tempdir().unwrap();
+    let (g, r) = (tiny(), recipe(2));
+    let root = wrnc_testkit::tempdir();
     let full = root.path().join("full");
     let out = train(&g, &r, &opts(&full)).unwrap();
     assert_eq!(out.status, RunStatus::Finished);
@@ -128,91 +109,47 @@ fn stopped_and_resumed_runs_match_an_uninterrupted_run() {
 
     // Stopped at the epoch boundary, then resumed.
     let a = root.path().join("epoch-stop");
-    let stop = TrainOptions {
-        stop_after_steps: Some(12),
-        ..opts(&a)
-    };
-    let o = train(&g, &r, &stop).unwrap();
+    let o = train(&g, &r, &stopping_after(12, &a)).unwrap();
     assert_eq!((o.status, o.epochs_done), (RunStatus::Interrupted, 1));
     assert_eq!(metrics(&a).len(), 2);
-    let o = train(
-        &g,
-        &r,
-        &TrainOptions {
-            resume: true,
-            ..opts(&a)
-        },
-    )
-    .unwrap();
+    let o = train(&g, &r, &resuming(&a)).unwrap();
     assert_eq!((o.status, o.epochs_done), (RunStatus::Finished, 2));
     assert_same_run(&full, &a);
 
     // Stopped in the middle of epoch 2, then resumed.
     let b = root.path().join("mid-stop");
-    let stop = TrainOptions {
-        stop_after_steps: Some(17),
-        ..opts(&b)
-    };
-    let o = train(&g, &r, &stop).unwrap();
+    let o = train(&g, &r, &stopping_after(17, &b)).unwrap();
     assert_eq!(
         (o.status, o.epochs_done, o.global_step),
         (RunStatus::Interrupted, 1, 17)
     );
-    let o = train(
-        &g,
-        &r,
-        &TrainOptions {
-            resume: true,
-            ..opts(&b)
-        },
-    )
-    .unwrap();
+    let o = train(&g, &r, &resuming(&b)).unwrap();
     assert_eq!(o.status, RunStatus::Finished);
     assert_same_run(&full, &b);
 
     // Resuming a finished run does nothing and says so.
-    let o = train(
-        &g,
-        &r,
-        &TrainOptions {
-            resume: true,
-            ..opts(&b)
-        },
-    )
-    .unwrap();
+    let o = train(&g, &r, &resuming(&b)).unwrap();
     assert_eq!(o.status, RunStatus::AlreadyFinished);
     assert_same_run(&full, &b);
 
     // A fresh run into a used directory, or a resume with other settings, is refused.
     let e = train(&g, &r, &opts(&b)).unwrap_err().to_string();
     assert!(e.contains("--resume"), "{e}");
-    let e = train(
-        &g,
-        &recipe(3),
-        &TrainOptions {
-            resume: true,
-            ..opts(&b)
-        },
-    )
-    .unwrap_err()
-    .to_string();
+    let e = train(&g, &recipe(3), &resuming(&b))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("train.epochs"), "{e}");
 }
 
 #[test]
 fn uncommitted_next_files_are_discarded_and_committed_ones_rolled_forward() {
-    let g = tiny();
-    let r = recipe(2);
-    let root = tempfile::tempdir().unwrap();
+    let (g, r) = (tiny(), recipe(2));
+    let root = wrnc_testkit::tempdir();
     let full = root.path().join("full");
     train(&g, &r, &opts(&full)).unwrap();
 
     let a = root.path().join("a");
-    let stop = TrainOptions {
-        stop_after_steps: Some(12),
-        ..opts(&a)
-    };
-    train(&g, &r, &stop).unwrap();
+    train(&g, &r, &stopping_after(12, &a)).unwrap();
     // A crash after writing the next epoch's files but before the commit: garbage .next
     // files that must be ignored.
     std::fs::copy(
@@ -223,15 +160,7 @@ fn uncommitted_next_files_are_discarded_and_committed_ones_rolled_forward() {
     std::fs::write(a.join("optimizer.safetensors.next"), b"partial").unwrap();
     // A crash after the commit but before the rename: the committed file only exists as .next.
     std::fs::rename(a.join("best.safetensors"), a.join("best.safetensors.next")).unwrap();
-    let o = train(
-        &g,
-        &r,
-        &TrainOptions {
-            resume: true,
-            ..opts(&a)
-        },
-    )
-    .unwrap();
+    let o = train(&g, &r, &resuming(&a)).unwrap();
     assert_eq!(o.status, RunStatus::Finished);
     assert_same_run(&full, &a);
     assert!(!a.join("last.safetensors.next").exists());
@@ -242,7 +171,7 @@ fn init_weights_are_checked_and_used() {
     let g = tiny();
     let mut r = recipe(1);
     r.train.optimizer.lr = 0.0; // weights stay as given (BN running stats still move)
-    let root = tempfile::tempdir().unwrap();
+    let root = wrnc_testkit::tempdir();
     let mut w = wrnc_train::init_weights(&g, 99);
     let init = root.path().join("init.safetensors");
     w.save(&init).unwrap();

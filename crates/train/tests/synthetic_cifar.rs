@@ -3,64 +3,25 @@
 
 use wrnc_ir::builder::LayerKind;
 use wrnc_ir::recipe::{DatasetKind, DeviceKind, Recipe, Schedule, Toggle};
-use wrnc_ir::{Graph, GraphBuilder, Weights};
+use wrnc_ir::{Graph, Weights};
+use wrnc_testkit::graphs::{avg_pool, conv_with, linear};
+use wrnc_testkit::Net;
 use wrnc_train::{evaluate, predict_logits, train, RunStatus, Split, TrainOptions};
 
 fn small_cnn() -> Graph {
-    let mut b = GraphBuilder::new("cnn", [3, 32, 32]).unwrap();
-    let x = b
-        .layer(
-            "conv0",
-            &LayerKind::Conv {
-                out: 8,
-                kernel: 3,
-                stride: 2,
-                padding: 1,
-                bias: true,
-            },
-            &[b.input()],
-        )
-        .unwrap();
-    let x = b
-        .layer(
-            "bn",
-            &LayerKind::BatchNorm {
-                eps: 1e-5,
-                momentum: 0.1,
-            },
-            &[x],
-        )
-        .unwrap();
-    let x = b.layer("relu", &LayerKind::Relu, &[x]).unwrap();
-    let x = b
-        .layer(
-            "avg",
-            &LayerKind::AvgPool {
-                kernel: 4,
-                stride: 4,
-                padding: 0,
-            },
-            &[x],
-        )
-        .unwrap();
-    let x = b.layer("flatten", &LayerKind::Flatten, &[x]).unwrap();
-    let x = b
-        .layer(
-            "fc",
-            &LayerKind::Linear {
-                out: 10,
-                bias: true,
-            },
-            &[x],
-        )
-        .unwrap();
-    b.layer("softmax", &LayerKind::Softmax, &[x]).unwrap();
-    b.finish().unwrap()
+    let mut b = Net::new("cnn", [3, 32, 32]);
+    let x = b.then("conv0", conv_with(8, 3, 2, 1, true), b.input());
+    let x = b.bn_relu("bn", "relu", x);
+    let x = b.then("avg", avg_pool(4, 4, 0), x);
+    let x = b.then("flatten", LayerKind::Flatten, x);
+    let x = b.then("fc", linear(10, true), x);
+    b.then("softmax", LayerKind::Softmax, x);
+    b.finish()
 }
 
 #[test]
 fn synthetic_cifar_trains_and_best_weights_reproduce_recorded_accuracy() {
-    let root = tempfile::tempdir().unwrap();
+    let root = wrnc_testkit::tempdir();
     let data_dir = root.path().join("cifar");
     wrnc_data::testutil::write_cifar_like(&data_dir, wrnc_data::DatasetKind::Cifar10, 60, 100, 3)
         .unwrap();

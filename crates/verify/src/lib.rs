@@ -5,8 +5,6 @@
 //!   `logits` and `probabilities`.
 //! * [`compare`] measures how far two executors' outputs are apart (max abs / rel
 //!   difference, top-1 agreement).
-//! * [`reference`] is a slow, independent f64 executor of IR graphs, the yardstick for both
-//!   tract and the trainer.
 //! * [`predict`] classifies PNG/JPEG images using the preprocessing recorded in the file's
 //!   metadata.
 
@@ -14,7 +12,6 @@ pub mod compare;
 pub mod error;
 pub mod model;
 pub mod predict;
-pub mod reference;
 
 pub use compare::{argmax, compare, max_abs_diff, max_rel_diff, top1_agreement, Comparison};
 pub use error::{Result, VerifyError};

@@ -2,129 +2,38 @@
 
 use std::collections::BTreeMap;
 use wrnc_ir::builder::LayerKind;
-use wrnc_ir::weights::Tensor;
-use wrnc_ir::{passes, Graph, GraphBuilder, ParamRole, Weights};
+use wrnc_ir::{passes, Graph};
 use wrnc_onnx::{export, to_bytes, ExportMetadata, ExportOptions, Normalization};
-use wrnc_verify::{compare, reference, top_k, Predictor, TractModel, VerifyError};
-
-const BN: LayerKind = LayerKind::BatchNorm {
-    eps: 1e-5,
-    momentum: 0.1,
-};
-
-fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> LayerKind {
-    LayerKind::Conv {
-        out,
-        kernel,
-        stride,
-        padding,
-        bias: false,
-    }
-}
+use wrnc_testkit::graphs::{avg_pool, conv};
+use wrnc_testkit::seeded::{input, weights};
+use wrnc_testkit::{reference, Lcg, Net};
+use wrnc_verify::{compare, top_k, Predictor, TractModel, VerifyError};
 
 /// conv -> bn -> relu -> conv -> add -> bn -> relu -> gap -> flatten -> linear -> softmax.
 fn plain(channels: usize) -> Graph {
-    let mut b = GraphBuilder::new("plain", [channels, 6, 6]).unwrap();
-    let x = b.layer("conv0", &conv(4, 3, 1, 1), &[b.input()]).unwrap();
-    let x = b.layer("bn0", &BN, &[x]).unwrap();
-    let r = b.layer("relu0", &LayerKind::Relu, &[x]).unwrap();
-    let y = b.layer("conv1", &conv(4, 3, 1, 1), &[r]).unwrap();
-    let z = b.layer("add", &LayerKind::Add, &[y, r]).unwrap();
-    let z = b.layer("bn1", &BN, &[z]).unwrap();
-    let z = b.layer("relu1", &LayerKind::Relu, &[z]).unwrap();
-    let z = b.layer("gap", &LayerKind::GlobalAvgPool, &[z]).unwrap();
-    let z = b.layer("flatten", &LayerKind::Flatten, &[z]).unwrap();
-    let z = b
-        .layer("fc", &LayerKind::Linear { out: 5, bias: true }, &[z])
-        .unwrap();
-    b.layer("softmax", &LayerKind::Softmax, &[z]).unwrap();
-    b.finish().unwrap()
+    let mut b = Net::new("plain", [channels, 6, 6]);
+    let x = b.then("conv0", conv(4, 3, 1), b.input());
+    let r = b.bn_relu("bn0", "relu0", x);
+    let y = b.then("conv1", conv(4, 3, 1), r);
+    let z = b.layer("add", &LayerKind::Add, &[y, r]);
+    let z = b.bn_relu("bn1", "relu1", z);
+    let z = b.classifier(z, 5, true);
+    b.then("softmax", LayerKind::Softmax, z);
+    b.finish()
 }
 
 /// Stem conv + pre-activation block (stride-2 conv0, dropout, 1x1 stride-2 shortcut) +
 /// identity block + avg pool (padded) + head without softmax.
 fn preact() -> Graph {
-    let mut b = GraphBuilder::new("preact", [3, 9, 9]).unwrap();
-    let x = b.layer("conv", &conv(4, 3, 1, 1), &[b.input()]).unwrap();
-    // block0: widening, strided, with a projection shortcut.
-    let o = b.layer("b0.bn0", &BN, &[x]).unwrap();
-    let o = b.layer("b0.relu0", &LayerKind::Relu, &[o]).unwrap();
-    let y = b.layer("b0.conv0", &conv(6, 3, 2, 1), &[o]).unwrap();
-    let y = b.layer("b0.bn1", &BN, &[y]).unwrap();
-    let y = b.layer("b0.relu1", &LayerKind::Relu, &[y]).unwrap();
-    let y = b
-        .layer("b0.dropout", &LayerKind::Dropout { p: 0.3 }, &[y])
-        .unwrap();
-    let y = b.layer("b0.conv1", &conv(6, 3, 1, 1), &[y]).unwrap();
-    let s = b.layer("b0.shortcut", &conv(6, 1, 2, 0), &[o]).unwrap();
-    let x = b.layer("b0.add", &LayerKind::Add, &[y, s]).unwrap();
-    // block1: identity shortcut.
-    let o = b.layer("b1.bn0", &BN, &[x]).unwrap();
-    let o = b.layer("b1.relu0", &LayerKind::Relu, &[o]).unwrap();
-    let y = b.layer("b1.conv0", &conv(6, 3, 1, 1), &[o]).unwrap();
-    let y = b.layer("b1.bn1", &BN, &[y]).unwrap();
-    let y = b.layer("b1.relu1", &LayerKind::Relu, &[y]).unwrap();
-    let y = b.layer("b1.conv1", &conv(6, 3, 1, 1), &[y]).unwrap();
-    let x = b.layer("b1.add", &LayerKind::Add, &[y, x]).unwrap();
-    let x = b.layer("bn", &BN, &[x]).unwrap();
-    let x = b.layer("relu", &LayerKind::Relu, &[x]).unwrap();
-    let pool = LayerKind::AvgPool {
-        kernel: 3,
-        stride: 2,
-        padding: 1,
-    };
-    let x = b.layer("pool", &pool, &[x]).unwrap();
-    let x = b.layer("gap", &LayerKind::GlobalAvgPool, &[x]).unwrap();
-    let x = b.layer("flatten", &LayerKind::Flatten, &[x]).unwrap();
-    b.layer("fc", &LayerKind::Linear { out: 7, bias: true }, &[x])
-        .unwrap();
-    b.finish().unwrap()
-}
-
-struct Lcg(u64);
-
-impl Lcg {
-    fn uniform(&mut self) -> f32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 40) as f32 / (1u64 << 24) as f32
-    }
-}
-
-/// Random weights with positive running variances and non-zero running means, so folding is
-/// really exercised.
-fn weights(g: &Graph, seed: u64) -> Weights {
-    let mut r = Lcg(seed);
-    let mut w = Weights::default();
-    for p in &g.params {
-        let data = (0..p.numel())
-            .map(|_| {
-                let u = r.uniform();
-                match p.role {
-                    ParamRole::RunningVar => 0.3 + 1.5 * u,
-                    ParamRole::RunningMean => u - 0.5,
-                    ParamRole::BnWeight => 0.5 + u,
-                    _ => u - 0.5,
-                }
-            })
-            .collect();
-        w.tensors.insert(
-            p.name.clone(),
-            Tensor {
-                shape: p.shape.clone(),
-                data,
-            },
-        );
-    }
-    w
-}
-
-fn input(g: &Graph, n: usize, seed: u64) -> Vec<f32> {
-    let mut r = Lcg(seed);
-    let per: usize = g.input_shape().iter().product();
-    (0..n * per).map(|_| 2.0 * r.uniform() - 1.0).collect()
+    let mut b = Net::new("preact", [3, 9, 9]);
+    let x = b.then("conv", conv(4, 3, 1), b.input());
+    // block0: widening, strided, with a projection shortcut; block1: identity shortcut.
+    let x = b.preact_block("b0", x, 4, 6, 2, 0.3, "shortcut");
+    let x = b.preact_block("b1", x, 6, 6, 1, 0.0, "shortcut");
+    let x = b.bn_relu("bn", "relu", x);
+    let x = b.then("pool", avg_pool(3, 2, 1), x);
+    b.classifier(x, 7, true);
+    b.finish()
 }
 
 fn meta(classes: usize) -> ExportMetadata {
@@ -263,13 +172,13 @@ fn predict_png_with_metadata_normalisation() {
         normalization: Some(Normalization::mean_std(mean.clone(), std.clone())),
         ..meta(5)
     };
-    let dir = tempfile::tempdir().unwrap();
+    let dir = wrnc_testkit::tempdir();
     let path = dir.path().join("m.onnx");
     wrnc_onnx::write(&path, &g, &w, &ExportOptions::default(), &m).unwrap();
     let p = Predictor::load(&path).unwrap();
 
     // A 6x6 RGB image: no resize needed, so preprocessing is exact.
-    let mut r = Lcg(11);
+    let mut r = Lcg::new(11);
     let img = image::RgbImage::from_fn(6, 6, |_, _| {
         image::Rgb([0, 0, 0].map(|_: u8| (r.uniform() * 255.0) as u8))
     });

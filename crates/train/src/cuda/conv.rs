@@ -415,38 +415,42 @@ impl CustomOp2 for CudnnConv2d {
             let (a, b, c, d) = t.dims4()?;
             Ok([a, b, c, d])
         };
-        let (x_dims, w_dims) = (dims(x)?, dims(w)?);
-        let dx = dy.apply_op2_no_bwd(
-            w,
-            &CudnnConv2dBackwardData {
-                padding: self.padding,
-                stride: self.stride,
-                x_dims,
-            },
-        )?;
-        let dw = x.apply_op2_no_bwd(
-            &dy,
-            &CudnnConv2dBackwardFilter {
-                padding: self.padding,
-                stride: self.stride,
-                w_dims,
-            },
-        )?;
+        let backward = |grad, dims| CudnnConv2dBackward {
+            grad,
+            padding: self.padding,
+            stride: self.stride,
+            dims,
+        };
+        let dx = dy.apply_op2_no_bwd(w, &backward(Grad::Data, dims(x)?))?;
+        let dw = x.apply_op2_no_bwd(&dy, &backward(Grad::Filter, dims(w)?))?;
         Ok((Some(dx), Some(dw)))
     }
 }
 
-/// `dx = conv2d_backward_data(dy, w)` for an input of shape `x_dims`.
+/// Which gradient a [`CudnnConv2dBackward`] computes.
 #[derive(Debug, Clone, Copy)]
-struct CudnnConv2dBackwardData {
-    padding: usize,
-    stride: usize,
-    x_dims: [usize; 4],
+enum Grad {
+    /// `dx = conv2d_backward_data(dy, w)` for an input of shape `dims`.
+    Data,
+    /// `dw = conv2d_backward_filter(x, dy)` for a kernel of shape `dims`.
+    Filter,
 }
 
-impl CustomOp2 for CudnnConv2dBackwardData {
+/// One backward pass of [`CudnnConv2d`].
+#[derive(Debug, Clone, Copy)]
+struct CudnnConv2dBackward {
+    grad: Grad,
+    padding: usize,
+    stride: usize,
+    dims: [usize; 4],
+}
+
+impl CustomOp2 for CudnnConv2dBackward {
     fn name(&self) -> &'static str {
-        "cudnn-conv2d-backward-data"
+        match self.grad {
+            Grad::Data => "cudnn-conv2d-backward-data",
+            Grad::Filter => "cudnn-conv2d-backward-filter",
+        }
     }
 
     fn cpu_fwd(
@@ -466,57 +470,20 @@ impl CustomOp2 for CudnnConv2dBackwardData {
         s2: &CudaStorage,
         l2: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let g = Geometry::new(self.x_dims, dims4(l2, "kernel")?, self.padding, self.stride)?;
-        if dims4(l1, "output gradient")? != g.y {
+        let (pass, x, w, dy) = match self.grad {
+            Grad::Data => (Pass::BackwardData, self.dims, dims4(l2, "kernel")?, l1),
+            Grad::Filter => (Pass::BackwardFilter, dims4(l1, "input")?, self.dims, l2),
+        };
+        let g = Geometry::new(x, w, self.padding, self.stride)?;
+        if dims4(dy, "output gradient")? != g.y {
             bail!(
-                "cuDNN conv2d backward-data: output gradient {:?} does not match {:?}",
-                l1.dims(),
+                "cuDNN conv2d {}: output gradient {:?} does not match {:?}",
+                &self.name()["cudnn-conv2d-".len()..],
+                dy.dims(),
                 g.y
             );
         }
-        run(Pass::BackwardData, &g, s1, l1, s2, l2)
-    }
-}
-
-/// `dw = conv2d_backward_filter(x, dy)` for a kernel of shape `w_dims`.
-#[derive(Debug, Clone, Copy)]
-struct CudnnConv2dBackwardFilter {
-    padding: usize,
-    stride: usize,
-    w_dims: [usize; 4],
-}
-
-impl CustomOp2 for CudnnConv2dBackwardFilter {
-    fn name(&self) -> &'static str {
-        "cudnn-conv2d-backward-filter"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cpu_error(self.name())
-    }
-
-    fn cuda_fwd(
-        &self,
-        s1: &CudaStorage,
-        l1: &Layout,
-        s2: &CudaStorage,
-        l2: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        let g = Geometry::new(dims4(l1, "input")?, self.w_dims, self.padding, self.stride)?;
-        if dims4(l2, "output gradient")? != g.y {
-            bail!(
-                "cuDNN conv2d backward-filter: output gradient {:?} does not match {:?}",
-                l2.dims(),
-                g.y
-            );
-        }
-        run(Pass::BackwardFilter, &g, s1, l1, s2, l2)
+        run(pass, &g, s1, l1, s2, l2)
     }
 }
 

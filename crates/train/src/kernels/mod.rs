@@ -92,31 +92,5 @@ pub(crate) fn tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
 }
 
 #[cfg(test)]
-pub(crate) mod testutil {
-    use candle_core::{Device, Tensor};
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    /// A tensor of uniform values in [-1, 1) drawn from `seed`.
-    pub fn rand(shape: &[usize], seed: u64) -> Tensor {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    /// Asserts `a` and `b` agree within `tol` relative to the largest magnitude in `b` (at
-    /// least 1e-3).
-    pub fn assert_close(a: &Tensor, b: &Tensor, tol: f32, what: &str) {
-        assert_eq!(a.dims(), b.dims(), "{what}: shapes");
-        let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
-        let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
-        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
-        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-            assert!(
-                (x - y).abs() <= tol * scale,
-                "{what}: element {i}: {x} vs {y} (scale {scale})"
-            );
-        }
-    }
-}
+#[path = "../../tests/common/tensors.rs"]
+pub(crate) mod testutil;

@@ -27,10 +27,13 @@ pub struct SgdStep {
     pub nesterov: bool,
 }
 
-/// The f32 data of a storage, mutably.
-fn f32_mut(s: &mut CpuStorage) -> Result<&mut [f32]> {
+/// The contiguous f32 data of the destination `what`, mutably.
+fn f32_dst<'a>(s: &'a mut CpuStorage, l: &Layout, what: &str) -> Result<&'a mut [f32]> {
+    let Some((a, b)) = l.contiguous_offsets() else {
+        bail!("sgd: strided {what}")
+    };
     match s {
-        CpuStorage::F32(v) => Ok(v.as_mut_slice()),
+        CpuStorage::F32(v) => Ok(&mut v[a..b]),
         _ => bail!("sgd: expected f32 storage"),
     }
 }
@@ -43,43 +46,25 @@ fn same_len(a: usize, b: usize, c: usize) -> Result<()> {
     Ok(())
 }
 
-/// `buf` in place from `(grad, p)`.
-struct MomentumUpdate(SgdStep);
+/// The two in-place steps of a momentum update, each writing one tensor from the gradient
+/// and one other tensor.
+#[derive(Debug, Clone, Copy)]
+enum MomentumStep {
+    /// `buf` in place from `(grad, p)`.
+    Buffer,
+    /// `p` in place from `(grad, buf)` (`buf` already updated).
+    Param,
+}
+
+/// One [`MomentumStep`] with its hyper-parameters.
+struct MomentumUpdate(MomentumStep, SgdStep);
 
 impl InplaceOp3 for MomentumUpdate {
     fn name(&self) -> &'static str {
-        "wrnc-sgd-momentum"
-    }
-
-    fn cpu_fwd(
-        &self,
-        dst: &mut CpuStorage,
-        dst_l: &Layout,
-        gs: &CpuStorage,
-        gl: &Layout,
-        ps: &CpuStorage,
-        pl: &Layout,
-    ) -> Result<()> {
-        let s = self.0;
-        let (g, p) = (f32_slice(gs, gl)?, f32_slice(ps, pl)?);
-        let Some((a, b)) = dst_l.contiguous_offsets() else {
-            bail!("sgd: strided momentum buffer")
-        };
-        let buf = &mut f32_mut(dst)?[a..b];
-        same_len(buf.len(), g.len(), p.len())?;
-        for ((b, &g), &p) in buf.iter_mut().zip(g).zip(p) {
-            *b = s.momentum * *b + (1.0 - s.dampening) * (g + s.weight_decay * p);
+        match self.0 {
+            MomentumStep::Buffer => "wrnc-sgd-momentum",
+            MomentumStep::Param => "wrnc-sgd-param",
         }
-        Ok(())
-    }
-}
-
-/// `p` in place from `(grad, buf)` (`buf` already updated).
-struct ParamUpdate(SgdStep);
-
-impl InplaceOp3 for ParamUpdate {
-    fn name(&self) -> &'static str {
-        "wrnc-sgd-param"
     }
 
     fn cpu_fwd(
@@ -88,23 +73,31 @@ impl InplaceOp3 for ParamUpdate {
         dst_l: &Layout,
         gs: &CpuStorage,
         gl: &Layout,
-        bs: &CpuStorage,
-        bl: &Layout,
+        os: &CpuStorage,
+        ol: &Layout,
     ) -> Result<()> {
-        let s = self.0;
-        let (g, buf) = (f32_slice(gs, gl)?, f32_slice(bs, bl)?);
-        let Some((a, b)) = dst_l.contiguous_offsets() else {
-            bail!("sgd: strided parameter")
-        };
-        let p = &mut f32_mut(dst)?[a..b];
-        same_len(p.len(), g.len(), buf.len())?;
-        for ((p, &g), &b) in p.iter_mut().zip(g).zip(buf) {
-            let d = if s.nesterov {
-                g + s.weight_decay * *p + s.momentum * b
-            } else {
-                b
-            };
-            *p -= s.lr * d;
+        let s = self.1;
+        let (g, other) = (f32_slice(gs, gl)?, f32_slice(os, ol)?);
+        match self.0 {
+            MomentumStep::Buffer => {
+                let (buf, p) = (f32_dst(dst, dst_l, "momentum buffer")?, other);
+                same_len(buf.len(), g.len(), p.len())?;
+                for ((b, &g), &p) in buf.iter_mut().zip(g).zip(p) {
+                    *b = s.momentum * *b + (1.0 - s.dampening) * (g + s.weight_decay * p);
+                }
+            }
+            MomentumStep::Param => {
+                let (p, buf) = (f32_dst(dst, dst_l, "parameter")?, other);
+                same_len(p.len(), g.len(), buf.len())?;
+                for ((p, &g), &b) in p.iter_mut().zip(g).zip(buf) {
+                    let d = if s.nesterov {
+                        g + s.weight_decay * *p + s.momentum * b
+                    } else {
+                        b
+                    };
+                    *p -= s.lr * d;
+                }
+            }
         }
         Ok(())
     }
@@ -127,10 +120,7 @@ impl InplaceOp2 for PlainUpdate {
     ) -> Result<()> {
         let s = self.0;
         let g = f32_slice(gs, gl)?;
-        let Some((a, b)) = dst_l.contiguous_offsets() else {
-            bail!("sgd: strided parameter")
-        };
-        let p = &mut f32_mut(dst)?[a..b];
+        let p = f32_dst(dst, dst_l, "parameter")?;
         same_len(p.len(), g.len(), g.len())?;
         for (p, &g) in p.iter_mut().zip(g) {
             *p -= s.lr * (g + s.weight_decay * *p);
@@ -145,8 +135,8 @@ pub fn sgd_step(param: &Tensor, grad: &Tensor, buf: Option<&Tensor>, s: SgdStep)
     let grad = grad.contiguous()?;
     match buf {
         Some(buf) if s.momentum != 0.0 => {
-            buf.inplace_op3(&grad, param, &MomentumUpdate(s))?;
-            param.inplace_op3(&grad, buf, &ParamUpdate(s))
+            buf.inplace_op3(&grad, param, &MomentumUpdate(MomentumStep::Buffer, s))?;
+            param.inplace_op3(&grad, buf, &MomentumUpdate(MomentumStep::Param, s))
         }
         None if s.momentum == 0.0 => param.inplace_op2(&grad, &PlainUpdate(s)),
         _ => bail!("sgd: momentum {} with buffer {}", s.momentum, buf.is_some()),

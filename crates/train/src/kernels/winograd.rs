@@ -669,13 +669,7 @@ fn kernel_at(w: &[f32], c: usize, oi: usize, ci: usize) -> [[f32; 3]; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
-
-    fn rand(n: usize, seed: u64) -> Vec<f32> {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
-    }
+    use wrnc_testkit::values as rand;
 
     /// Direct 3x3 pad-1 convolution in f64.
     fn direct(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f64> {

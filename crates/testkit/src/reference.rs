@@ -4,8 +4,24 @@
 //! against an independent, obviously-correct implementation: direct loops, no im2col, no
 //! fused kernels. Dropout is the identity and BatchNorm uses its running statistics.
 
-use crate::error::{Result, VerifyError};
+use std::fmt;
 use wrnc_ir::{passes, Graph, Op, ParamId, Weights};
+
+/// Why the reference executor could not run: a malformed graph, weights that do not fit it,
+/// or an input of the wrong size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceError(pub String);
+
+impl fmt::Display for ReferenceError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ReferenceError {}
+
+/// The reference executor's result.
+pub type Result<T> = std::result::Result<T, ReferenceError>;
 
 /// Runs `graph` on a batch `input` (row-major `[n, C, H, W]`) and returns
 /// `(logits, output)`, each row-major `[n, ...]`; `output` is the last node's value (the
@@ -17,14 +33,14 @@ pub fn evaluate(
     n: usize,
 ) -> Result<(Vec<f32>, Vec<f32>)> {
     if !passes::is_well_formed(graph) {
-        return Err(VerifyError::Input("the graph is malformed".into()));
+        return Err(ReferenceError("the graph is malformed".into()));
     }
     weights
         .check_against(graph, "the weights")
-        .map_err(|e| VerifyError::Input(e.to_string()))?;
+        .map_err(|e| ReferenceError(e.to_string()))?;
     let per = graph.input_shape().iter().product::<usize>();
     if n == 0 || input.len() != n * per {
-        return Err(VerifyError::Input(format!(
+        return Err(ReferenceError(format!(
             "input holds {} values; {n} images of {:?} need {}",
             input.len(),
             graph.input_shape(),
@@ -47,9 +63,9 @@ fn run_one(g: &Graph, w: &Weights, img: &[f32]) -> Result<Vec<Vec<f64>>> {
         let name = &g.param(id).name;
         let t = w
             .get(name)
-            .ok_or_else(|| VerifyError::Input(format!("missing tensor `{name}`")))?;
+            .ok_or_else(|| ReferenceError(format!("missing tensor `{name}`")))?;
         if t.data.len() != g.param(id).numel() {
-            return Err(VerifyError::Input(format!(
+            return Err(ReferenceError(format!(
                 "tensor `{name}` has the wrong length"
             )));
         }
