@@ -295,11 +295,12 @@ impl GraphBuilder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::param::Init;
 
-    fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> LayerKind {
+    /// A bias-free convolution layer (shared with the passes' tests).
+    pub(crate) fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> LayerKind {
         LayerKind::Conv {
             out,
             kernel,

@@ -201,7 +201,6 @@ impl Op {
     /// `input`). The builder creates the parameters from it and sets their ids.
     pub fn param_table(&mut self, input: &[usize]) -> Vec<(&mut ParamId, ParamDecl)> {
         let first = input.first().copied().unwrap_or(0);
-        let decl = |role, shape| ParamDecl { role, shape };
         match self {
             Op::Conv {
                 out_channels: out,
@@ -209,22 +208,12 @@ impl Op {
                 weight,
                 bias,
                 ..
-            } => {
-                let (out, k) = (*out, *k);
-                std::iter::once((weight, decl(ParamRole::Weight, vec![out, first, k, k])))
-                    .chain(bias.as_mut().map(|b| (b, decl(ParamRole::Bias, vec![out]))))
-                    .collect()
-            }
+            } => weight_and_bias(weight, bias, vec![*out, first, *k, *k]),
             Op::Linear {
                 out_features: out,
                 weight,
                 bias,
-            } => {
-                let out = *out;
-                std::iter::once((weight, decl(ParamRole::Weight, vec![out, first])))
-                    .chain(bias.as_mut().map(|b| (b, decl(ParamRole::Bias, vec![out]))))
-                    .collect()
-            }
+            } => weight_and_bias(weight, bias, vec![*out, first]),
             Op::BatchNorm {
                 weight,
                 bias,
@@ -238,7 +227,10 @@ impl Op {
                 (running_var, ParamRole::RunningVar),
             ]
             .into_iter()
-            .map(|(id, role)| (id, decl(role, vec![first])))
+            .map(|(id, role)| {
+                let shape = vec![first];
+                (id, ParamDecl { role, shape })
+            })
             .collect(),
             Op::Relu
             | Op::Dropout { .. }
@@ -408,6 +400,34 @@ impl Op {
             | Op::Softmax => self.kind().to_string(),
         }
     }
+}
+
+/// The parameter table of a conv or linear layer: a weight of `shape` (`[out, ...]`) and an
+/// optional bias `[out]`.
+fn weight_and_bias<'a>(
+    weight: &'a mut ParamId,
+    bias: &'a mut Option<ParamId>,
+    shape: Vec<usize>,
+) -> Vec<(&'a mut ParamId, ParamDecl)> {
+    let out = shape[0];
+    let mut table = vec![(
+        weight,
+        ParamDecl {
+            role: ParamRole::Weight,
+            shape,
+        },
+    )];
+    if let Some(b) = bias {
+        let role = ParamRole::Bias;
+        table.push((
+            b,
+            ParamDecl {
+                role,
+                shape: vec![out],
+            },
+        ));
+    }
+    table
 }
 
 fn shape_err(layer: &str, message: String) -> IrError {

@@ -312,17 +312,8 @@ fn compact(mut g: Graph, remove: &[bool], alias: &HashMap<ValueId, ValueId>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::builder::tests::conv;
     use crate::builder::{GraphBuilder, LayerKind};
-
-    fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> LayerKind {
-        LayerKind::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-            bias: false,
-        }
-    }
 
     const BN: LayerKind = LayerKind::BatchNorm {
         eps: 1e-5,

@@ -1,8 +1,9 @@
-//! Expands the `model.wrn` macro into the generic layer list (the form `wrnc expand` prints).
+//! The expand phase: the `model.wrn` macro as the generic layer list (the form `wrnc expand`
+//! prints).
 //!
 //! The layout and names follow the official PyTorch code: `conv0`, then three groups of
-//! N pre-activation blocks `group{g}.block{b}` (bn0, relu0, conv0, bn1, relu1, [dropout],
-//! conv1, [convdim], add), then `bn`, `relu`, `pool`, `flatten`, `fc`, `softmax`.
+//! N pre-activation blocks `group{g}.block{b}` (bn0, relu0, conv0, bn1, relu1, \[dropout\],
+//! conv1, \[convdim\], add), then `bn`, `relu`, `pool`, `flatten`, `fc`, `softmax`.
 
 use crate::model::{LayerInputs, LayerSpec, ModelSection, OpKind, Shortcut, WrnSpec};
 
