@@ -26,8 +26,8 @@ use locate::{locate, parse_path, Segment};
 use overrides::Override;
 use serde_yaml::Value;
 use std::path::Path;
-use wrnc_ir::recipe::Recipe;
 use wrnc_ir::Graph;
+use wrnc_recipe::Recipe;
 
 /// Largest spec file accepted, in bytes.
 pub const MAX_SPEC_BYTES: u64 = 1 << 20;

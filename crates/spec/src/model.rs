@@ -1,7 +1,7 @@
 //! The typed spec file: what `spec.yaml` deserialises into.
 
 use serde::{Deserialize, Serialize};
-use wrnc_ir::recipe::{DataConfig, ExportConfig, TrainConfig};
+use wrnc_recipe::{DataConfig, ExportConfig, TrainConfig};
 
 /// A whole spec file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

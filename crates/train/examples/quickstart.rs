@@ -6,8 +6,8 @@
 mod common;
 
 use std::time::Instant;
-use wrnc_ir::recipe::{Augment, Crop, DatasetKind, DeviceKind, PadMode, Recipe, Schedule, Toggle};
 use wrnc_ir::Weights;
+use wrnc_recipe::{Augment, Crop, DatasetKind, DeviceKind, PadMode, Recipe, Schedule, Toggle};
 use wrnc_train::{evaluate, train, Split, TrainOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = train(&g, &r, &TrainOptions::new(&dir))?;
     let secs = t.elapsed().as_secs_f64();
     let last = Weights::load(&dir.join("last.safetensors"))?;
-    let test = evaluate(&g, &last, &r, Split::Test, DeviceKind::Cpu)?;
+    let test = evaluate(&g, &last, &r, Split::Test, DeviceKind::Cpu)?.result;
     println!(
         "wrn-{depth}-{width} epochs {epochs} batch {batch} lr {lr} seed {seed}: {secs:.1} s, final test acc \
          {:.2}% (best epoch {:?})",

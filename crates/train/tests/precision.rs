@@ -2,8 +2,8 @@
 
 use candle_core::{DType, Device};
 use wrnc_ir::builder::LayerKind;
-use wrnc_ir::recipe::Precision;
 use wrnc_ir::GraphBuilder;
+use wrnc_recipe::Precision;
 use wrnc_train::model::Model;
 use wrnc_train::trainer::compute_dtype;
 

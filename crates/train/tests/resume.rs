@@ -2,8 +2,8 @@
 
 use std::path::Path;
 use wrnc_ir::builder::LayerKind;
-use wrnc_ir::recipe::{Augment, Crop, DatasetKind, DeviceKind, PadMode, Recipe, Schedule, Toggle};
 use wrnc_ir::{Graph, GraphBuilder, Weights};
+use wrnc_recipe::{Augment, Crop, DatasetKind, DeviceKind, PadMode, Recipe, Schedule, Toggle};
 use wrnc_train::{train, RunStatus, TrainOptions};
 
 fn tiny() -> Graph {
