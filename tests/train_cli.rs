@@ -267,8 +267,9 @@ fn eval_and_export_use_the_normalisation_recorded_in_the_weights() {
     assert!(!r.stderr.contains("warning"), "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     let acc = v["accuracy"].as_f64().unwrap();
+    // metrics.csv keeps 6 decimals; one image of 360 is 0.0028.
     assert!(
-        (acc - trained).abs() < 1e-9,
+        (acc - trained).abs() < 1e-5,
         "eval {acc} vs trained {trained}"
     );
     let out = dir.path().join("none.onnx");
