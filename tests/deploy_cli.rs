@@ -3,6 +3,7 @@
 mod common;
 use common::*;
 use std::path::Path;
+use wrnc_onnx::MetaKey;
 
 fn onnx_ops(path: &Path, op: &str) -> usize {
     let bytes = std::fs::read(path).unwrap();
@@ -87,13 +88,16 @@ fn exported_file_has_opset_ir_symbolic_batch_and_metadata() {
             .map(|p| p.key.clone().unwrap_or_default())
             .collect();
         for k in [
-            "class_labels",
-            "normalization",
-            "input_layout",
-            "spec",
-            "wrnc_version",
+            MetaKey::ClassLabels,
+            MetaKey::Normalization,
+            MetaKey::InputLayout,
+            MetaKey::Spec,
+            MetaKey::WrncVersion,
         ] {
-            assert!(keys.iter().any(|x| x == k), "missing {k} in {keys:?}");
+            assert!(
+                keys.iter().any(|x| x == k.as_str()),
+                "missing {k} in {keys:?}"
+            );
         }
         let info = wrnc_onnx::ModelInfo::from_model(&m).unwrap();
         assert_eq!(info.input_shape, [1, 8, 8]);

@@ -122,7 +122,10 @@ fn reference() -> &'static Reference {
 }
 
 fn commit_tag(path: &Path) -> Option<String> {
-    Weights::load(path).ok()?.metadata.remove("wrnc.commit")
+    Weights::load(path)
+        .ok()?
+        .metadata
+        .remove(wrnc_train::rundir::COMMIT_KEY)
 }
 
 /// Checks everything a kill may leave in `dir`: each file parses and agrees with the

@@ -13,12 +13,12 @@ mod common;
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use wrnc_data::DatasetKind;
 use wrnc_ir::Weights;
 use wrnc_onnx::proto::{
     GraphProto, ModelProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, ValueInfoProto,
 };
-use wrnc_onnx::{check_structure, read_model, ModelInfo};
+use wrnc_onnx::{check_structure, read_model, MetaKey, ModelInfo};
+use wrnc_recipe::DatasetKind;
 
 /// No single input may take longer than this (generous: CI machines are slow and busy).
 const SLOW: Duration = Duration::from_secs(5);
@@ -133,7 +133,8 @@ fn seed_weights() -> Vec<u8> {
         w.tensors
             .insert(name.into(), wrnc_ir::weights::Tensor { shape, data });
     }
-    w.metadata.insert("wrnc.commit".into(), "epoch1".into());
+    w.metadata
+        .insert(wrnc_train::rundir::COMMIT_KEY.into(), "epoch1".into());
     w.to_bytes().unwrap()
 }
 
@@ -490,8 +491,9 @@ proptest! {
         raw in prop::option::of(0usize..40), floats in 0usize..10,
         location in prop::option::of(0i32..3),
         meta in prop::collection::vec((prop::sample::select(vec![
-            "input_shape", "num_classes", "class_labels", "normalization", "training",
-            "wrnc.spec"]), prop::sample::select(vec![
+            MetaKey::InputShape.as_str(), MetaKey::NumClasses.as_str(),
+            MetaKey::ClassLabels.as_str(), MetaKey::Normalization.as_str(),
+            MetaKey::Training.as_str(), "wrnc.spec"]), prop::sample::select(vec![
             "[3, 32, 32]", "[3, 65536, 65536]", "[0, 1, 1]", "[1, 2]", "1000000000000",
             "18446744073709551615", "10", "[\"a\"]", "{\"mode\":\"per_pixel_mean\",\"scale\":1,\
             \"mean_image\":[1]}", "{\"mode\":\"mean_std\",\"scale\":0,\"mean\":[],\"std\":[]}",

@@ -7,6 +7,7 @@ mod common;
 use common::{assert_usage_error, root, tempdir, wrnc_limited, Run};
 use std::path::Path;
 use std::time::Duration;
+use wrnc_onnx::MetaKey;
 
 /// Address space allowed to every run here.
 const VM_KIB: u64 = 1 << 20;
@@ -288,7 +289,7 @@ fn hostile_onnx_files_are_refused() {
     let huge = write(
         "huge.onnx",
         &model(
-            &[("input_shape", "[1, 8, 8]")],
+            &[(MetaKey::InputShape.as_str(), "[1, 8, 8]")],
             vec![TensorProto {
                 dims: vec![1 << 20, 1 << 20, 1 << 20],
                 data_type: Some(1),
@@ -303,15 +304,18 @@ fn hostile_onnx_files_are_refused() {
         "classes.onnx",
         &model(
             &[
-                ("input_shape", "[1, 8, 8]"),
-                ("num_classes", "1000000000000"),
+                (MetaKey::InputShape.as_str(), "[1, 8, 8]"),
+                (MetaKey::NumClasses.as_str(), "1000000000000"),
             ],
             vec![],
         ),
     );
     let shape = write(
         "shape.onnx",
-        &model(&[("input_shape", "[65536, 65536, 65536]")], vec![]),
+        &model(
+            &[(MetaKey::InputShape.as_str(), "[65536, 65536, 65536]")],
+            vec![],
+        ),
     );
     // A 3 GiB file (sparse), over the 2 GiB protobuf limit.
     let big = sparse_file(d, "big.onnx", 3 << 30);
@@ -327,9 +331,16 @@ fn hostile_onnx_files_are_refused() {
         ),
         (
             &classes,
-            &["classes.onnx", "num_classes", "1000000000000"][..],
+            &[
+                "classes.onnx",
+                MetaKey::NumClasses.as_str(),
+                "1000000000000",
+            ][..],
         ),
-        (&shape, &["shape.onnx", "input_shape", "too large"][..]),
+        (
+            &shape,
+            &["shape.onnx", MetaKey::InputShape.as_str(), "too large"][..],
+        ),
         (&big, &["big.onnx", "3221225472 bytes", "limit"][..]),
     ] {
         refused(d, &["predict", file, "no-such-image.png"], 2, needles);

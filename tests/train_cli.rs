@@ -23,7 +23,7 @@ fn eval_json(args: &[&str]) -> serde_json::Value {
 fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
     let dir = tempdir();
     let data = dir.path().join("cifar");
-    wrnc_data::testutil::write_cifar_like(&data, wrnc_data::DatasetKind::Cifar10, 60, 100, 7)
+    wrnc_data::testutil::write_cifar_like(&data, wrnc_recipe::DatasetKind::Cifar10, 60, 100, 7)
         .unwrap();
     let spec = write(
         dir.path(),
@@ -92,7 +92,7 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
     let m = wrnc_onnx::read_model(&std::fs::read(&out).unwrap()).unwrap();
     let info = wrnc_onnx::ModelInfo::from_model(&m).unwrap();
     let norm = info.normalization.expect("normalization metadata");
-    assert_eq!(norm.mode, wrnc_onnx::NormMode::MeanStd);
+    assert_eq!(norm.mode, wrnc_recipe::Normalize::MeanStd);
     assert_eq!(norm.mean.len(), 3);
     assert!(norm.std.iter().all(|s| *s > 0.0));
     let trained = wrnc_onnx::read_model(&std::fs::read(run.join("model.onnx")).unwrap()).unwrap();
@@ -159,8 +159,8 @@ fn quickstart_reaches_97_percent_and_its_onnx_predicts_like_candle() {
     let spec = wrnc_spec::load(&root().join("specs/quickstart.yaml"), &[]).unwrap();
     let weights = wrnc_ir::Weights::load(&last).unwrap();
     let splits =
-        wrnc_data::load_splits(wrnc_data::DatasetKind::Digits, Path::new("."), 0, 456).unwrap();
-    let norm = wrnc_data::Normalizer::fit(wrnc_data::NormMode::MeanStd, &splits.train).unwrap();
+        wrnc_data::load_splits(wrnc_recipe::DatasetKind::Digits, Path::new("."), 0, 456).unwrap();
+    let norm = wrnc_data::Normalizer::fit(wrnc_recipe::Normalize::MeanStd, &splits.train).unwrap();
     let mut pngs = Vec::new();
     let mut want = Vec::new();
     for i in [0usize, 17, 123, 359] {
@@ -187,4 +187,83 @@ fn quickstart_reaches_97_percent_and_its_onnx_predicts_like_candle() {
         assert_eq!(top["label"], w.to_string());
         assert_eq!(v[i]["predictions"].as_array().unwrap().len(), 3);
     }
+}
+
+#[test]
+fn eval_and_export_use_the_normalisation_recorded_in_the_weights() {
+    // Weights trained with `normalize: none`, evaluated with the spec as written
+    // (`normalize: mean_std`): the recorded normalisation must win, so eval reproduces the
+    // accuracy the trainer measured on the same split.
+    let dir = tempdir();
+    let run = dir.path().join("none");
+    let r = wrnc(&[
+        "train",
+        "specs/quickstart.yaml",
+        "--set",
+        "data.normalize=none",
+        "--set",
+        "train.epochs=2",
+        "--out",
+        run.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let trained: f64 = csv_rows(&run.join("metrics.csv"))[1][5].parse().unwrap();
+    assert!(trained > 0.5, "2 epochs reach {trained}");
+    let last = run.join("last.safetensors");
+    let r = wrnc(&[
+        "eval",
+        "specs/quickstart.yaml",
+        "--weights",
+        last.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let acc = v["accuracy"].as_f64().unwrap();
+    // metrics.csv keeps 6 decimals; one image of 360 is 0.0028.
+    assert!(
+        (acc - trained).abs() < 1e-5,
+        "eval {acc} vs trained {trained}"
+    );
+    let out = dir.path().join("none.onnx");
+    let r = wrnc(&[
+        "export",
+        "specs/quickstart.yaml",
+        "--weights",
+        last.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let m = wrnc_onnx::read_model(&std::fs::read(&out).unwrap()).unwrap();
+    let info = wrnc_onnx::ModelInfo::from_model(&m).unwrap();
+    assert_eq!(
+        info.normalization.unwrap().mode,
+        wrnc_recipe::Normalize::None
+    );
+
+    // Weights that record no normalisation get one fitted on the training split, with a
+    // warning.
+    let fresh = dir.path().join("fresh.safetensors");
+    let r = wrnc(&[
+        "init",
+        "specs/quickstart.yaml",
+        "-o",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = wrnc(&[
+        "eval",
+        "specs/quickstart.yaml",
+        "--weights",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning") && r.stderr.contains("record no input normalisation"),
+        "{}",
+        r.stderr
+    );
 }

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wrnc_data::DatasetKind;
+use wrnc_recipe::DatasetKind;
 
 fuzz_target!(|data: &[u8]| {
     let path = std::env::temp_dir().join(format!("wrnc-fuzz-cifar-{}.bin", std::process::id()));

@@ -6,7 +6,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wrnc_data::fetch;
-use wrnc_data::DatasetKind;
+use wrnc_recipe::DatasetKind;
 
 /// Arguments of `wrnc data`.
 #[derive(clap::Args, Debug)]
@@ -27,7 +27,7 @@ struct FetchArgs {
     dataset: String,
     /// Folder to unpack into (the dataset lands in DIR/cifar-10-batches-bin or
     /// DIR/cifar-100-binary, where the specs look by default).
-    #[arg(long, default_value = "data")]
+    #[arg(long, default_value = wrnc_recipe::DATA_DIR)]
     dir: PathBuf,
     /// Install from an already downloaded archive instead of the network (MD5 still checked).
     #[arg(long, value_name = "FILE")]

@@ -3,131 +3,76 @@
 
 use crate::exit::UsageError;
 use anyhow::Result;
-use std::path::{Path, PathBuf};
-use wrnc_data::{DatasetKind, NormMode as DataNorm, Normalizer};
-use wrnc_ir::recipe::{self, DataConfig};
+use std::path::Path;
+use wrnc_data::Normalizer;
 use wrnc_ir::{Graph, Weights};
 use wrnc_onnx::{ExportMetadata, Normalization, TrainingSummary};
+use wrnc_recipe::{DataConfig, Normalize};
+use wrnc_train::{input_normalizer, CheckpointMeta, InputNormalizer, TrainError};
 
-/// Weights metadata keys written by the trainer and read back here.
-pub mod keys {
-    /// Epochs trained when the weights were saved.
-    pub const EPOCH: &str = "epoch";
-    /// Evaluation accuracy (fraction) recorded with `best.safetensors`.
-    pub const VAL_ACCURACY: &str = "val_accuracy";
-}
-
-/// Loads a weights file and checks it matches the graph; a mismatch is a usage error that
-/// lists the tensors (the first mismatching tensor first).
+/// Loads a weights file and checks it matches the graph and that its metadata reads; a
+/// mismatch is a usage error that lists the tensors (the first mismatching tensor first).
 pub fn load_weights(path: &Path, graph: &Graph) -> Result<Weights> {
     let w = Weights::load(path).map_err(|e| UsageError(e.to_string()))?;
     w.check_against(graph, &path.display().to_string())
         .map_err(|e| UsageError(e.to_string()))?;
+    checkpoint_meta(&w, path)?;
     Ok(w)
 }
 
-/// The data crate's name for the spec's dataset.
-pub fn dataset_kind(d: &DataConfig) -> DatasetKind {
-    match d.dataset {
-        recipe::DatasetKind::Cifar10 => DatasetKind::Cifar10,
-        recipe::DatasetKind::Cifar100 => DatasetKind::Cifar100,
-        recipe::DatasetKind::Digits => DatasetKind::Digits,
-    }
-}
-
-/// The dataset folder of a spec (unused for the embedded digits).
-pub fn data_root(d: &DataConfig) -> PathBuf {
-    PathBuf::from(d.root.clone().unwrap_or_else(|| "data".into()))
-}
-
-/// The spec's normalisation mode in the data crate's terms.
-pub fn norm_mode(d: &DataConfig) -> DataNorm {
-    match d.normalize {
-        recipe::Normalize::MeanStd => DataNorm::MeanStd,
-        recipe::Normalize::PerPixelMean => DataNorm::PerPixelMean,
-        recipe::Normalize::PerChannelMean => DataNorm::PerChannelMean,
-        recipe::Normalize::None => DataNorm::None,
-    }
+/// The typed metadata of a weights file read from `path`; unreadable values are a usage error.
+pub fn checkpoint_meta(weights: &Weights, path: &Path) -> Result<CheckpointMeta> {
+    Ok(CheckpointMeta::from_metadata(&weights.metadata)
+        .map_err(|e| UsageError(format!("{}: {e}", path.display())))?)
 }
 
 /// Converts the data crate's fitted normaliser to the ONNX metadata form.
 pub fn to_metadata(n: &Normalizer) -> Normalization {
     let (c, _, _) = n.shape();
     match n.mode() {
-        DataNorm::MeanStd => Normalization::mean_std(n.mean().to_vec(), n.std().to_vec()),
-        DataNorm::PerChannelMean => Normalization::per_channel_mean(n.mean().to_vec()),
-        DataNorm::PerPixelMean => Normalization::per_pixel_mean(n.mean_image().to_vec()),
-        DataNorm::None => Normalization::none(c),
+        Normalize::MeanStd => Normalization::mean_std(n.mean().to_vec(), n.std().to_vec()),
+        Normalize::PerChannelMean => Normalization::per_channel_mean(n.mean().to_vec()),
+        Normalize::PerPixelMean => Normalization::per_pixel_mean(n.mean_image().to_vec()),
+        Normalize::None => Normalization::none(c),
     }
 }
 
-/// Loads the spec's dataset split as training does (same validation hold-out).
-pub fn load_splits(d: &DataConfig) -> Result<wrnc_data::Splits> {
-    Ok(wrnc_data::load_splits(
-        dataset_kind(d),
-        &data_root(d),
-        d.val_size,
-        d.split_seed,
-    )?)
+/// Fits the spec's normaliser on a training split (for weights that record none).
+pub fn fit_on(d: &DataConfig, splits: &wrnc_data::Splits) -> wrnc_train::Result<Normalizer> {
+    Normalizer::fit(d.normalize, &splits.train).map_err(|e| TrainError::Data(e.to_string()))
 }
 
-/// Fits the spec's normaliser on a training split.
-pub fn fit_on(d: &DataConfig, splits: &wrnc_data::Splits) -> Result<Normalizer> {
-    Ok(Normalizer::fit(norm_mode(d), &splits.train)?)
+/// The input normaliser of `weights` for the spec's network through the one lookup
+/// ([`wrnc_train::input_normalizer`]): the recorded one, else fitted on the spec's training
+/// split (loaded only then), with a warning printed.
+pub fn normalizer_for(spec: &wrnc_spec::Spec, weights: &Weights) -> Result<InputNormalizer> {
+    let d = &spec.resolved.data;
+    let meta = CheckpointMeta::from_metadata(&weights.metadata)?;
+    let n = input_normalizer(&meta, spec.graph.input_shape(), || {
+        let splits =
+            wrnc_data::load_config_splits(d).map_err(|e| TrainError::Data(e.to_string()))?;
+        fit_on(d, &splits)
+    })?;
+    warn_if_fitted(&n);
+    Ok(n)
 }
 
-/// Fits the spec's normaliser on its training split. Fails when the dataset is absent.
-pub fn fit_normalizer(d: &DataConfig) -> Result<Normalizer> {
-    fit_on(d, &load_splits(d)?)
-}
-
-/// The normaliser recorded in a weights file by `wrnc train` (None when absent or unreadable).
-pub fn recorded_normalizer(weights: &Weights) -> Option<Normalizer> {
-    let v: serde_json::Value = serde_json::from_str(
-        weights
-            .metadata
-            .get(wrnc_train::trainer::NORMALIZATION_KEY)?,
-    )
-    .ok()?;
-    let floats = |k: &str| -> Option<Vec<f32>> {
-        v[k].as_array()?
-            .iter()
-            .map(|x| x.as_f64().map(|f| f as f32))
-            .collect()
-    };
-    let shape: Vec<usize> = v["shape"]
-        .as_array()?
-        .iter()
-        .map(|x| x.as_u64().map(|u| u as usize))
-        .collect::<Option<_>>()?;
-    let [c, h, w] = shape.as_slice() else {
-        return None;
-    };
-    let mode: DataNorm = v["mode"].as_str()?.parse().ok()?;
-    Normalizer::from_parts(
-        mode,
-        *c,
-        *h,
-        *w,
-        floats("mean")?,
-        floats("std")?,
-        floats("mean_image")?,
-    )
-    .ok()
+/// Prints the lookup's warning when the normaliser had to be fitted.
+pub fn warn_if_fitted(n: &InputNormalizer) {
+    if let Some(w) = n.warning() {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// Builds the metadata of an export: class labels, normalisation (the one recorded in the
 /// weights by `wrnc train`, else fitted on the spec's training split; mode `none` with a
 /// warning when neither is available, e.g. fresh weights without the dataset), the resolved
 /// spec and the training result recorded in the weights.
-pub fn export_metadata(spec: &wrnc_spec::Spec, weights: &Weights) -> ExportMetadata {
+pub fn export_metadata(spec: &wrnc_spec::Spec, weights: &Weights) -> Result<ExportMetadata> {
     let d = &spec.resolved.data;
-    let kind = dataset_kind(d);
-    let normalization = match recorded_normalizer(weights)
-        .map(Ok)
-        .unwrap_or_else(|| fit_normalizer(d))
-    {
-        Ok(n) => Some(to_metadata(&n)),
+    let meta = CheckpointMeta::from_metadata(&weights.metadata)?;
+    let normalization = match normalizer_for(spec, weights) {
+        Ok(n) => Some(to_metadata(&n.normalizer)),
         Err(e) => {
             eprintln!(
                 "warning: the input normalisation could not be computed ({e}); the file \
@@ -136,27 +81,26 @@ pub fn export_metadata(spec: &wrnc_spec::Spec, weights: &Weights) -> ExportMetad
             None
         }
     };
-    let get = |k: &str| weights.metadata.get(k);
-    let training = if get(keys::EPOCH).is_some() {
-        let acc = get(keys::VAL_ACCURACY).and_then(|v| v.parse().ok());
-        let epoch = get(keys::EPOCH).and_then(|v| v.parse().ok());
-        Some(TrainingSummary {
-            epochs: epoch,
-            best_val_accuracy: acc,
-            best_epoch: acc.and(epoch),
-            test_accuracy: None,
-        })
-    } else {
-        None
-    };
-    ExportMetadata {
-        class_labels: kind.class_names().iter().map(|s| s.to_string()).collect(),
+    let training = meta.epoch.map(|epoch| TrainingSummary {
+        epochs: Some(epoch),
+        best_val_accuracy: meta.val_accuracy,
+        best_epoch: meta.val_accuracy.and(Some(epoch)),
+        test_accuracy: None,
+    });
+    Ok(ExportMetadata {
+        class_labels: d
+            .dataset
+            .class_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         normalization,
         spec_yaml: Some(spec.resolved_yaml()),
         training,
         doc_string: None,
+        weights_file: None,
         extra: Default::default(),
-    }
+    })
 }
 
 /// Checks an `--opset` value, as a usage error when out of range.
@@ -185,12 +129,12 @@ pub enum DeviceArg {
     Cuda,
 }
 
-impl From<DeviceArg> for recipe::DeviceKind {
+impl From<DeviceArg> for wrnc_recipe::DeviceKind {
     fn from(d: DeviceArg) -> Self {
         match d {
-            DeviceArg::Auto => recipe::DeviceKind::Auto,
-            DeviceArg::Cpu => recipe::DeviceKind::Cpu,
-            DeviceArg::Cuda => recipe::DeviceKind::Cuda,
+            DeviceArg::Auto => wrnc_recipe::DeviceKind::Auto,
+            DeviceArg::Cpu => wrnc_recipe::DeviceKind::Cpu,
+            DeviceArg::Cuda => wrnc_recipe::DeviceKind::Cuda,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `wrnc eval SPEC --weights FILE [--split val|test] [--json]`: loss and accuracy.
 
 use super::common::SpecArgs;
-use super::deploy::{load_weights, DeviceArg};
+use super::deploy::{load_weights, warn_if_fitted, DeviceArg};
 use crate::exit::UsageError;
 use anyhow::Result;
 use serde_json::json;
@@ -56,7 +56,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             SplitArg::Train => Split::Train,
         };
     let weights = load_weights(&a.weights, &spec.graph)?;
-    let r = wrnc_train::evaluate(&spec.graph, &weights, &recipe, split, a.device.into())?;
+    let e = wrnc_train::evaluate(&spec.graph, &weights, &recipe, split, a.device.into())?;
+    warn_if_fitted(&e.normalizer);
+    let r = e.result;
     if a.json {
         let v = json!({"split": r.split.name(), "count": r.count, "loss": r.loss,
                        "accuracy": r.accuracy});

@@ -35,7 +35,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         opset,
         fold_bn: spec.resolved.export.fold_bn && !a.no_fold_bn,
     };
-    let meta = export_metadata(&spec, &weights);
+    let meta = export_metadata(&spec, &weights)?;
     let bytes = wrnc_onnx::write(&a.output, &spec.graph, &weights, &opts, &meta)?;
     println!(
         "wrote {} ({bytes} bytes, opset {opset}, BN folding {})",

@@ -4,6 +4,7 @@ use super::common::SpecArgs;
 use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use wrnc_train::CheckpointMeta;
 
 /// Arguments of `wrnc init`.
 #[derive(clap::Args, Debug)]
@@ -23,8 +24,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let spec = a.spec.load()?;
     let seed = a.seed.unwrap_or(spec.resolved.train.seed);
     let mut w = wrnc_train::init_weights(&spec.graph, seed);
-    w.metadata.insert("model".into(), spec.graph.name.clone());
-    w.metadata.insert("init_seed".into(), seed.to_string());
+    CheckpointMeta {
+        model: Some(spec.graph.name.clone()),
+        init_seed: Some(seed),
+        ..CheckpointMeta::default()
+    }
+    .write_to(&mut w.metadata);
     w.save(&a.output)?;
     println!(
         "wrote {} ({} tensors, seed {seed})",

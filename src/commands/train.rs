@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use wrnc_ir::Weights;
 use wrnc_onnx::{ExportOptions, TrainingSummary};
-use wrnc_train::{RunStatus, Split, TrainError, TrainOptions};
+use wrnc_train::{rundir, RunStatus, Split, TrainError, TrainOptions};
 
 /// Arguments of `wrnc train`.
 #[derive(clap::Args, Debug)]
@@ -106,13 +106,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
         // With a validation split, export the weights that scored best on it; without one the
         // per-epoch evaluation ran on the test set, and choosing on it would leak: export last.
         let file = if outcome.eval_split == Split::Val {
-            "best.safetensors"
+            rundir::BEST_FILE
         } else {
-            "last.safetensors"
+            rundir::LAST_FILE
         };
         let weights = Weights::load(&outcome.run_dir.join(file))
             .with_context(|| format!("cannot read {file} for the ONNX export"))?;
-        let mut meta = export_metadata(&spec, &weights);
+        let mut meta = export_metadata(&spec, &weights)?;
         meta.training = Some(TrainingSummary {
             epochs: Some(outcome.epochs_done),
             best_val_accuracy: outcome.best.map(|b| b.0),
@@ -123,7 +123,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 None
             },
         });
-        meta.extra.insert("weights_file".into(), file.to_string());
+        meta.weights_file = Some(file.to_string());
         let opts = ExportOptions::from(&recipe.export);
         let path = outcome.run_dir.join(&recipe.export.file);
         wrnc_onnx::write(&path, &spec.graph, &weights, &opts, &meta).with_context(|| {

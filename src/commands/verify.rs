@@ -1,7 +1,7 @@
 //! `wrnc verify MODEL.onnx --spec SPEC --weights FILE [--batch N] [--atol X] [--rtol X]`:
 //! proves that the ONNX file, run by tract, computes what the Candle model computes.
 
-use super::deploy::{dataset_kind, fit_on, load_splits, load_weights, recorded_normalizer};
+use super::deploy::{checkpoint_meta, fit_on, load_weights, warn_if_fitted};
 use crate::exit::UsageError;
 use anyhow::{bail, Result};
 use rand::SeedableRng;
@@ -39,15 +39,19 @@ pub struct Args {
 /// The inputs to compare on: real test images when the dataset is here, normalised as in
 /// training (the normaliser recorded in the weights, else fitted on the training split), else
 /// seeded standard-normal values.
-fn inputs(spec: &wrnc_spec::Spec, weights: &wrnc_ir::Weights, n: usize) -> (Vec<f32>, String) {
+fn inputs(
+    spec: &wrnc_spec::Spec,
+    meta: &wrnc_train::CheckpointMeta,
+    n: usize,
+) -> (Vec<f32>, String) {
     let d = &spec.resolved.data;
-    let kind = dataset_kind(d);
+    let kind = d.dataset;
     let from_data = (|| -> Result<Vec<f32>> {
-        let splits = load_splits(d)?;
-        let norm = match recorded_normalizer(weights) {
-            Some(n) => n,
-            None => fit_on(d, &splits)?,
-        };
+        let splits = wrnc_data::load_config_splits(d)?;
+        let norm =
+            wrnc_train::input_normalizer(meta, spec.graph.input_shape(), || fit_on(d, &splits))?;
+        warn_if_fitted(&norm);
+        let norm = norm.normalizer;
         if splits.test.len() < n {
             bail!("the test set has only {} images", splits.test.len());
         }
@@ -84,6 +88,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let spec = wrnc_spec::load(&a.spec, &a.set)?;
     let weights = load_weights(&a.weights, &spec.graph)?;
+    let meta = checkpoint_meta(&weights, &a.weights)?;
     let in_file = |e: wrnc_onnx::OnnxError| UsageError(format!("{}: {e}", a.model.display()));
     let proto = read_model_file(&a.model, &ReadLimits::default()).map_err(in_file)?;
     let info = ModelInfo::from_model(&proto).map_err(in_file)?;
@@ -114,7 +119,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .into());
     }
     let classes = spec.graph.classes();
-    let (all, what) = inputs(&spec, &weights, a.batch);
+    let (all, what) = inputs(&spec, &meta, a.batch);
     println!("inputs: {what}");
     let numel: usize = shape.iter().product();
     let mut ok = true;

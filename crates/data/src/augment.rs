@@ -8,66 +8,10 @@
 //! `RandomCrop(padding=p)` on a raw image) or `reflect` in the numpy/PyTorch
 //! sense: the edge pixel is not repeated, so `padded[-1] = x[1]`.
 
-use std::fmt;
-use std::str::FromStr;
-
 use rand::Rng;
+use wrnc_recipe::{Augment, PadMode};
 
 use crate::error::{DataError, Result};
-
-/// How the border of a padded crop is filled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum PadMode {
-    /// Mirror without repeating the edge pixel (`padded[-1] = x[1]`).
-    #[default]
-    Reflect,
-    /// Zero-valued pixels.
-    Zero,
-}
-
-impl PadMode {
-    /// Canonical name: `reflect` or `zero`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PadMode::Reflect => "reflect",
-            PadMode::Zero => "zero",
-        }
-    }
-}
-
-impl fmt::Display for PadMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for PadMode {
-    type Err = DataError;
-
-    /// Parses `reflect` or `zero` (case-insensitive; `zeros` and `constant` also mean zero).
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "reflect" => Ok(PadMode::Reflect),
-            "zero" | "zeros" | "constant" => Ok(PadMode::Zero),
-            _ => Err(DataError::UnknownName {
-                what: "pad mode",
-                name: s.to_string(),
-                expected: "reflect, zero",
-            }),
-        }
-    }
-}
-
-/// Augmentation settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct AugmentConfig {
-    /// Crop padding `p` in pixels; `0` disables random cropping.
-    pub crop_padding: usize,
-    /// Border fill of the padded crop.
-    pub pad_mode: PadMode,
-    /// Flip horizontally with probability 0.5.
-    pub hflip: bool,
-}
 
 /// The random choices for one image: crop offsets in padded coordinates
 /// (`0..=2p`; `p, p` is the identity) and whether to flip.
@@ -81,95 +25,73 @@ pub struct AugmentParams {
     pub flip: bool,
 }
 
-impl AugmentConfig {
-    /// No augmentation at all.
-    pub fn none() -> Self {
-        AugmentConfig {
-            crop_padding: 0,
-            pad_mode: PadMode::Reflect,
-            hflip: false,
-        }
+/// Checks that `aug` suits `height x width` images: reflect padding needs `p < height` and
+/// `p < width`.
+pub fn check_fits(aug: &Augment, height: usize, width: usize) -> Result<()> {
+    if let Some(crop) = aug.crop.on() {
+        check_crop(crop.padding, crop.mode, height, width)?;
     }
+    Ok(())
+}
 
-    /// The usual CIFAR recipe: padding 4 with `pad_mode`, plus horizontal flips.
-    pub fn standard(pad_mode: PadMode) -> Self {
-        AugmentConfig {
-            crop_padding: 4,
-            pad_mode,
-            hflip: true,
-        }
+fn check_crop(pad: usize, mode: PadMode, height: usize, width: usize) -> Result<()> {
+    if pad > 0 && mode == PadMode::Reflect && (pad >= height || pad >= width) {
+        return Err(DataError::invalid(
+            "augmentation",
+            format!("reflect padding {pad} must be smaller than the image size {height}x{width}"),
+        ));
     }
+    Ok(())
+}
 
-    /// `true` when the configuration never changes an image.
-    pub fn is_identity(&self) -> bool {
-        self.crop_padding == 0 && !self.hflip
-    }
+/// Draws the parameters for one image. RNG use, in order: `ox` then `oy`
+/// (each uniform in `0..=2p`, only if the crop padding `p > 0`), then the flip
+/// (a Bernoulli(0.5), only if `aug.flip`).
+pub fn sample<R: Rng + ?Sized>(aug: &Augment, rng: &mut R) -> AugmentParams {
+    let p = aug.crop_padding();
+    let (ox, oy) = if p > 0 {
+        let ox = rng.random_range(0..=2 * p);
+        let oy = rng.random_range(0..=2 * p);
+        (ox, oy)
+    } else {
+        (0, 0)
+    };
+    let flip = aug.flip && rng.random_bool(0.5);
+    AugmentParams { ox, oy, flip }
+}
 
-    /// Checks that the configuration suits `height x width` images: reflect
-    /// padding needs `p < height` and `p < width`.
-    pub fn validate(&self, height: usize, width: usize) -> Result<()> {
-        if self.crop_padding > 0
-            && self.pad_mode == PadMode::Reflect
-            && (self.crop_padding >= height || self.crop_padding >= width)
-        {
-            return Err(DataError::invalid(
-                "augmentation",
-                format!(
-                    "reflect padding {} must be smaller than the image size {height}x{width}",
-                    self.crop_padding
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Draws the parameters for one image. RNG use, in order: `ox` then `oy`
-    /// (each uniform in `0..=2p`, only if `p > 0`), then the flip
-    /// (a Bernoulli(0.5), only if `hflip`).
-    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> AugmentParams {
-        let p = self.crop_padding;
-        let (ox, oy) = if p > 0 {
-            let ox = rng.random_range(0..=2 * p);
-            let oy = rng.random_range(0..=2 * p);
-            (ox, oy)
-        } else {
-            (0, 0)
-        };
-        let flip = self.hflip && rng.random_bool(0.5);
-        AugmentParams { ox, oy, flip }
-    }
-
-    /// Applies `params` to the CHW image `src` (`channels x height x width`), writing `dst`.
-    pub fn apply(
-        &self,
-        params: AugmentParams,
-        src: &[u8],
-        channels: usize,
-        height: usize,
-        width: usize,
-        dst: &mut [u8],
-    ) -> Result<()> {
-        if self.crop_padding > 0 {
-            crop_padded(
-                src,
-                channels,
-                height,
-                width,
-                self.crop_padding,
-                self.pad_mode,
-                params.ox,
-                params.oy,
-                dst,
-            )?;
-        } else {
+/// Applies `params` drawn for `aug` to the CHW image `src` (`channels x height x width`),
+/// writing `dst`.
+pub fn apply(
+    aug: &Augment,
+    params: AugmentParams,
+    src: &[u8],
+    channels: usize,
+    height: usize,
+    width: usize,
+    dst: &mut [u8],
+) -> Result<()> {
+    match aug.crop.on() {
+        Some(crop) if crop.padding > 0 => crop_padded(
+            src,
+            channels,
+            height,
+            width,
+            crop.padding,
+            crop.mode,
+            params.ox,
+            params.oy,
+            dst,
+        )?,
+        _ => {
             check_sizes(src, dst, channels, height, width)?;
             dst.copy_from_slice(src);
         }
-        if params.flip {
-            hflip_in_place(dst, channels, height, width)?;
-        }
-        Ok(())
     }
+    if params.flip {
+        hflip_in_place(dst, channels, height, width)?;
+    }
+    Ok(())
 }
 
 fn check_sizes(src: &[u8], dst: &[u8], channels: usize, height: usize, width: usize) -> Result<()> {
@@ -227,12 +149,7 @@ pub fn crop_padded(
             format!("offsets ({ox}, {oy}) outside 0..={}", 2 * pad),
         ));
     }
-    AugmentConfig {
-        crop_padding: pad,
-        pad_mode: mode,
-        hflip: false,
-    }
-    .validate(height, width)?;
+    check_crop(pad, mode, height, width)?;
     let plane = height * width;
     let p = pad as isize;
     let cols: Vec<Option<usize>> = (0..width)
@@ -276,6 +193,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+    use wrnc_recipe::{Crop, Toggle};
 
     /// 3x3 single-channel image
     /// 1 2 3
@@ -359,14 +277,17 @@ mod tests {
         let mut img = IMG.to_vec();
         hflip_in_place(&mut img, 1, 3, 3).unwrap();
         assert_eq!(img, vec![3, 2, 1, 6, 5, 4, 9, 8, 7]);
-        let cfg = AugmentConfig {
-            crop_padding: 1,
-            pad_mode: PadMode::Zero,
-            hflip: true,
+        let cfg = Augment {
+            crop: Toggle::On(Crop {
+                padding: 1,
+                mode: PadMode::Zero,
+            }),
+            flip: true,
         };
         let mut out = vec![0u8; 9];
         // Crop first (window at 2,2) then flip.
-        cfg.apply(
+        apply(
+            &cfg,
             AugmentParams {
                 ox: 2,
                 oy: 2,
@@ -380,20 +301,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, vec![0, 6, 5, 0, 9, 8, 0, 0, 0]);
-        AugmentConfig::none()
-            .apply(
-                AugmentParams {
-                    ox: 0,
-                    oy: 0,
-                    flip: false,
-                },
-                &IMG,
-                1,
-                3,
-                3,
-                &mut out,
-            )
-            .unwrap();
+        apply(
+            &Augment::NONE,
+            AugmentParams {
+                ox: 0,
+                oy: 0,
+                flip: false,
+            },
+            &IMG,
+            1,
+            3,
+            3,
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(out, IMG.to_vec());
     }
 
@@ -401,10 +322,12 @@ mod tests {
     fn offsets_uniform_and_independent() {
         let p = 2;
         let k = 2 * p + 1;
-        let cfg = AugmentConfig {
-            crop_padding: p,
-            pad_mode: PadMode::Reflect,
-            hflip: true,
+        let cfg = Augment {
+            crop: Toggle::On(Crop {
+                padding: p,
+                mode: PadMode::Reflect,
+            }),
+            flip: true,
         };
         let mut rng = ChaCha8Rng::seed_from_u64(42);
         let per_cell = 400;
@@ -412,7 +335,7 @@ mod tests {
         let mut joint = vec![0usize; k * k];
         let mut flips = 0;
         for _ in 0..n {
-            let a = cfg.sample(&mut rng);
+            let a = sample(&cfg, &mut rng);
             assert!(a.ox < k && a.oy < k);
             joint[a.oy * k + a.ox] += 1;
             flips += usize::from(a.flip);
@@ -447,7 +370,7 @@ mod tests {
     #[test]
     fn disabled_draws_nothing() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let a = AugmentConfig::none().sample(&mut rng);
+        let a = sample(&Augment::NONE, &mut rng);
         assert_eq!(
             a,
             AugmentParams {
@@ -456,8 +379,17 @@ mod tests {
                 flip: false
             }
         );
-        assert!(AugmentConfig::none().is_identity());
-        assert_eq!("Zero".parse::<PadMode>().ok(), Some(PadMode::Zero));
-        assert!("wrap".parse::<PadMode>().is_err());
+        // A crop of padding 0 draws nothing either.
+        let zero_crop = Augment {
+            crop: Toggle::On(Crop {
+                padding: 0,
+                mode: PadMode::Reflect,
+            }),
+            flip: false,
+        };
+        assert!(zero_crop.is_identity());
+        assert_eq!(sample(&zero_crop, &mut rng), a);
+        assert!(check_fits(&Augment::standard(PadMode::Reflect), 3, 3).is_err());
+        assert!(check_fits(&Augment::standard(PadMode::Zero), 3, 3).is_ok());
     }
 }

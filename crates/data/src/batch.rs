@@ -9,7 +9,9 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::augment::AugmentConfig;
+use wrnc_recipe::Augment;
+
+use crate::augment;
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::normalize::Normalizer;
@@ -35,7 +37,7 @@ pub struct BatchConfig {
     /// Skip a final batch smaller than `batch_size`.
     pub drop_last: bool,
     /// Augmentation applied to each image before normalisation.
-    pub augment: AugmentConfig,
+    pub augment: Augment,
     /// Number of batches prepared ahead by the background thread (at least 1 is used).
     pub prefetch: usize,
 }
@@ -51,13 +53,13 @@ impl BatchConfig {
             batch_size,
             shuffle: false,
             drop_last: false,
-            augment: AugmentConfig::none(),
+            augment: Augment::NONE,
             prefetch: Self::DEFAULT_PREFETCH,
         }
     }
 
     /// Training defaults: shuffle, keep the last partial batch, the given augmentation.
-    pub fn train(batch_size: usize, augment: AugmentConfig) -> Self {
+    pub fn train(batch_size: usize, augment: Augment) -> Self {
         BatchConfig {
             shuffle: true,
             augment,
@@ -139,11 +141,11 @@ impl Drop for BatchIter {
 }
 
 /// Builds one batch from `indices`, drawing augmentation parameters from `rng`
-/// for each record in order (when `augment` is not the identity).
+/// for each record in order (when `aug` is not the identity).
 fn build_batch(
     data: &Dataset,
     norm: &Normalizer,
-    augment: &AugmentConfig,
+    aug: &Augment,
     indices: &[usize],
     rng: &mut ChaCha8Rng,
 ) -> Result<Batch> {
@@ -159,11 +161,11 @@ fn build_batch(
         let label = data
             .label(i)
             .ok_or_else(|| DataError::invalid("batch", format!("index {i} out of range")))?;
-        if augment.is_identity() {
+        if aug.is_identity() {
             norm.apply_into(src, out)?;
         } else {
-            let params = augment.sample(rng);
-            augment.apply(params, src, c, h, w, &mut scratch)?;
+            let params = augment::sample(aug, rng);
+            augment::apply(aug, params, src, c, h, w, &mut scratch)?;
             norm.apply_into(&scratch, out)?;
         }
         labels.push(label);
@@ -202,7 +204,7 @@ pub fn epoch_batches(
             ),
         ));
     }
-    cfg.augment.validate(data.height(), data.width())?;
+    augment::check_fits(&cfg.augment, data.height(), data.width())?;
     let cfg = *cfg;
     let total = num_batches(data.len(), cfg.batch_size, cfg.drop_last);
     let (tx, rx) = sync_channel(cfg.prefetch.max(1));
@@ -244,8 +246,7 @@ pub fn eval_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::augment::PadMode;
-    use crate::normalize::NormMode;
+    use wrnc_recipe::{Crop, Normalize, PadMode, Toggle};
 
     /// `n` single-pixel images whose pixel value is the index, label = index % 3.
     fn ramp(n: usize) -> Arc<Dataset> {
@@ -263,7 +264,7 @@ mod tests {
     }
 
     fn identity_norm(d: &Dataset) -> Arc<Normalizer> {
-        Arc::new(Normalizer::fit(NormMode::None, d).unwrap())
+        Arc::new(Normalizer::fit(Normalize::None, d).unwrap())
     }
 
     /// Recovers the record indices from pixel values (`value * 255`).
@@ -307,7 +308,7 @@ mod tests {
     fn shuffle_is_deterministic_per_seed_and_epoch() {
         let d = ramp(50);
         let n = identity_norm(&d);
-        let cfg = BatchConfig::train(8, AugmentConfig::none());
+        let cfg = BatchConfig::train(8, Augment::NONE);
         let order = |epoch, seed| -> Vec<usize> {
             epoch_batches(d.clone(), n.clone(), &cfg, epoch, seed)
                 .unwrap()
@@ -347,10 +348,12 @@ mod tests {
             .unwrap(),
         );
         let n = identity_norm(&d);
-        let aug = AugmentConfig {
-            crop_padding: 0,
-            pad_mode: PadMode::Zero,
-            hflip: true,
+        let aug = Augment {
+            crop: Toggle::On(Crop {
+                padding: 0,
+                mode: PadMode::Zero,
+            }),
+            flip: true,
         };
         let cfg = BatchConfig::train(16, aug);
         let run = || -> Vec<f32> {
@@ -394,7 +397,7 @@ mod tests {
         let d = ramp(4);
         let n = identity_norm(&d);
         assert!(epoch_batches(d.clone(), n.clone(), &BatchConfig::new(0), 0, 0).is_err());
-        let cfg = BatchConfig::train(2, AugmentConfig::standard(PadMode::Reflect));
+        let cfg = BatchConfig::train(2, Augment::standard(PadMode::Reflect));
         // Reflect padding 4 on a 1x1 image is impossible.
         assert!(epoch_batches(d.clone(), n, &cfg, 0, 0).is_err());
         let other = Dataset::new(vec![0; 4], vec![0], 1, 2, 2, vec!["a".into()]).unwrap();

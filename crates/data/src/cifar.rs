@@ -14,7 +14,9 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::dataset::{Dataset, DatasetKind, TrainTest};
+use wrnc_recipe::DatasetKind;
+
+use crate::dataset::{Dataset, TrainTest};
 use crate::error::{DataError, MissingFiles, Result};
 
 /// Pixel bytes per CIFAR image (3 x 32 x 32).
@@ -196,7 +198,7 @@ pub fn load_cifar(kind: DatasetKind, dir: &Path) -> Result<TrainTest> {
         .map(|f| f.to_string())
         .collect();
     if !missing.is_empty() {
-        let archive_dir = kind.archive_dir_name().unwrap_or("");
+        let archive_dir = kind.archive_dir().unwrap_or("");
         return Err(DataError::MissingFiles(Box::new(MissingFiles {
             kind: kind.name(),
             dir: dir.to_path_buf(),

@@ -8,7 +8,9 @@
 //! The split is fixed: the first [`DIGITS_TRAIN`] images are the training set,
 //! the last [`DIGITS_TEST`] the test set.
 
-use crate::dataset::{Dataset, DatasetKind, TrainTest};
+use wrnc_recipe::DatasetKind;
+
+use crate::dataset::{Dataset, TrainTest};
 use crate::error::{DataError, Result};
 
 /// The embedded binary: 1797 records of 64 pixel bytes (`0..=16`) + 1 label byte.
@@ -17,9 +19,10 @@ const DIGITS_BIN: &[u8] = include_bytes!("../assets/digits.bin");
 /// Total number of digit images.
 pub const DIGITS_COUNT: usize = 1797;
 /// Number of images in the fixed test split (the last ones).
-pub const DIGITS_TEST: usize = 360;
+pub const DIGITS_TEST: usize = DatasetKind::Digits.test_size();
 /// Number of images in the fixed training split (the first ones).
-pub const DIGITS_TRAIN: usize = DIGITS_COUNT - DIGITS_TEST;
+pub const DIGITS_TRAIN: usize = DatasetKind::Digits.train_size();
+const _: () = assert!(DIGITS_TRAIN + DIGITS_TEST == DIGITS_COUNT);
 /// Pixels per digit image (8 x 8).
 const PIXELS: usize = 64;
 

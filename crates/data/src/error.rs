@@ -81,17 +81,6 @@ pub enum DataError {
         train_size: usize,
     },
 
-    /// An unknown dataset or mode name was given.
-    #[error("unknown {what} '{name}' (expected one of: {expected})")]
-    UnknownName {
-        /// What kind of name ("dataset", "normalisation mode", ...).
-        what: &'static str,
-        /// The name given.
-        name: String,
-        /// The accepted names, comma separated.
-        expected: &'static str,
-    },
-
     /// The MD5 digest of an archive does not match the expected one.
     #[error("MD5 mismatch for {}: expected {expected}, got {actual}", path.display())]
     Md5Mismatch {

@@ -18,13 +18,9 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 
-use crate::dataset::DatasetKind;
-use crate::error::{DataError, Result};
+use wrnc_recipe::{DatasetKind, CIFAR100_DIR, CIFAR10_DIR};
 
-/// Folder the CIFAR-10 binary archive unpacks to.
-pub const CIFAR10_DIR: &str = "cifar-10-batches-bin";
-/// Folder the CIFAR-100 binary archive unpacks to.
-pub const CIFAR100_DIR: &str = "cifar-100-binary";
+use crate::error::{DataError, Result};
 /// Largest download accepted (512 MiB; the CIFAR archives are ~165 MB).
 pub const MAX_DOWNLOAD_BYTES: u64 = 512 << 20;
 

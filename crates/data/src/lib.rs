@@ -2,13 +2,15 @@
 //!
 //! Datasets, normalisation, augmentation and batching for the wrnc model
 //! compiler. This crate deals only in plain `Vec<u8>` / `Vec<f32>` buffers and
-//! has no dependency on any tensor library or other wrnc crate.
+//! has no dependency on any tensor library; of the wrnc crates it uses only
+//! `wrnc-recipe`, whose words ([`DatasetKind`], [`wrnc_recipe::Normalize`],
+//! [`wrnc_recipe::Augment`]) it takes as its settings.
 //!
 //! ## Overview
 //!
 //! * [`Dataset`]: `u8` images in `N x C x H x W` (CHW per image) order, `u32`
-//!   labels, shape and class names. [`DatasetKind`] names the supported
-//!   datasets (`cifar10`, `cifar100`, `digits`).
+//!   labels, shape and class names. [`DatasetKind`] names
+//!   the supported datasets (`cifar10`, `cifar100`, `digits`) and their facts.
 //! * Loading ([`load`]):
 //!   * CIFAR-10 / CIFAR-100 official binary files ([`cifar::load_cifar`],
 //!     [`cifar::read_cifar_file`]). Files may hold any positive whole number
@@ -18,12 +20,11 @@
 //!     the first 1437 images are the training set, the last 360 the test set.
 //! * Validation split ([`make_splits`]): `val_size` training records chosen by
 //!   a `ChaCha8Rng` seeded with `split_seed` form the validation set.
-//! * Normalisation ([`Normalizer`], [`NormMode`]): fitted on the training
-//!   split only; its statistics can be read and restored with
-//!   [`Normalizer::from_parts`] for storage in model metadata.
-//! * Augmentation ([`AugmentConfig`], [`PadMode`]): random padded crop with
-//!   independent uniform x/y offsets in `0..=2p` (reflect or zero padding)
-//!   and horizontal flip with probability 0.5.
+//! * Normalisation ([`Normalizer`], mode [`wrnc_recipe::Normalize`]): fitted on the training
+//!   split only; it serialises itself (serde) for storage in model metadata.
+//! * Augmentation ([`augment`], settings [`wrnc_recipe::Augment`]): random
+//!   padded crop with independent uniform x/y offsets in `0..=2p` (reflect or
+//!   zero padding) and horizontal flip with probability 0.5.
 //! * Batching ([`epoch_batches`], [`eval_batches`]): an iterator of
 //!   [`Batch`]es prepared on a background thread with a bounded prefetch
 //!   queue; the order and augmentation of epoch `e` depend only on
@@ -31,8 +32,7 @@
 //! * Downloading ([`fetch`]): [`fetch::fetch`] downloads and verifies the
 //!   official CIFAR archives; [`fetch::install_archive`] installs a local
 //!   archive atomically after checking its MD5. The archives unpack to
-//!   [`fetch::CIFAR10_DIR`] (`cifar-10-batches-bin`) and
-//!   [`fetch::CIFAR100_DIR`] (`cifar-100-binary`).
+//!   [`DatasetKind::archive_dir`] (`cifar-10-batches-bin`, `cifar-100-binary`).
 //! * Test utility (only with the `testing` feature, which dev-dependencies
 //!   enable): `testutil::write_cifar_like` writes small synthetic, learnable
 //!   datasets in the CIFAR layouts.
@@ -41,17 +41,15 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use wrnc_data::{
-//!     epoch_batches, load, make_splits, AugmentConfig, BatchConfig, DatasetKind, NormMode,
-//!     Normalizer, PadMode,
-//! };
+//! use wrnc_data::{epoch_batches, load, make_splits, BatchConfig, Normalizer};
+//! use wrnc_recipe::{Augment, DatasetKind, Normalize, PadMode};
 //!
 //! # fn main() -> Result<(), wrnc_data::DataError> {
 //! let data = load(DatasetKind::Digits, std::path::Path::new("unused"))?;
 //! let splits = make_splits(data, 100, 42)?;
-//! let norm = Arc::new(Normalizer::fit(NormMode::MeanStd, &splits.train)?);
+//! let norm = Arc::new(Normalizer::fit(Normalize::MeanStd, &splits.train)?);
 //! let train = Arc::new(splits.train);
-//! let cfg = BatchConfig::train(64, AugmentConfig::standard(PadMode::Zero));
+//! let cfg = BatchConfig::train(64, Augment::standard(PadMode::Zero));
 //! for batch in epoch_batches(train, norm, &cfg, 0, 1234)? {
 //!     assert_eq!(batch.images.len(), batch.len * 64);
 //! }
@@ -75,13 +73,15 @@ pub mod testutil;
 
 use std::path::Path;
 
-pub use augment::{AugmentConfig, AugmentParams, PadMode};
+use wrnc_recipe::{DataConfig, DatasetKind};
+
+pub use augment::AugmentParams;
 pub use batch::{
     epoch_batches, epoch_rng, eval_batches, num_batches, Batch, BatchConfig, BatchIter,
 };
-pub use dataset::{Dataset, DatasetKind, TrainTest};
+pub use dataset::{Dataset, TrainTest};
 pub use error::{DataError, MissingFiles, Result};
-pub use normalize::{NormMode, Normalizer};
+pub use normalize::Normalizer;
 pub use split::{make_splits, split_indices, Splits};
 
 /// Loads the official train and test sets of `kind`.
@@ -103,4 +103,10 @@ pub fn load_splits(
     split_seed: u64,
 ) -> Result<Splits> {
     make_splits(load(kind, root)?, val_size, split_seed)
+}
+
+/// [`load_splits`] of the dataset a `data` section names, from its root folder
+/// ([`DataConfig::root_dir`]) with its validation split.
+pub fn load_config_splits(cfg: &DataConfig) -> Result<Splits> {
+    load_splits(cfg.dataset, &cfg.root_dir(), cfg.val_size, cfg.split_seed)
 }

@@ -1,69 +1,10 @@
 //! Pixel normalisation fitted on the training split.
 
-use std::fmt;
-use std::str::FromStr;
+use serde::{Deserialize, Serialize};
+use wrnc_recipe::Normalize;
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
-
-/// How `u8` pixels are turned into `f32` network inputs. Every mode first
-/// scales pixels to `x = p / 255` in `[0, 1]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum NormMode {
-    /// `(x - mean[c]) / std[c]` with per-channel mean and population std.
-    #[default]
-    MeanStd,
-    /// `x - mean_image[c, y, x]` (the mean training image).
-    PerPixelMean,
-    /// `x - mean[c]` (per-channel mean).
-    PerChannelMean,
-    /// `x` only.
-    None,
-}
-
-impl NormMode {
-    /// All modes.
-    pub const ALL: [NormMode; 4] = [
-        NormMode::MeanStd,
-        NormMode::PerPixelMean,
-        NormMode::PerChannelMean,
-        NormMode::None,
-    ];
-
-    /// Canonical snake_case name: `mean_std`, `per_pixel_mean`,
-    /// `per_channel_mean`, `none`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NormMode::MeanStd => "mean_std",
-            NormMode::PerPixelMean => "per_pixel_mean",
-            NormMode::PerChannelMean => "per_channel_mean",
-            NormMode::None => "none",
-        }
-    }
-}
-
-impl fmt::Display for NormMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for NormMode {
-    type Err = DataError;
-
-    /// Parses the names of [`NormMode::as_str`] (case-insensitive, `-` accepted for `_`).
-    fn from_str(s: &str) -> Result<Self> {
-        let norm = s.to_ascii_lowercase().replace('-', "_");
-        NormMode::ALL
-            .into_iter()
-            .find(|m| m.as_str() == norm)
-            .ok_or_else(|| DataError::UnknownName {
-                what: "normalisation mode",
-                name: s.to_string(),
-                expected: "mean_std, per_pixel_mean, per_channel_mean, none",
-            })
-    }
-}
 
 /// Normalisation statistics plus the image shape they apply to.
 ///
@@ -77,10 +18,15 @@ impl FromStr for NormMode {
 /// | `None`             | empty    | empty   | empty          |
 ///
 /// All statistics are in `[0, 1]` pixel units. [`Normalizer::from_parts`]
-/// rebuilds a normaliser from these values (e.g. loaded from metadata).
-#[derive(Debug, Clone, PartialEq)]
+/// rebuilds a normaliser from these values.
+///
+/// A normaliser serialises itself (serde) as
+/// `{"mode", "shape": [C, H, W], "mean", "std", "mean_image"}`; deserialising checks the
+/// values as [`Normalizer::from_parts`] does. This is the form recorded in weights metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "NormalizerRecord", into = "NormalizerRecord")]
 pub struct Normalizer {
-    mode: NormMode,
+    mode: Normalize,
     channels: usize,
     height: usize,
     width: usize,
@@ -89,17 +35,51 @@ pub struct Normalizer {
     mean_image: Vec<f32>,
 }
 
+/// The serialised form of a [`Normalizer`].
+#[derive(Serialize, Deserialize)]
+struct NormalizerRecord {
+    mode: Normalize,
+    shape: [usize; 3],
+    #[serde(default)]
+    mean: Vec<f32>,
+    #[serde(default)]
+    std: Vec<f32>,
+    #[serde(default)]
+    mean_image: Vec<f32>,
+}
+
+impl From<Normalizer> for NormalizerRecord {
+    fn from(n: Normalizer) -> Self {
+        NormalizerRecord {
+            mode: n.mode,
+            shape: [n.channels, n.height, n.width],
+            mean: n.mean,
+            std: n.std,
+            mean_image: n.mean_image,
+        }
+    }
+}
+
+impl TryFrom<NormalizerRecord> for Normalizer {
+    type Error = DataError;
+
+    fn try_from(r: NormalizerRecord) -> Result<Self> {
+        let [c, h, w] = r.shape;
+        Normalizer::from_parts(r.mode, c, h, w, r.mean, r.std, r.mean_image)
+    }
+}
+
 impl Normalizer {
     /// Computes the statistics of `mode` over every pixel of `train`.
     ///
     /// The std is the population std (divide by N). A channel whose std is 0
     /// (constant channel) gets std 1 so that normalisation stays finite.
     /// An empty dataset is an error unless the mode is `None`.
-    pub fn fit(mode: NormMode, train: &Dataset) -> Result<Self> {
+    pub fn fit(mode: Normalize, train: &Dataset) -> Result<Self> {
         let (c, h, w) = (train.channels(), train.height(), train.width());
         let plane = h * w;
         let n = train.len();
-        if n == 0 && mode != NormMode::None {
+        if n == 0 && mode != Normalize::None {
             return Err(DataError::invalid(
                 "normalizer",
                 "cannot compute statistics of an empty training set",
@@ -115,8 +95,8 @@ impl Normalizer {
             mean_image: Vec::new(),
         };
         match mode {
-            NormMode::None => {}
-            NormMode::PerPixelMean => {
+            Normalize::None => {}
+            Normalize::PerPixelMean => {
                 let mut sums = vec![0u64; c * plane];
                 for img in train.images().chunks_exact(c * plane) {
                     for (s, &p) in sums.iter_mut().zip(img) {
@@ -128,7 +108,7 @@ impl Normalizer {
                     .map(|&s| (s as f64 / (n as f64 * 255.0)) as f32)
                     .collect();
             }
-            NormMode::MeanStd | NormMode::PerChannelMean => {
+            Normalize::MeanStd | Normalize::PerChannelMean => {
                 // Exact integer sums of p and p^2 per channel.
                 let mut sum = vec![0u64; c];
                 let mut sumsq = vec![0u64; c];
@@ -146,7 +126,7 @@ impl Normalizer {
                     let m = sum[ch] as f64 / count;
                     let var = (sumsq[ch] as f64 / count - m * m).max(0.0);
                     out.mean.push((m / 255.0) as f32);
-                    if mode == NormMode::MeanStd {
+                    if mode == Normalize::MeanStd {
                         let sd = var.sqrt() / 255.0;
                         out.std.push(if sd > 0.0 { sd as f32 } else { 1.0 });
                     }
@@ -159,7 +139,7 @@ impl Normalizer {
     /// Rebuilds a normaliser from stored values; the vector lengths must match
     /// the table in the type documentation, values must be finite and std > 0.
     pub fn from_parts(
-        mode: NormMode,
+        mode: Normalize,
         channels: usize,
         height: usize,
         width: usize,
@@ -175,10 +155,10 @@ impl Normalizer {
             ));
         }
         let (want_mean, want_std, want_img) = match mode {
-            NormMode::MeanStd => (channels, channels, 0),
-            NormMode::PerChannelMean => (channels, 0, 0),
-            NormMode::PerPixelMean => (0, 0, size),
-            NormMode::None => (0, 0, 0),
+            Normalize::MeanStd => (channels, channels, 0),
+            Normalize::PerChannelMean => (channels, 0, 0),
+            Normalize::PerPixelMean => (0, 0, size),
+            Normalize::None => (0, 0, 0),
         };
         let check = |name: &str, v: &[f32], want: usize| -> Result<()> {
             if v.len() != want {
@@ -216,7 +196,7 @@ impl Normalizer {
     }
 
     /// The mode.
-    pub fn mode(&self) -> NormMode {
+    pub fn mode(&self) -> Normalize {
         self.mode
     }
 
@@ -261,17 +241,17 @@ impl Normalizer {
         let plane = self.height * self.width;
         const INV: f32 = 1.0 / 255.0;
         match self.mode {
-            NormMode::None => {
+            Normalize::None => {
                 for (o, &p) in out.iter_mut().zip(image) {
                     *o = f32::from(p) * INV;
                 }
             }
-            NormMode::PerPixelMean => {
+            Normalize::PerPixelMean => {
                 for ((o, &p), &m) in out.iter_mut().zip(image).zip(&self.mean_image) {
                     *o = f32::from(p) * INV - m;
                 }
             }
-            NormMode::PerChannelMean | NormMode::MeanStd => {
+            Normalize::PerChannelMean | Normalize::MeanStd => {
                 for ch in 0..self.channels {
                     let m = self.mean[ch];
                     let inv_sd = self.std.get(ch).map_or(1.0, |s| 1.0 / s);
@@ -320,7 +300,7 @@ mod tests {
 
     #[test]
     fn mean_std() {
-        let n = Normalizer::fit(NormMode::MeanStd, &data()).unwrap();
+        let n = Normalizer::fit(Normalize::MeanStd, &data()).unwrap();
         // ch0 in [0,1] units: 0,1,1,1 -> mean 0.75, var 0.75 - 0.5625 = 0.1875.
         // ch1: 0.2,0.2,0.4,0 -> mean 0.2, var (0+0+0.04+0.04)/4 = 0.02.
         close(n.mean(), &[0.75, 0.2]);
@@ -337,7 +317,7 @@ mod tests {
 
     #[test]
     fn per_channel_mean() {
-        let n = Normalizer::fit(NormMode::PerChannelMean, &data()).unwrap();
+        let n = Normalizer::fit(Normalize::PerChannelMean, &data()).unwrap();
         close(n.mean(), &[0.75, 0.2]);
         assert!(n.std().is_empty());
         close(
@@ -348,7 +328,7 @@ mod tests {
 
     #[test]
     fn per_pixel_mean() {
-        let n = Normalizer::fit(NormMode::PerPixelMean, &data()).unwrap();
+        let n = Normalizer::fit(Normalize::PerPixelMean, &data()).unwrap();
         close(n.mean_image(), &[0.5, 1.0, 0.3, 0.1]);
         close(
             &n.apply(&[0, 255, 51, 51]).unwrap(),
@@ -358,7 +338,7 @@ mod tests {
 
     #[test]
     fn none_mode() {
-        let n = Normalizer::fit(NormMode::None, &data()).unwrap();
+        let n = Normalizer::fit(Normalize::None, &data()).unwrap();
         assert!(n.mean().is_empty() && n.std().is_empty() && n.mean_image().is_empty());
         close(&n.apply(&[0, 255, 51, 102]).unwrap(), &[0.0, 1.0, 0.2, 0.4]);
     }
@@ -366,14 +346,14 @@ mod tests {
     #[test]
     fn constant_channel_gets_unit_std() {
         let d = Dataset::new(vec![10, 10, 10, 10], vec![0, 0], 1, 1, 2, vec!["a".into()]).unwrap();
-        let n = Normalizer::fit(NormMode::MeanStd, &d).unwrap();
+        let n = Normalizer::fit(Normalize::MeanStd, &d).unwrap();
         close(n.std(), &[1.0]);
         close(&n.apply(&[10, 10]).unwrap(), &[0.0, 0.0]);
     }
 
     #[test]
     fn round_trip_and_validation() {
-        let n = Normalizer::fit(NormMode::MeanStd, &data()).unwrap();
+        let n = Normalizer::fit(Normalize::MeanStd, &data()).unwrap();
         let (c, h, w) = n.shape();
         let back = Normalizer::from_parts(
             n.mode(),
@@ -387,7 +367,7 @@ mod tests {
         .unwrap();
         assert_eq!(back, n);
         assert!(Normalizer::from_parts(
-            NormMode::MeanStd,
+            Normalize::MeanStd,
             2,
             1,
             2,
@@ -397,7 +377,7 @@ mod tests {
         )
         .is_err());
         assert!(Normalizer::from_parts(
-            NormMode::MeanStd,
+            Normalize::MeanStd,
             2,
             1,
             2,
@@ -407,7 +387,7 @@ mod tests {
         )
         .is_err());
         assert!(Normalizer::from_parts(
-            NormMode::PerPixelMean,
+            Normalize::PerPixelMean,
             2,
             1,
             2,
@@ -417,9 +397,26 @@ mod tests {
         )
         .is_err());
         assert!(n.apply(&[1, 2, 3]).is_err());
-        for m in NormMode::ALL {
-            assert_eq!(m.as_str().parse::<NormMode>().ok(), Some(m));
+    }
+
+    #[test]
+    fn serde_round_trip_and_validation() {
+        for mode in Normalize::ALL {
+            let n = Normalizer::fit(mode, &data()).unwrap();
+            let json = serde_json::to_string(&n).unwrap();
+            assert!(json.contains(&format!("\"mode\":\"{mode}\"")), "{json}");
+            assert_eq!(serde_json::from_str::<Normalizer>(&json).unwrap(), n);
         }
-        assert!("zca".parse::<NormMode>().is_err());
+        // The form written by earlier versions (keys in another order) still reads.
+        let old =
+            r#"{"mean":[0.5],"mean_image":[],"mode":"mean_std","shape":[1,2,2],"std":[0.25]}"#;
+        let n: Normalizer = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (n.mode(), n.shape(), n.std()),
+            (Normalize::MeanStd, (1, 2, 2), &[0.25][..])
+        );
+        // Values are checked as by from_parts.
+        let bad = r#"{"mean":[0.5],"mean_image":[],"mode":"mean_std","shape":[1,2,2],"std":[0.0]}"#;
+        assert!(serde_json::from_str::<Normalizer>(bad).is_err());
     }
 }

@@ -9,8 +9,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use wrnc_recipe::DatasetKind;
+
 use crate::cifar::{expected_files, CIFAR_IMAGE_BYTES};
-use crate::dataset::DatasetKind;
 use crate::error::{DataError, Result};
 
 /// The noise-free 3x32x32 prototype of class `class`: a class-specific

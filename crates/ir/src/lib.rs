@@ -6,9 +6,6 @@
 //! added through a [`GraphBuilder`]. Learnable tensors and buffers are [`Param`]s with stable,
 //! documented names (see `docs/weights.md`), an [`Init`] rule, a trainable flag and a
 //! weight-decay flag.
-//!
-//! The training recipe (data, optimiser, schedule, export options) travels beside the graph as
-//! plain data in [`recipe`], so back ends never read YAML.
 
 pub mod atomic;
 pub mod builder;
@@ -18,7 +15,6 @@ pub mod graph;
 pub mod op;
 pub mod param;
 pub mod passes;
-pub mod recipe;
 pub mod stats;
 pub mod weights;
 

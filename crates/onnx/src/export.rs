@@ -1,7 +1,7 @@
 //! Lowering an IR graph and its weights to an inference-form ONNX model.
 
 use crate::error::{OnnxError, Result};
-use crate::metadata::{ExportMetadata, Normalization, RESERVED_KEYS};
+use crate::metadata::{ExportMetadata, MetaKey, Normalization};
 use crate::proto::{
     AttributeProto, Dim, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     StringStringEntryProto, TensorProto, ValueInfoProto,
@@ -9,8 +9,8 @@ use crate::proto::{
 use prost::Message;
 use std::collections::HashSet;
 use std::path::Path;
-use wrnc_ir::recipe::ExportConfig;
 use wrnc_ir::{passes, Graph, Op, ValueId, Weights};
+use wrnc_recipe::ExportConfig;
 
 /// Lowest opset wrnc exports.
 pub const MIN_OPSET: i64 = 13;
@@ -158,7 +158,7 @@ pub fn export(
         n.validate(input_shape)?;
     }
     for k in meta.extra.keys() {
-        if RESERVED_KEYS.contains(&k.as_str()) {
+        if MetaKey::parse(k).is_some() {
             return Err(OnnxError::Metadata(format!(
                 "extra metadata key `{k}` is reserved for wrnc"
             )));
@@ -194,30 +194,35 @@ pub fn export(
         .normalization
         .clone()
         .unwrap_or_else(|| Normalization::none(input_shape[0]));
-    let mut props: Vec<(String, String)> = vec![
-        ("wrnc_version".into(), PRODUCER_VERSION.into()),
-        ("model_name".into(), graph.name.clone()),
-        ("class_labels".into(), json(&labels)),
-        ("num_classes".into(), classes.to_string()),
-        ("input_name".into(), INPUT_NAME.into()),
-        ("input_layout".into(), "NCHW".into()),
-        ("input_shape".into(), json(&input_shape.to_vec())),
-        (
-            "outputs".into(),
-            json(&vec![
-                LOGITS_NAME.to_string(),
-                PROBABILITIES_NAME.to_string(),
-            ]),
-        ),
-        ("normalization".into(), json(&norm)),
-        ("bn_folded".into(), opts.fold_bn.to_string()),
+    let outputs = json(&vec![
+        LOGITS_NAME.to_string(),
+        PROBABILITIES_NAME.to_string(),
+    ]);
+    let mut props: Vec<(MetaKey, String)> = vec![
+        (MetaKey::WrncVersion, PRODUCER_VERSION.into()),
+        (MetaKey::ModelName, graph.name.clone()),
+        (MetaKey::ClassLabels, json(&labels)),
+        (MetaKey::NumClasses, classes.to_string()),
+        (MetaKey::InputName, INPUT_NAME.into()),
+        (MetaKey::InputLayout, "NCHW".into()),
+        (MetaKey::InputShape, json(&input_shape.to_vec())),
+        (MetaKey::Outputs, outputs),
+        (MetaKey::Normalization, json(&norm)),
+        (MetaKey::BnFolded, opts.fold_bn.to_string()),
     ];
     if let Some(s) = &meta.spec_yaml {
-        props.push(("spec".into(), s.clone()));
+        props.push((MetaKey::Spec, s.clone()));
     }
     if let Some(t) = &meta.training {
-        props.push(("training".into(), json(t)));
+        props.push((MetaKey::Training, json(t)));
     }
+    if let Some(f) = &meta.weights_file {
+        props.push((MetaKey::WeightsFile, f.clone()));
+    }
+    let mut props: Vec<(String, String)> = props
+        .into_iter()
+        .map(|(k, v)| (k.as_str().to_string(), v))
+        .collect();
     props.extend(meta.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
 
     Ok(ModelProto {

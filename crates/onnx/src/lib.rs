@@ -27,6 +27,6 @@ pub use export::{
     DEFAULT_OPSET, INPUT_NAME, LOGITS_NAME, MAX_OPSET, MIN_OPSET, PROBABILITIES_NAME,
     PRODUCER_VERSION,
 };
-pub use metadata::{ExportMetadata, ModelInfo, NormMode, Normalization, TrainingSummary};
+pub use metadata::{ExportMetadata, MetaKey, ModelInfo, Normalization, TrainingSummary};
 pub use proto::ModelProto;
 pub use read::{check_structure, read_model, read_model_file, read_model_with, ReadLimits};

@@ -1,6 +1,7 @@
 //! Deployment metadata stored in `metadata_props`, and its parsed form.
 //!
-//! Keys written by [`crate::export`] (values are strings; JSON where noted):
+//! Keys written by [`crate::export`] are the [`MetaKey`]s (values are strings; JSON where
+//! noted):
 //!
 //! | key | value |
 //! |-----|-------|
@@ -16,6 +17,7 @@
 //! | `bn_folded` | `true` / `false` |
 //! | `spec` | the resolved spec YAML (when known) |
 //! | `training` | JSON [`TrainingSummary`] (when known) |
+//! | `weights_file` | the run directory's weights file exported by `wrnc train` (when known) |
 //!
 //! plus any [`ExportMetadata::extra`] entries.
 
@@ -23,30 +25,87 @@ use crate::error::{OnnxError, Result};
 use crate::proto::{Dim, ModelProto};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
+use wrnc_recipe::Normalize;
 
-/// How input pixels are normalised, mirroring the data crate's modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NormMode {
-    /// `(x - mean[c]) / std[c]`.
-    MeanStd,
-    /// `x - mean[c]`.
-    PerChannelMean,
-    /// `x - mean_image[c, y, x]`.
-    PerPixelMean,
-    /// `x` unchanged.
-    None,
+/// A metadata key wrnc writes into an ONNX file's `metadata_props`. The key strings are
+/// defined here and nowhere else; [`ExportMetadata::extra`] may not use them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetaKey {
+    /// `wrnc_version`: version of the wrnc that wrote the file.
+    WrncVersion,
+    /// `model_name`: the spec's model name.
+    ModelName,
+    /// `class_labels`: JSON array of class names.
+    ClassLabels,
+    /// `num_classes`: number of classes.
+    NumClasses,
+    /// `input_name`: name of the graph input.
+    InputName,
+    /// `input_layout`: `NCHW`.
+    InputLayout,
+    /// `input_shape`: JSON `[C, H, W]`.
+    InputShape,
+    /// `outputs`: JSON names of the outputs.
+    Outputs,
+    /// `normalization`: JSON [`Normalization`].
+    Normalization,
+    /// `bn_folded`: `true` / `false`.
+    BnFolded,
+    /// `spec`: the resolved spec YAML.
+    Spec,
+    /// `training`: JSON [`TrainingSummary`].
+    Training,
+    /// `weights_file`: the weights file of the run directory that was exported.
+    WeightsFile,
 }
 
-impl NormMode {
-    /// Snake-case name as written in the metadata.
+impl MetaKey {
+    /// Every key, in the order the exporter writes them.
+    pub const ALL: [MetaKey; 13] = [
+        MetaKey::WrncVersion,
+        MetaKey::ModelName,
+        MetaKey::ClassLabels,
+        MetaKey::NumClasses,
+        MetaKey::InputName,
+        MetaKey::InputLayout,
+        MetaKey::InputShape,
+        MetaKey::Outputs,
+        MetaKey::Normalization,
+        MetaKey::BnFolded,
+        MetaKey::Spec,
+        MetaKey::Training,
+        MetaKey::WeightsFile,
+    ];
+
+    /// The key as stored in the file.
     pub fn as_str(self) -> &'static str {
         match self {
-            NormMode::MeanStd => "mean_std",
-            NormMode::PerChannelMean => "per_channel_mean",
-            NormMode::PerPixelMean => "per_pixel_mean",
-            NormMode::None => "none",
+            MetaKey::WrncVersion => "wrnc_version",
+            MetaKey::ModelName => "model_name",
+            MetaKey::ClassLabels => "class_labels",
+            MetaKey::NumClasses => "num_classes",
+            MetaKey::InputName => "input_name",
+            MetaKey::InputLayout => "input_layout",
+            MetaKey::InputShape => "input_shape",
+            MetaKey::Outputs => "outputs",
+            MetaKey::Normalization => "normalization",
+            MetaKey::BnFolded => "bn_folded",
+            MetaKey::Spec => "spec",
+            MetaKey::Training => "training",
+            MetaKey::WeightsFile => "weights_file",
         }
+    }
+
+    /// The wrnc key spelled `key`, if any.
+    pub fn parse(key: &str) -> Option<MetaKey> {
+        MetaKey::ALL.into_iter().find(|k| k.as_str() == key)
+    }
+}
+
+impl fmt::Display for MetaKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -54,8 +113,8 @@ impl NormMode {
 /// formula. Statistics are in scaled units (`[0, 1]` with the default scale 1/255).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Normalization {
-    /// Mode.
-    pub mode: NormMode,
+    /// Mode (the spec's `data.normalize` word).
+    pub mode: Normalize,
     /// Factor applied to raw 0..=255 pixels first (1/255).
     pub scale: f64,
     /// Per-channel mean (`mean_std`, `per_channel_mean`; zeros for `none`).
@@ -76,7 +135,7 @@ impl Normalization {
     /// `(x - mean) / std` per channel.
     pub fn mean_std(mean: Vec<f32>, std: Vec<f32>) -> Self {
         Normalization {
-            mode: NormMode::MeanStd,
+            mode: Normalize::MeanStd,
             scale: Self::SCALE,
             mean,
             std,
@@ -88,7 +147,7 @@ impl Normalization {
     pub fn per_channel_mean(mean: Vec<f32>) -> Self {
         let std = vec![1.0; mean.len()];
         Normalization {
-            mode: NormMode::PerChannelMean,
+            mode: Normalize::PerChannelMean,
             scale: Self::SCALE,
             mean,
             std,
@@ -99,7 +158,7 @@ impl Normalization {
     /// `x - mean_image` (CHW).
     pub fn per_pixel_mean(mean_image: Vec<f32>) -> Self {
         Normalization {
-            mode: NormMode::PerPixelMean,
+            mode: Normalize::PerPixelMean,
             scale: Self::SCALE,
             mean: Vec::new(),
             std: Vec::new(),
@@ -110,7 +169,7 @@ impl Normalization {
     /// Pixels / 255 only (mean zeros and std ones for `channels` channels).
     pub fn none(channels: usize) -> Self {
         Normalization {
-            mode: NormMode::None,
+            mode: Normalize::None,
             scale: Self::SCALE,
             mean: vec![0.0; channels],
             std: vec![1.0; channels],
@@ -121,7 +180,12 @@ impl Normalization {
     /// Checks the statistics fit an input of shape `[C, H, W]`.
     pub fn validate(&self, shape: [usize; 3]) -> Result<()> {
         let [c, h, w] = shape;
-        let bad = |m: String| Err(OnnxError::Metadata(format!("normalization: {m}")));
+        let bad = |m: String| {
+            Err(OnnxError::Metadata(format!(
+                "{}: {m}",
+                MetaKey::Normalization
+            )))
+        };
         if !(self.scale.is_finite() && self.scale > 0.0) {
             return bad(format!(
                 "scale must be a positive number, got {}",
@@ -133,9 +197,9 @@ impl Normalization {
             return bad("statistics contain NaN or infinity".into());
         }
         match self.mode {
-            NormMode::MeanStd | NormMode::PerChannelMean | NormMode::None => {
-                let need_std = self.mode == NormMode::MeanStd;
-                if self.mean.len() != c && !(self.mode == NormMode::None && self.mean.is_empty()) {
+            Normalize::MeanStd | Normalize::PerChannelMean | Normalize::None => {
+                let need_std = self.mode == Normalize::MeanStd;
+                if self.mean.len() != c && !(self.mode == Normalize::None && self.mean.is_empty()) {
                     return bad(format!(
                         "mode {} needs {c} means (one per channel), got {}",
                         self.mode.as_str(),
@@ -153,7 +217,7 @@ impl Normalization {
                     return bad("every std must be positive".into());
                 }
             }
-            NormMode::PerPixelMean => {
+            Normalize::PerPixelMean => {
                 if self.mean_image.len() != c * h * w {
                     return bad(format!(
                         "mode per_pixel_mean needs a mean image of {c}x{h}x{w} = {} values, \
@@ -183,7 +247,7 @@ impl Normalization {
             let x = (*v as f64 * self.scale) as f32;
             let ch = i / plane;
             *v = match self.mode {
-                NormMode::PerPixelMean => x - self.mean_image[i],
+                Normalize::PerPixelMean => x - self.mean_image[i],
                 _ => {
                     let m = self.mean.get(ch).copied().unwrap_or(0.0);
                     let s = self.std.get(ch).copied().unwrap_or(1.0);
@@ -226,25 +290,11 @@ pub struct ExportMetadata {
     /// Model description (ModelProto and GraphProto `doc_string`); a default is generated
     /// when None.
     pub doc_string: Option<String>,
-    /// Further metadata entries; they may not replace the keys wrnc writes.
+    /// The run directory's weights file that was exported (`best.safetensors`, ...).
+    pub weights_file: Option<String>,
+    /// Further metadata entries; they may not use a [`MetaKey`].
     pub extra: BTreeMap<String, String>,
 }
-
-/// Metadata keys the exporter owns.
-pub const RESERVED_KEYS: &[&str] = &[
-    "wrnc_version",
-    "model_name",
-    "class_labels",
-    "num_classes",
-    "input_name",
-    "input_layout",
-    "input_shape",
-    "outputs",
-    "normalization",
-    "bn_folded",
-    "spec",
-    "training",
-];
 
 /// What a deployer needs to know about an ONNX file, read back from it.
 #[derive(Debug, Clone, PartialEq)]
@@ -276,7 +326,7 @@ impl ModelInfo {
     /// Reads the info from a decoded model. Fails when the input shape cannot be determined
     /// or a JSON metadata entry is malformed.
     pub fn from_model(model: &ModelProto) -> Result<ModelInfo> {
-        let bad = |k: &str, e: String| OnnxError::Metadata(format!("metadata `{k}`: {e}"));
+        let bad = |k: MetaKey, e: String| OnnxError::Metadata(format!("metadata `{k}`: {e}"));
         let metadata: BTreeMap<String, String> = model
             .metadata_props
             .iter()
@@ -297,25 +347,33 @@ impl ModelInfo {
             .find(|i| !init.contains(i.name.as_deref().unwrap_or("")))
             .ok_or_else(|| OnnxError::Invalid(vec!["the graph has no input".into()]))?;
         let input_name = input.name.clone().unwrap_or_default();
-        let input_shape = match metadata.get("input_shape") {
+        let input_shape = match metadata.get(MetaKey::InputShape.as_str()) {
             Some(s) => {
                 let v: Vec<usize> =
-                    serde_json::from_str(s).map_err(|e| bad("input_shape", e.to_string()))?;
-                <[usize; 3]>::try_from(v.as_slice())
-                    .map_err(|_| bad("input_shape", format!("expected [C, H, W], got {v:?}")))?
+                    serde_json::from_str(s).map_err(|e| bad(MetaKey::InputShape, e.to_string()))?;
+                <[usize; 3]>::try_from(v.as_slice()).map_err(|_| {
+                    bad(
+                        MetaKey::InputShape,
+                        format!("expected [C, H, W], got {v:?}"),
+                    )
+                })?
             }
             None => match input.dims().as_deref() {
                 Some([_, Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)]) => [*c, *h, *w],
                 other => {
                     return Err(OnnxError::Metadata(format!(
-                        "cannot tell the input shape: no `input_shape` metadata and the input \
-                         `{input_name}` is declared as {other:?}, not [N, C, H, W]"
+                        "cannot tell the input shape: no `{}` metadata and the input \
+                         `{input_name}` is declared as {other:?}, not [N, C, H, W]",
+                        MetaKey::InputShape
                     )))
                 }
             },
         };
         if input_shape.contains(&0) {
-            return Err(bad("input_shape", "dimensions must be positive".into()));
+            return Err(bad(
+                MetaKey::InputShape,
+                "dimensions must be positive".into(),
+            ));
         }
         // A hostile file must not make a reader allocate without bound.
         let elems = input_shape
@@ -323,42 +381,47 @@ impl ModelInfo {
             .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128));
         if elems.is_none_or(|n| n > wrnc_ir::builder::MAX_VALUE_ELEMS) {
             return Err(bad(
-                "input_shape",
+                MetaKey::InputShape,
                 format!(
                     "{input_shape:?} is too large: an image may have at most {} values",
                     wrnc_ir::builder::MAX_VALUE_ELEMS
                 ),
             ));
         }
-        let mut class_labels: Vec<String> = match metadata.get("class_labels") {
-            Some(s) => serde_json::from_str(s).map_err(|e| bad("class_labels", e.to_string()))?,
+        let mut class_labels: Vec<String> = match metadata.get(MetaKey::ClassLabels.as_str()) {
+            Some(s) => {
+                serde_json::from_str(s).map_err(|e| bad(MetaKey::ClassLabels, e.to_string()))?
+            }
             None => Vec::new(),
         };
         if class_labels.is_empty() {
             if let Some(n) = metadata
-                .get("num_classes")
+                .get(MetaKey::NumClasses.as_str())
                 .and_then(|s| s.parse::<usize>().ok())
             {
                 if n > MAX_CLASSES {
                     return Err(bad(
-                        "num_classes",
+                        MetaKey::NumClasses,
                         format!("{n} is more than the {MAX_CLASSES} classes a model may have"),
                     ));
                 }
                 class_labels = (0..n).map(|i| i.to_string()).collect();
             }
         }
-        let normalization: Option<Normalization> = match metadata.get("normalization") {
+        let normalization: Option<Normalization> =
+            match metadata.get(MetaKey::Normalization.as_str()) {
+                Some(s) => {
+                    let n: Normalization = serde_json::from_str(s)
+                        .map_err(|e| bad(MetaKey::Normalization, e.to_string()))?;
+                    n.validate(input_shape)?;
+                    Some(n)
+                }
+                None => None,
+            };
+        let training = match metadata.get(MetaKey::Training.as_str()) {
             Some(s) => {
-                let n: Normalization =
-                    serde_json::from_str(s).map_err(|e| bad("normalization", e.to_string()))?;
-                n.validate(input_shape)?;
-                Some(n)
+                Some(serde_json::from_str(s).map_err(|e| bad(MetaKey::Training, e.to_string()))?)
             }
-            None => None,
-        };
-        let training = match metadata.get("training") {
-            Some(s) => Some(serde_json::from_str(s).map_err(|e| bad("training", e.to_string()))?),
             None => None,
         };
         Ok(ModelInfo {
@@ -408,5 +471,17 @@ mod tests {
             json,
             r#"{"mode":"none","scale":0.00392156862745098,"mean":[0.0,0.0,0.0],"std":[1.0,1.0,1.0]}"#
         );
+    }
+
+    #[test]
+    fn keys_are_distinct_and_parse() {
+        let mut names: Vec<&str> = MetaKey::ALL.iter().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MetaKey::ALL.len());
+        for k in MetaKey::ALL {
+            assert_eq!(MetaKey::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(MetaKey::parse("custom"), None);
     }
 }

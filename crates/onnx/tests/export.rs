@@ -8,8 +8,9 @@ use wrnc_onnx::proto::tensor_shape_proto::dimension::Value as DimValue;
 use wrnc_onnx::proto::{type_proto, Dim, ModelProto};
 use wrnc_onnx::{
     check_structure, export, read_model, read_model_with, to_bytes, write, ExportMetadata,
-    ExportOptions, ModelInfo, NormMode, Normalization, OnnxError, ReadLimits, TrainingSummary,
+    ExportOptions, ModelInfo, Normalization, OnnxError, ReadLimits, TrainingSummary,
 };
+use wrnc_recipe::Normalize;
 use wrnc_testkit::graphs::{avg_pool, conv};
 use wrnc_testkit::Net;
 
@@ -44,6 +45,7 @@ fn meta() -> ExportMetadata {
             ..Default::default()
         }),
         doc_string: None,
+        weights_file: None,
         extra: BTreeMap::from([("note".to_string(), "hello".to_string())]),
     }
 }
@@ -148,7 +150,7 @@ fn every_opset_decodes_with_contract() {
             let info = ModelInfo::from_model(&read_model(&bytes).unwrap()).unwrap();
             assert_eq!(info.input_shape, [3, 8, 8]);
             assert_eq!(info.label(4), "e");
-            assert_eq!(info.normalization.unwrap().mode, NormMode::MeanStd);
+            assert_eq!(info.normalization.unwrap().mode, Normalize::MeanStd);
         }
     }
 }

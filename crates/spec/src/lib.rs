@@ -32,8 +32,8 @@ pub use model::{LayerSpec, ModelSection, Shortcut, SpecFile, WrnSpec};
 
 use locate::{parse_path, Locator, Segment};
 use std::path::Path;
-use wrnc_ir::recipe::Recipe;
 use wrnc_ir::Graph;
+use wrnc_recipe::Recipe;
 
 /// Largest spec file accepted, in bytes.
 pub const MAX_SPEC_BYTES: u64 = 1 << 20;

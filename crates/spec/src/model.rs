@@ -1,8 +1,8 @@
 //! The typed spec file: what `spec.yaml` deserialises into.
 
 use serde::{Deserialize, Serialize};
-use wrnc_ir::recipe::{DataConfig, ExportConfig, TrainConfig};
 pub use wrnc_ir::OpKind;
+use wrnc_recipe::{DataConfig, ExportConfig, TrainConfig};
 
 /// A whole spec file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

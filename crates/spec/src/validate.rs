@@ -4,7 +4,7 @@
 use crate::expand::wrn_param_counts;
 use crate::model::SpecFile;
 use wrnc_ir::builder::check_param_budget;
-use wrnc_ir::recipe::{DatasetKind, Schedule};
+use wrnc_recipe::Schedule;
 
 /// A semantic problem: the dotted field path and what is wrong / valid.
 pub type Problem = (String, String);
@@ -99,14 +99,6 @@ pub fn nearest_depths(d: usize) -> Vec<usize> {
 /// Largest depth accepted (far beyond any published WRN; bounds the graph's size).
 pub const MAX_DEPTH: usize = 1000;
 
-/// Training-set size of each dataset before a validation split.
-fn train_size(d: DatasetKind) -> Option<usize> {
-    match d {
-        DatasetKind::Cifar10 | DatasetKind::Cifar100 => Some(50_000),
-        DatasetKind::Digits => Some(1437),
-    }
-}
-
 /// Checks everything that can be checked without building the graph. The spec must already
 /// have `model.input` and `model.classes` resolved.
 pub fn validate(s: &SpecFile) -> Result<(), Problem> {
@@ -165,7 +157,7 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
             "model.input",
             format!(
                 "{input:?} does not match the images of data.dataset `{}`, which are {:?}",
-                serde_name(ds),
+                ds,
                 ds.input_shape()
             ),
         ));
@@ -175,7 +167,7 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
             "model.classes",
             format!(
                 "{classes} does not match data.dataset `{}`, which has {} classes",
-                serde_name(ds),
+                ds,
                 ds.classes()
             ),
         ));
@@ -233,17 +225,15 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
         }
     }
     let d = &s.data;
-    if let Some(n) = train_size(ds) {
-        if d.val_size >= n {
-            return Err(p(
-                "data.val_size",
-                format!(
-                    "{} leaves no training data: {} has {n} training images",
-                    d.val_size,
-                    serde_name(ds)
-                ),
-            ));
-        }
+    let n = ds.train_size();
+    if d.val_size >= n {
+        return Err(p(
+            "data.val_size",
+            format!(
+                "{} leaves no training data: {ds} has {n} training images",
+                d.val_size
+            ),
+        ));
     }
     if d.prefetch == 0 || d.prefetch > 64 {
         return Err(p(
@@ -350,14 +340,6 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
         ));
     }
     Ok(())
-}
-
-fn serde_name(d: DatasetKind) -> &'static str {
-    match d {
-        DatasetKind::Cifar10 => "cifar10",
-        DatasetKind::Cifar100 => "cifar100",
-        DatasetKind::Digits => "digits",
-    }
 }
 
 #[cfg(test)]

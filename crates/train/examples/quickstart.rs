@@ -6,8 +6,8 @@
 mod common;
 
 use std::time::Instant;
-use wrnc_ir::recipe::DeviceKind;
 use wrnc_ir::Weights;
+use wrnc_recipe::DeviceKind;
 use wrnc_train::{evaluate, train, Split, TrainOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = train(&g, &r, &TrainOptions::new(&dir))?;
     let secs = t.elapsed().as_secs_f64();
     let last = Weights::load(&dir.join("last.safetensors"))?;
-    let test = evaluate(&g, &last, &r, Split::Test, DeviceKind::Cpu)?;
+    let test = evaluate(&g, &last, &r, Split::Test, DeviceKind::Cpu)?.result;
     println!(
         "wrn-{depth}-{width} epochs {epochs} batch {batch} lr {lr} seed {seed}: {secs:.1} s, final test acc \
          {:.2}% (best epoch {:?})",

@@ -11,8 +11,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::time::Instant;
-use wrnc_ir::recipe::{Precision, Sgd};
 use wrnc_ir::{Graph, Weights};
+use wrnc_recipe::{Precision, Sgd};
 
 /// What to measure.
 #[derive(Debug, Clone)]

@@ -3,11 +3,10 @@
 
 use crate::error::{Result, TrainError};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
 use std::sync::Arc;
-use wrnc_data::{AugmentConfig, BatchConfig, Dataset, NormMode, Normalizer};
-use wrnc_ir::recipe::{DataConfig, DatasetKind, Normalize, PadMode, Recipe, Toggle};
+use wrnc_data::{BatchConfig, Dataset, Normalizer};
 use wrnc_ir::Graph;
+use wrnc_recipe::Recipe;
 
 /// A dataset split.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +21,9 @@ pub enum Split {
 }
 
 impl Split {
+    /// All splits.
+    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
+
     /// Lower-case name.
     pub fn name(self) -> &'static str {
         match self {
@@ -77,76 +79,24 @@ impl RunData {
     }
 }
 
-fn kind(k: DatasetKind) -> wrnc_data::DatasetKind {
-    match k {
-        DatasetKind::Cifar10 => wrnc_data::DatasetKind::Cifar10,
-        DatasetKind::Cifar100 => wrnc_data::DatasetKind::Cifar100,
-        DatasetKind::Digits => wrnc_data::DatasetKind::Digits,
-    }
-}
-
-fn norm_mode(n: Normalize) -> NormMode {
-    match n {
-        Normalize::MeanStd => NormMode::MeanStd,
-        Normalize::PerPixelMean => NormMode::PerPixelMean,
-        Normalize::PerChannelMean => NormMode::PerChannelMean,
-        Normalize::None => NormMode::None,
-    }
-}
-
-/// The augmentation of a `data` section.
-pub fn augment_config(data: &DataConfig) -> AugmentConfig {
-    match data.augment.on() {
-        None => AugmentConfig::none(),
-        Some(a) => {
-            let (crop_padding, pad_mode) = match &a.crop {
-                Toggle::Off => (0, wrnc_data::PadMode::Reflect),
-                Toggle::On(c) => (
-                    c.padding,
-                    match c.mode {
-                        PadMode::Reflect => wrnc_data::PadMode::Reflect,
-                        PadMode::Zero => wrnc_data::PadMode::Zero,
-                    },
-                ),
-            };
-            AugmentConfig {
-                crop_padding,
-                pad_mode,
-                hflip: a.flip,
-            }
-        }
-    }
-}
-
 /// The training batch configuration of a recipe.
 pub fn train_batch_config(recipe: &Recipe) -> BatchConfig {
     BatchConfig {
         batch_size: recipe.train.batch_size,
         shuffle: recipe.data.shuffle,
         drop_last: recipe.train.drop_last,
-        augment: augment_config(&recipe.data),
+        augment: recipe.data.augmentation(),
         prefetch: recipe.data.prefetch.max(1),
     }
-}
-
-/// Where the dataset files are read from.
-pub fn data_root(data: &DataConfig) -> PathBuf {
-    PathBuf::from(
-        data.root
-            .clone()
-            .or_else(|| data.dataset.default_root().map(str::to_string))
-            .unwrap_or_else(|| ".".into()),
-    )
 }
 
 /// Loads and splits the dataset, fits the normaliser and checks that the graph takes the
 /// dataset's images and predicts its number of classes.
 pub fn load_run_data(graph: &Graph, recipe: &Recipe) -> Result<RunData> {
     let d = &recipe.data;
-    let splits = wrnc_data::load_splits(kind(d.dataset), &data_root(d), d.val_size, d.split_seed)
-        .map_err(|e| TrainError::Data(e.to_string()))?;
-    let norm = Normalizer::fit(norm_mode(d.normalize), &splits.train)
-        .map_err(|e| TrainError::Data(e.to_string()))?;
+    let splits = wrnc_data::load_config_splits(d).map_err(|e| TrainError::Data(e.to_string()))?;
+    let norm =
+        Normalizer::fit(d.normalize, &splits.train).map_err(|e| TrainError::Data(e.to_string()))?;
     let t = &splits.train;
     let shape = [t.channels(), t.height(), t.width()];
     if graph.input_shape() != shape {

@@ -3,7 +3,7 @@
 
 use crate::error::{Result, TrainError};
 use candle_core::Device;
-use wrnc_ir::recipe::DeviceKind;
+use wrnc_recipe::DeviceKind;
 
 /// Whether this build can use CUDA.
 pub fn cuda_built_in() -> bool {

@@ -1,5 +1,6 @@
 //! Inference-mode evaluation of weights on a dataset split, and raw logits for verification.
 
+use crate::checkpoint::{input_normalizer, CheckpointMeta, InputNormalizer};
 use crate::data::{load_run_data, Split};
 use crate::device::select_device;
 use crate::error::{Result, TrainError};
@@ -9,8 +10,8 @@ use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use std::sync::Arc;
 use wrnc_data::{eval_batches, Dataset, Normalizer};
-use wrnc_ir::recipe::{DeviceKind, Recipe};
 use wrnc_ir::{Graph, Weights};
+use wrnc_recipe::{DeviceKind, Recipe};
 
 /// Loss and accuracy of a model on one split.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -63,25 +64,40 @@ pub fn evaluate_model(
     })
 }
 
-/// Evaluates `weights` on `split` of the recipe's dataset (same split, normalisation and
-/// batch size as training uses), on `device`.
+/// The result of [`evaluate`]: the scores and the normaliser they were measured with.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Loss and accuracy.
+    pub result: EvalResult,
+    /// The input normaliser used (recorded in the weights, or fitted: then warn the user).
+    pub normalizer: InputNormalizer,
+}
+
+/// Evaluates `weights` on `split` of the recipe's dataset (same split and batch size as
+/// training uses), on `device`, with the input normaliser recorded in the weights (fitted on
+/// the training split when they record none; see [`input_normalizer`]).
 pub fn evaluate(
     graph: &Graph,
     weights: &Weights,
     recipe: &Recipe,
     split: Split,
     device: DeviceKind,
-) -> Result<EvalResult> {
+) -> Result<Evaluation> {
+    let meta = CheckpointMeta::from_metadata(&weights.metadata)?;
     let dev = select_device(device)?;
     let data = load_run_data(graph, recipe)?;
+    let normalizer = input_normalizer(&meta, graph.input_shape(), || {
+        Ok(Normalizer::clone(&data.norm))
+    })?;
     let mut model = Model::new(graph, weights, &dev, DType::F32)?;
-    evaluate_model(
+    let result = evaluate_model(
         &mut model,
         data.split(split)?,
-        Arc::clone(&data.norm),
+        Arc::clone(&normalizer.normalizer),
         recipe.train.eval_batch_size,
         split,
-    )
+    )?;
+    Ok(Evaluation { result, normalizer })
 }
 
 /// Inference-mode logits of `n` already-normalised images (`n x C x H x W` f32 values), on

@@ -14,12 +14,13 @@
 //! | `metrics.csv` | `epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_sec`, epochs from 1 |
 //! | `steps.csv` | `step,epoch,lr,loss` |
 //! | `last.safetensors` | weights after the last committed step |
-//! | `best.safetensors` | weights of the best epoch (metadata `epoch`, `val_accuracy`, `val_split`) |
+//! | `best.safetensors` | weights of the best epoch (metadata `epoch`, `val_accuracy`, `val_split`: see [`checkpoint`]) |
 //! | `optimizer.safetensors` | momentum buffers; metadata `wrnc.state` holds the JSON state |
 //! | `state.json` | the commit point (see [`rundir`]) |
 //! | `run.lock` | PID of the process training into the directory |
 
 pub mod bench;
+pub mod checkpoint;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod data;
@@ -39,10 +40,11 @@ pub mod schedule;
 pub mod tape;
 pub mod trainer;
 
+pub use checkpoint::{input_normalizer, CheckpointMeta, InputNormalizer, NormalizerSource};
 pub use data::Split;
 pub use device::select_device;
 pub use error::{Result, TrainError};
-pub use eval::{evaluate, predict_logits, EvalResult};
+pub use eval::{evaluate, predict_logits, EvalResult, Evaluation};
 pub use init::init_weights;
 pub use model::{Mode, Model};
 pub use rundir::EpochMetrics;

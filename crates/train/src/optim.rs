@@ -16,9 +16,9 @@ use crate::model::Model;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor};
 use std::collections::BTreeMap;
-use wrnc_ir::recipe::{DecayOn, Sgd};
 use wrnc_ir::weights::Tensor as HostTensor;
 use wrnc_ir::{Graph, Param, ParamId};
+use wrnc_recipe::{DecayOn, Sgd};
 
 /// Whether weight decay applies to `p` under `on` (never to buffers).
 pub fn decays(p: &Param, on: DecayOn) -> bool {

@@ -32,8 +32,10 @@ pub const STEPS_FILE: &str = "steps.csv";
 pub const SPEC_FILE: &str = "spec.resolved.yaml";
 /// Facts about the run (splits, device, ...).
 pub const RUN_FILE: &str = "run.json";
-/// Metadata key of the commit tag.
+/// Metadata key of the commit tag (in every safetensors file of the run directory).
 pub const COMMIT_KEY: &str = "wrnc.commit";
+/// Metadata key of the JSON training state in [`OPTIMIZER_FILE`].
+pub const OPTIMIZER_STATE_KEY: &str = "wrnc.state";
 /// Header of `metrics.csv`.
 pub const METRICS_HEADER: &str =
     "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_sec";

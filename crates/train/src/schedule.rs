@@ -1,7 +1,7 @@
 //! Per-epoch learning rates: PyTorch's MultiStepLR, CosineAnnealingLR (closed form) and a
 //! constant rate, with optional linear warmup.
 
-use wrnc_ir::recipe::{Schedule, TrainConfig};
+use wrnc_recipe::{Schedule, TrainConfig};
 
 /// The learning rate of epoch `epoch` (counted from 0).
 ///

@@ -1,6 +1,7 @@
 //! The training loop: data, model, optimiser and schedule wired to a checkpointed,
 //! resumable run directory.
 
+use crate::checkpoint::CheckpointMeta;
 use crate::data::{load_run_data, train_batch_config, Split};
 use crate::device::{device_name, select_device, set_tf32};
 use crate::error::{Result, TrainError};
@@ -24,8 +25,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use wrnc_data::{epoch_batches, num_batches};
 use wrnc_ir::atomic::write_atomic;
-use wrnc_ir::recipe::{DeviceKind, Precision, Recipe};
 use wrnc_ir::{Graph, Weights};
+use wrnc_recipe::{DeviceKind, Precision, Recipe};
 
 /// How to run [`train`].
 #[derive(Debug, Clone)]
@@ -185,26 +186,9 @@ struct Run<'a> {
     model: Model,
     opt: SgdOptimizer,
     state: RunState,
-    /// The fitted input normalisation as JSON, recorded in every weights file so an export
-    /// needs no dataset ([`NORMALIZATION_KEY`]).
-    normalization: Option<String>,
-}
-
-/// Weights metadata key holding the input normalisation the weights were trained with:
-/// `{"mode", "shape": [C, H, W], "mean", "std", "mean_image"}` (statistics of pixels / 255).
-pub const NORMALIZATION_KEY: &str = "normalization";
-
-/// The JSON stored under [`NORMALIZATION_KEY`].
-pub fn normalization_json(n: &wrnc_data::Normalizer) -> String {
-    let (c, h, w) = n.shape();
-    serde_json::json!({
-        "mode": n.mode().as_str(),
-        "shape": [c, h, w],
-        "mean": n.mean(),
-        "std": n.std(),
-        "mean_image": n.mean_image(),
-    })
-    .to_string()
+    /// The fitted input normalisation, recorded in every weights file so that an export or
+    /// an evaluation uses it ([`CheckpointMeta::normalizer`]).
+    normalization: Option<wrnc_data::Normalizer>,
 }
 
 impl Run<'_> {
@@ -220,30 +204,28 @@ impl Run<'_> {
         }
     }
 
-    fn weights(&self, extra: &[(&str, String)]) -> Result<Weights> {
+    /// The model's weights with `meta` plus the run's model, spec and normaliser recorded.
+    fn weights(&self, meta: CheckpointMeta) -> Result<Weights> {
         let mut w = self.model.to_weights()?;
-        w.metadata.insert("model".into(), self.graph.name.clone());
-        if !self.opts.spec_name.is_empty() {
-            w.metadata
-                .insert("spec".into(), self.opts.spec_name.clone());
+        CheckpointMeta {
+            model: Some(self.graph.name.clone()),
+            spec: Some(self.opts.spec_name.clone()).filter(|s| !s.is_empty()),
+            normalizer: self.normalization.clone(),
+            ..meta
         }
-        if let Some(n) = &self.normalization {
-            w.metadata.insert(NORMALIZATION_KEY.into(), n.clone());
-        }
-        for (k, v) in extra {
-            w.metadata.insert((*k).into(), v.clone());
-        }
+        .write_to(&mut w.metadata);
         Ok(w)
     }
 
     /// Commits the current state; `best` adds `best.safetensors`.
     fn checkpoint(&self, best: Option<(f64, usize, Split)>) -> Result<()> {
         let s = &self.state;
-        let last = self.weights(&[
-            ("epoch", s.epochs_done.to_string()),
-            ("batches_into_next_epoch", s.batches_done.to_string()),
-            ("step", s.global_step.to_string()),
-        ])?;
+        let last = self.weights(CheckpointMeta {
+            epoch: Some(s.epochs_done),
+            batches_into_next_epoch: Some(s.batches_done),
+            step: Some(s.global_step),
+            ..CheckpointMeta::default()
+        })?;
         let state_json = serde_json::to_string(&RunState {
             metrics: Vec::new(),
             ..s.clone()
@@ -253,7 +235,8 @@ impl Run<'_> {
             tensors: self.opt.state(self.graph)?,
             ..Weights::default()
         };
-        opt.metadata.insert("wrnc.state".into(), state_json);
+        opt.metadata
+            .insert(rundir::OPTIMIZER_STATE_KEY.into(), state_json);
         let mut files = vec![
             Staged {
                 name: rundir::LAST_FILE,
@@ -267,12 +250,13 @@ impl Run<'_> {
         if let Some((acc, epoch, split)) = best {
             files.push(Staged {
                 name: rundir::BEST_FILE,
-                weights: self.weights(&[
-                    ("epoch", epoch.to_string()),
-                    ("val_accuracy", format!("{acc}")),
-                    ("val_split", split.name().to_string()),
-                    ("step", s.global_step.to_string()),
-                ])?,
+                weights: self.weights(CheckpointMeta {
+                    epoch: Some(epoch),
+                    val_accuracy: Some(acc),
+                    val_split: Some(split),
+                    step: Some(s.global_step),
+                    ..CheckpointMeta::default()
+                })?,
             });
         }
         commit(&self.dir, files, s)
@@ -434,7 +418,7 @@ fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> R
 fn train_epochs(run: &mut Run<'_>, device: &str) -> Result<TrainOutcome> {
     let (recipe, opts) = (run.recipe, run.opts);
     let data = load_run_data(run.graph, recipe)?;
-    run.normalization = Some(normalization_json(&data.norm));
+    run.normalization = Some(wrnc_data::Normalizer::clone(&data.norm));
     let eval_split = data.epoch_eval_split();
     let eval_data = data.split(eval_split)?;
     write_run_json(run, &data, device)?;

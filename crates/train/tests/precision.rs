@@ -1,7 +1,7 @@
 //! Mixed precision without a GPU: bf16 is CUDA only and says so clearly on the CPU.
 
 use candle_core::{DType, Device};
-use wrnc_ir::recipe::Precision;
+use wrnc_recipe::Precision;
 use wrnc_testkit::Net;
 use wrnc_train::model::Model;
 use wrnc_train::trainer::compute_dtype;

@@ -4,8 +4,8 @@ mod common;
 
 use std::path::Path;
 use wrnc_ir::builder::LayerKind;
-use wrnc_ir::recipe::Recipe;
 use wrnc_ir::{Graph, Weights};
+use wrnc_recipe::Recipe;
 use wrnc_testkit::graphs::conv;
 use wrnc_testkit::Net;
 use wrnc_train::{train, RunStatus, TrainOptions};

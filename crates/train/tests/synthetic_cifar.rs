@@ -2,11 +2,14 @@
 //! and evaluating best.safetensors reproduces the best accuracy recorded in metrics.csv.
 
 use wrnc_ir::builder::LayerKind;
-use wrnc_ir::recipe::{DatasetKind, DeviceKind, Recipe, Schedule, Toggle};
 use wrnc_ir::{Graph, Weights};
+use wrnc_recipe::{DatasetKind, DeviceKind, Recipe, Schedule, Toggle};
 use wrnc_testkit::graphs::{avg_pool, conv_with, linear};
 use wrnc_testkit::Net;
-use wrnc_train::{evaluate, predict_logits, train, RunStatus, Split, TrainOptions};
+use wrnc_train::{
+    evaluate, predict_logits, train, CheckpointMeta, NormalizerSource, RunStatus, Split,
+    TrainOptions,
+};
 
 fn small_cnn() -> Graph {
     let mut b = Net::new("cnn", [3, 32, 32]);
@@ -23,7 +26,7 @@ fn small_cnn() -> Graph {
 fn synthetic_cifar_trains_and_best_weights_reproduce_recorded_accuracy() {
     let root = wrnc_testkit::tempdir();
     let data_dir = root.path().join("cifar");
-    wrnc_data::testutil::write_cifar_like(&data_dir, wrnc_data::DatasetKind::Cifar10, 60, 100, 3)
+    wrnc_data::testutil::write_cifar_like(&data_dir, wrnc_recipe::DatasetKind::Cifar10, 60, 100, 3)
         .unwrap();
     let mut r = Recipe::default();
     r.data.dataset = DatasetKind::Cifar10;
@@ -71,10 +74,13 @@ fn synthetic_cifar_trains_and_best_weights_reproduce_recorded_accuracy() {
         serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
     assert_eq!(run["epoch_eval_split"], "val");
 
-    let mut best = Weights::load(&dir.join("best.safetensors")).unwrap();
-    assert_eq!(best.metadata["epoch"], best_epoch.to_string());
-    best.metadata.clear();
+    let best = Weights::load(&dir.join("best.safetensors")).unwrap();
+    let meta = CheckpointMeta::from_metadata(&best.metadata).unwrap();
+    assert_eq!(meta.epoch, Some(best_epoch));
+    assert_eq!(meta.val_split, Some(Split::Val));
     let ev = evaluate(&g, &best, &r, Split::Val, DeviceKind::Cpu).unwrap();
+    assert_eq!(ev.normalizer.source, NormalizerSource::Recorded);
+    let ev = ev.result;
     assert_eq!(ev.count, 100);
     assert!(
         (ev.accuracy - csv_best).abs() < 1e-6,

@@ -5,7 +5,7 @@
 
 pub mod tensors;
 
-use wrnc_ir::recipe::{Augment, Crop, DatasetKind, DeviceKind, PadMode, Recipe, Schedule, Toggle};
+use wrnc_recipe::{Augment, Crop, DatasetKind, DeviceKind, PadMode, Recipe, Schedule, Toggle};
 
 /// Training on the embedded digits on the CPU: random crops with 1 pixel of zero padding (no
 /// flips), a cosine schedule down to 0, `epochs` epochs of batches of `batch_size`, `seed`.

@@ -1,0 +1,338 @@
+//! [`DatasetKind`]: the datasets wrnc knows, with the facts every crate needs about them
+//! (image shape, classes and their names, official split sizes, where their files live).
+
+use crate::error::UnknownName;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+// The folder names are spelled once, in these macros, so that the constants below and the
+// default roots (`data/<folder>`) are literals built from the same words.
+macro_rules! data_dir {
+    () => {
+        "data"
+    };
+}
+macro_rules! cifar10_dir {
+    () => {
+        "cifar-10-batches-bin"
+    };
+}
+macro_rules! cifar100_dir {
+    () => {
+        "cifar-100-binary"
+    };
+}
+
+/// Folder under which `wrnc data fetch` unpacks datasets by default.
+pub const DATA_DIR: &str = data_dir!();
+/// Folder the CIFAR-10 binary archive unpacks to.
+pub const CIFAR10_DIR: &str = cifar10_dir!();
+/// Folder the CIFAR-100 binary archive unpacks to.
+pub const CIFAR100_DIR: &str = cifar100_dir!();
+
+/// CIFAR-10 class names, in label order.
+pub const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
+/// CIFAR-100 fine class names, in label order (the `fine_label_names` of the
+/// official `meta` file).
+pub const CIFAR100_CLASSES: [&str; 100] = [
+    "apple",
+    "aquarium_fish",
+    "baby",
+    "bear",
+    "beaver",
+    "bed",
+    "bee",
+    "beetle",
+    "bicycle",
+    "bottle",
+    "bowl",
+    "boy",
+    "bridge",
+    "bus",
+    "butterfly",
+    "camel",
+    "can",
+    "castle",
+    "caterpillar",
+    "cattle",
+    "chair",
+    "chimpanzee",
+    "clock",
+    "cloud",
+    "cockroach",
+    "couch",
+    "crab",
+    "crocodile",
+    "cup",
+    "dinosaur",
+    "dolphin",
+    "elephant",
+    "flatfish",
+    "forest",
+    "fox",
+    "girl",
+    "hamster",
+    "house",
+    "kangaroo",
+    "keyboard",
+    "lamp",
+    "lawn_mower",
+    "leopard",
+    "lion",
+    "lizard",
+    "lobster",
+    "man",
+    "maple_tree",
+    "motorcycle",
+    "mountain",
+    "mouse",
+    "mushroom",
+    "oak_tree",
+    "orange",
+    "orchid",
+    "otter",
+    "palm_tree",
+    "pear",
+    "pickup_truck",
+    "pine_tree",
+    "plain",
+    "plate",
+    "poppy",
+    "porcupine",
+    "possum",
+    "rabbit",
+    "raccoon",
+    "ray",
+    "road",
+    "rocket",
+    "rose",
+    "sea",
+    "seal",
+    "shark",
+    "shrew",
+    "skunk",
+    "skyscraper",
+    "snail",
+    "snake",
+    "spider",
+    "squirrel",
+    "streetcar",
+    "sunflower",
+    "sweet_pepper",
+    "table",
+    "tank",
+    "telephone",
+    "television",
+    "tiger",
+    "tractor",
+    "train",
+    "trout",
+    "tulip",
+    "turtle",
+    "wardrobe",
+    "whale",
+    "willow_tree",
+    "wolf",
+    "woman",
+    "worm",
+];
+
+/// Digits class names, in label order.
+pub const DIGITS_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+
+/// Which dataset to train on (`data.dataset` in a spec).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DatasetKind {
+    /// CIFAR-10, official binary layout: 3x32x32, 10 classes.
+    #[default]
+    Cifar10,
+    /// CIFAR-100, official binary layout (fine labels): 3x32x32, 100 classes.
+    Cifar100,
+    /// The embedded UCI optical digits set: 1x8x8, 10 classes.
+    Digits,
+}
+
+impl DatasetKind {
+    /// All kinds, in a fixed order.
+    pub const ALL: [DatasetKind; 3] = [
+        DatasetKind::Cifar10,
+        DatasetKind::Cifar100,
+        DatasetKind::Digits,
+    ];
+
+    /// The canonical lower-case name (`cifar10`, `cifar100`, `digits`), as in a spec.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Cifar100 => "cifar100",
+            DatasetKind::Digits => "digits",
+        }
+    }
+
+    /// Image shape `[C, H, W]` of the dataset.
+    pub fn input_shape(self) -> [usize; 3] {
+        match self {
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => [3, 32, 32],
+            DatasetKind::Digits => [1, 8, 8],
+        }
+    }
+
+    /// Number of classes.
+    pub fn classes(self) -> usize {
+        self.class_names().len()
+    }
+
+    /// Class names in label order.
+    pub fn class_names(self) -> &'static [&'static str] {
+        match self {
+            DatasetKind::Cifar10 => &CIFAR10_CLASSES,
+            DatasetKind::Cifar100 => &CIFAR100_CLASSES,
+            DatasetKind::Digits => &DIGITS_CLASSES,
+        }
+    }
+
+    /// Images in the official training set (before a validation split).
+    pub const fn train_size(self) -> usize {
+        match self {
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => 50_000,
+            DatasetKind::Digits => 1437,
+        }
+    }
+
+    /// Images in the official test set.
+    pub const fn test_size(self) -> usize {
+        match self {
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => 10_000,
+            DatasetKind::Digits => 360,
+        }
+    }
+
+    /// Folder name the official archive unpacks to, or `None` for the embedded digits.
+    pub fn archive_dir(self) -> Option<&'static str> {
+        match self {
+            DatasetKind::Cifar10 => Some(CIFAR10_DIR),
+            DatasetKind::Cifar100 => Some(CIFAR100_DIR),
+            DatasetKind::Digits => None,
+        }
+    }
+
+    /// Default data folder, `data/<archive folder>` (where `wrnc data fetch` unpacks);
+    /// None for embedded data.
+    pub fn default_root(self) -> Option<&'static str> {
+        match self {
+            DatasetKind::Cifar10 => Some(concat!(data_dir!(), "/", cifar10_dir!())),
+            DatasetKind::Cifar100 => Some(concat!(data_dir!(), "/", cifar100_dir!())),
+            DatasetKind::Digits => None,
+        }
+    }
+}
+
+impl fmt::Display for DatasetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for DatasetKind {
+    type Err = UnknownName;
+
+    /// Parses `cifar10`, `cifar100` or `digits` (case-insensitive; `-` and `_` are ignored,
+    /// so `CIFAR-10` works too).
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
+        let norm: String = s
+            .chars()
+            .filter(|c| *c != '-' && *c != '_')
+            .flat_map(char::to_lowercase)
+            .collect();
+        DatasetKind::ALL
+            .into_iter()
+            .find(|k| k.name() == norm)
+            .ok_or_else(|| UnknownName {
+                what: "dataset",
+                name: s.to_string(),
+                expected: "cifar10, cifar100, digits",
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_lists() {
+        assert_eq!(CIFAR100_CLASSES.len(), 100);
+        // The official fine label names are sorted alphabetically.
+        let mut sorted = CIFAR100_CLASSES.to_vec();
+        sorted.sort_unstable();
+        assert_eq!(sorted, CIFAR100_CLASSES.to_vec());
+        assert_eq!(CIFAR100_CLASSES[39], "keyboard");
+        assert_eq!(CIFAR100_CLASSES[99], "worm");
+        assert_eq!(DatasetKind::Cifar10.class_names()[1], "automobile");
+        assert_eq!(DatasetKind::Digits.classes(), 10);
+    }
+
+    #[test]
+    fn parse_kind() {
+        assert_eq!(
+            "CIFAR-10".parse::<DatasetKind>().ok(),
+            Some(DatasetKind::Cifar10)
+        );
+        assert_eq!(
+            "cifar100".parse::<DatasetKind>().ok(),
+            Some(DatasetKind::Cifar100)
+        );
+        assert_eq!(
+            "digits".parse::<DatasetKind>().ok(),
+            Some(DatasetKind::Digits)
+        );
+        let err = "mnist".parse::<DatasetKind>().unwrap_err().to_string();
+        assert!(err.contains("mnist") && err.contains("cifar10"), "{err}");
+        for k in DatasetKind::ALL {
+            assert_eq!(k.name().parse::<DatasetKind>().ok(), Some(k));
+        }
+    }
+
+    #[test]
+    fn serde_names() {
+        for k in DatasetKind::ALL {
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.name())
+            );
+        }
+    }
+
+    #[test]
+    fn facts() {
+        assert_eq!(DatasetKind::Cifar100.classes(), 100);
+        assert_eq!(DatasetKind::Cifar100.class_names()[99], "worm");
+        assert_eq!(DatasetKind::Digits.input_shape(), [1, 8, 8]);
+        assert_eq!(
+            DatasetKind::Digits.train_size() + DatasetKind::Digits.test_size(),
+            1797
+        );
+        assert_eq!(
+            DatasetKind::Cifar10.default_root(),
+            Some("data/cifar-10-batches-bin")
+        );
+        for k in DatasetKind::ALL {
+            let joined = k.archive_dir().map(|d| format!("{DATA_DIR}/{d}"));
+            assert_eq!(k.default_root().map(str::to_string), joined);
+        }
+    }
+}
