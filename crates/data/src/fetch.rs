@@ -305,17 +305,19 @@ mod tests {
 
     /// A synthetic `kind` dataset (`write_cifar_like` with `(records per training file, test
     /// records, seed)`) in `work/src`, packed under the official folder name into
-    /// `work/archive.tar.gz`; returns both paths.
+    /// `work/archive.tar.gz`: returns the work folder, the source folder, the archive and its
+    /// MD5.
     fn synthetic_archive(
-        work: &Path,
         kind: DatasetKind,
         (train, test, seed): (usize, usize, u64),
-    ) -> (PathBuf, PathBuf) {
-        let src = work.join("src");
+    ) -> (tempfile::TempDir, PathBuf, PathBuf, String) {
+        let work = tempfile::tempdir().unwrap();
+        let src = work.path().join("src");
         write_cifar_like(&src, kind, train, test, seed).unwrap();
-        let archive = work.join("archive.tar.gz");
+        let archive = work.path().join("archive.tar.gz");
         make_tar_gz(&src, archive_spec(kind).unwrap().dir_name, &archive);
-        (src, archive)
+        let md5 = md5_file(&archive).unwrap();
+        (work, src, archive, md5)
     }
 
     #[test]
@@ -330,10 +332,7 @@ mod tests {
 
     #[test]
     fn install_and_read_back() {
-        let work = tempfile::tempdir().unwrap();
-        let (src, archive) = synthetic_archive(work.path(), DatasetKind::Cifar10, (3, 4, 9));
-        let md5 = md5_file(&archive).unwrap();
-
+        let (work, src, archive, md5) = synthetic_archive(DatasetKind::Cifar10, (3, 4, 9));
         let dest = work.path().join("data");
         assert!(!is_installed(DatasetKind::Cifar10, &dest));
         let installed = install_archive(&archive, &md5.to_uppercase(), &dest).unwrap();
@@ -361,9 +360,7 @@ mod tests {
 
     #[test]
     fn wrong_md5_writes_nothing() {
-        let work = tempfile::tempdir().unwrap();
-        let (_, archive) = synthetic_archive(work.path(), DatasetKind::Cifar100, (2, 2, 1));
-        let actual = md5_file(&archive).unwrap();
+        let (work, _, archive, actual) = synthetic_archive(DatasetKind::Cifar100, (2, 2, 1));
         let dest = work.path().join("data");
         let e = install_archive(&archive, CIFAR100_ARCHIVE.md5, &dest).unwrap_err();
         let msg = e.to_string();

@@ -14,22 +14,20 @@ pub const BN: LayerKind = LayerKind::BatchNorm {
 
 /// A bias-free convolution with "same" padding (`kernel / 2`).
 pub fn conv(out: usize, kernel: usize, stride: usize) -> LayerKind {
-    conv_with(out, kernel, stride, kernel / 2, false)
+    same_padded_conv(out, kernel, stride, false)
 }
 
-/// A convolution with every setting spelled out.
-pub fn conv_with(
-    out: usize,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
-    bias: bool,
-) -> LayerKind {
+/// A convolution with a bias and "same" padding (`kernel / 2`).
+pub fn conv_bias(out: usize, kernel: usize, stride: usize) -> LayerKind {
+    same_padded_conv(out, kernel, stride, true)
+}
+
+fn same_padded_conv(out: usize, kernel: usize, stride: usize, bias: bool) -> LayerKind {
     LayerKind::Conv {
         out,
         kernel,
         stride,
-        padding,
+        padding: kernel / 2,
         bias,
     }
 }
@@ -133,6 +131,21 @@ impl Net {
     pub fn finish(self) -> Graph {
         self.0.finish().expect("a well-formed graph")
     }
+}
+
+/// The smallest network with every parameter role: `conv` (of kind `conv`), batch norm `bn`,
+/// then [`Net::classifier`] to `classes` (`fc` with a bias when `fc_bias`), graph name `t`.
+pub fn conv_bn_classifier(
+    input: [usize; 3],
+    conv: LayerKind,
+    classes: usize,
+    fc_bias: bool,
+) -> Graph {
+    let mut b = Net::new("t", input);
+    let c = b.then("conv", conv, b.input());
+    let n = b.then("bn", BN, c);
+    b.classifier(n, classes, fc_bias);
+    b.finish()
 }
 
 /// WRN-`depth`-`width` for `input` images and `classes` classes (`dropout` 0 for none), with

@@ -44,15 +44,10 @@ pub fn init_weights(graph: &Graph, seed: u64) -> Weights {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wrnc_testkit::graphs::{conv, BN};
-    use wrnc_testkit::Net;
+    use wrnc_testkit::graphs::{conv, conv_bn_classifier};
 
     fn graph() -> Graph {
-        let mut b = Net::new("t", [16, 8, 8]);
-        let c = b.then("conv", conv(64, 3, 1), b.input());
-        let bn = b.then("bn", BN, c);
-        b.classifier(bn, 10, true);
-        b.finish()
+        conv_bn_classifier([16, 8, 8], conv(64, 3, 1), 10, true)
     }
 
     fn stats(v: &[f32]) -> (f64, f64) {

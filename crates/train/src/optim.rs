@@ -160,16 +160,11 @@ impl SgdOptimizer {
 mod tests {
     use super::*;
     use candle_core::Device;
-    use wrnc_testkit::graphs::{conv_with, BN};
-    use wrnc_testkit::Net;
+    use wrnc_testkit::graphs::{conv_bias, conv_bn_classifier};
 
     /// conv(1->1, 1x1, bias) -> bn -> gap -> flatten -> linear(2, no bias): tiny and inspectable.
     fn graph() -> Graph {
-        let mut b = Net::new("t", [1, 1, 2]);
-        let c = b.then("conv", conv_with(1, 1, 1, 0, true), b.input());
-        let n = b.then("bn", BN, c);
-        b.classifier(n, 2, false);
-        b.finish()
+        conv_bn_classifier([1, 1, 2], conv_bias(1, 1, 1), 2, false)
     }
 
     /// Runs two SGD steps with constant gradients and returns the final parameter values

@@ -5,7 +5,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wrnc_ir::builder::LayerKind;
 use wrnc_ir::Graph;
-use wrnc_testkit::graphs::{avg_pool, conv_with, linear, BN};
+use wrnc_testkit::graphs::{avg_pool, conv_bias, linear, BN};
 use wrnc_testkit::Net;
 use wrnc_train::ops::cross_entropy;
 use wrnc_train::{init_weights, Mode, Model};
@@ -111,7 +111,7 @@ fn wrn_gradients_match_finite_differences() {
 #[test]
 fn dropout_avgpool_linear_gradients_match_finite_differences() {
     let mut b = Net::new("misc", [2, 5, 5]);
-    let c = b.then("conv", conv_with(3, 3, 2, 1, true), b.input());
+    let c = b.then("conv", conv_bias(3, 3, 2), b.input());
     let d = b.then("drop", LayerKind::Dropout { p: 0.4 }, c);
     let p = b.then("pool", avg_pool(2, 1, 1), d);
     let f = b.then("flat", LayerKind::Flatten, p);

@@ -4,7 +4,7 @@
 use wrnc_ir::builder::LayerKind;
 use wrnc_ir::{Graph, Weights};
 use wrnc_recipe::{DatasetKind, DeviceKind, Recipe, Schedule, Toggle};
-use wrnc_testkit::graphs::{avg_pool, conv_with, linear};
+use wrnc_testkit::graphs::{avg_pool, conv_bias, linear};
 use wrnc_testkit::Net;
 use wrnc_train::{
     evaluate, predict_logits, train, CheckpointMeta, NormalizerSource, RunStatus, Split,
@@ -13,7 +13,7 @@ use wrnc_train::{
 
 fn small_cnn() -> Graph {
     let mut b = Net::new("cnn", [3, 32, 32]);
-    let x = b.then("conv0", conv_with(8, 3, 2, 1, true), b.input());
+    let x = b.then("conv0", conv_bias(8, 3, 2), b.input());
     let x = b.bn_relu("bn", "relu", x);
     let x = b.then("avg", avg_pool(4, 4, 0), x);
     let x = b.then("flatten", LayerKind::Flatten, x);

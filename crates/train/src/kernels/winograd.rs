@@ -669,7 +669,7 @@ fn kernel_at(w: &[f32], c: usize, oi: usize, ci: usize) -> [[f32; 3]; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wrnc_testkit::values as rand;
+    use crate::kernels::testutil::rand_vec as rand;
 
     /// Direct 3x3 pad-1 convolution in f64.
     fn direct(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f64> {
