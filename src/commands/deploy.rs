@@ -83,12 +83,8 @@ pub fn fit_normalizer(d: &DataConfig) -> Result<Normalizer> {
 
 /// The normaliser recorded in a weights file by `wrnc train` (None when absent or unreadable).
 pub fn recorded_normalizer(weights: &Weights) -> Option<Normalizer> {
-    let v: serde_json::Value = serde_json::from_str(
-        weights
-            .metadata
-            .get(wrnc_train::trainer::NORMALIZATION_KEY)?,
-    )
-    .ok()?;
+    let v: serde_json::Value =
+        serde_json::from_str(weights.metadata.get(wrnc_train::NORMALIZATION_KEY)?).ok()?;
     let floats = |k: &str| -> Option<Vec<f32>> {
         v[k].as_array()?
             .iter()
