@@ -34,7 +34,8 @@
 //! | `observer` | [`TrainObserver`]: how a run reports progress (the library never prints) |
 //! | `error` | [`TrainError`], whose [`TrainError::kind`] says whose fault a failure is |
 //!
-//! The items below the crate root are the supported interface; the binary uses nothing else.
+//! The items re-exported at the crate root are the supported interface; the binary uses
+//! nothing else.
 //! Runtime switches (`WRNC_REFERENCE_OPS`, `WRNC_WINOGRAD`, `WRNC_SIMD`) are read through
 //! [`wrnc_ir::knobs`].
 
