@@ -6,11 +6,11 @@ use candle_core::{DType, Device};
 /// Which implementation runs the layers of a [`crate::Model`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernels {
-    /// wrnc's fast CPU kernels ([`crate::kernels`]: convolutions, fused BN+ReLU, in-place
-    /// SGD) and the taped backward pass ([`crate::tape`]); f32 on the CPU.
+    /// wrnc's fast CPU kernels (`kernels`: convolutions, fused BN+ReLU, in-place
+    /// SGD) and the taped backward pass (`tape`); f32 on the CPU.
     CpuFast,
     /// Candle's ops on a CUDA device with convolutions through cuDNN
-    /// ([`crate::cuda`], a build with the `cudnn` feature).
+    /// (`cuda::conv`, a build with the `cudnn` feature).
     Cudnn,
     /// Candle's plain ops and autograd: the reference the others are tested against.
     Reference,

@@ -183,7 +183,7 @@ fn check(opts: &BenchOptions) -> Result<()> {
     Ok(())
 }
 
-/// Whether a model on `device` trains with the fast CPU kernels ([`crate::kernels`]).
+/// Whether a model on `device` trains with the fast CPU kernels (`kernels`).
 pub fn fast_kernels(device: &Device) -> bool {
     crate::backend::Kernels::default_for(device, DType::F32).is_cpu_fast()
 }

@@ -40,26 +40,26 @@
 //! [`wrnc_ir::knobs`].
 
 mod backend;
-pub mod bench;
+mod bench;
 mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod data;
-pub mod device;
-pub mod error;
-pub mod eval;
-pub mod init;
-pub mod kernels;
-pub mod lock;
-pub mod model;
+mod device;
+mod error;
+mod eval;
+mod init;
+mod kernels;
+mod lock;
+mod model;
 mod observer;
-pub mod ops;
-pub mod optim;
+mod ops;
+mod optim;
 pub mod rundir;
-pub mod schedule;
+mod schedule;
 mod step;
 mod tape;
-pub mod trainer;
+mod trainer;
 
 pub use backend::Kernels;
 pub use bench::{
@@ -68,7 +68,7 @@ pub use bench::{
 };
 pub use conv::{conv2d, ConvParams};
 pub use data::Split;
-pub use device::{device_name, select_device};
+pub use device::{cuda_built_in, device_name, select_device};
 pub use error::{ErrorKind, Result, TrainError};
 pub use eval::{evaluate, predict_logits, EvalResult};
 pub use init::init_weights;
@@ -76,6 +76,7 @@ pub use kernels::threads as kernel_threads;
 pub use model::{Mode, Model};
 pub use observer::{EpochEnd, EpochStart, Notice, Silent, StepProgress, TrainObserver};
 pub use ops::cross_entropy;
+pub use optim::SgdOptimizer;
 pub use rundir::EpochMetrics;
 pub use step::{Gradients, StepOutput};
 pub use trainer::{

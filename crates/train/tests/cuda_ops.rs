@@ -11,9 +11,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use wrnc_ir::builder::LayerKind;
 use wrnc_ir::{Graph, GraphBuilder};
 use wrnc_train::cuda::conv::{cached_plans, conv2d, workspace_bytes};
-use wrnc_train::model::{Mode, Model};
-use wrnc_train::ops::cross_entropy;
-use wrnc_train::ConvParams;
+use wrnc_train::{cross_entropy, ConvParams, Mode, Model};
 
 fn gpu() -> Option<Device> {
     match Device::new_cuda(0) {

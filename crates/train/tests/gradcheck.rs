@@ -7,8 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use wrnc_ir::builder::LayerKind;
 use wrnc_ir::{Graph, GraphBuilder};
-use wrnc_train::ops::cross_entropy;
-use wrnc_train::{init_weights, Mode, Model};
+use wrnc_train::{cross_entropy, init_weights, Mode, Model};
 
 fn loss(model: &mut Model, x: &Tensor, labels: &Tensor) -> Tensor {
     let logits = model.logits(x, Mode::Train { seed: 9, step: 3 }).unwrap();
