@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde_json::json;
 use std::process::ExitCode;
 use std::time::Instant;
-use wrnc_train::bench::{self, BenchOptions, Throughput};
+use wrnc_train::{BenchOptions, Throughput};
 
 /// Arguments of `wrnc bench`.
 #[derive(clap::Args, Debug)]
@@ -44,7 +44,7 @@ fn bench_tract(
     let bytes = wrnc_onnx::to_bytes(&model);
     let tract = wrnc_verify::TractModel::load(bytes.as_slice(), Some(opts.batch))
         .context("loading the export into tract")?;
-    let (images, _) = bench::synthetic_batch(graph, opts.batch, opts.seed);
+    let (images, _) = wrnc_train::synthetic_batch(graph, opts.batch, opts.seed);
     let [c, h, w]: [usize; 3] = graph
         .input_shape()
         .try_into()
@@ -91,16 +91,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
         tf32: recipe.train.tf32,
     };
     let weights = wrnc_train::init_weights(graph, opts.seed);
-    let fast = bench::fast_kernels(&device);
-    let train = bench::bench_train(graph, &weights, &device, &opts)?;
-    let train_rss = bench::peak_rss_bytes();
-    let eval = bench::bench_eval(graph, &weights, &device, &opts)?;
+    let fast = wrnc_train::fast_kernels(&device);
+    let train = wrnc_train::bench_train(graph, &weights, &device, &opts)?;
+    let train_rss = wrnc_train::peak_rss_bytes();
+    let eval = wrnc_train::bench_eval(graph, &weights, &device, &opts)?;
     let tract = if a.no_tract {
         None
     } else {
         Some(bench_tract(graph, &weights, &opts)?)
     };
-    let device_name = wrnc_train::device::device_name(&device);
+    let device_name = wrnc_train::device_name(&device);
     if a.json {
         let v = json!({
             "model": graph.name,
@@ -116,7 +116,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "eval": eval,
             "tract": tract,
             "train_peak_rss_bytes": train_rss,
-            "peak_rss_bytes": bench::peak_rss_bytes(),
+            "peak_rss_bytes": wrnc_train::peak_rss_bytes(),
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
@@ -132,7 +132,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if let Some(t) = &tract {
             println!("{}", line("tract", t));
         }
-        if let Some(b) = bench::peak_rss_bytes() {
+        if let Some(b) = wrnc_train::peak_rss_bytes() {
             println!("peak memory {:.1} MiB", b as f64 / (1024.0 * 1024.0));
         }
     }
@@ -141,5 +141,5 @@ pub fn run(a: Args) -> Result<ExitCode> {
 
 /// Worker threads of the CPU kernels.
 fn rayon_threads() -> usize {
-    wrnc_train::kernels::threads()
+    wrnc_train::kernel_threads()
 }

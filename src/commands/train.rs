@@ -2,13 +2,19 @@
 
 use super::common::SpecArgs;
 use super::deploy::{export_metadata, DeviceArg};
-use crate::exit::UsageError;
 use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use wrnc_ir::Weights;
 use wrnc_onnx::{ExportOptions, TrainingSummary};
-use wrnc_train::{rundir, RunStatus, Split, TrainError, TrainOptions};
+use wrnc_train::{
+    rundir, EpochEnd, EpochStart, Notice, RunStatus, Split, StepProgress, TrainError,
+    TrainObserver, TrainOptions,
+};
 
 /// Arguments of `wrnc train`.
 #[derive(clap::Args, Debug)]
@@ -32,15 +38,107 @@ pub struct Args {
     quiet: bool,
 }
 
-/// Whether a training error is the user's to fix (exit 2) or a runtime failure (exit 1).
-fn classify(e: TrainError) -> anyhow::Error {
-    match e {
-        TrainError::Device(_)
-        | TrainError::RunDir { .. }
-        | TrainError::Weights(_)
-        | TrainError::Invalid(_) => UsageError(e.to_string()).into(),
-        other => other.into(),
+/// What the terminal shows of a run: an indicatif bar per epoch (stderr, only on a terminal
+/// and without `--quiet`), one summary line per epoch and the notices, on stderr.
+struct Terminal {
+    quiet: bool,
+    bar: Option<ProgressBar>,
+}
+
+impl Terminal {
+    fn new(quiet: bool) -> Self {
+        Terminal { quiet, bar: None }
     }
+}
+
+impl TrainObserver for Terminal {
+    fn epoch_started(&mut self, e: &EpochStart) {
+        let bar = ProgressBar::with_draw_target(
+            Some(e.steps as u64),
+            if self.quiet || !std::io::stderr().is_terminal() {
+                ProgressDrawTarget::hidden()
+            } else {
+                ProgressDrawTarget::stderr()
+            },
+        );
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix} [{bar:25.cyan/blue}] {pos}/{len} {msg} ETA {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(format!("epoch {}/{}", e.epoch, e.epochs));
+        bar.set_position(e.done as u64);
+        self.bar = Some(bar);
+    }
+
+    fn step_done(&mut self, p: &StepProgress) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(p.step as u64);
+            bar.set_message(format!(
+                "loss {:.4} acc {:.2}% lr {:.5} {:.0} img/s",
+                p.loss,
+                p.accuracy * 100.0,
+                p.lr,
+                p.images_per_sec
+            ));
+        }
+    }
+
+    fn steps_finished(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn epoch_finished(&mut self, e: &EpochEnd) {
+        let m = &e.metrics;
+        eprintln!(
+            "epoch {}/{}: lr {:.5}  train loss {:.4} acc {:.2}%  {} loss {:.4} acc {:.2}%{}  \
+             {:.1}s  {:.0} img/s",
+            m.epoch,
+            e.epochs,
+            m.lr,
+            m.train_loss,
+            m.train_acc * 100.0,
+            e.split,
+            m.val_loss,
+            m.val_acc * 100.0,
+            if e.improved { " (best)" } else { "" },
+            m.seconds,
+            m.images_per_sec
+        );
+    }
+
+    fn notice(&mut self, n: &Notice) {
+        match n {
+            Notice::Warning(w) => eprintln!("warning: {w}"),
+        }
+    }
+}
+
+/// The process's interrupt flag, with the Ctrl-C handler installed on first use: the first
+/// Ctrl-C sets the flag (training then saves a resumable checkpoint after the current step),
+/// a second one exits at once with status 130 (the last committed checkpoint stays valid).
+/// `None` when a handler cannot be installed.
+fn ctrl_c_flag() -> Option<Arc<AtomicBool>> {
+    static FLAG: OnceLock<Option<Arc<AtomicBool>>> = OnceLock::new();
+    FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let set = Arc::clone(&flag);
+        ctrlc::set_handler(move || {
+            if set.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond interrupt: exiting now; the last checkpoint is kept");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "\ninterrupt: finishing the current step and saving a resumable checkpoint \
+                 (press Ctrl-C again to exit at once)"
+            );
+        })
+        .ok()
+        .map(|()| flag)
+    })
+    .clone()
 }
 
 /// Runs the command.
@@ -55,26 +153,31 @@ pub fn run(a: Args) -> Result<ExitCode> {
     opts.device = a.device.map(Into::into);
     opts.resume = a.resume;
     opts.init_weights = a.init.clone();
-    opts.quiet = a.quiet;
     opts.resolved_spec_yaml = spec.resolved_yaml();
     opts.spec_name = spec.name().to_string();
-    let outcome = wrnc_train::train(&spec.graph, &recipe, &opts).map_err(|e| {
-        let io = matches!(e, TrainError::Io { .. });
-        let e = classify(e);
-        if !io {
-            return e;
-        }
-        // A failed read or write (disk full, read-only directory): the commit protocol kept
-        // the last checkpoint, so say so and how to continue.
-        e.context(format!(
-            "training stopped: a file of the run directory could not be read or written; {} \
+    opts.interrupt = ctrl_c_flag();
+    if opts.interrupt.is_none() {
+        eprintln!("warning: could not install the Ctrl-C handler");
+    }
+    let mut terminal = Terminal::new(a.quiet);
+    let outcome =
+        wrnc_train::train_with(&spec.graph, &recipe, &opts, &mut terminal).map_err(|e| {
+            let io = matches!(e, TrainError::Io { .. });
+            let e = anyhow::Error::from(e);
+            if !io {
+                return e;
+            }
+            // A failed read or write (disk full, read-only directory): the commit protocol kept
+            // the last checkpoint, so say so and how to continue.
+            e.context(format!(
+                "training stopped: a file of the run directory could not be read or written; {} \
              keeps its last committed checkpoint. Fix the cause, then continue with: wrnc \
              train {} --out {} --resume",
-            out.display(),
-            a.spec.spec.display(),
-            out.display()
-        ))
-    })?;
+                out.display(),
+                a.spec.spec.display(),
+                out.display()
+            ))
+        })?;
     match outcome.status {
         RunStatus::Interrupted => {
             eprintln!(

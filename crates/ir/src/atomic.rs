@@ -16,7 +16,7 @@ use std::path::Path;
 /// of it; `kill:FILE:N[:PHASE]` sends SIGKILL to the process at that write, with PHASE `torn`
 /// (default: half the temporary file written, not synced), `written` (temporary file complete
 /// and synced, not renamed) or `renamed` (renamed over the target, directory not synced).
-pub const FAULT_ENV: &str = "WRNC_FAULT";
+pub const FAULT_ENV: &str = crate::knobs::FAULT.name;
 
 /// Test-only fault injection (see [`FAULT_ENV`]).
 pub mod fault {
@@ -83,7 +83,7 @@ pub mod fault {
         static FAULT: OnceLock<Option<Fault>> = OnceLock::new();
         FAULT
             .get_or_init(|| {
-                let v = std::env::var(super::FAULT_ENV).ok()?;
+                let v = crate::knobs::fault()?;
                 let f = parse(&v);
                 if f.is_none() {
                     eprintln!("warning: ignoring malformed {}={v:?}", super::FAULT_ENV);

@@ -12,6 +12,7 @@ pub mod builder;
 pub mod dot;
 pub mod error;
 pub mod graph;
+pub mod knobs;
 pub mod op;
 pub mod param;
 pub mod passes;

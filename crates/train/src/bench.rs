@@ -180,9 +180,9 @@ fn check(opts: &BenchOptions) -> Result<()> {
     Ok(())
 }
 
-/// Whether a model on `device` trains with the fast CPU kernels ([`crate::kernels`]).
+/// Whether a model on `device` trains with the fast CPU kernels (`kernels`).
 pub fn fast_kernels(device: &Device) -> bool {
-    crate::kernels::supported(device, DType::F32) && !crate::kernels::reference_ops_requested()
+    crate::backend::Kernels::default_for(device, DType::F32).is_cpu_fast()
 }
 
 /// The peak resident set size of this process (`VmHWM` of `/proc/self/status`), where the

@@ -18,34 +18,67 @@
 //! | `optimizer.safetensors` | momentum buffers; metadata `wrnc.state` holds the JSON state |
 //! | `state.json` | the commit point (see [`rundir`]) |
 //! | `run.lock` | PID of the process training into the directory |
+//!
+//! ## Layout
+//!
+//! | module | job |
+//! |---|---|
+//! | `model` | [`Model`]: parameters on a device and the forward executor over the IR |
+//! | `backend` | [`Kernels`]: which implementation runs the layers, chosen once per model |
+//! | `conv` | the convolution op ([`ConvParams`]): fast CPU kernels, cuDNN or Candle inside |
+//! | `step` | one training step ([`Model::loss_and_grads`]): the tape or Candle's autograd |
+//! | `tape` | the backward pass over the IR, owning what it records |
+//! | `kernels` | the fast CPU kernels (convolution, Winograd, BN, SGD) |
+//! | `cuda` | CUDA pieces: TF32, cuDNN convolutions (`cuda` / `cudnn` features) |
+//! | `trainer`, `rundir`, `lock` | the checkpointed training loop and its run directory |
+//! | `observer` | [`TrainObserver`]: how a run reports progress (the library never prints) |
+//! | `error` | [`TrainError`], whose [`TrainError::kind`] says whose fault a failure is |
+//!
+//! The items re-exported at the crate root are the supported interface; the binary uses
+//! nothing else.
+//! Runtime switches (`WRNC_REFERENCE_OPS`, `WRNC_WINOGRAD`, `WRNC_SIMD`) are read through
+//! [`wrnc_ir::knobs`].
 
-pub mod bench;
+mod backend;
+mod bench;
 pub mod checkpoint;
+mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod data;
-pub mod device;
-pub mod error;
-pub mod eval;
-pub mod init;
-pub mod interrupt;
-pub mod kernels;
-pub mod lock;
-pub mod model;
-pub mod ops;
-pub mod optim;
-pub mod progress;
+mod device;
+mod error;
+mod eval;
+mod init;
+mod kernels;
+mod lock;
+mod model;
+mod observer;
+mod ops;
+mod optim;
 pub mod rundir;
-pub mod schedule;
-pub mod tape;
-pub mod trainer;
+mod schedule;
+mod step;
+mod tape;
+mod trainer;
 
+pub use backend::Kernels;
+pub use bench::{
+    bench_eval, bench_train, fast_kernels, peak_rss_bytes, synthetic_batch, BenchOptions,
+    Throughput,
+};
 pub use checkpoint::{input_normalizer, CheckpointMeta, InputNormalizer, NormalizerSource};
+pub use conv::{conv2d, ConvParams};
 pub use data::Split;
-pub use device::select_device;
-pub use error::{Result, TrainError};
+pub use device::{cuda_built_in, device_name, select_device};
+pub use error::{ErrorKind, Result, TrainError};
 pub use eval::{evaluate, predict_logits, EvalResult, Evaluation};
 pub use init::init_weights;
+pub use kernels::threads as kernel_threads;
 pub use model::{Mode, Model};
+pub use observer::{EpochEnd, EpochStart, Notice, Silent, StepProgress, TrainObserver};
+pub use ops::cross_entropy;
+pub use optim::SgdOptimizer;
 pub use rundir::EpochMetrics;
-pub use trainer::{train, RunStatus, TrainOptions, TrainOutcome};
+pub use step::{Gradients, StepOutput};
+pub use trainer::{compute_dtype, train, train_with, RunStatus, TrainOptions, TrainOutcome};

@@ -17,6 +17,8 @@ pub const LOCK_FILE: &str = "run.lock";
 pub struct RunLock {
     path: PathBuf,
     _file: File,
+    /// Why the file could not be locked (a file system without advisory locks), if so.
+    warning: Option<String>,
 }
 
 /// Whether `file` is still the file at `path` (a previous owner may have removed it between
@@ -54,6 +56,7 @@ impl RunLock {
     pub fn acquire(dir: &Path) -> Result<RunLock> {
         let path = dir.join(LOCK_FILE);
         let io = |e| TrainError::io(&path, e);
+        let mut warning = None;
         for _ in 0..20 {
             let mut f = OpenOptions::new()
                 .read(true)
@@ -82,12 +85,14 @@ impl RunLock {
                     };
                 }
                 // A file system without advisory locks (some network or FUSE mounts): go on,
-                // as before locks existed, but say so.
-                Err(TryLockError::Error(e)) => eprintln!(
-                    "warning: cannot lock {}: {e}; make sure no other process trains into {}",
-                    path.display(),
-                    dir.display()
-                ),
+                // as before locks existed, but say so (RunLock::warning).
+                Err(TryLockError::Error(e)) => {
+                    warning = Some(format!(
+                        "cannot lock {}: {e}; make sure no other process trains into {}",
+                        path.display(),
+                        dir.display()
+                    ))
+                }
             }
             if !same_file(&f, &path) {
                 continue; // the previous owner removed it as we opened it: try again
@@ -96,12 +101,22 @@ impl RunLock {
                 .and_then(|_| write!(f, "{}", std::process::id()))
                 .and_then(|_| f.sync_all())
                 .map_err(io)?;
-            return Ok(RunLock { path, _file: f });
+            return Ok(RunLock {
+                path,
+                _file: f,
+                warning,
+            });
         }
         Err(TrainError::RunDir {
             dir: dir.to_path_buf(),
             message: format!("could not take the lock file {}", path.display()),
         })
+    }
+
+    /// Why the directory is not really locked (its file system has no advisory locks), for
+    /// the user to hear; `None` when the lock is held.
+    pub fn warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 }
 

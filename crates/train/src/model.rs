@@ -1,7 +1,14 @@
 //! The IR executor: one Candle [`Var`] per trainable parameter, plain tensors for the BN
 //! running statistics, and a forward pass in training or inference mode for every [`Op`].
+//!
+//! The model only runs forward. Which implementation runs the layers is its [`Kernels`]
+//! (chosen once, per device); a backward pass over the IR records a forward pass into a
+//! [`Tape`], which owns everything it keeps ([`crate::tape`]).
 
+use crate::backend::Kernels;
+use crate::conv::{self, ConvParams};
 use crate::error::{Result, TrainError};
+use crate::tape::Tape;
 use crate::{kernels, ops};
 use candle_core::{DType, Device, Tensor, Var};
 use std::sync::Arc;
@@ -42,7 +49,7 @@ pub(crate) fn dropout_mask(
     }
 }
 
-/// One node as a forward pass ran it ([`Model::forward_observed`]).
+/// One node as a forward pass ran it: what a [`Tape`] records.
 pub(crate) struct NodeRun<'a> {
     /// Index of the node in the graph.
     pub node: usize,
@@ -52,8 +59,31 @@ pub(crate) struct NodeRun<'a> {
     pub output: ValueId,
     /// That value.
     pub out: &'a Tensor,
-    /// A fused batch norm's op, when parameters are read detached (see `pending_bn`).
+    /// A training-mode batch norm's op on the fast kernels (its batch statistics).
     pub bn: Option<kernels::bn::BnRelu>,
+}
+
+/// What one layer computed.
+struct LayerOut {
+    /// Its output.
+    y: Tensor,
+    /// A training-mode batch norm's op on the fast kernels (for a taped backward).
+    bn: Option<kernels::bn::BnRelu>,
+}
+
+impl From<Tensor> for LayerOut {
+    fn from(y: Tensor) -> Self {
+        LayerOut { y, bn: None }
+    }
+}
+
+/// How one forward pass runs.
+#[derive(Debug, Clone, Copy)]
+struct Pass {
+    mode: Mode,
+    /// Parameters are read detached from their variables: the pass runs outside Candle's
+    /// autograd (a [`Tape`] records it instead).
+    detached: bool,
 }
 
 /// One parameter's storage.
@@ -85,13 +115,8 @@ pub struct Model {
     compute: DType,
     slots: Vec<Slot>,
     last_uses: Vec<Option<usize>>,
-    /// Whether the fast CPU kernels ([`crate::kernels`]) run instead of Candle's plain ops.
-    fast: bool,
-    /// Parameters are read detached from their variables: a forward pass outside Candle's
-    /// autograd (the taped step of [`crate::tape`]).
-    pub(crate) detached: bool,
-    /// The last fused batch-norm op of a detached forward pass, for its backward.
-    pub(crate) pending_bn: Option<kernels::bn::BnRelu>,
+    /// Which implementation runs the layers.
+    kernels: Kernels,
 }
 
 impl Model {
@@ -115,7 +140,7 @@ impl Model {
     ) -> Result<Model> {
         let dtype = master;
         if compute != master && !matches!(compute, DType::BF16 | DType::F16) {
-            return Err(TrainError::Invalid(format!(
+            return Err(TrainError::Internal(format!(
                 "mixed precision computes in bf16 or f16, not {compute:?}"
             )));
         }
@@ -131,7 +156,7 @@ impl Model {
         for p in &graph.params {
             let host = weights
                 .get(&p.name)
-                .ok_or_else(|| TrainError::Invalid(format!("missing tensor `{}`", p.name)))?;
+                .ok_or_else(|| TrainError::Internal(format!("missing tensor `{}`", p.name)))?;
             let t =
                 Tensor::from_slice(&host.data, host.shape.as_slice(), device)?.to_dtype(dtype)?;
             slots.push(if p.trainable {
@@ -147,30 +172,28 @@ impl Model {
             compute,
             slots,
             last_uses: graph.last_uses(),
-            fast: kernels::supported(device, compute) && !kernels::reference_ops_requested(),
-            detached: false,
-            pending_bn: None,
+            kernels: Kernels::default_for(device, compute),
         })
     }
 
     /// Selects Candle's plain ops (`true`) or the fast CPU kernels where they apply (`false`,
     /// the default unless `WRNC_REFERENCE_OPS` is set). Results agree to f32 rounding.
     pub fn set_reference_ops(&mut self, reference: bool) {
-        self.fast = !reference && kernels::supported(&self.device, self.compute);
+        self.kernels = Kernels::select(&self.device, self.compute, reference);
+    }
+
+    /// Which implementation runs the layers.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// Whether the fast CPU kernels are in use.
     pub fn uses_fast_kernels(&self) -> bool {
-        self.fast
+        self.kernels.is_cpu_fast()
     }
 
     /// The graph.
     pub fn graph(&self) -> &Graph {
-        &self.graph
-    }
-
-    /// The graph, shared (cheap to clone while the model is borrowed mutably).
-    pub(crate) fn graph_arc(&self) -> &Arc<Graph> {
         &self.graph
     }
 
@@ -208,10 +231,7 @@ impl Model {
 
     /// Replaces the value of a parameter or buffer (same shape), e.g. for an optimiser step.
     pub fn set_param(&mut self, id: ParamId, value: &Tensor) -> Result<()> {
-        let slot = self
-            .slots
-            .get_mut(id.0)
-            .ok_or_else(|| TrainError::Invalid(format!("no parameter #{}", id.0)))?;
+        let slot = self.slots.get_mut(id.0).ok_or_else(|| no_param(id))?;
         let value = value.to_dtype(self.dtype)?;
         match slot {
             Slot::Var(v) => v.set(&value)?,
@@ -245,7 +265,7 @@ impl Model {
         let shape = self.graph.input_shape();
         let per: usize = shape.iter().product();
         if images.len() != n * per {
-            return Err(TrainError::Invalid(format!(
+            return Err(TrainError::Internal(format!(
                 "got {} input values for {n} images of shape {shape:?} ({} expected)",
                 images.len(),
                 n * per
@@ -266,22 +286,27 @@ impl Model {
     /// In training mode the BN running statistics are updated. Intermediate values are
     /// dropped after their last use.
     pub fn forward_to(&mut self, x: &Tensor, mode: Mode, target: ValueId) -> Result<Tensor> {
-        self.forward_observed(x, mode, target, &mut |_| {})
+        self.forward(x, mode, target, None)
     }
 
-    /// [`Model::forward_to`], calling `observe` with every node it runs (a fused BN+ReLU pair
-    /// counts as one), in order: what the taped backward pass records.
-    pub(crate) fn forward_observed(
+    /// [`Model::forward_to`]. With a `tape`, the pass runs outside Candle's autograd
+    /// (parameters read detached) and records every node it runs into the tape (a fused
+    /// BN+ReLU pair counts as one), in order, for the tape's backward pass.
+    pub(crate) fn forward(
         &mut self,
         x: &Tensor,
         mode: Mode,
         target: ValueId,
-        observe: &mut dyn FnMut(NodeRun<'_>),
+        mut tape: Option<&mut Tape>,
     ) -> Result<Tensor> {
+        let pass = Pass {
+            mode,
+            detached: tape.is_some(),
+        };
         let graph = Arc::clone(&self.graph);
         let want = graph.input_shape();
         if x.rank() != 4 || &x.dims()[1..] != want {
-            return Err(TrainError::Invalid(format!(
+            return Err(TrainError::Internal(format!(
                 "model `{}` takes input [N, {}], got {:?}",
                 graph.name,
                 want.iter()
@@ -303,7 +328,7 @@ impl Model {
                 .iter()
                 .map(|v| {
                     values[v.0].clone().ok_or_else(|| {
-                        TrainError::Invalid(format!(
+                        TrainError::Internal(format!(
                             "layer `{}`: input `{}` is not available",
                             node.name, graph.values[v.0].name
                         ))
@@ -314,29 +339,36 @@ impl Model {
             let master_op = self.compute != self.dtype && matches!(node.op, Op::BatchNorm { .. });
             // Fast kernels: a BN absorbs the ReLU that follows it (training and eval).
             let fused_relu = self.fuses_relu(i, target);
-            let out = if master_op {
+            let LayerOut { y: out, bn } = if master_op {
                 let ins = ins
                     .iter()
                     .map(|t| t.to_dtype(self.dtype))
                     .collect::<candle_core::Result<Vec<_>>>()?;
-                self.run_op(i, &node.op, &ins, mode, fused_relu)
-                    .and_then(|t| Ok(t.to_dtype(self.compute)?))
+                self.run_op(i, &node.op, &ins, pass, fused_relu)
+                    .and_then(|o| {
+                        Ok(LayerOut {
+                            y: o.y.to_dtype(self.compute)?,
+                            bn: o.bn,
+                        })
+                    })
             } else {
-                self.run_op(i, &node.op, &ins, mode, fused_relu)
+                self.run_op(i, &node.op, &ins, pass, fused_relu)
             }
-            .map_err(|e| match e {
-                TrainError::Candle(c) => TrainError::Invalid(format!("layer `{}`: {c}", node.name)),
-                other => other,
-            })?;
+            .map_err(|e| e.in_layer(&node.name))?;
             // A fused ReLU's output stands in for the next node's.
             let output = fused_relu.unwrap_or(node.output);
-            observe(NodeRun {
-                node: i,
-                ins: &ins,
-                output,
-                out: &out,
-                bn: self.pending_bn.take(),
-            });
+            if let Some(tape) = tape.as_deref_mut() {
+                tape.record(
+                    &node.op,
+                    NodeRun {
+                        node: i,
+                        ins: &ins,
+                        output,
+                        out: &out,
+                        bn,
+                    },
+                );
+            }
             if output == target {
                 return Ok(out.to_dtype(self.dtype)?);
             }
@@ -348,7 +380,7 @@ impl Model {
             }
             i += if fused_relu.is_some() { 2 } else { 1 };
         }
-        Err(TrainError::Invalid(format!(
+        Err(TrainError::Internal(format!(
             "value #{} is not produced by the graph",
             target.0
         )))
@@ -359,7 +391,7 @@ impl Model {
     pub(crate) fn fuses_relu(&self, i: usize, target: ValueId) -> Option<ValueId> {
         let bn = &self.graph.nodes[i];
         let next = self.graph.nodes.get(i + 1)?;
-        let fusable = self.fast
+        let fusable = self.kernels.is_cpu_fast()
             && matches!(bn.op, Op::BatchNorm { .. })
             && next.op == Op::Relu
             && next.inputs == [bn.output]
@@ -369,49 +401,23 @@ impl Model {
         fusable.then_some(next.output)
     }
 
-    /// 2-D convolution without bias: the one place that picks the implementation. With
-    /// `need_input_grad = false` (the input is the network input) the fast kernel skips the
-    /// input gradient.
-    fn conv2d(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        stride: usize,
-        padding: usize,
-        need_input_grad: bool,
-    ) -> Result<Tensor> {
-        if self.fast {
-            return Ok(kernels::conv::conv2d(
-                x,
-                w,
-                stride,
-                padding,
-                need_input_grad,
-            )?);
-        }
-        #[cfg(feature = "cudnn")]
-        if x.device().is_cuda() {
-            // cuDNN forward, backward-data and backward-filter (crate::cuda::conv).
-            return Ok(crate::cuda::conv::conv2d(x, w, padding, stride)?);
-        }
-        Ok(x.conv2d(w, padding, stride, 1, 1)?)
-    }
-
     /// Training-mode batch norm (followed by a ReLU when `relu`), running statistics
     /// updated. The fused kernel serves 4-D inputs when the fast kernels are on.
-    #[allow(clippy::too_many_arguments)]
     fn batch_norm_train(
         &mut self,
         x: &Tensor,
         params: [ParamId; 4],
-        eps: f64,
-        momentum: f64,
+        (eps, momentum): (f64, f64),
         relu: bool,
-    ) -> Result<Tensor> {
+        detached: bool,
+    ) -> Result<LayerOut> {
         let [weight, bias, running_mean, running_var] = params;
-        let (g, b) = (self.p(weight)?, self.p(bias)?);
-        let (rm, rv) = (self.p(running_mean)?, self.p(running_var)?);
-        if self.fast && x.rank() == 4 {
+        let (g, b) = (self.p(weight, detached)?, self.p(bias, detached)?);
+        let (rm, rv) = (
+            self.p(running_mean, detached)?,
+            self.p(running_var, detached)?,
+        );
+        if self.kernels.is_cpu_fast() && x.rank() == 4 {
             let out = kernels::bn::batch_norm_train(x, &g, &b, eps, relu)?;
             let (n, _, h, w) = x.dims4()?;
             let count = (n * h * w) as f64;
@@ -423,41 +429,46 @@ impl Model {
             let new_rv = (rv.affine(1.0 - momentum, 0.0)? + unbiased.affine(momentum, 0.0)?)?;
             self.set_param(running_mean, &new_rm)?;
             self.set_param(running_var, &new_rv)?;
-            if self.detached {
-                self.pending_bn = Some(out.op);
-            }
-            return Ok(out.y);
+            return Ok(LayerOut {
+                y: out.y,
+                bn: Some(out.op),
+            });
         }
         let out = ops::batch_norm_train(x, &g, &b, &rm, &rv, eps, momentum)?;
         self.set_param(running_mean, &out.running_mean)?;
         self.set_param(running_var, &out.running_var)?;
-        Ok(if relu { out.y.relu()? } else { out.y })
+        Ok(if relu { out.y.relu()? } else { out.y }.into())
     }
 
-    pub(crate) fn p(&self, id: ParamId) -> Result<Tensor> {
-        let t = self
-            .param_tensor(id)
-            .ok_or_else(|| TrainError::Invalid(format!("no parameter #{}", id.0)))?;
-        Ok(if self.detached { t.detach() } else { t.clone() })
+    /// A parameter or buffer: the variable itself (differentiable), or `detached` from it.
+    fn p(&self, id: ParamId, detached: bool) -> Result<Tensor> {
+        let t = self.param_tensor(id).ok_or_else(|| no_param(id))?;
+        Ok(if detached { t.detach() } else { t.clone() })
+    }
+
+    /// A parameter's current value, outside Candle's autograd (what a taped backward reads).
+    pub(crate) fn param_detached(&self, id: ParamId) -> Result<Tensor> {
+        self.p(id, true)
     }
 
     /// A parameter cast to the compute dtype (a no-op without mixed precision); the cast is
     /// differentiable, so the gradient reaches the master variable in its own dtype.
-    fn pc(&self, id: ParamId) -> Result<Tensor> {
-        Ok(self.p(id)?.to_dtype(self.compute)?)
+    fn pc(&self, id: ParamId, detached: bool) -> Result<Tensor> {
+        Ok(self.p(id, detached)?.to_dtype(self.compute)?)
     }
 
-    pub(crate) fn run_op(
+    fn run_op(
         &mut self,
         index: usize,
         op: &Op,
         ins: &[Tensor],
-        mode: Mode,
+        pass: Pass,
         fused_relu: Option<ValueId>,
-    ) -> Result<Tensor> {
+    ) -> Result<LayerOut> {
+        let Pass { mode, detached } = pass;
         let x = ins
             .first()
-            .ok_or_else(|| TrainError::Invalid("layer without input".into()))?;
+            .ok_or_else(|| TrainError::Internal("layer without input".into()))?;
         Ok(match op {
             Op::Conv {
                 stride,
@@ -468,15 +479,21 @@ impl Model {
             } => {
                 let from_input =
                     self.graph.nodes[index].inputs.first() == Some(&self.graph.input());
-                let y = self.conv2d(x, &self.pc(*weight)?, *stride, *padding, !from_input)?;
+                let params = ConvParams {
+                    stride: *stride,
+                    padding: *padding,
+                };
+                let w = self.pc(*weight, detached)?;
+                let y = conv::conv2d(x, &w, params, self.kernels, !from_input)?;
                 match bias {
                     Some(b) => {
-                        let b = self.pc(*b)?;
+                        let b = self.pc(*b, detached)?;
                         let c = b.dim(0)?;
                         y.broadcast_add(&b.reshape((1, c, 1, 1))?)?
                     }
                     None => y,
                 }
+                .into()
             }
             Op::BatchNorm {
                 eps,
@@ -489,47 +506,58 @@ impl Model {
                 Mode::Train { .. } => self.batch_norm_train(
                     x,
                     [*weight, *bias, *running_mean, *running_var],
-                    *eps,
-                    *momentum,
+                    (*eps, *momentum),
                     fused_relu.is_some(),
+                    detached,
                 )?,
                 Mode::Eval => {
-                    let (g, b) = (self.p(*weight)?, self.p(*bias)?);
-                    let (rm, rv) = (self.p(*running_mean)?, self.p(*running_var)?);
-                    if self.fast && x.rank() == 4 {
+                    let (g, b) = (self.p(*weight, detached)?, self.p(*bias, detached)?);
+                    let (rm, rv) = (
+                        self.p(*running_mean, detached)?,
+                        self.p(*running_var, detached)?,
+                    );
+                    if self.kernels.is_cpu_fast() && x.rank() == 4 {
                         let stats = [&g, &b, &rm, &rv];
                         kernels::bn::batch_norm_eval(x, stats, *eps, fused_relu.is_some())?
                     } else {
                         ops::batch_norm_eval(x, &g, &b, &rm, &rv, *eps)?
                     }
+                    .into()
                 }
             },
-            Op::Relu => x.relu()?,
+            Op::Relu => x.relu()?.into(),
             Op::Dropout { p } => match dropout_mask(mode, index, *p, x)? {
                 Some(mask) => (x * mask)?,
                 None => x.clone(),
-            },
+            }
+            .into(),
             Op::Add => {
                 let y = ins
                     .get(1)
-                    .ok_or_else(|| TrainError::Invalid("add needs two inputs".into()))?;
-                (x + y)?
+                    .ok_or_else(|| TrainError::Internal("add needs two inputs".into()))?;
+                (x + y)?.into()
             }
             Op::AvgPool {
                 kernel,
                 stride,
                 padding,
-            } => ops::avg_pool(x, *kernel, *stride, *padding)?,
-            Op::GlobalAvgPool => x.mean_keepdim((2, 3))?,
-            Op::Flatten => x.flatten_from(1)?,
+            } => ops::avg_pool(x, *kernel, *stride, *padding)?.into(),
+            Op::GlobalAvgPool => x.mean_keepdim((2, 3))?.into(),
+            Op::Flatten => x.flatten_from(1)?.into(),
             Op::Linear { weight, bias, .. } => {
-                let y = x.matmul(&self.pc(*weight)?.t()?)?;
+                let y = x.matmul(&self.pc(*weight, detached)?.t()?)?;
                 match bias {
-                    Some(b) => y.broadcast_add(&self.pc(*b)?)?,
+                    Some(b) => y.broadcast_add(&self.pc(*b, detached)?)?,
                     None => y,
                 }
+                .into()
             }
-            Op::Softmax => candle_nn::ops::softmax(x, candle_core::D::Minus1)?,
+            Op::Softmax => candle_nn::ops::softmax(x, candle_core::D::Minus1)?.into(),
         })
     }
+}
+
+/// The error for a parameter id outside the graph (a bug: ids come from the graph).
+fn no_param(id: ParamId) -> TrainError {
+    TrainError::Internal(format!("no parameter #{}", id.0))
 }

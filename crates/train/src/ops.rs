@@ -23,7 +23,7 @@ fn bn_axes(x: &Tensor) -> Result<(Vec<usize>, Vec<usize>, usize)> {
     match x.dims() {
         &[n, c] => Ok((vec![0], vec![1, c], n)),
         &[n, c, h, w] => Ok((vec![0, 2, 3], vec![1, c, 1, 1], n * h * w)),
-        d => Err(TrainError::Invalid(format!(
+        d => Err(TrainError::Internal(format!(
             "batch norm needs a [N, C] or [N, C, H, W] input, got {d:?}"
         ))),
     }

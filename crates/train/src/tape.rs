@@ -1,53 +1,22 @@
-//! One training step's forward, cross-entropy and backward pass: through Candle's autograd
-//! in general, or through a reverse pass over the IR ("tape") on the fast CPU path.
+//! The backward pass over the IR ("tape") of the fast CPU path.
 //!
 //! Candle's autograd gives every value's gradient a freshly zeroed buffer and adds each
 //! contribution into it, and records every op of the forward pass. The model compiler knows
-//! the graph: the taped step runs the forward pass with detached parameters (nothing
-//! recorded), keeps exactly the inputs each node's backward needs, then walks the nodes in
-//! reverse, calling the fast kernels' backward functions directly. A gradient is summed only
-//! where a value really has several readers (the residual fan-outs). Both paths compute the
-//! same gradients (`tests` below and the loss-curve test in [`crate::bench`] compare them).
+//! the graph: a taped step runs the forward pass with detached parameters (nothing recorded
+//! by Candle) into a [`Tape`], which keeps exactly the inputs each node's backward needs,
+//! then walks the nodes in reverse, calling the fast kernels' backward functions directly. A
+//! gradient is summed only where a value really has several readers (the residual fan-outs).
+//! The tape owns all of this state; the model it reads parameters from stays untouched.
+//! [`crate::step`] chooses between the tape and Candle's autograd; both compute the same
+//! gradients (`tests` below and the loss-curve test in [`crate::bench`] compare them).
 
+use crate::conv::{self, ConvParams};
 use crate::error::{Result, TrainError};
 use crate::kernels;
 use crate::model::{dropout_mask, Mode, Model, NodeRun};
-use crate::ops;
-use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, TensorId};
 use std::collections::HashMap;
-use std::sync::Arc;
-use wrnc_ir::{Op, ParamId, ValueId};
-
-/// The parameter gradients of one step.
-#[derive(Debug)]
-pub enum Gradients {
-    /// From Candle's autograd.
-    Autograd(GradStore),
-    /// From the taped reverse pass, by parameter tensor.
-    Tape(HashMap<TensorId, Tensor>),
-}
-
-impl Gradients {
-    /// The gradient of a parameter tensor (a trainable variable of the model), if it has one.
-    pub fn get(&self, param: &Tensor) -> Option<Tensor> {
-        match self {
-            Gradients::Autograd(g) => g.get(param).cloned(),
-            Gradients::Tape(g) => g.get(&param.id()).cloned(),
-        }
-    }
-}
-
-/// What one training step computed.
-#[derive(Debug)]
-pub struct StepOutput {
-    /// Mean cross-entropy of the batch.
-    pub loss: f32,
-    /// The logits (`[N, classes]`, in the model's dtype).
-    pub logits: Tensor,
-    /// Gradients of the loss with respect to every trainable parameter that influences it.
-    pub grads: Gradients,
-}
+use wrnc_ir::{Graph, Op, ParamId, ValueId};
 
 /// One node of the taped forward pass.
 struct Record {
@@ -64,65 +33,86 @@ struct Record {
     bn: Option<kernels::bn::BnRelu>,
 }
 
-impl Model {
-    /// Forward pass, mean cross-entropy against `labels` and backward pass of one batch `x`
-    /// (training mode). Runs the taped reverse pass where it applies (fast CPU kernels, every
-    /// op supported), Candle's autograd otherwise.
-    pub fn loss_and_grads(&mut self, x: &Tensor, labels: &[u32], mode: Mode) -> Result<StepOutput> {
-        if self.tape_applies(mode) {
-            self.detached = true;
-            let out = self.taped_step(x, labels, mode);
-            self.detached = false;
-            self.pending_bn = None;
-            return out;
+/// What one forward pass left for its backward pass: per node run, in order, the tensors
+/// its backward reads. Filled by [`Model::forward`] (which runs outside Candle's autograd
+/// when given a tape), consumed by [`Tape::backward`].
+pub(crate) struct Tape {
+    /// The forward pass's mode (the dropout masks are drawn again from it).
+    mode: Mode,
+    records: Vec<Record>,
+}
+
+impl Tape {
+    /// An empty tape for a forward pass in `mode`.
+    pub(crate) fn new(mode: Mode) -> Tape {
+        Tape {
+            mode,
+            records: Vec::new(),
         }
-        let y = Tensor::from_slice(labels, labels.len(), self.device())?;
-        let logits = self.logits(x, mode)?;
-        let loss = ops::cross_entropy(&logits, &y)?;
-        let value: f32 = loss.to_dtype(DType::F32)?.to_scalar()?;
-        let grads = loss.backward()?;
-        Ok(StepOutput {
-            loss: value,
-            logits,
-            grads: Gradients::Autograd(grads),
-        })
     }
 
-    /// Whether [`Model::loss_and_grads`] takes the taped path: fast kernels on, training mode
-    /// and every node up to the logits one the reverse pass knows (batch norm only over
-    /// feature maps).
-    fn tape_applies(&self, mode: Mode) -> bool {
-        let graph = self.graph();
+    /// Whether the tape has a backward for every node of `graph` up to its logits (batch
+    /// norm only over feature maps: over flat features it runs on Candle's ops, which keep
+    /// no statistics for the tape).
+    pub(crate) fn supports(graph: &Graph) -> bool {
         let logits = graph.logits();
         let Some(last) = graph.nodes.iter().position(|n| n.output == logits) else {
             return false;
         };
-        self.uses_fast_kernels()
-            && matches!(mode, Mode::Train { .. })
-            && graph.nodes[..=last].iter().all(|n| match n.op {
-                // over feature maps only (the fused kernel): over flat features batch norm
-                // runs on Candle's ops, which keep no statistics for the tape
-                Op::BatchNorm { .. } => graph.shape(n.inputs[0]).len() == 3,
-                Op::Conv { .. }
-                | Op::Relu
-                | Op::Dropout { .. }
-                | Op::Add
-                | Op::GlobalAvgPool
-                | Op::Flatten
-                | Op::Linear { .. } => true,
-                _ => false,
-            })
+        graph.nodes[..=last].iter().all(|n| match n.op {
+            Op::BatchNorm { .. } => graph.shape(n.inputs[0]).len() == 3,
+            Op::Conv { .. }
+            | Op::Relu
+            | Op::Dropout { .. }
+            | Op::Add
+            | Op::GlobalAvgPool
+            | Op::Flatten
+            | Op::Linear { .. } => true,
+            Op::AvgPool { .. } | Op::Softmax => false,
+        })
     }
 
-    fn taped_step(&mut self, x: &Tensor, labels: &[u32], mode: Mode) -> Result<StepOutput> {
-        let (logits, mut tape) = self.taped_forward(x, mode)?;
-        let (loss, dlogits) = cross_entropy_grad(&logits, labels)?;
-        let graph = Arc::clone(self.graph_arc());
+    /// Records one node as the forward pass ran it.
+    pub(crate) fn record(&mut self, op: &Op, run: NodeRun<'_>) {
+        let keep_ins = match op {
+            Op::Conv { .. } | Op::BatchNorm { .. } | Op::Linear { .. } => true,
+            Op::Relu
+            | Op::Dropout { .. }
+            | Op::Add
+            | Op::AvgPool { .. }
+            | Op::GlobalAvgPool
+            | Op::Flatten
+            | Op::Softmax => false,
+        };
+        self.records.push(Record {
+            node: run.node,
+            in_dims: run.ins[0].dims().to_vec(),
+            ins: if keep_ins {
+                run.ins.to_vec()
+            } else {
+                Vec::new()
+            },
+            output: run.output,
+            out: (*op == Op::Relu).then(|| run.out.clone()),
+            bn: run.bn,
+        });
+    }
+
+    /// Walks the recorded nodes in reverse from the gradient `dlogits` of the loss with
+    /// respect to the logits, and returns the gradient of every trainable parameter of
+    /// `model` that influences the loss, by parameter tensor.
+    pub(crate) fn backward(
+        self,
+        model: &Model,
+        dlogits: Tensor,
+    ) -> Result<HashMap<TensorId, Tensor>> {
+        let Tape { mode, mut records } = self;
+        let graph = model.graph();
         let mut grads: Vec<Option<Tensor>> = vec![None; graph.values.len()];
         grads[graph.logits().0] = Some(dlogits);
         let mut params: Vec<Option<Tensor>> = vec![None; graph.params.len()];
         let mut add_param = |id: ParamId, g: Tensor| accumulate(&mut params[id.0], g);
-        while let Some(rec) = tape.pop() {
+        while let Some(rec) = records.pop() {
             let Some(dy) = grads[rec.output.0].take() else {
                 continue;
             };
@@ -137,15 +127,13 @@ impl Model {
                     ..
                 } => {
                     let need_input_grad = node.inputs[0] != graph.input();
-                    let w = self.p(*weight)?;
-                    let (dx, dw) = kernels::conv::conv2d_backward(
-                        &rec.ins[0],
-                        &w,
-                        &dy,
-                        *stride,
-                        *padding,
-                        need_input_grad,
-                    )?;
+                    let w = model.param_detached(*weight)?;
+                    let params = ConvParams {
+                        stride: *stride,
+                        padding: *padding,
+                    };
+                    let (dx, dw) =
+                        conv::conv2d_backward(&rec.ins[0], &w, &dy, params, need_input_grad)?;
                     add_param(*weight, dw)?;
                     if let Some(b) = bias {
                         add_param(*b, dy.sum((0, 2, 3))?)?;
@@ -154,16 +142,19 @@ impl Model {
                 }
                 Op::BatchNorm { weight, bias, .. } => {
                     let bn = rec.bn.as_ref().ok_or_else(|| {
-                        TrainError::Invalid(format!("layer `{}`: no batch statistics", node.name))
+                        TrainError::Internal(format!("layer `{}`: no batch statistics", node.name))
                     })?;
-                    let (g, b) = (self.p(*weight)?, self.p(*bias)?);
+                    let g = model.param_detached(*weight)?;
+                    let b = model.param_detached(*bias)?;
                     let (dx, dg, db) = bn.backward(&rec.ins[0], &g, &b, &dy)?;
                     add_param(*weight, dg)?;
                     add_param(*bias, db)?;
                     to_inputs[0] = Some(dx);
                 }
                 Op::Relu => {
-                    let out = rec.out.as_ref().expect("a ReLU record keeps its output");
+                    let out = rec.out.as_ref().ok_or_else(|| {
+                        TrainError::Internal(format!("layer `{}`: no recorded output", node.name))
+                    })?;
                     to_inputs[0] = Some(dy.mul(&out.gt(0.0)?.to_dtype(dy.dtype())?)?);
                 }
                 Op::Dropout { p } => {
@@ -185,17 +176,18 @@ impl Model {
                 }
                 Op::Flatten => to_inputs[0] = Some(dy.reshape(rec.in_dims.as_slice())?),
                 Op::Linear { weight, bias, .. } => {
-                    let w = self.p(*weight)?;
+                    let w = model.param_detached(*weight)?;
                     add_param(*weight, dy.t()?.matmul(&rec.ins[0])?)?;
                     if let Some(b) = bias {
                         add_param(*b, dy.sum(0)?)?;
                     }
                     to_inputs[0] = Some(dy.matmul(&w)?);
                 }
-                other => {
-                    return Err(TrainError::Invalid(format!(
-                        "layer `{}`: no taped backward for {other:?}",
-                        node.name
+                // Tape::supports keeps these off the taped path.
+                Op::AvgPool { .. } | Op::Softmax => {
+                    return Err(TrainError::Internal(format!(
+                        "layer `{}`: no taped backward for {:?}",
+                        node.name, node.op
                     )))
                 }
             }
@@ -205,44 +197,11 @@ impl Model {
                 }
             }
         }
-        let by_tensor = self
+        Ok(model
             .trainable()
             .into_iter()
             .filter_map(|(id, var)| params[id.0].take().map(|g| (var.as_tensor().id(), g)))
-            .collect();
-        Ok(StepOutput {
-            loss,
-            logits,
-            grads: Gradients::Tape(by_tensor),
-        })
-    }
-
-    /// The forward pass up to the logits with detached parameters, recording per node what
-    /// its backward needs.
-    fn taped_forward(&mut self, x: &Tensor, mode: Mode) -> Result<(Tensor, Vec<Record>)> {
-        let target = self.graph().logits();
-        let graph = Arc::clone(self.graph_arc());
-        let mut tape = Vec::new();
-        let logits = self.forward_observed(x, mode, target, &mut |run: NodeRun<'_>| {
-            let op = &graph.nodes[run.node].op;
-            let keep_ins = matches!(
-                op,
-                Op::Conv { .. } | Op::BatchNorm { .. } | Op::Linear { .. }
-            );
-            tape.push(Record {
-                node: run.node,
-                in_dims: run.ins[0].dims().to_vec(),
-                ins: if keep_ins {
-                    run.ins.to_vec()
-                } else {
-                    Vec::new()
-                },
-                output: run.output,
-                out: (*op == Op::Relu).then(|| run.out.clone()),
-                bn: run.bn,
-            });
-        })?;
-        Ok((logits, tape))
+            .collect())
     }
 }
 
@@ -257,10 +216,10 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
 
 /// Mean cross-entropy of `logits` (`[N, K]`) against `labels` and its gradient
 /// `(softmax - onehot) / N`, computed in f64 on the host.
-fn cross_entropy_grad(logits: &Tensor, labels: &[u32]) -> Result<(f32, Tensor)> {
+pub(crate) fn cross_entropy_grad(logits: &Tensor, labels: &[u32]) -> Result<(f32, Tensor)> {
     let (n, k) = logits.dims2()?;
     if labels.len() != n {
-        return Err(TrainError::Invalid(format!(
+        return Err(TrainError::Internal(format!(
             "{} labels for {n} logits rows",
             labels.len()
         )));
@@ -271,7 +230,7 @@ fn cross_entropy_grad(logits: &Tensor, labels: &[u32]) -> Result<(f32, Tensor)> 
     for (row, &label) in rows.iter().zip(labels) {
         let label = label as usize;
         if label >= k {
-            return Err(TrainError::Invalid(format!(
+            return Err(TrainError::Data(format!(
                 "label {label} out of range for {k} classes"
             )));
         }
@@ -295,6 +254,8 @@ fn cross_entropy_grad(logits: &Tensor, labels: &[u32]) -> Result<(f32, Tensor)> 
 mod tests {
     use super::*;
     use crate::init::init_weights;
+    use crate::ops;
+    use crate::step::Gradients;
     use candle_core::Device;
     use wrnc_ir::builder::LayerKind;
     use wrnc_ir::{Graph, GraphBuilder};
@@ -425,6 +386,31 @@ mod tests {
         let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
         for (p, q) in a.iter().zip(&b) {
             assert!((p - q).abs() <= 1e-5 * scale, "{p} vs {q}");
+        }
+    }
+
+    #[test]
+    fn a_candle_failure_inside_a_layer_is_a_runtime_error() {
+        // A running-mean buffer of the wrong length: batch norm fails inside Candle (or the
+        // fast kernel), on either implementation, and the error names the layer.
+        let g = net();
+        let w = init_weights(&g, 6);
+        let images: Vec<f32> = (0..2 * 3 * 64).map(|i| (i % 11) as f32 / 5.0).collect();
+        for reference in [false, true] {
+            let mut m = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+            m.set_reference_ops(reference);
+            let (id, _) = g.param_by_name("bn1.running_mean").unwrap();
+            m.set_param(id, &Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap())
+                .unwrap();
+            let x = m.input_tensor(&images, 2).unwrap();
+            let e = m.logits(&x, Mode::Eval).unwrap_err();
+            assert!(
+                matches!(&e, TrainError::Layer { layer, .. } if layer == "bn1"),
+                "{e:?}"
+            );
+            assert!(!e.is_user_error(), "{e}");
+            assert_eq!(e.kind(), crate::ErrorKind::Runtime);
+            assert!(e.to_string().starts_with("layer `bn1`: "), "{e}");
         }
     }
 

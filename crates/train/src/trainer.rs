@@ -7,12 +7,11 @@ use crate::device::{device_name, select_device, set_tf32};
 use crate::error::{Result, TrainError};
 use crate::eval::evaluate_model;
 use crate::init::init_weights;
-use crate::interrupt::{install_ctrl_c_handler, interrupt_flag};
 use crate::lock::RunLock;
 use crate::model::{Mode, Model};
+use crate::observer::{EpochEnd, EpochStart, Notice, Silent, StepProgress, TrainObserver};
 use crate::ops::count_correct;
 use crate::optim::SgdOptimizer;
-use crate::progress::EpochProgress;
 use crate::rundir::{
     self, commit, read_state, recover, truncate_steps, EpochMetrics, PartialEpoch, RunState,
     Staged, StepLog,
@@ -20,7 +19,7 @@ use crate::rundir::{
 use crate::schedule::lr_for_epoch;
 use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use wrnc_data::{epoch_batches, num_batches};
@@ -39,32 +38,37 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Start from these weights instead of the init rules (names and shapes checked).
     pub init_weights: Option<PathBuf>,
-    /// No progress bar (the one-line summary per epoch is still printed).
-    pub quiet: bool,
     /// The resolved spec, written to `spec.resolved.yaml` when the run starts.
     pub resolved_spec_yaml: String,
     /// The spec's name (recorded in weights metadata and `run.json`).
     pub spec_name: String,
-    /// Install a Ctrl-C handler (the CLI does; tests and libraries may not).
-    pub handle_ctrl_c: bool,
+    /// Stop with a resumable checkpoint after the step during which this flag is set (the
+    /// CLI sets it on Ctrl-C). The flag is not reset.
+    pub interrupt: Option<Arc<AtomicBool>>,
     /// Stop as if interrupted once this global step has been taken (tests, time limits).
     pub stop_after_steps: Option<u64>,
 }
 
 impl TrainOptions {
-    /// Defaults: recipe device, fresh run, init rules, progress shown, Ctrl-C handled.
+    /// Defaults: recipe device, fresh run, init rules, no interrupt flag.
     pub fn new(out_dir: impl Into<PathBuf>) -> Self {
         TrainOptions {
             out_dir: out_dir.into(),
             device: None,
             resume: false,
             init_weights: None,
-            quiet: false,
             resolved_spec_yaml: String::new(),
             spec_name: String::new(),
-            handle_ctrl_c: true,
+            interrupt: None,
             stop_after_steps: None,
         }
+    }
+
+    /// Whether the interrupt flag is set.
+    fn interrupted(&self) -> bool {
+        self.interrupt
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
     }
 }
 
@@ -101,7 +105,7 @@ pub struct TrainOutcome {
 
 fn settings_json(graph: &Graph, recipe: &Recipe) -> Result<serde_json::Value> {
     let ser = |v: serde_json::Result<serde_json::Value>| {
-        v.map_err(|e| TrainError::Invalid(format!("cannot serialise the recipe: {e}")))
+        v.map_err(|e| TrainError::Internal(format!("cannot serialise the recipe: {e}")))
     };
     let mut train = ser(serde_json::to_value(&recipe.train))?;
     if let Some(o) = train.as_object_mut() {
@@ -263,12 +267,26 @@ impl Run<'_> {
     }
 }
 
-/// Trains `graph` with `recipe` into `opts.out_dir` (see the crate docs for the files).
+/// Trains `graph` with `recipe` into `opts.out_dir` (see the crate docs for the files),
+/// reporting nothing ([`train_with`] reports progress to an observer).
 pub fn train(graph: &Graph, recipe: &Recipe, opts: &TrainOptions) -> Result<TrainOutcome> {
+    train_with(graph, recipe, opts, &mut Silent)
+}
+
+/// [`train`], reporting epochs, steps and notices to `observer`.
+pub fn train_with(
+    graph: &Graph,
+    recipe: &Recipe,
+    opts: &TrainOptions,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainOutcome> {
     validate(recipe)?;
     let dir = opts.out_dir.clone();
     std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-    let _lock = RunLock::acquire(&dir)?;
+    let lock = RunLock::acquire(&dir)?;
+    if let Some(w) = lock.warning() {
+        observer.notice(&Notice::Warning(w.to_string()));
+    }
     // Temporary files of a killed earlier process (the lock is ours, so none is in flight).
     let _ = wrnc_ir::atomic::remove_stale_temps(&dir);
     let device = select_device(opts.device.unwrap_or(recipe.train.device))?;
@@ -325,11 +343,6 @@ pub fn train(graph: &Graph, recipe: &Recipe, opts: &TrainOptions) -> Result<Trai
             normalization: None,
         };
         if run.state.epochs_done >= recipe.train.epochs {
-            eprintln!(
-                "{}: the run already finished ({} epochs); nothing to do",
-                dir.display(),
-                run.state.epochs_done
-            );
             return Ok(run.outcome(RunStatus::AlreadyFinished, eval_split_guess));
         }
         run
@@ -382,7 +395,7 @@ pub fn train(graph: &Graph, recipe: &Recipe, opts: &TrainOptions) -> Result<Trai
             },
         }
     };
-    train_epochs(&mut run, device_name(&device))
+    train_epochs(&mut run, device_name(&device), observer)
 }
 
 fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> Result<()> {
@@ -415,7 +428,11 @@ fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> R
     write_atomic(&path, &bytes).map_err(|e| TrainError::io(&path, e))
 }
 
-fn train_epochs(run: &mut Run<'_>, device: &str) -> Result<TrainOutcome> {
+fn train_epochs(
+    run: &mut Run<'_>,
+    device: &str,
+    observer: &mut dyn TrainObserver,
+) -> Result<TrainOutcome> {
     let (recipe, opts) = (run.recipe, run.opts);
     let data = load_run_data(run.graph, recipe)?;
     run.normalization = Some(wrnc_data::Normalizer::clone(&data.norm));
@@ -432,11 +449,6 @@ fn train_epochs(run: &mut Run<'_>, device: &str) -> Result<TrainOutcome> {
             tc.batch_size
         )));
     }
-    let flag = interrupt_flag();
-    flag.store(false, Ordering::SeqCst);
-    if opts.handle_ctrl_c && !install_ctrl_c_handler() {
-        eprintln!("warning: could not install the Ctrl-C handler");
-    }
     let mut log = StepLog::open(&run.dir)?;
     let seed = tc.seed;
 
@@ -451,7 +463,12 @@ fn train_epochs(run: &mut Run<'_>, device: &str) -> Result<TrainOutcome> {
             seed,
         )
         .map_err(|e| TrainError::Data(e.to_string()))?;
-        let bar = EpochProgress::new(epoch + 1, tc.epochs, steps, skip, opts.quiet);
+        observer.epoch_started(&EpochStart {
+            epoch: epoch + 1,
+            epochs: tc.epochs,
+            steps,
+            done: skip,
+        });
         let started = Instant::now();
         let prior_secs = run.state.partial.train_seconds;
         let mut stop = false;
@@ -464,7 +481,7 @@ fn train_epochs(run: &mut Run<'_>, device: &str) -> Result<TrainOutcome> {
             let step = run.model.loss_and_grads(&x, &batch.labels, mode)?;
             let value = step.loss;
             if !value.is_finite() {
-                bar.finish();
+                observer.steps_finished();
                 return Err(TrainError::NonFinite {
                     epoch: epoch + 1,
                     step: bi + 1,
@@ -485,30 +502,25 @@ fn train_epochs(run: &mut Run<'_>, device: &str) -> Result<TrainOutcome> {
             s.partial.train_seconds = prior_secs + started.elapsed().as_secs_f64();
             log.row(s.global_step, epoch + 1, lr, value as f64)?;
             let seen = s.partial.seen as f64;
-            bar.update(
-                bi + 1,
-                s.partial.loss_sum / seen,
-                s.partial.correct as f64 / seen,
+            observer.step_done(&StepProgress {
+                step: bi + 1,
+                loss: s.partial.loss_sum / seen,
+                accuracy: s.partial.correct as f64 / seen,
                 lr,
-                seen / s.partial.train_seconds.max(1e-9),
-            );
-            stop = flag.load(Ordering::SeqCst) || opts.stop_after_steps == Some(s.global_step);
+                images_per_sec: seen / s.partial.train_seconds.max(1e-9),
+            });
+            stop = opts.interrupted() || opts.stop_after_steps == Some(s.global_step);
             if stop && bi + 1 < steps {
-                bar.finish();
+                observer.steps_finished();
                 log.sync()?;
                 run.checkpoint(None)?;
-                eprintln!(
-                    "stopped in epoch {} after step {}; checkpoint saved, continue with --resume",
-                    epoch + 1,
-                    run.state.global_step
-                );
                 return Ok(run.outcome(RunStatus::Interrupted, eval_split));
             }
             if stop {
                 break;
             }
         }
-        bar.finish();
+        observer.steps_finished();
         let p = run.state.partial;
         let ev = evaluate_model(
             &mut run.model,
@@ -540,26 +552,13 @@ fn train_epochs(run: &mut Run<'_>, device: &str) -> Result<TrainOutcome> {
         }
         log.sync()?;
         run.checkpoint(improved.then_some((row.val_acc, epoch + 1, eval_split)))?;
-        eprintln!(
-            "epoch {}/{}: lr {:.5}  train loss {:.4} acc {:.2}%  {} loss {:.4} acc {:.2}%{}  \
-             {:.1}s  {:.0} img/s",
-            epoch + 1,
-            tc.epochs,
-            lr,
-            row.train_loss,
-            row.train_acc * 100.0,
-            eval_split,
-            row.val_loss,
-            row.val_acc * 100.0,
-            if improved { " (best)" } else { "" },
-            row.seconds,
-            row.images_per_sec
-        );
+        observer.epoch_finished(&EpochEnd {
+            epochs: tc.epochs,
+            metrics: row,
+            split: eval_split,
+            improved,
+        });
         if stop && epoch + 1 < tc.epochs {
-            eprintln!(
-                "stopped after epoch {}; checkpoint saved, continue with --resume",
-                epoch + 1
-            );
             return Ok(run.outcome(RunStatus::Interrupted, eval_split));
         }
     }

@@ -15,8 +15,7 @@ use wrnc_ir::Graph;
 use wrnc_testkit::graphs::conv;
 use wrnc_testkit::Net;
 use wrnc_train::cuda::conv::{cached_plans, conv2d, workspace_bytes};
-use wrnc_train::model::{Mode, Model};
-use wrnc_train::ops::cross_entropy;
+use wrnc_train::{cross_entropy, ConvParams, Mode, Model};
 
 fn gpu() -> Option<Device> {
     match Device::new_cuda(0) {
@@ -62,7 +61,15 @@ fn conv_and_grads(
     let x = Var::from_tensor(&tensor(&xd, 1, dev, dtype)).unwrap();
     let w = Var::from_tensor(&tensor(&wd, 2, dev, dtype)).unwrap();
     let y = if cudnn {
-        conv2d(&x, &w, pad, stride).unwrap()
+        conv2d(
+            &x,
+            &w,
+            ConvParams {
+                stride,
+                padding: pad,
+            },
+        )
+        .unwrap()
     } else {
         x.conv2d(&w, pad, stride, 1, 1).unwrap()
     };
@@ -175,7 +182,15 @@ fn plans_are_cached_per_shape_and_workspace_reused() {
 fn cudnn_conv_rejects_cpu_tensors() {
     let x = Tensor::zeros((1, 1, 4, 4), DType::F32, &Device::Cpu).unwrap();
     let w = Tensor::zeros((1, 1, 3, 3), DType::F32, &Device::Cpu).unwrap();
-    assert!(conv2d(&x, &w, 1, 1).is_err());
+    assert!(conv2d(
+        &x,
+        &w,
+        ConvParams {
+            stride: 1,
+            padding: 1
+        }
+    )
+    .is_err());
 }
 
 /// conv3x3(3->8) -> bn -> relu -> conv3x3 stride 2 (8->16) -> bn -> relu -> gap -> flatten

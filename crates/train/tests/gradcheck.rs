@@ -7,8 +7,7 @@ use wrnc_ir::builder::LayerKind;
 use wrnc_ir::Graph;
 use wrnc_testkit::graphs::{avg_pool, conv_bias, linear, BN};
 use wrnc_testkit::Net;
-use wrnc_train::ops::cross_entropy;
-use wrnc_train::{init_weights, Mode, Model};
+use wrnc_train::{cross_entropy, init_weights, Mode, Model};
 
 fn loss(model: &mut Model, x: &Tensor, labels: &Tensor) -> Tensor {
     let logits = model.logits(x, Mode::Train { seed: 9, step: 3 }).unwrap();

@@ -3,8 +3,7 @@
 use candle_core::{DType, Device};
 use wrnc_recipe::Precision;
 use wrnc_testkit::Net;
-use wrnc_train::model::Model;
-use wrnc_train::trainer::compute_dtype;
+use wrnc_train::{compute_dtype, Model};
 
 #[test]
 fn bf16_on_the_cpu_is_a_clear_error() {

@@ -3,12 +3,16 @@
 mod common;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use wrnc_ir::builder::LayerKind;
 use wrnc_ir::{Graph, Weights};
 use wrnc_recipe::Recipe;
 use wrnc_testkit::graphs::conv;
 use wrnc_testkit::Net;
-use wrnc_train::{train, RunStatus, TrainOptions};
+use wrnc_train::{
+    train, train_with, EpochEnd, EpochStart, RunStatus, StepProgress, TrainObserver, TrainOptions,
+};
 
 fn tiny() -> Graph {
     let mut b = Net::new("tiny", [1, 8, 8]);
@@ -32,8 +36,6 @@ fn recipe(epochs: usize) -> Recipe {
 
 fn opts(dir: &Path) -> TrainOptions {
     TrainOptions {
-        quiet: true,
-        handle_ctrl_c: false,
         resolved_spec_yaml: "name: tiny\n".into(),
         spec_name: "tiny".into(),
         ..TrainOptions::new(dir)
@@ -202,4 +204,65 @@ fn init_weights_are_checked_and_used() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("missing tensor `fc.bias`"), "{e}");
+}
+
+/// What a run reported, one line per event.
+#[derive(Default)]
+struct Log(Vec<String>);
+
+impl TrainObserver for Log {
+    fn epoch_started(&mut self, e: &EpochStart) {
+        self.0.push(format!(
+            "start {}/{} of {} from {}",
+            e.epoch, e.epochs, e.steps, e.done
+        ));
+    }
+    fn step_done(&mut self, p: &StepProgress) {
+        assert!(p.loss.is_finite() && (0.0..=1.0).contains(&p.accuracy));
+        self.0.push(format!("step {}", p.step));
+    }
+    fn steps_finished(&mut self) {
+        self.0.push("steps finished".into());
+    }
+    fn epoch_finished(&mut self, e: &EpochEnd) {
+        self.0.push(format!("end {}/{}", e.metrics.epoch, e.epochs));
+    }
+}
+
+#[test]
+fn the_run_reports_to_its_observer_and_stops_on_the_interrupt_flag() {
+    let (g, r) = (tiny(), recipe(2));
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    // The flag is already set: the run stops after its first step, with a checkpoint.
+    let flag = Arc::new(AtomicBool::new(true));
+    let interrupted = TrainOptions {
+        interrupt: Some(Arc::clone(&flag)),
+        ..opts(&dir)
+    };
+    let mut log = Log::default();
+    let o = train_with(&g, &r, &interrupted, &mut log).unwrap();
+    assert_eq!((o.status, o.global_step), (RunStatus::Interrupted, 1));
+    assert_eq!(
+        log.0,
+        ["start 1/2 of 12 from 0", "step 1", "steps finished"]
+    );
+    flag.store(false, Ordering::SeqCst);
+    let resume = TrainOptions {
+        resume: true,
+        ..interrupted
+    };
+    let mut log = Log::default();
+    let o = train_with(&g, &r, &resume, &mut log).unwrap();
+    assert_eq!((o.status, o.global_step), (RunStatus::Finished, 24));
+    assert_eq!(log.0[0], "start 1/2 of 12 from 1");
+    assert_eq!(log.0[1], "step 2");
+    assert_eq!(log.0.iter().filter(|l| l.starts_with("step ")).count(), 23);
+    let ends: Vec<&String> = log.0.iter().filter(|l| l.starts_with("end")).collect();
+    assert_eq!(ends, ["end 1/2", "end 2/2"]);
+    // A finished run has nothing to report.
+    let mut log = Log::default();
+    let o = train_with(&g, &r, &resume, &mut log).unwrap();
+    assert_eq!(o.status, RunStatus::AlreadyFinished);
+    assert!(log.0.is_empty(), "{:?}", log.0);
 }

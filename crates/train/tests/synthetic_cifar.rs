@@ -41,16 +41,7 @@ fn synthetic_cifar_trains_and_best_weights_reproduce_recorded_accuracy() {
     r.train.optimizer.lr = 0.05;
     let g = small_cnn();
     let dir = root.path().join("run");
-    let out = train(
-        &g,
-        &r,
-        &TrainOptions {
-            quiet: true,
-            handle_ctrl_c: false,
-            ..TrainOptions::new(&dir)
-        },
-    )
-    .unwrap();
+    let out = train(&g, &r, &TrainOptions::new(&dir)).unwrap();
     assert_eq!(out.status, RunStatus::Finished);
     assert_eq!(out.eval_split, Split::Val);
     let (best_acc, best_epoch) = out.best.unwrap();

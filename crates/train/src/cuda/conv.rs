@@ -16,6 +16,7 @@
 //! f64 uses the default.
 
 use super::tf32;
+use crate::conv::ConvParams;
 use candle_core::cuda::cudarc::cudnn::{
     sys, ConvBackwardData, ConvBackwardFilter, ConvDescriptor, ConvForward, Cudnn, CudnnDataType,
     FilterDescriptor, TensorDescriptor,
@@ -488,8 +489,9 @@ impl CustomOp2 for CudnnConv2dBackward {
 }
 
 /// Differentiable 2-D convolution of CUDA tensors through cuDNN: the same result as
-/// `x.conv2d(w, padding, stride, 1, 1)`, with both gradients computed by cuDNN.
-pub fn conv2d(x: &Tensor, w: &Tensor, padding: usize, stride: usize) -> Result<Tensor> {
+/// `x.conv2d(w, params.padding, params.stride, 1, 1)`, with both gradients computed by cuDNN.
+pub fn conv2d(x: &Tensor, w: &Tensor, params: ConvParams) -> Result<Tensor> {
+    let ConvParams { stride, padding } = params;
     if !x.device().is_cuda() || !w.device().is_cuda() {
         bail!("cuDNN conv2d needs CUDA tensors");
     }

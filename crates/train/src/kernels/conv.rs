@@ -6,7 +6,8 @@
 //! Images are spread over the rayon pool; each worker keeps its patch buffer across calls.
 
 use super::gemm::{matmul, Mat};
-use super::{f32_slice, winograd, winograd_enabled};
+use super::{f32_slice, winograd};
+use crate::conv::ConvParams;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -85,8 +86,12 @@ impl ConvGeom {
             h: self.h,
             w: self.w,
         };
-        (self.k == 3 && self.stride == 1 && self.pad == 1 && g.worthwhile() && winograd_enabled())
-            .then_some(g)
+        (self.k == 3
+            && self.stride == 1
+            && self.pad == 1
+            && g.worthwhile()
+            && wrnc_ir::knobs::winograd())
+        .then_some(g)
     }
 
     /// For kernel offset `kx` (or `ky`): the first and one-past-last output position whose
@@ -410,11 +415,10 @@ pub fn conv2d_backward(
     x: &Tensor,
     w: &Tensor,
     grad: &Tensor,
-    stride: usize,
-    padding: usize,
+    params: ConvParams,
     need_input_grad: bool,
 ) -> Result<(Option<Tensor>, Tensor)> {
-    let geom = ConvGeom::new(x.dims(), w.dims(), stride, padding)?;
+    let geom = ConvGeom::new(x.dims(), w.dims(), params.stride, params.padding)?;
     let op = Conv2d {
         geom,
         need_input_grad,
@@ -429,14 +433,8 @@ pub fn conv2d_backward(
 /// Convolves `x` `[N, C, H, W]` with `w` `[O, C, k, k]` (f32, CPU). With
 /// `need_input_grad = false` the backward pass computes only the weight gradient (for a
 /// convolution that reads the network input).
-pub fn conv2d(
-    x: &Tensor,
-    w: &Tensor,
-    stride: usize,
-    padding: usize,
-    need_input_grad: bool,
-) -> Result<Tensor> {
-    let geom = ConvGeom::new(x.dims(), w.dims(), stride, padding)?;
+pub fn conv2d(x: &Tensor, w: &Tensor, params: ConvParams, need_input_grad: bool) -> Result<Tensor> {
+    let geom = ConvGeom::new(x.dims(), w.dims(), params.stride, params.padding)?;
     x.contiguous()?.apply_op2(
         &w.contiguous()?,
         Conv2d {
@@ -452,11 +450,21 @@ mod tests {
     use crate::kernels::testutil::{assert_close, rand};
     use candle_core::Var;
 
+    /// Stride 1, padding 1.
+    const ONE: ConvParams = ConvParams {
+        stride: 1,
+        padding: 1,
+    };
+
     /// Forward, input gradient and weight gradient against Candle's conv2d.
     fn check(x: &[usize], w: &[usize], stride: usize, pad: usize, seed: u64) {
         let xv = Var::from_tensor(&rand(x, seed)).unwrap();
         let wv = Var::from_tensor(&rand(w, seed + 1)).unwrap();
-        let ours = conv2d(&xv, &wv, stride, pad, true).unwrap();
+        let params = ConvParams {
+            stride,
+            padding: pad,
+        };
+        let ours = conv2d(&xv, &wv, params, true).unwrap();
         let theirs = xv.conv2d(&wv, pad, stride, 1, 1).unwrap();
         let what = format!("conv {x:?} * {w:?} s{stride} p{pad}");
         assert_close(&ours, &theirs, 1e-5, &format!("{what} forward"));
@@ -500,7 +508,7 @@ mod tests {
     fn skips_the_input_gradient_when_told() {
         let x = Var::from_tensor(&rand(&[1, 2, 4, 4], 7)).unwrap();
         let w = Var::from_tensor(&rand(&[2, 2, 3, 3], 8)).unwrap();
-        let y = conv2d(&x, &w, 1, 1, false).unwrap();
+        let y = conv2d(&x, &w, ONE, false).unwrap();
         let g = y.sum_all().unwrap().backward().unwrap();
         assert!(g.get(&x).is_none());
         assert!(g.get(&w).is_some());
@@ -510,8 +518,8 @@ mod tests {
     fn rejects_mismatched_shapes() {
         let x = rand(&[1, 2, 4, 4], 9);
         let w = rand(&[2, 3, 3, 3], 10);
-        assert!(conv2d(&x, &w, 1, 1, true).is_err());
+        assert!(conv2d(&x, &w, ONE, true).is_err());
         let w = rand(&[2, 2, 7, 7], 10);
-        assert!(conv2d(&x, &w, 1, 1, true).is_err());
+        assert!(conv2d(&x, &w, ONE, true).is_err());
     }
 }

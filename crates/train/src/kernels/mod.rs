@@ -12,7 +12,8 @@
 //!
 //! Every kernel keeps PyTorch's semantics and is tested against Candle's own ops. Setting the
 //! environment variable `WRNC_REFERENCE_OPS=1` (or [`crate::Model::set_reference_ops`]) selects
-//! Candle's plain ops instead.
+//! Candle's plain ops instead, and `WRNC_WINOGRAD=0` keeps 3x3 convolutions on im2col + gemm
+//! (both declared in [`wrnc_ir::knobs`]).
 
 pub mod bn;
 pub mod conv;
@@ -22,25 +23,6 @@ pub mod simd;
 pub mod winograd;
 
 use candle_core::{bail, CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
-
-/// The environment variable that turns the fast kernels off.
-pub const REFERENCE_OPS_ENV: &str = "WRNC_REFERENCE_OPS";
-
-/// The environment variable that turns Winograd convolution off (`0`): 3x3 convolutions then
-/// go through im2col + gemm like the others.
-pub const WINOGRAD_ENV: &str = "WRNC_WINOGRAD";
-
-/// Whether 3x3 stride-1 convolutions use [`winograd`] (unless `WRNC_WINOGRAD=0`; read once).
-pub fn winograd_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var(WINOGRAD_ENV).map_or(true, |v| v != "0"))
-}
-
-/// Whether the environment asks for Candle's reference ops (`WRNC_REFERENCE_OPS` set to
-/// anything but empty or `0`).
-pub fn reference_ops_requested() -> bool {
-    std::env::var(REFERENCE_OPS_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
-}
 
 /// The number of worker threads the kernels use (rayon's pool; `RAYON_NUM_THREADS` sets it).
 pub fn threads() -> usize {

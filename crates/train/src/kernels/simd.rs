@@ -39,19 +39,17 @@ pub(crate) enum SimdLevel {
     Avx512,
 }
 
-/// The environment variable that caps the instruction set (`avx2` or `baseline`), to run and
-/// test the narrower code paths on a wider CPU.
-pub const SIMD_ENV: &str = "WRNC_SIMD";
-
-/// The widest instruction set this CPU offers (detected once), capped by `WRNC_SIMD`.
+/// The widest instruction set this CPU offers (detected once), capped by `WRNC_SIMD`
+/// ([`wrnc_ir::knobs::SIMD`]), to run and test the narrower code paths on a wider CPU.
 pub(crate) fn simd_level() -> SimdLevel {
     use std::sync::OnceLock;
+    use wrnc_ir::knobs::SimdCap;
     static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
     *LEVEL.get_or_init(|| {
-        let cap = match std::env::var(SIMD_ENV).as_deref() {
-            Ok("baseline") => SimdLevel::Baseline,
-            Ok("avx2") => SimdLevel::Avx2,
-            _ => SimdLevel::Avx512,
+        let cap = match wrnc_ir::knobs::simd_cap() {
+            SimdCap::Baseline => SimdLevel::Baseline,
+            SimdCap::Avx2 => SimdLevel::Avx2,
+            SimdCap::Widest => SimdLevel::Avx512,
         };
         detected().min(cap)
     })

@@ -1,0 +1,95 @@
+//! The convolution op: one entry point for every 2-D convolution of the executor, which
+//! picks the implementation from the model's [`Kernels`] (wrnc's CPU kernels, cuDNN, or
+//! Candle's reference op), with its parameters named in a [`ConvParams`].
+
+use crate::backend::Kernels;
+use crate::error::Result;
+use candle_core::Tensor;
+
+/// The parameters of a 2-D convolution (square kernel, dilation 1, one group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvParams {
+    /// Step between output positions, both axes.
+    pub stride: usize,
+    /// Zero padding on each side, both axes.
+    pub padding: usize,
+}
+
+/// Convolves `x` `[N, C, H, W]` with `w` `[O, C, k, k]` (no bias), differentiable, with the
+/// implementation `kernels` selects. `need_input_grad = false` (the input is the network
+/// input) lets the fast CPU kernel skip the input gradient.
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    params: ConvParams,
+    kernels: Kernels,
+    need_input_grad: bool,
+) -> Result<Tensor> {
+    match kernels {
+        Kernels::CpuFast => Ok(crate::kernels::conv::conv2d(x, w, params, need_input_grad)?),
+        Kernels::Cudnn => cudnn_conv2d(x, w, params),
+        Kernels::Reference => Ok(reference_conv2d(x, w, params)?),
+    }
+}
+
+/// The gradients `(dx, dw)` of [`conv2d`] for the output gradient `grad` (`dx` only when
+/// `need_input_grad`), outside Candle's autograd: the taped backward pass, which runs only on
+/// the fast CPU kernels.
+pub fn conv2d_backward(
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    params: ConvParams,
+    need_input_grad: bool,
+) -> Result<(Option<Tensor>, Tensor)> {
+    Ok(crate::kernels::conv::conv2d_backward(
+        x,
+        w,
+        grad,
+        params,
+        need_input_grad,
+    )?)
+}
+
+/// Candle's own convolution (the reference).
+fn reference_conv2d(x: &Tensor, w: &Tensor, params: ConvParams) -> candle_core::Result<Tensor> {
+    x.conv2d(w, params.padding, params.stride, 1, 1)
+}
+
+/// cuDNN forward, backward-data and backward-filter ([`crate::cuda::conv`]).
+#[cfg(feature = "cudnn")]
+fn cudnn_conv2d(x: &Tensor, w: &Tensor, params: ConvParams) -> Result<Tensor> {
+    if x.device().is_cuda() {
+        Ok(crate::cuda::conv::conv2d(x, w, params)?)
+    } else {
+        Ok(reference_conv2d(x, w, params)?)
+    }
+}
+
+/// Without the `cudnn` feature [`Kernels::select`] never picks cuDNN.
+#[cfg(not(feature = "cudnn"))]
+fn cudnn_conv2d(_x: &Tensor, _w: &Tensor, _params: ConvParams) -> Result<Tensor> {
+    Err(crate::error::TrainError::Internal(
+        "cuDNN convolution asked for in a build without the `cudnn` feature".into(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::testutil::{assert_close, rand};
+
+    #[test]
+    fn fast_and_reference_agree_and_name_their_parameters() {
+        let x = rand(&[2, 3, 7, 7], 1);
+        let w = rand(&[4, 3, 3, 3], 2);
+        let p = ConvParams {
+            stride: 2,
+            padding: 1,
+        };
+        let fast = conv2d(&x, &w, p, Kernels::CpuFast, true).unwrap();
+        let reference = conv2d(&x, &w, p, Kernels::Reference, true).unwrap();
+        assert_eq!(fast.dims(), &[2, 4, 4, 4]);
+        assert_close(&fast, &reference, 1e-5, "stride 2 padding 1");
+    }
+}
