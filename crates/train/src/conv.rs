@@ -32,24 +32,9 @@ pub fn conv2d(
     }
 }
 
-/// The gradients `(dx, dw)` of [`conv2d`] for the output gradient `grad` (`dx` only when
-/// `need_input_grad`), outside Candle's autograd: the taped backward pass, which runs only on
-/// the fast CPU kernels.
-pub fn conv2d_backward(
-    x: &Tensor,
-    w: &Tensor,
-    grad: &Tensor,
-    params: ConvParams,
-    need_input_grad: bool,
-) -> Result<(Option<Tensor>, Tensor)> {
-    Ok(crate::kernels::conv::conv2d_backward(
-        x,
-        w,
-        grad,
-        params,
-        need_input_grad,
-    )?)
-}
+/// The gradients `(dx, dw)` of [`conv2d`] outside Candle's autograd (the taped backward
+/// pass, which runs only on the fast CPU kernels).
+pub use crate::kernels::conv::conv2d_backward;
 
 /// Candle's own convolution (the reference).
 fn reference_conv2d(x: &Tensor, w: &Tensor, params: ConvParams) -> candle_core::Result<Tensor> {

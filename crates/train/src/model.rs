@@ -401,6 +401,17 @@ impl Model {
         fusable.then_some(next.output)
     }
 
+    /// A batch norm's `[gamma, beta, running_mean, running_var]`.
+    fn bn_tensors(&self, params: [ParamId; 4], detached: bool) -> Result<[Tensor; 4]> {
+        let [g, b, rm, rv] = params;
+        Ok([
+            self.p(g, detached)?,
+            self.p(b, detached)?,
+            self.p(rm, detached)?,
+            self.p(rv, detached)?,
+        ])
+    }
+
     /// Training-mode batch norm (followed by a ReLU when `relu`), running statistics
     /// updated. The fused kernel serves 4-D inputs when the fast kernels are on.
     fn batch_norm_train(
@@ -411,12 +422,8 @@ impl Model {
         relu: bool,
         detached: bool,
     ) -> Result<LayerOut> {
-        let [weight, bias, running_mean, running_var] = params;
-        let (g, b) = (self.p(weight, detached)?, self.p(bias, detached)?);
-        let (rm, rv) = (
-            self.p(running_mean, detached)?,
-            self.p(running_var, detached)?,
-        );
+        let [_, _, running_mean, running_var] = params;
+        let [g, b, rm, rv] = self.bn_tensors(params, detached)?;
         if self.kernels.is_cpu_fast() && x.rank() == 4 {
             let out = kernels::bn::batch_norm_train(x, &g, &b, eps, relu)?;
             let (n, _, h, w) = x.dims4()?;
@@ -425,8 +432,8 @@ impl Model {
             let mean = Tensor::from_vec(out.mean, c, &self.device)?;
             let unbiased =
                 Tensor::from_vec(out.var, c, &self.device)?.affine(count / (count - 1.0), 0.0)?;
-            let new_rm = (rm.affine(1.0 - momentum, 0.0)? + mean.affine(momentum, 0.0)?)?;
-            let new_rv = (rv.affine(1.0 - momentum, 0.0)? + unbiased.affine(momentum, 0.0)?)?;
+            let (new_rm, new_rv) =
+                ops::updated_running_stats([&rm, &rv], [&mean, &unbiased], momentum)?;
             self.set_param(running_mean, &new_rm)?;
             self.set_param(running_var, &new_rv)?;
             return Ok(LayerOut {
@@ -434,7 +441,7 @@ impl Model {
                 bn: Some(out.op),
             });
         }
-        let out = ops::batch_norm_train(x, &g, &b, &rm, &rv, eps, momentum)?;
+        let out = ops::batch_norm_train(x, [&g, &b, &rm, &rv], eps, momentum)?;
         self.set_param(running_mean, &out.running_mean)?;
         self.set_param(running_var, &out.running_var)?;
         Ok(if relu { out.y.relu()? } else { out.y }.into())
@@ -511,16 +518,13 @@ impl Model {
                     detached,
                 )?,
                 Mode::Eval => {
-                    let (g, b) = (self.p(*weight, detached)?, self.p(*bias, detached)?);
-                    let (rm, rv) = (
-                        self.p(*running_mean, detached)?,
-                        self.p(*running_var, detached)?,
-                    );
+                    let params = [*weight, *bias, *running_mean, *running_var];
+                    let tensors = self.bn_tensors(params, detached)?;
+                    let stats = tensors.each_ref();
                     if self.kernels.is_cpu_fast() && x.rank() == 4 {
-                        let stats = [&g, &b, &rm, &rv];
                         kernels::bn::batch_norm_eval(x, stats, *eps, fused_relu.is_some())?
                     } else {
-                        ops::batch_norm_eval(x, &g, &b, &rm, &rv, *eps)?
+                        ops::batch_norm_eval(x, stats, *eps)?
                     }
                     .into()
                 }

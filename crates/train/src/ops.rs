@@ -53,15 +53,15 @@ fn per_sample(stat: &Tensor, x: &Tensor) -> Result<Tensor> {
 
 /// PyTorch training-mode batch norm: statistics over every axis but the channel axis,
 /// normalisation with the biased variance, running statistics updated with the unbiased one.
+///
+/// `stats` is `[gamma, beta, running_mean, running_var]`, the order of the op's parameters.
 pub fn batch_norm_train(
     x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    running_mean: &Tensor,
-    running_var: &Tensor,
+    stats: [&Tensor; 4],
     eps: f64,
     momentum: f64,
 ) -> Result<BnTrainOutput> {
+    let [gamma, beta, running_mean, running_var] = stats;
     let (axes, bshape, count) = bn_axes(x)?;
     if count < 2 {
         return Err(TrainError::Invalid(format!(
@@ -85,10 +85,11 @@ pub fn batch_norm_train(
         .detach()
         .reshape(c)?
         .affine(count as f64 / (count - 1) as f64, 0.0)?;
-    let running_mean =
-        (running_mean.affine(1.0 - momentum, 0.0)? + batch_mean.affine(momentum, 0.0)?)?;
-    let running_var =
-        (running_var.affine(1.0 - momentum, 0.0)? + unbiased.affine(momentum, 0.0)?)?;
+    let (running_mean, running_var) = updated_running_stats(
+        [running_mean, running_var],
+        [&batch_mean, &unbiased],
+        momentum,
+    )?;
     Ok(BnTrainOutput {
         y,
         running_mean,
@@ -96,15 +97,26 @@ pub fn batch_norm_train(
     })
 }
 
-/// Inference-mode batch norm with the running statistics.
-pub fn batch_norm_eval(
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    running_mean: &Tensor,
-    running_var: &Tensor,
-    eps: f64,
-) -> Result<Tensor> {
+/// PyTorch's running-statistics update: `(1 - m) * running + m * batch` for the mean and the
+/// unbiased variance.
+pub fn updated_running_stats(
+    [running_mean, running_var]: [&Tensor; 2],
+    [batch_mean, unbiased_var]: [&Tensor; 2],
+    momentum: f64,
+) -> Result<(Tensor, Tensor)> {
+    let blend = |running: &Tensor, batch: &Tensor| -> Result<Tensor> {
+        Ok((running.affine(1.0 - momentum, 0.0)? + batch.affine(momentum, 0.0)?)?)
+    };
+    Ok((
+        blend(running_mean, batch_mean)?,
+        blend(running_var, unbiased_var)?,
+    ))
+}
+
+/// Inference-mode batch norm with the running statistics; `stats` is `[gamma, beta,
+/// running_mean, running_var]`.
+pub fn batch_norm_eval(x: &Tensor, stats: [&Tensor; 4], eps: f64) -> Result<Tensor> {
+    let [gamma, beta, running_mean, running_var] = stats;
     let (_, bshape, _) = bn_axes(x)?;
     let scale = ((running_var + eps)?.sqrt()?.recip()? * gamma)?;
     let shift = (beta - (running_mean * &scale)?)?;
@@ -220,7 +232,7 @@ mod tests {
         let beta = candle_core::Var::from_tensor(&t(&[0.1, -1.0], &[2])).unwrap();
         let rm = t(&[0.0, 1.0], &[2]);
         let rv = t(&[1.0, 2.0], &[2]);
-        let out = batch_norm_train(&x, &gamma, &beta, &rm, &rv, 1e-5, 0.1).unwrap();
+        let out = batch_norm_train(&x, [&gamma, &beta, &rm, &rv], 1e-5, 0.1).unwrap();
         // channel 0: mean 4, biased var (9+1+1+9)/4 = 5; channel 1: mean 4, var (4+4+0+16)/4=6
         let s0 = 1.0 / (5.0f32 + 1e-5).sqrt();
         let s1 = 1.0 / (6.0f32 + 1e-5).sqrt();
@@ -270,15 +282,13 @@ mod tests {
     #[test]
     fn bn_eval_uses_running_stats() {
         let x = t(&[1., 2., 3., 4.], &[2, 2]);
-        let y = batch_norm_eval(
-            &x,
-            &t(&[2.0, 1.0], &[2]),
-            &t(&[0.5, 0.0], &[2]),
-            &t(&[1.0, 2.0], &[2]),
-            &t(&[4.0, 0.25], &[2]),
-            0.0,
-        )
-        .unwrap();
+        let stats = [
+            t(&[2.0, 1.0], &[2]),
+            t(&[0.5, 0.0], &[2]),
+            t(&[1.0, 2.0], &[2]),
+            t(&[4.0, 0.25], &[2]),
+        ];
+        let y = batch_norm_eval(&x, stats.each_ref(), 0.0).unwrap();
         close(&v(&y), &[0.5, 0.0, 2.5, 4.0], 1e-6);
     }
 

@@ -74,16 +74,9 @@ impl Tape {
 
     /// Records one node as the forward pass ran it.
     pub(crate) fn record(&mut self, op: &Op, run: NodeRun<'_>) {
-        let keep_ins = match op {
-            Op::Conv { .. } | Op::BatchNorm { .. } | Op::Linear { .. } => true,
-            Op::Relu
-            | Op::Dropout { .. }
-            | Op::Add
-            | Op::AvgPool { .. }
-            | Op::GlobalAvgPool
-            | Op::Flatten
-            | Op::Softmax => false,
-        };
+        // Ops with parameters need their input for the weight gradient (BN also for its
+        // input gradient); the others' backward reads only the output gradient and shapes.
+        let keep_ins = !op.params().is_empty();
         self.records.push(Record {
             node: run.node,
             in_dims: run.ins[0].dims().to_vec(),

@@ -397,7 +397,7 @@ mod tests {
         let zeros = Tensor::zeros(c, candle_core::DType::F32, &Device::Cpu).unwrap();
         let ones = Tensor::ones(c, candle_core::DType::F32, &Device::Cpu).unwrap();
         let ours = batch_norm_train(&x, &g, &b, 1e-5, relu).unwrap();
-        let r = ops::batch_norm_train(&x, &g, &b, &zeros, &ones, 1e-5, 1.0).unwrap();
+        let r = ops::batch_norm_train(&x, [&g, &b, &zeros, &ones], 1e-5, 1.0).unwrap();
         let theirs = if relu { r.y.relu().unwrap() } else { r.y };
         let what = format!("bn {dims:?} relu={relu}");
         assert_close(&ours.y, &theirs, 1e-5, &format!("{what} y"));
@@ -451,7 +451,7 @@ mod tests {
             let m = rand(&[c], 14);
             let v = (rand(&[c], 15).abs().unwrap() + 0.5).unwrap();
             let ours = batch_norm_eval(&x, [&g, &b, &m, &v], 1e-5, relu).unwrap();
-            let theirs = ops::batch_norm_eval(&x, &g, &b, &m, &v, 1e-5).unwrap();
+            let theirs = ops::batch_norm_eval(&x, [&g, &b, &m, &v], 1e-5).unwrap();
             let theirs = if relu { theirs.relu().unwrap() } else { theirs };
             assert_close(
                 &ours,
