@@ -89,7 +89,7 @@ declare_knobs! {
     WINOGRAD, winograd() -> bool {
         name: "WRNC_WINOGRAD",
         meaning: "`0`: 3x3 stride-1 convolutions go through im2col + gemm like the others",
-        default: "Winograd F(2x2, 3x3) where it pays",
+        default: "Winograd F(4x4, 3x3) where it pays",
         parse: |v| v != Some("0"),
     }
 
