@@ -11,118 +11,6 @@ pub const MAX_PARAMS: u128 = 1_000_000_000;
 /// Most elements one activation of one sample may hold.
 pub const MAX_VALUE_ELEMS: u128 = 1 << 28;
 
-/// A layer's hyper-parameters, without its parameters: an [`Op`] before the builder has created
-/// its parameters. It only names the op's hyper-parameters; everything else about the op
-/// (shape inference, parameters, FLOPs, names) is a method of [`Op`], reached through
-/// `LayerKind::to_op`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum LayerKind {
-    /// See [`Op::Conv`]; `bias` asks for a bias parameter.
-    Conv {
-        /// Output channels.
-        out: usize,
-        /// Kernel size.
-        kernel: usize,
-        /// Stride.
-        stride: usize,
-        /// Padding.
-        padding: usize,
-        /// Whether the conv has a bias.
-        bias: bool,
-    },
-    /// See [`Op::BatchNorm`].
-    BatchNorm {
-        /// Epsilon.
-        eps: f64,
-        /// PyTorch-meaning momentum.
-        momentum: f64,
-    },
-    /// See [`Op::Relu`].
-    Relu,
-    /// See [`Op::Dropout`].
-    Dropout {
-        /// Drop probability.
-        p: f64,
-    },
-    /// See [`Op::Add`].
-    Add,
-    /// See [`Op::AvgPool`].
-    AvgPool {
-        /// Window.
-        kernel: usize,
-        /// Stride.
-        stride: usize,
-        /// Padding.
-        padding: usize,
-    },
-    /// See [`Op::GlobalAvgPool`].
-    GlobalAvgPool,
-    /// See [`Op::Flatten`].
-    Flatten,
-    /// See [`Op::Linear`].
-    Linear {
-        /// Output features.
-        out: usize,
-        /// Whether the layer has a bias.
-        bias: bool,
-    },
-    /// See [`Op::Softmax`].
-    Softmax,
-}
-
-/// Stands for a parameter id until the builder has created the parameter.
-const UNSET: ParamId = ParamId(usize::MAX);
-
-impl LayerKind {
-    /// The op this layer applies, its parameter ids not yet set (the builder sets them).
-    pub(crate) fn to_op(&self) -> Op {
-        match *self {
-            LayerKind::Conv {
-                out,
-                kernel,
-                stride,
-                padding,
-                bias,
-            } => Op::Conv {
-                out_channels: out,
-                kernel,
-                stride,
-                padding,
-                weight: UNSET,
-                bias: bias.then_some(UNSET),
-            },
-            LayerKind::BatchNorm { eps, momentum } => Op::BatchNorm {
-                eps,
-                momentum,
-                weight: UNSET,
-                bias: UNSET,
-                running_mean: UNSET,
-                running_var: UNSET,
-            },
-            LayerKind::Relu => Op::Relu,
-            LayerKind::Dropout { p } => Op::Dropout { p },
-            LayerKind::Add => Op::Add,
-            LayerKind::AvgPool {
-                kernel,
-                stride,
-                padding,
-            } => Op::AvgPool {
-                kernel,
-                stride,
-                padding,
-            },
-            LayerKind::GlobalAvgPool => Op::GlobalAvgPool,
-            LayerKind::Flatten => Op::Flatten,
-            LayerKind::Linear { out, bias } => Op::Linear {
-                out_features: out,
-                weight: UNSET,
-                bias: bias.then_some(UNSET),
-            },
-            LayerKind::Softmax => Op::Softmax,
-        }
-    }
-}
-
 /// Builds a [`Graph`], inferring every value's shape and refusing absurd sizes before any
 /// tensor is allocated (the builder itself allocates no tensors at all).
 #[derive(Debug)]
@@ -228,17 +116,18 @@ impl GraphBuilder {
         Ok(ParamId(self.graph.params.len() - 1))
     }
 
-    /// Adds a layer reading `inputs`, returning its output value.
-    pub fn layer(
-        &mut self,
-        name: &str,
-        kind: &LayerKind,
-        inputs: &[ValueId],
-    ) -> Result<ValueId, IrError> {
+    /// Adds layer `name` applying `op` to `inputs`, returning its output value.
+    ///
+    /// `op` gives the layer's hyper-parameters; its parameter ids are ignored (make it with
+    /// [`Op::conv`], [`Op::batch_norm`], [`Op::linear`], ..., whose ids are
+    /// [`ParamId::UNSET`], or use a unit variant such as [`Op::Relu`] directly). The builder
+    /// creates the layer's parameters from [`Op::param_table`], named `<name>.<suffix>`, and
+    /// sets their ids in the node's op; an optional bias is created when it is `Some`.
+    pub fn layer(&mut self, name: &str, op: &Op, inputs: &[ValueId]) -> Result<ValueId, IrError> {
         if !self.names.insert(name.to_string()) {
             return Err(IrError::DuplicateName(name.to_string()));
         }
-        let mut op = kind.to_op();
+        let mut op = op.clone();
         op.check_arity(name, inputs.len())?;
         if let Some(last) = self.graph.nodes.last() {
             if matches!(last.op, Op::Softmax) {
@@ -300,14 +189,8 @@ pub(crate) mod tests {
     use crate::param::Init;
 
     /// A bias-free convolution layer (shared with the passes' tests).
-    pub(crate) fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> LayerKind {
-        LayerKind::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-            bias: false,
-        }
+    pub(crate) fn conv(out: usize, kernel: usize, stride: usize, padding: usize) -> Op {
+        Op::conv(out, kernel, stride, padding, false)
     }
 
     #[test]
@@ -316,33 +199,13 @@ pub(crate) mod tests {
         let x = b.input();
         let c = b.layer("c", &conv(16, 3, 2, 1), &[x]).unwrap();
         assert_eq!(b.shape(c), &[16, 16, 16]);
-        let n = b
-            .layer(
-                "bn",
-                &LayerKind::BatchNorm {
-                    eps: 1e-5,
-                    momentum: 0.1,
-                },
-                &[c],
-            )
-            .unwrap();
-        let p = b
-            .layer(
-                "p",
-                &LayerKind::AvgPool {
-                    kernel: 3,
-                    stride: 2,
-                    padding: 1,
-                },
-                &[n],
-            )
-            .unwrap();
+        let n = b.layer("bn", &Op::batch_norm(1e-5, 0.1), &[c]).unwrap();
+        let p = b.layer("p", &Op::avg_pool(3, 2, 1), &[n]).unwrap();
         assert_eq!(b.shape(p), &[16, 8, 8]);
-        let g = b.layer("g", &LayerKind::GlobalAvgPool, &[p]).unwrap();
-        let f = b.layer("f", &LayerKind::Flatten, &[g]).unwrap();
+        let g = b.layer("g", &Op::GlobalAvgPool, &[p]).unwrap();
+        let f = b.layer("f", &Op::Flatten, &[g]).unwrap();
         assert_eq!(b.shape(f), &[16]);
-        b.layer("fc", &LayerKind::Linear { out: 5, bias: true }, &[f])
-            .unwrap();
+        b.layer("fc", &Op::linear(5, true), &[f]).unwrap();
         let graph = b.finish().unwrap();
         let names: Vec<&str> = graph.params.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(
@@ -376,6 +239,27 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn ignores_the_parameter_ids_it_is_given() {
+        // An op taken from a built graph carries real ids; the builder creates new parameters.
+        let mut b = GraphBuilder::new("t", [3, 4, 4]).unwrap();
+        let x = b.input();
+        let c = b.layer("c", &Op::conv(2, 3, 1, 1, true), &[x]).unwrap();
+        let built = b.graph().nodes[0].op.clone();
+        assert_eq!(built.params(), [ParamId(0), ParamId(1)]);
+        b.layer("d", &built, &[c]).unwrap();
+        let d = &b.graph().nodes[1].op;
+        assert_eq!(d.params(), [ParamId(2), ParamId(3)]);
+        let names: Vec<&str> = b.graph().params.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["c.weight", "c.bias", "d.weight", "d.bias"]);
+        assert_eq!(b.graph().params[2].shape, [2, 2, 3, 3]);
+        // Constructors leave every id unset until then.
+        let fresh = Op::batch_norm(1e-5, 0.1);
+        assert!(fresh.params().iter().all(|&id| id == ParamId::UNSET));
+        assert_eq!(fresh.params().len(), 4);
+        assert!(Op::linear(3, false).params() == [ParamId::UNSET]);
+    }
+
+    #[test]
     fn rejects_bad_graphs() {
         let mut b = GraphBuilder::new("t", [1, 4, 4]).unwrap();
         let x = b.input();
@@ -383,14 +267,12 @@ pub(crate) mod tests {
         assert!(err.to_string().contains("smaller than the kernel"), "{err}");
         let c = b.layer("c2", &conv(4, 3, 1, 1), &[x]).unwrap();
         assert!(matches!(
-            b.layer("c2", &LayerKind::Relu, &[c]),
+            b.layer("c2", &Op::Relu, &[c]),
             Err(IrError::DuplicateName(_))
         ));
-        let err = b.layer("a", &LayerKind::Add, &[c, x]).unwrap_err();
+        let err = b.layer("a", &Op::Add, &[c, x]).unwrap_err();
         assert!(err.to_string().contains("same shape"), "{err}");
-        let err = b
-            .layer("l", &LayerKind::Linear { out: 3, bias: true }, &[c])
-            .unwrap_err();
+        let err = b.layer("l", &Op::linear(3, true), &[c]).unwrap_err();
         assert!(err.to_string().contains("flatten"), "{err}");
         assert!(GraphBuilder::new("t", [0, 4, 4]).is_err());
         // Ends in a spatial value: not a classifier.

@@ -71,9 +71,9 @@ impl OpKind {
         }
     }
 
-    /// The hyper-parameters a layer of this op takes: the fields of its
-    /// [`crate::builder::LayerKind`], which are also the keys of a spec layer besides `op`,
-    /// `name` and `from`.
+    /// The hyper-parameters a layer of this op takes: the arguments of its constructor
+    /// ([`Op::conv`], [`Op::batch_norm`], ...; none for the unit variants), which are also the
+    /// keys of a spec layer besides `op`, `name` and `from`.
     pub fn hyper_parameters(self) -> &'static [&'static str] {
         match self {
             OpKind::Conv => &["out", "kernel", "stride", "padding", "bias"],
@@ -170,6 +170,62 @@ pub enum Op {
 }
 
 impl Op {
+    /// A convolution layer's op, its parameters not yet created (their ids are
+    /// [`ParamId::UNSET`]; `bias` asks for a bias).
+    pub const fn conv(
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+    ) -> Op {
+        Op::Conv {
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            weight: ParamId::UNSET,
+            bias: unset_if(bias),
+        }
+    }
+
+    /// A batch-norm layer's op, its parameters not yet created (their ids are
+    /// [`ParamId::UNSET`]).
+    pub const fn batch_norm(eps: f64, momentum: f64) -> Op {
+        Op::BatchNorm {
+            eps,
+            momentum,
+            weight: ParamId::UNSET,
+            bias: ParamId::UNSET,
+            running_mean: ParamId::UNSET,
+            running_var: ParamId::UNSET,
+        }
+    }
+
+    /// A dropout layer's op.
+    pub const fn dropout(p: f64) -> Op {
+        Op::Dropout { p }
+    }
+
+    /// An average-pooling layer's op.
+    pub const fn avg_pool(kernel: usize, stride: usize, padding: usize) -> Op {
+        Op::AvgPool {
+            kernel,
+            stride,
+            padding,
+        }
+    }
+
+    /// A fully connected layer's op, its parameters not yet created (their ids are
+    /// [`ParamId::UNSET`]; `bias` asks for a bias).
+    pub const fn linear(out_features: usize, bias: bool) -> Op {
+        Op::Linear {
+            out_features,
+            weight: ParamId::UNSET,
+            bias: unset_if(bias),
+        }
+    }
+
     /// The op's kind (its name, arity and hyper-parameter keys).
     pub fn op_kind(&self) -> OpKind {
         match self {
@@ -399,6 +455,15 @@ impl Op {
             | Op::Flatten
             | Op::Softmax => self.kind().to_string(),
         }
+    }
+}
+
+/// An optional parameter not yet created: `Some(ParamId::UNSET)` when `wanted`.
+const fn unset_if(wanted: bool) -> Option<ParamId> {
+    if wanted {
+        Some(ParamId::UNSET)
+    } else {
+        None
     }
 }
 

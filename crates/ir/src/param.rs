@@ -6,6 +6,13 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ParamId(pub usize);
 
+impl ParamId {
+    /// Stands for a parameter that does not exist yet: the ids of an [`crate::Op`] made by its
+    /// constructors ([`crate::Op::conv`], ...) until [`crate::GraphBuilder::layer`] creates
+    /// the parameters and sets their ids. It indexes no parameter of any graph.
+    pub const UNSET: ParamId = ParamId(usize::MAX);
+}
+
 /// How a parameter is initialised (the official WRN code's rules).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 #[serde(tag = "rule", rename_all = "snake_case")]

@@ -313,12 +313,9 @@ fn compact(mut g: Graph, remove: &[bool], alias: &HashMap<ValueId, ValueId>) -> 
 mod tests {
     use super::*;
     use crate::builder::tests::conv;
-    use crate::builder::{GraphBuilder, LayerKind};
+    use crate::builder::GraphBuilder;
 
-    const BN: LayerKind = LayerKind::BatchNorm {
-        eps: 1e-5,
-        momentum: 0.1,
-    };
+    const BN: Op = Op::batch_norm(1e-5, 0.1);
 
     /// Stem conv + `blocks` pre-activation blocks (the first with a 1x1 shortcut) + head.
     fn preact(blocks: usize, dropout: bool) -> Graph {
@@ -328,23 +325,15 @@ mod tests {
             let p = format!("block{i}");
             let width = 8;
             let o = b.layer(&format!("{p}.bn0"), &BN, &[x]).unwrap();
-            let o = b
-                .layer(&format!("{p}.relu0"), &LayerKind::Relu, &[o])
-                .unwrap();
+            let o = b.layer(&format!("{p}.relu0"), &Op::Relu, &[o]).unwrap();
             let y = b
                 .layer(&format!("{p}.conv0"), &conv(width, 3, 1, 1), &[o])
                 .unwrap();
             let y = b.layer(&format!("{p}.bn1"), &BN, &[y]).unwrap();
-            let mut y = b
-                .layer(&format!("{p}.relu1"), &LayerKind::Relu, &[y])
-                .unwrap();
+            let mut y = b.layer(&format!("{p}.relu1"), &Op::Relu, &[y]).unwrap();
             if dropout {
                 y = b
-                    .layer(
-                        &format!("{p}.dropout"),
-                        &LayerKind::Dropout { p: 0.3 },
-                        &[y],
-                    )
+                    .layer(&format!("{p}.dropout"), &Op::dropout(0.3), &[y])
                     .unwrap();
             }
             let y = b
@@ -356,18 +345,14 @@ mod tests {
             } else {
                 x
             };
-            x = b
-                .layer(&format!("{p}.add"), &LayerKind::Add, &[y, short])
-                .unwrap();
+            x = b.layer(&format!("{p}.add"), &Op::Add, &[y, short]).unwrap();
         }
         let o = b.layer("bn", &BN, &[x]).unwrap();
-        let o = b.layer("relu", &LayerKind::Relu, &[o]).unwrap();
-        let o = b.layer("pool", &LayerKind::GlobalAvgPool, &[o]).unwrap();
-        let o = b.layer("flatten", &LayerKind::Flatten, &[o]).unwrap();
-        let o = b
-            .layer("fc", &LayerKind::Linear { out: 3, bias: true }, &[o])
-            .unwrap();
-        b.layer("softmax", &LayerKind::Softmax, &[o]).unwrap();
+        let o = b.layer("relu", &Op::Relu, &[o]).unwrap();
+        let o = b.layer("pool", &Op::GlobalAvgPool, &[o]).unwrap();
+        let o = b.layer("flatten", &Op::Flatten, &[o]).unwrap();
+        let o = b.layer("fc", &Op::linear(3, true), &[o]).unwrap();
+        b.layer("softmax", &Op::Softmax, &[o]).unwrap();
         b.finish().unwrap()
     }
 
@@ -434,18 +419,10 @@ mod tests {
         let o = b.layer("bn0", &BN, &[x]).unwrap();
         let y = b.layer("conv0", &conv(4, 3, 1, 1), &[o]).unwrap();
         let y = b.layer("bn1", &BN, &[y]).unwrap();
-        let y = b.layer("add", &LayerKind::Add, &[y, x]).unwrap();
-        let y = b.layer("pool", &LayerKind::GlobalAvgPool, &[y]).unwrap();
-        let y = b.layer("flat", &LayerKind::Flatten, &[y]).unwrap();
-        b.layer(
-            "fc",
-            &LayerKind::Linear {
-                out: 2,
-                bias: false,
-            },
-            &[y],
-        )
-        .unwrap();
+        let y = b.layer("add", &Op::Add, &[y, x]).unwrap();
+        let y = b.layer("pool", &Op::GlobalAvgPool, &[y]).unwrap();
+        let y = b.layer("flat", &Op::Flatten, &[y]).unwrap();
+        b.layer("fc", &Op::linear(2, false), &[y]).unwrap();
         let g = b.finish().unwrap();
         let c = fold_candidates(&g);
         assert_eq!(c.len(), 1);
@@ -458,16 +435,8 @@ mod tests {
         let mut b = GraphBuilder::new("t", [2, 1, 1]).unwrap();
         let x = b.layer("c", &conv(2, 1, 1, 0), &[b.input()]).unwrap();
         let x = b.layer("bn", &BN, &[x]).unwrap();
-        let x = b.layer("f", &LayerKind::Flatten, &[x]).unwrap();
-        b.layer(
-            "fc",
-            &LayerKind::Linear {
-                out: 2,
-                bias: false,
-            },
-            &[x],
-        )
-        .unwrap();
+        let x = b.layer("f", &Op::Flatten, &[x]).unwrap();
+        b.layer("fc", &Op::linear(2, false), &[x]).unwrap();
         let g = b.finish().unwrap();
         let w = weights(&g);
         let (f, fw) = fold_batch_norm(&g, &w);
@@ -503,19 +472,13 @@ mod tests {
     #[test]
     fn existing_conv_bias_is_reused() {
         let mut b = GraphBuilder::new("t", [1, 2, 2]).unwrap();
-        let kind = LayerKind::Conv {
-            out: 2,
-            kernel: 1,
-            stride: 1,
-            padding: 0,
-            bias: true,
-        };
-        let x = b.layer("c", &kind, &[b.input()]).unwrap();
-        let x = b.layer("bn", &BN, &[x]).unwrap();
-        let x = b.layer("p", &LayerKind::GlobalAvgPool, &[x]).unwrap();
-        let x = b.layer("f", &LayerKind::Flatten, &[x]).unwrap();
-        b.layer("fc", &LayerKind::Linear { out: 2, bias: true }, &[x])
+        let x = b
+            .layer("c", &Op::conv(2, 1, 1, 0, true), &[b.input()])
             .unwrap();
+        let x = b.layer("bn", &BN, &[x]).unwrap();
+        let x = b.layer("p", &Op::GlobalAvgPool, &[x]).unwrap();
+        let x = b.layer("f", &Op::Flatten, &[x]).unwrap();
+        b.layer("fc", &Op::linear(2, true), &[x]).unwrap();
         let g = b.finish().unwrap();
         let (f, fw) = fold_batch_norm(&g, &weights(&g));
         let names: Vec<_> = f.params.iter().map(|p| p.name.as_str()).collect();

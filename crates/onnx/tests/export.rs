@@ -2,8 +2,7 @@
 
 use prost::Message;
 use std::collections::BTreeMap;
-use wrnc_ir::builder::LayerKind;
-use wrnc_ir::{Graph, Weights};
+use wrnc_ir::{Graph, Op, Weights};
 use wrnc_onnx::proto::tensor_shape_proto::dimension::Value as DimValue;
 use wrnc_onnx::proto::{type_proto, Dim, ModelProto};
 use wrnc_onnx::{
@@ -11,7 +10,7 @@ use wrnc_onnx::{
     ExportOptions, ModelInfo, Normalization, OnnxError, ReadLimits, TrainingSummary,
 };
 use wrnc_recipe::Normalize;
-use wrnc_testkit::graphs::{avg_pool, conv};
+use wrnc_testkit::graphs::conv;
 use wrnc_testkit::Net;
 
 /// A pre-activation block with a 1x1 stride-2 shortcut, dropout, avg pool and softmax.
@@ -19,10 +18,10 @@ fn net(softmax: bool) -> Graph {
     let mut b = Net::new("tiny", [3, 8, 8]);
     let x = b.then("conv", conv(4, 3, 1), b.input());
     let x = b.preact_block("block", x, 4, 6, 2, 0.3, "shortcut");
-    let x = b.then("pool", avg_pool(2, 1, 0), x);
+    let x = b.then("pool", Op::avg_pool(2, 1, 0), x);
     let x = b.classifier(x, 5, true);
     if softmax {
-        b.then("softmax", LayerKind::Softmax, x);
+        b.then("softmax", Op::Softmax, x);
     }
     b.finish()
 }

@@ -4,8 +4,7 @@ use crate::model::{LayerSpec, OpKind, SpecFile};
 use crate::suggest::{did_you_mean, one_of};
 use crate::validate::{Problem, Range};
 use std::collections::HashMap;
-use wrnc_ir::builder::LayerKind;
-use wrnc_ir::{Graph, GraphBuilder, IrError, ValueId};
+use wrnc_ir::{Graph, GraphBuilder, IrError, Op, ValueId};
 
 /// A problem in one layer: its index in `model.layers`, the key at fault and a message.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,8 +33,9 @@ pub fn default_name(l: &LayerSpec, index: usize) -> String {
 }
 
 /// The one mapping of a spec layer onto the IR: its op kind and keys (defaults filled in,
-/// ranges checked) as the builder's [`LayerKind`].
-fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<LayerKind, LayerError> {
+/// ranges checked) as the IR's [`Op`], its parameters not yet created (the builder creates
+/// them). It matches every [`OpKind`], so a new op fails to compile until it is mapped here.
+fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<Op, LayerError> {
     let need = |v: Option<usize>, key: &'static str| {
         v.ok_or_else(|| err(i, Some(key), format!("{} needs `{key}`", l.op.name())))
     };
@@ -53,44 +53,42 @@ fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<LayerKind, LayerEr
     Ok(match l.op {
         OpKind::Conv => {
             let kernel = pos(l.kernel.unwrap_or(3), "kernel")?;
-            LayerKind::Conv {
-                out: pos(need(l.out, "out")?, "out")?,
+            Op::conv(
+                pos(need(l.out, "out")?, "out")?,
                 kernel,
-                stride: pos(l.stride.unwrap_or(1), "stride")?,
-                padding: l.padding.unwrap_or(kernel / 2),
-                bias: l.bias.unwrap_or(false),
-            }
+                pos(l.stride.unwrap_or(1), "stride")?,
+                l.padding.unwrap_or(kernel / 2),
+                l.bias.unwrap_or(false),
+            )
         }
         OpKind::BatchNorm => {
             let eps = number("eps", l.eps.unwrap_or(1e-5), Range::Positive, "")?;
             let momentum = l.momentum.unwrap_or(0.1);
             let momentum = number("momentum", momentum, Range::Unit, " (PyTorch meaning)")?;
-            LayerKind::BatchNorm { eps, momentum }
+            Op::batch_norm(eps, momentum)
         }
-        OpKind::Relu => LayerKind::Relu,
+        OpKind::Relu => Op::Relu,
         OpKind::Dropout => {
             let p =
                 l.p.ok_or_else(|| err(i, Some("p"), "dropout needs `p`".into()))?;
-            LayerKind::Dropout {
-                p: number("p", p, Range::UnitOpen, "")?,
-            }
+            Op::dropout(number("p", p, Range::UnitOpen, "")?)
         }
-        OpKind::Add => LayerKind::Add,
+        OpKind::Add => Op::Add,
         OpKind::AvgPool => {
             let kernel = pos(l.kernel.unwrap_or(2), "kernel")?;
-            LayerKind::AvgPool {
+            Op::avg_pool(
                 kernel,
-                stride: pos(l.stride.unwrap_or(kernel), "stride")?,
-                padding: l.padding.unwrap_or(0),
-            }
+                pos(l.stride.unwrap_or(kernel), "stride")?,
+                l.padding.unwrap_or(0),
+            )
         }
-        OpKind::GlobalAvgPool => LayerKind::GlobalAvgPool,
-        OpKind::Flatten => LayerKind::Flatten,
-        OpKind::Linear => LayerKind::Linear {
-            out: pos(l.out.unwrap_or(classes), "out")?,
-            bias: l.bias.unwrap_or(true),
-        },
-        OpKind::Softmax => LayerKind::Softmax,
+        OpKind::GlobalAvgPool => Op::GlobalAvgPool,
+        OpKind::Flatten => Op::Flatten,
+        OpKind::Linear => Op::linear(
+            pos(l.out.unwrap_or(classes), "out")?,
+            l.bias.unwrap_or(true),
+        ),
+        OpKind::Softmax => Op::Softmax,
     })
 }
 
@@ -202,8 +200,8 @@ pub fn lower(
                 v
             }
         };
-        let kind = kind_of(l, i, classes)?;
-        let out = b.layer(name, &kind, &inputs).map_err(|e| match e {
+        let op = kind_of(l, i, classes)?;
+        let out = b.layer(name, &op, &inputs).map_err(|e| match e {
             IrError::Shape { message, .. } => err(i, None, message),
             other => err(i, None, other.to_string()),
         })?;

@@ -3,47 +3,23 @@
 //! as the spec front end does (`conv0`, `group{g}.block{b}.*`, `bn`, `relu`, `pool`,
 //! `flatten`, `fc`, `softmax`).
 
-use wrnc_ir::builder::LayerKind;
-use wrnc_ir::{Graph, GraphBuilder, ValueId};
+use wrnc_ir::{Graph, GraphBuilder, Op, ValueId};
 
 /// Batch norm with PyTorch's defaults.
-pub const BN: LayerKind = LayerKind::BatchNorm {
-    eps: 1e-5,
-    momentum: 0.1,
-};
+pub const BN: Op = Op::batch_norm(1e-5, 0.1);
 
 /// A bias-free convolution with "same" padding (`kernel / 2`).
-pub fn conv(out: usize, kernel: usize, stride: usize) -> LayerKind {
+pub fn conv(out: usize, kernel: usize, stride: usize) -> Op {
     same_padded_conv(out, kernel, stride, false)
 }
 
 /// A convolution with a bias and "same" padding (`kernel / 2`).
-pub fn conv_bias(out: usize, kernel: usize, stride: usize) -> LayerKind {
+pub fn conv_bias(out: usize, kernel: usize, stride: usize) -> Op {
     same_padded_conv(out, kernel, stride, true)
 }
 
-fn same_padded_conv(out: usize, kernel: usize, stride: usize, bias: bool) -> LayerKind {
-    LayerKind::Conv {
-        out,
-        kernel,
-        stride,
-        padding: kernel / 2,
-        bias,
-    }
-}
-
-/// An average pool.
-pub fn avg_pool(kernel: usize, stride: usize, padding: usize) -> LayerKind {
-    LayerKind::AvgPool {
-        kernel,
-        stride,
-        padding,
-    }
-}
-
-/// A fully connected layer.
-pub fn linear(out: usize, bias: bool) -> LayerKind {
-    LayerKind::Linear { out, bias }
+fn same_padded_conv(out: usize, kernel: usize, stride: usize, bias: bool) -> Op {
+    Op::conv(out, kernel, stride, kernel / 2, bias)
 }
 
 /// A [`GraphBuilder`] whose layers panic instead of returning errors.
@@ -66,16 +42,16 @@ impl Net {
         self.0.graph().output()
     }
 
-    /// Adds layer `name` of `kind` reading `inputs`.
-    pub fn layer(&mut self, name: &str, kind: &LayerKind, inputs: &[ValueId]) -> ValueId {
+    /// Adds layer `name` applying `op` to `inputs` (see [`GraphBuilder::layer`]).
+    pub fn layer(&mut self, name: &str, op: &Op, inputs: &[ValueId]) -> ValueId {
         self.0
-            .layer(name, kind, inputs)
+            .layer(name, op, inputs)
             .unwrap_or_else(|e| panic!("layer `{name}`: {e}"))
     }
 
-    /// Adds layer `name` of `kind` reading `x` alone.
-    pub fn then(&mut self, name: &str, kind: LayerKind, x: ValueId) -> ValueId {
-        self.layer(name, &kind, &[x])
+    /// Adds layer `name` applying `op` to `x` alone.
+    pub fn then(&mut self, name: &str, op: Op, x: ValueId) -> ValueId {
+        self.layer(name, &op, &[x])
     }
 
     /// A pre-activation residual block `prefix.{bn0, relu0, conv0, bn1, relu1, [dropout],
@@ -96,7 +72,7 @@ impl Net {
         let y = self.then(&format!("{prefix}.conv0"), conv(cout, 3, stride), o);
         let mut y = self.bn_relu(&format!("{prefix}.bn1"), &format!("{prefix}.relu1"), y);
         if dropout > 0.0 {
-            let drop = LayerKind::Dropout { p: dropout };
+            let drop = Op::dropout(dropout);
             y = self.then(&format!("{prefix}.dropout"), drop, y);
         }
         let y = self.then(&format!("{prefix}.conv1"), conv(cout, 3, 1), y);
@@ -105,21 +81,21 @@ impl Net {
         } else {
             x
         };
-        self.layer(&format!("{prefix}.add"), &LayerKind::Add, &[y, short])
+        self.layer(&format!("{prefix}.add"), &Op::Add, &[y, short])
     }
 
     /// Batch norm `bn` then ReLU `relu`.
     pub fn bn_relu(&mut self, bn: &str, relu: &str, x: ValueId) -> ValueId {
         let x = self.then(bn, BN, x);
-        self.then(relu, LayerKind::Relu, x)
+        self.then(relu, Op::Relu, x)
     }
 
     /// `gap` (global average pool), `flatten` and the linear layer `fc` to `classes` (with a
     /// bias when `bias`).
     pub fn classifier(&mut self, x: ValueId, classes: usize, bias: bool) -> ValueId {
-        let x = self.then("gap", LayerKind::GlobalAvgPool, x);
-        let x = self.then("flatten", LayerKind::Flatten, x);
-        self.then("fc", linear(classes, bias), x)
+        let x = self.then("gap", Op::GlobalAvgPool, x);
+        let x = self.then("flatten", Op::Flatten, x);
+        self.then("fc", Op::linear(classes, bias), x)
     }
 
     /// The builder itself, for what the shorthands do not cover.
@@ -135,12 +111,7 @@ impl Net {
 
 /// The smallest network with every parameter role: `conv` (of kind `conv`), batch norm `bn`,
 /// then [`Net::classifier`] to `classes` (`fc` with a bias when `fc_bias`), graph name `t`.
-pub fn conv_bn_classifier(
-    input: [usize; 3],
-    conv: LayerKind,
-    classes: usize,
-    fc_bias: bool,
-) -> Graph {
+pub fn conv_bn_classifier(input: [usize; 3], conv: Op, classes: usize, fc_bias: bool) -> Graph {
     let mut b = Net::new("t", input);
     let c = b.then("conv", conv, b.input());
     let n = b.then("bn", BN, c);
@@ -169,10 +140,10 @@ pub fn wrn(input: [usize; 3], depth: usize, width: usize, classes: usize, dropou
         }
     }
     let x = b.bn_relu("bn", "relu", x);
-    let x = b.then("pool", LayerKind::GlobalAvgPool, x);
-    let x = b.then("flatten", LayerKind::Flatten, x);
-    let x = b.then("fc", linear(classes, true), x);
-    b.then("softmax", LayerKind::Softmax, x);
+    let x = b.then("pool", Op::GlobalAvgPool, x);
+    let x = b.then("flatten", Op::Flatten, x);
+    let x = b.then("fc", Op::linear(classes, true), x);
+    b.then("softmax", Op::Softmax, x);
     b.finish()
 }
 

@@ -198,7 +198,7 @@ pub fn peak_rss_bytes() -> Option<u64> {
 mod tests {
     use super::*;
     use crate::init::init_weights;
-    use wrnc_ir::builder::LayerKind;
+    use wrnc_ir::Op;
     use wrnc_testkit::graphs::conv;
     use wrnc_testkit::Net;
 
@@ -215,7 +215,7 @@ mod tests {
         let sc = b.then("short", conv(8, 1, 2), r1);
         let r2 = b.bn_relu("bn2", "relu2", c1);
         let c2 = b.then("conv2", conv(8, 3, 1), r2);
-        let a = b.layer("add", &LayerKind::Add, &[c2, sc]);
+        let a = b.layer("add", &Op::Add, &[c2, sc]);
         let r3 = b.bn_relu("bn3", "relu3", a);
         b.classifier(r3, 5, true);
         b.finish()

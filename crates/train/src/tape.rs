@@ -250,41 +250,31 @@ mod tests {
     use crate::ops;
     use crate::step::Gradients;
     use candle_core::Device;
-    use wrnc_ir::builder::LayerKind;
     use wrnc_ir::{Graph, GraphBuilder};
 
     /// A residual network with every op the tape knows: a standalone ReLU, dropout, conv
     /// bias, a BN without ReLU, an add whose inputs fan out, pooling and a linear layer.
     fn net() -> Graph {
         let mut b = GraphBuilder::new("taped", [3, 8, 8]).unwrap();
-        let conv = |out, kernel, stride, padding, bias| LayerKind::Conv {
-            out,
-            kernel,
-            stride,
-            padding,
-            bias,
-        };
-        let bn = LayerKind::BatchNorm {
-            eps: 1e-5,
-            momentum: 0.1,
-        };
+        let bn = Op::batch_norm(1e-5, 0.1);
         let x = b.input();
-        let c0 = b.layer("stem", &conv(8, 3, 1, 1, true), &[x]).unwrap();
+        let c0 = b.layer("stem", &Op::conv(8, 3, 1, 1, true), &[x]).unwrap();
         let n0 = b.layer("bn0", &bn, &[c0]).unwrap();
-        let r0 = b.layer("relu0", &LayerKind::Relu, &[n0]).unwrap();
-        let c1 = b.layer("conv1", &conv(8, 3, 1, 1, false), &[r0]).unwrap();
+        let r0 = b.layer("relu0", &Op::Relu, &[n0]).unwrap();
+        let c1 = b
+            .layer("conv1", &Op::conv(8, 3, 1, 1, false), &[r0])
+            .unwrap();
         let n1 = b.layer("bn1", &bn, &[c1]).unwrap();
-        let d1 = b
-            .layer("drop", &LayerKind::Dropout { p: 0.3 }, &[n1])
+        let d1 = b.layer("drop", &Op::dropout(0.3), &[n1]).unwrap();
+        let a = b.layer("add", &Op::Add, &[d1, r0]).unwrap();
+        let r1 = b.layer("relu1", &Op::Relu, &[a]).unwrap();
+        let c2 = b
+            .layer("conv2", &Op::conv(12, 3, 2, 1, false), &[r1])
             .unwrap();
-        let a = b.layer("add", &LayerKind::Add, &[d1, r0]).unwrap();
-        let r1 = b.layer("relu1", &LayerKind::Relu, &[a]).unwrap();
-        let c2 = b.layer("conv2", &conv(12, 3, 2, 1, false), &[r1]).unwrap();
-        let a2 = b.layer("add2", &LayerKind::Add, &[c2, c2]).unwrap();
-        let p = b.layer("pool", &LayerKind::GlobalAvgPool, &[a2]).unwrap();
-        let f = b.layer("flat", &LayerKind::Flatten, &[p]).unwrap();
-        b.layer("fc", &LayerKind::Linear { out: 5, bias: true }, &[f])
-            .unwrap();
+        let a2 = b.layer("add2", &Op::Add, &[c2, c2]).unwrap();
+        let p = b.layer("pool", &Op::GlobalAvgPool, &[a2]).unwrap();
+        let f = b.layer("flat", &Op::Flatten, &[p]).unwrap();
+        b.layer("fc", &Op::linear(5, true), &[f]).unwrap();
         b.finish().unwrap()
     }
 
@@ -334,15 +324,11 @@ mod tests {
     fn batch_norm_over_flat_features_keeps_autograd() {
         let mut b = GraphBuilder::new("flatbn", [2, 4, 4]).unwrap();
         let x = b.input();
-        let p = b.layer("pool", &LayerKind::GlobalAvgPool, &[x]).unwrap();
-        let f = b.layer("flat", &LayerKind::Flatten, &[p]).unwrap();
-        let bn = LayerKind::BatchNorm {
-            eps: 1e-5,
-            momentum: 0.1,
-        };
+        let p = b.layer("pool", &Op::GlobalAvgPool, &[x]).unwrap();
+        let f = b.layer("flat", &Op::Flatten, &[p]).unwrap();
+        let bn = Op::batch_norm(1e-5, 0.1);
         let n = b.layer("bn", &bn, &[f]).unwrap();
-        b.layer("fc", &LayerKind::Linear { out: 3, bias: true }, &[n])
-            .unwrap();
+        b.layer("fc", &Op::linear(3, true), &[n]).unwrap();
         let g = b.finish().unwrap();
         let mut m = Model::new(&g, &init_weights(&g, 1), &Device::Cpu, DType::F32).unwrap();
         m.set_reference_ops(false);

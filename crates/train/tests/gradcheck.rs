@@ -3,9 +3,8 @@
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use wrnc_ir::builder::LayerKind;
-use wrnc_ir::Graph;
-use wrnc_testkit::graphs::{avg_pool, conv_bias, linear, BN};
+use wrnc_ir::{Graph, Op};
+use wrnc_testkit::graphs::{conv_bias, BN};
 use wrnc_testkit::Net;
 use wrnc_train::{cross_entropy, init_weights, Mode, Model};
 
@@ -111,11 +110,11 @@ fn wrn_gradients_match_finite_differences() {
 fn dropout_avgpool_linear_gradients_match_finite_differences() {
     let mut b = Net::new("misc", [2, 5, 5]);
     let c = b.then("conv", conv_bias(3, 3, 2), b.input());
-    let d = b.then("drop", LayerKind::Dropout { p: 0.4 }, c);
-    let p = b.then("pool", avg_pool(2, 1, 1), d);
-    let f = b.then("flat", LayerKind::Flatten, p);
+    let d = b.then("drop", Op::dropout(0.4), c);
+    let p = b.then("pool", Op::avg_pool(2, 1, 1), d);
+    let f = b.then("flat", Op::Flatten, p);
     let n = b.then("bnf", BN, f);
-    b.then("fc", linear(4, false), n);
+    b.then("fc", Op::linear(4, false), n);
     let g = b.finish();
     let worst = check(&g, 6);
     assert!(worst < 1e-5, "worst relative error {worst}");

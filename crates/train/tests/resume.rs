@@ -5,8 +5,7 @@ mod common;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use wrnc_ir::builder::LayerKind;
-use wrnc_ir::{Graph, Weights};
+use wrnc_ir::{Graph, Op, Weights};
 use wrnc_recipe::Recipe;
 use wrnc_testkit::graphs::conv;
 use wrnc_testkit::Net;
@@ -18,11 +17,11 @@ fn tiny() -> Graph {
     let mut b = Net::new("tiny", [1, 8, 8]);
     let x = b.then("conv0", conv(8, 3, 1), b.input());
     let x = b.bn_relu("bn0", "relu0", x);
-    let x = b.then("drop", LayerKind::Dropout { p: 0.2 }, x);
+    let x = b.then("drop", Op::dropout(0.2), x);
     let x = b.then("conv1", conv(16, 3, 2), x);
     let x = b.bn_relu("bn1", "relu1", x);
     let x = b.classifier(x, 10, true);
-    b.then("softmax", LayerKind::Softmax, x);
+    b.then("softmax", Op::Softmax, x);
     b.finish()
 }
 

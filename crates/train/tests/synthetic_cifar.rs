@@ -1,10 +1,9 @@
 //! Training on a small synthetic CIFAR-10-format dataset: the run learns, saves last/best,
 //! and evaluating best.safetensors reproduces the best accuracy recorded in metrics.csv.
 
-use wrnc_ir::builder::LayerKind;
-use wrnc_ir::{Graph, Weights};
+use wrnc_ir::{Graph, Op, Weights};
 use wrnc_recipe::{DatasetKind, DeviceKind, Recipe, Schedule, Toggle};
-use wrnc_testkit::graphs::{avg_pool, conv_bias, linear};
+use wrnc_testkit::graphs::conv_bias;
 use wrnc_testkit::Net;
 use wrnc_train::{
     evaluate, predict_logits, train, CheckpointMeta, NormalizerSource, RunStatus, Split,
@@ -15,10 +14,10 @@ fn small_cnn() -> Graph {
     let mut b = Net::new("cnn", [3, 32, 32]);
     let x = b.then("conv0", conv_bias(8, 3, 2), b.input());
     let x = b.bn_relu("bn", "relu", x);
-    let x = b.then("avg", avg_pool(4, 4, 0), x);
-    let x = b.then("flatten", LayerKind::Flatten, x);
-    let x = b.then("fc", linear(10, true), x);
-    b.then("softmax", LayerKind::Softmax, x);
+    let x = b.then("avg", Op::avg_pool(4, 4, 0), x);
+    let x = b.then("flatten", Op::Flatten, x);
+    let x = b.then("fc", Op::linear(10, true), x);
+    b.then("softmax", Op::Softmax, x);
     b.finish()
 }
 

@@ -1,10 +1,9 @@
 //! Exported models run in tract and match the plain-Rust reference executor.
 
 use std::collections::BTreeMap;
-use wrnc_ir::builder::LayerKind;
-use wrnc_ir::{passes, Graph};
+use wrnc_ir::{passes, Graph, Op};
 use wrnc_onnx::{export, to_bytes, ExportMetadata, ExportOptions, Normalization};
-use wrnc_testkit::graphs::{avg_pool, conv};
+use wrnc_testkit::graphs::conv;
 use wrnc_testkit::seeded::{input, weights};
 use wrnc_testkit::{reference, Lcg, Net};
 use wrnc_verify::{compare, top_k, Predictor, TractModel, VerifyError};
@@ -15,10 +14,10 @@ fn plain(channels: usize) -> Graph {
     let x = b.then("conv0", conv(4, 3, 1), b.input());
     let r = b.bn_relu("bn0", "relu0", x);
     let y = b.then("conv1", conv(4, 3, 1), r);
-    let z = b.layer("add", &LayerKind::Add, &[y, r]);
+    let z = b.layer("add", &Op::Add, &[y, r]);
     let z = b.bn_relu("bn1", "relu1", z);
     let z = b.classifier(z, 5, true);
-    b.then("softmax", LayerKind::Softmax, z);
+    b.then("softmax", Op::Softmax, z);
     b.finish()
 }
 
@@ -31,7 +30,7 @@ fn preact() -> Graph {
     let x = b.preact_block("b0", x, 4, 6, 2, 0.3, "shortcut");
     let x = b.preact_block("b1", x, 6, 6, 1, 0.0, "shortcut");
     let x = b.bn_relu("bn", "relu", x);
-    let x = b.then("pool", avg_pool(3, 2, 1), x);
+    let x = b.then("pool", Op::avg_pool(3, 2, 1), x);
     b.classifier(x, 7, true);
     b.finish()
 }
