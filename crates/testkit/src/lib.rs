@@ -3,7 +3,7 @@
 //! * [`graphs`]: layer shorthands, a panicking graph builder ([`graphs::Net`]), the
 //!   pre-activation block and whole WRNs, laid out and named as the spec front end does.
 //! * [`seeded`]: reproducible pseudo-random values and weights, without a dependency.
-//! * [`reference`]: a slow, independent f64 executor of IR graphs, the yardstick for tract and
+//! * [`reference`](mod@reference): a slow, independent f64 executor of IR graphs, the yardstick for tract and
 //!   the trainer.
 //! * [`tempdir`]: a fresh temporary directory.
 //!
