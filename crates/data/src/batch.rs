@@ -254,9 +254,7 @@ mod tests {
             Dataset::new(
                 (0..n).map(|i| i as u8).collect(),
                 (0..n as u32).map(|i| i % 3).collect(),
-                1,
-                1,
-                1,
+                [1, 1, 1],
                 vec!["a".into(), "b".into(), "c".into()],
             )
             .unwrap(),
@@ -340,9 +338,7 @@ mod tests {
             Dataset::new(
                 [0u8, 255].repeat(64),
                 vec![0; 64],
-                1,
-                1,
-                2,
+                [1, 1, 2],
                 vec!["x".into()],
             )
             .unwrap(),
@@ -400,7 +396,7 @@ mod tests {
         let cfg = BatchConfig::train(2, Augment::standard(PadMode::Reflect));
         // Reflect padding 4 on a 1x1 image is impossible.
         assert!(epoch_batches(d.clone(), n, &cfg, 0, 0).is_err());
-        let other = Dataset::new(vec![0; 4], vec![0], 1, 2, 2, vec!["a".into()]).unwrap();
+        let other = Dataset::new(vec![0; 4], vec![0], [1, 2, 2], vec!["a".into()]).unwrap();
         let n2 = identity_norm(&other);
         assert!(epoch_batches(d, n2, &BatchConfig::new(1), 0, 0).is_err());
         assert_eq!(num_batches(10, 4, false), 3);

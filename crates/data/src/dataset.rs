@@ -19,17 +19,16 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Creates a dataset after checking that `images.len() == labels.len() * C * H * W`,
-    /// that every label is `< class_names.len()`, and that the shape and class list are
-    /// non-empty.
+    /// Creates a dataset of images shaped `shape` `[C, H, W]` after checking that
+    /// `images.len() == labels.len() * C * H * W`, that every label is `< class_names.len()`,
+    /// and that the shape and class list are non-empty.
     pub fn new(
         images: Vec<u8>,
         labels: Vec<u32>,
-        channels: usize,
-        height: usize,
-        width: usize,
+        shape: [usize; 3],
         class_names: Vec<String>,
     ) -> Result<Self> {
+        let [channels, height, width] = shape;
         if channels == 0 || height == 0 || width == 0 {
             return Err(DataError::invalid(
                 "dataset",
@@ -197,16 +196,16 @@ mod tests {
 
     #[test]
     fn new_validates() {
-        assert!(Dataset::new(vec![0; 8], vec![0, 1], 1, 2, 2, names(2)).is_ok());
-        assert!(Dataset::new(vec![0; 7], vec![0, 1], 1, 2, 2, names(2)).is_err());
-        assert!(Dataset::new(vec![0; 8], vec![0, 2], 1, 2, 2, names(2)).is_err());
-        assert!(Dataset::new(vec![], vec![], 0, 2, 2, names(2)).is_err());
-        assert!(Dataset::new(vec![], vec![], 1, 2, 2, vec![]).is_err());
+        assert!(Dataset::new(vec![0; 8], vec![0, 1], [1, 2, 2], names(2)).is_ok());
+        assert!(Dataset::new(vec![0; 7], vec![0, 1], [1, 2, 2], names(2)).is_err());
+        assert!(Dataset::new(vec![0; 8], vec![0, 2], [1, 2, 2], names(2)).is_err());
+        assert!(Dataset::new(vec![], vec![], [0, 2, 2], names(2)).is_err());
+        assert!(Dataset::new(vec![], vec![], [1, 2, 2], vec![]).is_err());
     }
 
     #[test]
     fn subset_and_accessors() {
-        let ds = Dataset::new((0..12).collect(), vec![0, 1, 2], 1, 2, 2, names(3)).unwrap();
+        let ds = Dataset::new((0..12).collect(), vec![0, 1, 2], [1, 2, 2], names(3)).unwrap();
         assert_eq!(ds.image(1), Some(&[4u8, 5, 6, 7][..]));
         assert_eq!(ds.image(3), None);
         let sub = ds.subset(&[2, 0]).unwrap();

@@ -58,7 +58,7 @@ pub fn load_digits_all() -> Result<Dataset> {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    Dataset::new(images, labels, 1, 8, 8, names)
+    Dataset::new(images, labels, [1, 8, 8], names)
 }
 
 /// The fixed train (first 1437) / test (last 360) split of the digits set.

@@ -65,7 +65,7 @@ impl TryFrom<NormalizerRecord> for Normalizer {
 
     fn try_from(r: NormalizerRecord) -> Result<Self> {
         let [c, h, w] = r.shape;
-        Normalizer::from_parts(r.mode, c, h, w, r.mean, r.std, r.mean_image)
+        Normalizer::from_parts(r.mode, [c, h, w], r.mean, r.std, r.mean_image)
     }
 }
 
@@ -136,17 +136,17 @@ impl Normalizer {
         Ok(out)
     }
 
-    /// Rebuilds a normaliser from stored values; the vector lengths must match
-    /// the table in the type documentation, values must be finite and std > 0.
+    /// Rebuilds a normaliser from stored values for images of `shape` `[C, H, W]`; the vector
+    /// lengths must match the table in the type documentation, values must be finite and
+    /// std > 0.
     pub fn from_parts(
         mode: Normalize,
-        channels: usize,
-        height: usize,
-        width: usize,
+        shape: [usize; 3],
         mean: Vec<f32>,
         std: Vec<f32>,
         mean_image: Vec<f32>,
     ) -> Result<Self> {
+        let [channels, height, width] = shape;
         let size = channels * height * width;
         if size == 0 {
             return Err(DataError::invalid(
@@ -283,9 +283,7 @@ mod tests {
         Dataset::new(
             vec![0, 255, 51, 51, 255, 255, 102, 0],
             vec![0, 1],
-            2,
-            1,
-            2,
+            [2, 1, 2],
             vec!["a".into(), "b".into()],
         )
         .unwrap()
@@ -345,7 +343,13 @@ mod tests {
 
     #[test]
     fn constant_channel_gets_unit_std() {
-        let d = Dataset::new(vec![10, 10, 10, 10], vec![0, 0], 1, 1, 2, vec!["a".into()]).unwrap();
+        let d = Dataset::new(
+            vec![10, 10, 10, 10],
+            vec![0, 0],
+            [1, 1, 2],
+            vec!["a".into()],
+        )
+        .unwrap();
         let n = Normalizer::fit(Normalize::MeanStd, &d).unwrap();
         close(n.std(), &[1.0]);
         close(&n.apply(&[10, 10]).unwrap(), &[0.0, 0.0]);
@@ -357,9 +361,7 @@ mod tests {
         let (c, h, w) = n.shape();
         let back = Normalizer::from_parts(
             n.mode(),
-            c,
-            h,
-            w,
+            [c, h, w],
             n.mean().to_vec(),
             n.std().to_vec(),
             n.mean_image().to_vec(),
@@ -368,9 +370,7 @@ mod tests {
         assert_eq!(back, n);
         assert!(Normalizer::from_parts(
             Normalize::MeanStd,
-            2,
-            1,
-            2,
+            [2, 1, 2],
             vec![0.5],
             vec![1.0, 1.0],
             vec![]
@@ -378,9 +378,7 @@ mod tests {
         .is_err());
         assert!(Normalizer::from_parts(
             Normalize::MeanStd,
-            2,
-            1,
-            2,
+            [2, 1, 2],
             vec![0.5; 2],
             vec![0.0, 1.0],
             vec![]
@@ -388,9 +386,7 @@ mod tests {
         .is_err());
         assert!(Normalizer::from_parts(
             Normalize::PerPixelMean,
-            2,
-            1,
-            2,
+            [2, 1, 2],
             vec![],
             vec![],
             vec![0.0; 3]

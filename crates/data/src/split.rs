@@ -75,9 +75,7 @@ mod tests {
         Dataset::new(
             (0..n as u8).collect(),
             (0..n as u32).map(|i| i % 2).collect(),
-            1,
-            1,
-            1,
+            [1, 1, 1],
             vec!["a".into(), "b".into()],
         )
         .unwrap()

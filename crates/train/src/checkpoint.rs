@@ -242,7 +242,7 @@ mod tests {
     use wrnc_recipe::Normalize;
 
     fn normalizer(mode: Normalize) -> Normalizer {
-        let d = Dataset::new(vec![0, 255, 51, 51], vec![0], 1, 2, 2, vec!["a".into()]).unwrap();
+        let d = Dataset::new(vec![0, 255, 51, 51], vec![0], [1, 2, 2], vec!["a".into()]).unwrap();
         Normalizer::fit(mode, &d).unwrap()
     }
 
