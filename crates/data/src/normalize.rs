@@ -368,30 +368,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(back, n);
-        assert!(Normalizer::from_parts(
-            Normalize::MeanStd,
-            [2, 1, 2],
-            vec![0.5],
-            vec![1.0, 1.0],
-            vec![]
-        )
-        .is_err());
-        assert!(Normalizer::from_parts(
-            Normalize::MeanStd,
-            [2, 1, 2],
-            vec![0.5; 2],
-            vec![0.0, 1.0],
-            vec![]
-        )
-        .is_err());
-        assert!(Normalizer::from_parts(
-            Normalize::PerPixelMean,
-            [2, 1, 2],
-            vec![],
-            vec![],
-            vec![0.0; 3]
-        )
-        .is_err());
+        // Wrong lengths, a zero std, a short mean image.
+        let bad: [(Normalize, Vec<f32>, Vec<f32>, Vec<f32>); 3] = [
+            (Normalize::MeanStd, vec![0.5], vec![1.0, 1.0], vec![]),
+            (Normalize::MeanStd, vec![0.5; 2], vec![0.0, 1.0], vec![]),
+            (Normalize::PerPixelMean, vec![], vec![], vec![0.0; 3]),
+        ];
+        for (mode, mean, std, image) in bad {
+            assert!(Normalizer::from_parts(mode, [2, 1, 2], mean, std, image).is_err());
+        }
         assert!(n.apply(&[1, 2, 3]).is_err());
     }
 
