@@ -13,7 +13,7 @@ use wrnc_train::{input_normalizer, CheckpointMeta, InputNormalizer, TrainError};
 /// Loads a weights file and checks it matches the graph and that its metadata reads; a
 /// mismatch is a usage error that lists the tensors (the first mismatching tensor first).
 pub fn load_weights(path: &Path, graph: &Graph) -> Result<Weights> {
-    let w = Weights::load(path).map_err(|e| UsageError(e.to_string()))?;
+    let w = Weights::load_for(path, graph).map_err(|e| UsageError(e.to_string()))?;
     w.check_against(graph, &path.display().to_string())
         .map_err(|e| UsageError(e.to_string()))?;
     checkpoint_meta(&w, path)?;
