@@ -20,20 +20,32 @@ impl SpecArgs {
     }
 }
 
-/// Writes text to a file atomically, or to stdout when `path` is None.
+/// Writes text to a file atomically, or to stdout (through [`print_out`]) when `path` is None.
 pub fn write_output(path: Option<&Path>, text: &str) -> Result<()> {
     match path {
         Some(p) => wrnc_ir::atomic::write_atomic(p, text.as_bytes())
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display())),
-        None => {
-            use std::io::Write;
-            let mut out = std::io::stdout().lock();
-            // A closed pipe (e.g. `| head`) is not an error worth reporting.
-            let _ = out.write_all(text.as_bytes());
-            let _ = out.flush();
-            Ok(())
-        }
+        None => print_out(text),
     }
+}
+
+/// The one way commands print results on standard output. A closed pipe (`| head`, `| true`)
+/// ends the process quietly with exit code 0, like other Unix tools (Rust ignores SIGPIPE, so
+/// the write returns `EPIPE`); any other write error (a full disk: `ENOSPC`) is an error
+/// (exit 1) naming standard output, so output is never silently truncated.
+pub fn print_out(text: &str) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(anyhow::anyhow!("cannot write to standard output: {e}")),
+    }
+}
+
+/// [`print_out`] of one line (a newline is added).
+pub fn print_line(line: &str) -> Result<()> {
+    print_out(&format!("{line}\n"))
 }
 
 /// Formats an integer with thousands separators.

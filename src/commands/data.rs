@@ -96,6 +96,6 @@ fn fetch_cmd(a: FetchArgs) -> Result<ExitCode> {
             r?
         }
     };
-    println!("{kind} is ready in {}", dir.display());
+    super::common::print_line(&format!("{kind} is ready in {}", dir.display()))?;
     Ok(ExitCode::SUCCESS)
 }

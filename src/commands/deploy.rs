@@ -6,14 +6,16 @@ use anyhow::Result;
 use std::path::Path;
 use wrnc_data::Normalizer;
 use wrnc_ir::{Graph, Weights};
-use wrnc_onnx::{ExportMetadata, Normalization, TrainingSummary};
+use wrnc_onnx::{EvalSplit, ExportMetadata, Normalization, SelectedOn, TrainingSummary};
 use wrnc_recipe::{DataConfig, Normalize};
-use wrnc_train::{input_normalizer, CheckpointMeta, InputNormalizer, TrainError};
+use wrnc_train::{
+    input_normalizer, CheckpointMeta, InputNormalizer, Split, TrainError, TrainOutcome,
+};
 
 /// Loads a weights file and checks it matches the graph and that its metadata reads; a
 /// mismatch is a usage error that lists the tensors (the first mismatching tensor first).
 pub fn load_weights(path: &Path, graph: &Graph) -> Result<Weights> {
-    let w = Weights::load(path).map_err(|e| UsageError(e.to_string()))?;
+    let w = Weights::load_for(path, graph).map_err(|e| UsageError(e.to_string()))?;
     w.check_against(graph, &path.display().to_string())
         .map_err(|e| UsageError(e.to_string()))?;
     checkpoint_meta(&w, path)?;
@@ -81,12 +83,7 @@ pub fn export_metadata(spec: &wrnc_spec::Spec, weights: &Weights) -> Result<Expo
             None
         }
     };
-    let training = meta.epoch.map(|epoch| TrainingSummary {
-        epochs: Some(epoch),
-        best_val_accuracy: meta.val_accuracy,
-        best_epoch: meta.val_accuracy.and(Some(epoch)),
-        test_accuracy: None,
-    });
+    let training = meta.epoch.map(|_| weights_summary(&meta));
     Ok(ExportMetadata {
         class_labels: d
             .dataset
@@ -101,6 +98,63 @@ pub fn export_metadata(spec: &wrnc_spec::Spec, weights: &Weights) -> Result<Expo
         weights_file: None,
         extra: Default::default(),
     })
+}
+
+/// The ONNX split of a training split (`train` is never evaluated per epoch).
+fn eval_split(s: Split) -> Option<EvalSplit> {
+    match s {
+        Split::Val => Some(EvalSplit::Val),
+        Split::Test => Some(EvalSplit::Test),
+        Split::Train => None,
+    }
+}
+
+/// The training summary of one weights file (`wrnc export`): the epoch it was saved after,
+/// and, for a `best.safetensors`, the accuracy that chose it and the split it was measured on.
+/// Whether other weights were last is unknown here, so `selected_on` is only set for a best.
+pub fn weights_summary(meta: &CheckpointMeta) -> TrainingSummary {
+    let split = meta.val_accuracy.and(meta.val_split).and_then(eval_split);
+    TrainingSummary {
+        epochs_completed: None,
+        epoch: meta.epoch,
+        selected_on: split.map(|s| match s {
+            EvalSplit::Val => SelectedOn::Val,
+            EvalSplit::Test => SelectedOn::Test,
+        }),
+        eval_split: split,
+        eval_accuracy: split.and(meta.val_accuracy),
+        test_accuracy: (split == Some(EvalSplit::Test))
+            .then_some(meta.val_accuracy)
+            .flatten(),
+    }
+}
+
+/// The training summary of the file `wrnc train` exports at the end of a run: with a
+/// validation split the best epoch on it (`best.safetensors`), else the last epoch
+/// (`last.safetensors`) with its test accuracy.
+pub fn run_summary(outcome: &TrainOutcome) -> TrainingSummary {
+    match outcome.eval_split {
+        Split::Val => TrainingSummary {
+            epochs_completed: Some(outcome.epochs_done),
+            epoch: outcome.best.map(|b| b.1),
+            selected_on: Some(SelectedOn::Val),
+            eval_split: Some(EvalSplit::Val),
+            eval_accuracy: outcome.best.map(|b| b.0),
+            test_accuracy: None,
+        },
+        Split::Test | Split::Train => {
+            let acc = outcome.last.as_ref().map(|m| m.val_acc);
+            let split = eval_split(outcome.eval_split);
+            TrainingSummary {
+                epochs_completed: Some(outcome.epochs_done),
+                epoch: Some(outcome.epochs_done),
+                selected_on: Some(SelectedOn::Last),
+                eval_split: split,
+                eval_accuracy: split.and(acc),
+                test_accuracy: (split == Some(EvalSplit::Test)).then_some(acc).flatten(),
+            }
+        }
+    }
 }
 
 /// Checks an `--opset` value, as a usage error when out of range.

@@ -1,6 +1,6 @@
 //! `wrnc eval SPEC --weights FILE [--split val|test] [--json]`: loss and accuracy.
 
-use super::common::SpecArgs;
+use super::common::{print_line, SpecArgs};
 use super::deploy::{load_weights, warn_if_fitted, DeviceArg};
 use crate::exit::UsageError;
 use anyhow::Result;
@@ -62,15 +62,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.json {
         let v = json!({"split": r.split.name(), "count": r.count, "loss": r.loss,
                        "accuracy": r.accuracy});
-        println!("{}", serde_json::to_string(&v)?);
+        print_line(&serde_json::to_string(&v)?)?;
     } else {
-        println!(
+        print_line(&format!(
             "{} split: {} images, loss {:.4}, accuracy {:.2}%",
             r.split,
             r.count,
             r.loss,
             r.accuracy * 100.0
-        );
+        ))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! `wrnc export SPEC --weights FILE [-o model.onnx] [--opset N] [--no-fold-bn]`.
 
-use super::common::SpecArgs;
+use super::common::{print_line, SpecArgs};
 use super::deploy::{check_opset, export_metadata, load_weights};
 use anyhow::Result;
 use std::path::PathBuf;
@@ -37,10 +37,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let meta = export_metadata(&spec, &weights)?;
     let bytes = wrnc_onnx::write(&a.output, &spec.graph, &weights, &opts, &meta)?;
-    println!(
+    print_line(&format!(
         "wrote {} ({bytes} bytes, opset {opset}, BN folding {})",
         a.output.display(),
         if opts.fold_bn { "on" } else { "off" }
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,6 @@
 //! `wrnc init SPEC -o WEIGHTS [--seed N]`: write freshly initialised weights.
 
-use super::common::SpecArgs;
+use super::common::{print_line, SpecArgs};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,10 +31,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     .write_to(&mut w.metadata);
     w.save(&a.output)?;
-    println!(
+    print_line(&format!(
         "wrote {} ({} tensors, seed {seed})",
         a.output.display(),
         w.tensors.len()
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use wrnc_ir::Weights;
-use wrnc_onnx::{ExportOptions, TrainingSummary};
+use wrnc_onnx::ExportOptions;
 use wrnc_train::{
     rundir, EpochEnd, EpochStart, Notice, RunStatus, Split, StepProgress, TrainError,
     TrainObserver, TrainOptions,
@@ -216,16 +216,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let weights = Weights::load(&outcome.run_dir.join(file))
             .with_context(|| format!("cannot read {file} for the ONNX export"))?;
         let mut meta = export_metadata(&spec, &weights)?;
-        meta.training = Some(TrainingSummary {
-            epochs: Some(outcome.epochs_done),
-            best_val_accuracy: outcome.best.map(|b| b.0),
-            best_epoch: outcome.best.map(|b| b.1),
-            test_accuracy: if outcome.eval_split == Split::Test {
-                outcome.last.map(|m| m.val_acc)
-            } else {
-                None
-            },
-        });
+        meta.training = Some(super::deploy::run_summary(&outcome));
         meta.weights_file = Some(file.to_string());
         let opts = ExportOptions::from(&recipe.export);
         let path = outcome.run_dir.join(&recipe.export.file);

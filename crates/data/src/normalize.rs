@@ -369,7 +369,7 @@ mod tests {
         .unwrap();
         assert_eq!(back, n);
         // Wrong lengths, a zero std, a short mean image.
-        let bad: [(Normalize, Vec<f32>, Vec<f32>, Vec<f32>); 3] = [
+        let bad = [
             (Normalize::MeanStd, vec![0.5], vec![1.0, 1.0], vec![]),
             (Normalize::MeanStd, vec![0.5; 2], vec![0.0, 1.0], vec![]),
             (Normalize::PerPixelMean, vec![], vec![], vec![0.0; 3]),

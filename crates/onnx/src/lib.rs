@@ -27,6 +27,8 @@ pub use export::{
     DEFAULT_OPSET, INPUT_NAME, LOGITS_NAME, MAX_OPSET, MIN_OPSET, PROBABILITIES_NAME,
     PRODUCER_VERSION,
 };
-pub use metadata::{ExportMetadata, MetaKey, ModelInfo, Normalization, TrainingSummary};
+pub use metadata::{
+    EvalSplit, ExportMetadata, MetaKey, ModelInfo, Normalization, SelectedOn, TrainingSummary,
+};
 pub use proto::ModelProto;
 pub use read::{check_structure, read_model, read_model_file, read_model_with, ReadLimits};

@@ -259,19 +259,55 @@ impl Normalization {
     }
 }
 
-/// What training achieved, for the `training` metadata entry.
+/// The split a [`TrainingSummary`] accuracy was measured on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalSplit {
+    /// The validation split held out of the training data (`data.val_size` > 0).
+    Val,
+    /// The official test set.
+    Test,
+}
+
+/// How the exported weights were chosen among a run's epochs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SelectedOn {
+    /// The epoch with the best validation accuracy (`best.safetensors`).
+    Val,
+    /// The epoch with the best test accuracy (a `best.safetensors` of a run without a
+    /// validation split, exported with `wrnc export`: chosen on the test set).
+    Test,
+    /// The last completed epoch (`last.safetensors`; what `wrnc train` exports without a
+    /// validation split, so that the test set never chooses the model).
+    Last,
+}
+
+/// What training achieved, for the `training` metadata entry (JSON; absent fields are
+/// unknown). Every accuracy is a fraction in [0, 1] of the exported weights, never of another
+/// epoch's. See docs/onnx.md.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {
-    /// Epochs trained.
+    /// Epochs the run had completed when the file was exported (`wrnc train`; unknown to
+    /// `wrnc export`, which sees one weights file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub epochs: Option<usize>,
-    /// Best validation (or test, without a validation split) accuracy in [0, 1].
+    pub epochs_completed: Option<usize>,
+    /// The epoch (from 1) after which the exported weights were saved.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub best_val_accuracy: Option<f64>,
-    /// Epoch of the best accuracy.
+    pub epoch: Option<usize>,
+    /// How the exported weights were chosen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub best_epoch: Option<usize>,
-    /// Test accuracy in [0, 1] of the exported weights.
+    pub selected_on: Option<SelectedOn>,
+    /// The split [`TrainingSummary::eval_accuracy`] was measured on: the split evaluated
+    /// after each epoch (`val`, or `test` when `data.val_size` is 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_split: Option<EvalSplit>,
+    /// Accuracy of the exported weights on `eval_split`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_accuracy: Option<f64>,
+    /// Accuracy of the exported weights on the test set, when it was measured (training
+    /// evaluates on the test set only without a validation split; otherwise run
+    /// `wrnc eval --split test`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_accuracy: Option<f64>,
 }

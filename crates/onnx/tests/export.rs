@@ -39,9 +39,12 @@ fn meta() -> ExportMetadata {
         )),
         spec_yaml: Some("name: tiny\n".into()),
         training: Some(TrainingSummary {
-            epochs: Some(3),
-            best_val_accuracy: Some(0.5),
-            ..Default::default()
+            epochs_completed: Some(3),
+            epoch: Some(2),
+            selected_on: Some(wrnc_onnx::SelectedOn::Val),
+            eval_split: Some(wrnc_onnx::EvalSplit::Val),
+            eval_accuracy: Some(0.5),
+            test_accuracy: None,
         }),
         doc_string: None,
         weights_file: None,
@@ -143,7 +146,9 @@ fn every_opset_decodes_with_contract() {
             assert_eq!(m.metadata("class_labels"), Some(r#"["a","b","c","d","e"]"#));
             assert_eq!(
                 m.metadata("training"),
-                Some(r#"{"epochs":3,"best_val_accuracy":0.5}"#)
+                Some(
+                    r#"{"epochs_completed":3,"epoch":2,"selected_on":"val","eval_split":"val","eval_accuracy":0.5}"#
+                )
             );
             assert!(gp.doc_string.is_some() && m.doc_string.is_some());
             let info = ModelInfo::from_model(&read_model(&bytes).unwrap()).unwrap();

@@ -103,7 +103,20 @@ pub fn load(path: &Path, sets: &[String]) -> Result<Spec, SpecError> {
             MAX_SPEC_BYTES
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| read_err(e.to_string()))?;
+    // The size from metadata is 0 for pipes and devices (`/dev/zero`, `/dev/stdin`): read
+    // at most one byte past the limit, so no input makes the read unbounded.
+    let mut bytes = Vec::new();
+    {
+        use std::io::Read;
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_SPEC_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(|e| read_err(e.to_string()))?;
+    }
+    if bytes.len() as u64 > MAX_SPEC_BYTES {
+        return Err(read_err(format!(
+            "the input is longer than {MAX_SPEC_BYTES} bytes, the most a spec may be"
+        )));
+    }
     let src = String::from_utf8(bytes).map_err(|e| {
         read_err(format!(
             "not UTF-8 text (invalid byte at offset {})",

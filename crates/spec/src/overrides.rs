@@ -42,6 +42,14 @@ pub fn parse(arg: &str) -> Result<Override, SpecError> {
             "the key path is empty or has an empty part; write e.g. model.wrn.depth",
         ));
     }
+    let depth = parse_path(path).len();
+    if depth > crate::nesting::MAX_NESTING {
+        return Err(err(&format!(
+            "the key path has {depth} parts, more than the {} levels a spec may nest; a spec \
+             key path needs only a few (e.g. model.wrn.depth)",
+            crate::nesting::MAX_NESTING
+        )));
+    }
     if crate::nesting::too_deep(raw).is_some() {
         return Err(err(&crate::nesting::message()));
     }

@@ -304,3 +304,56 @@ impl StepLog {
             .map_err(|e| TrainError::io(&self.path, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::lr_at;
+    use wrnc_recipe::Schedule;
+
+    /// `state.json` keeps the metrics rows that `metrics.csv` is rewritten from on every
+    /// commit and resume: each value must read back bit for bit, or a resumed run's
+    /// `metrics.csv` differs from an uninterrupted one in a last digit (`{lr}` prints the
+    /// shortest text that round-trips, so one ULP shows).
+    #[test]
+    fn metrics_rows_survive_the_state_file_bit_for_bit() {
+        let schedules = [
+            Schedule::Cosine { min_lr: 0.0 },
+            Schedule::Cosine { min_lr: 1e-4 },
+            Schedule::default(),
+            Schedule::Constant,
+        ];
+        let mut rows = Vec::new();
+        for s in &schedules {
+            for lr0 in [0.1, 0.05, 0.02, 0.4, 0.3, 0.01] {
+                for warmup in [0, 1, 5] {
+                    for epoch in 0..200 {
+                        let lr = lr_at(s, lr0, 200, warmup, epoch);
+                        rows.push(EpochMetrics {
+                            epoch: epoch + 1,
+                            lr,
+                            train_loss: lr * 3.1,
+                            train_acc: 1.0 / (epoch + 3) as f64,
+                            val_loss: lr.sqrt(),
+                            val_acc: (epoch as f64 / 7.0).fract(),
+                            seconds: lr * 1234.5678,
+                            images_per_sec: 1e5 / (epoch + 1) as f64,
+                        });
+                    }
+                }
+            }
+        }
+        let text = serde_json::to_string(&rows).unwrap();
+        let back: Vec<EpochMetrics> = serde_json::from_str(&text).unwrap();
+        for (a, b) in rows.iter().zip(&back) {
+            assert_eq!(
+                a.lr.to_bits(),
+                b.lr.to_bits(),
+                "{} read back as {}",
+                a.lr,
+                b.lr
+            );
+            assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+    }
+}
