@@ -168,3 +168,31 @@ fn resume_needs_no_spec_and_keeps_the_overrides() {
     let r = wrnc(&["train", "--out", utf8(&run)]);
     assert_usage_error(&r, &["--resume --out DIR"]);
 }
+
+#[test]
+fn resume_refuses_a_changed_generic_layer_stride() {
+    let dir = tempdir();
+    let spec = write(
+        dir.path(),
+        "g.yaml",
+        "name: g\nmodel:\n  input: [1, 8, 8]\n  classes: 10\n  layers:\n    - {op: conv, out: 4, \
+         kernel: 3, padding: 1}\n    - {op: relu}\n    - {op: global_avg_pool}\n    - {op: \
+         flatten}\n    - {op: linear, out: 10}\ndata: {dataset: digits}\ntrain: {epochs: 1}\n\
+         export: {onnx: false}\n",
+    );
+    let run = dir.path().join("run");
+    let r = train(&spec, &run, &["--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = train(
+        &spec,
+        &run,
+        &["--quiet", "--resume", "--set", "model.layers[0].stride=2"],
+    );
+    assert_usage_error(&r, &["conv0`].op.stride: was 1, now 2"]);
+    let r = train(
+        &spec,
+        &run,
+        &["--quiet", "--resume", "--set", "model.layers[0].padding=0"],
+    );
+    assert_usage_error(&r, &["op.padding"]);
+}
