@@ -2,8 +2,9 @@
 
 use super::common::{print_line, SpecArgs};
 use super::deploy::{check_opset, export_metadata, load_weights};
+use crate::exit::UsageError;
 use anyhow::Result;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wrnc_onnx::ExportOptions;
 
@@ -30,6 +31,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     let spec = a.spec.load()?;
     let opset = check_opset(a.opset.unwrap_or(spec.resolved.export.opset))?;
+    refuse_overwriting_input(&a.weights, &a.output)?;
     let weights = load_weights(&a.weights, &spec.graph)?;
     let opts = ExportOptions {
         opset,
@@ -43,4 +45,51 @@ pub fn run(a: Args) -> Result<ExitCode> {
         if opts.fold_bn { "on" } else { "off" }
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `path` with its folder resolved (links, `..`), for files that may not exist yet.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    if let Ok(p) = path.canonicalize() {
+        return Some(p);
+    }
+    let name = path.file_name()?;
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Some(parent.canonicalize().ok()?.join(name))
+}
+
+/// Whether both paths exist and are the same file (hard links included).
+#[cfg(unix)]
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &Path, _: &Path) -> bool {
+    false
+}
+
+/// Refuses an output path that names the weights file (also through another path or a link),
+/// before anything is written: the export would replace its own input.
+fn refuse_overwriting_input(weights: &Path, output: &Path) -> Result<()> {
+    let same = match (resolved(weights), resolved(output)) {
+        (Some(w), Some(o)) => w == o,
+        _ => weights == output,
+    } || same_file(weights, output);
+    if same {
+        return Err(UsageError(format!(
+            "-o {} names the weights file {} itself; the export would overwrite its own \
+             input. Choose another output file, e.g. -o model.onnx",
+            output.display(),
+            weights.display()
+        ))
+        .into());
+    }
+    Ok(())
 }

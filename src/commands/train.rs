@@ -1,7 +1,9 @@
-//! `wrnc train SPEC [--out DIR] [--device ...] [--resume] [--init WEIGHTS] [--quiet]`.
+//! `wrnc train SPEC [--out DIR] [--device ...] [--resume] [--init WEIGHTS] [--quiet]`, or
+//! `wrnc train --resume --out DIR` (the spec is the run's own `spec.resolved.yaml`).
 
 use super::common::SpecArgs;
 use super::deploy::{export_metadata, DeviceArg};
+use crate::exit::UsageError;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -19,8 +21,12 @@ use wrnc_train::{
 /// Arguments of `wrnc train`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    #[command(flatten)]
-    spec: SpecArgs,
+    /// The spec file (YAML); optional with `--resume --out DIR`, which reads the run's
+    /// `spec.resolved.yaml`.
+    spec: Option<PathBuf>,
+    /// Override a spec value: `--set key.path=value` (value parsed as YAML; repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Run directory (default: runs/<spec name>).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -141,9 +147,31 @@ fn ctrl_c_flag() -> Option<Arc<AtomicBool>> {
     .clone()
 }
 
+/// The command that continues the run in `out`: its `spec.resolved.yaml` holds the spec with
+/// every `--set` override, so no spec file or override needs repeating.
+fn resume_hint(out: &std::path::Path) -> String {
+    format!("wrnc train --resume --out {}", out.display())
+}
+
 /// Runs the command.
 pub fn run(a: Args) -> Result<ExitCode> {
-    let spec = a.spec.load()?;
+    let spec_path = match (&a.spec, &a.out, a.resume) {
+        (Some(p), _, _) => p.clone(),
+        (None, Some(dir), true) => dir.join(rundir::SPEC_FILE),
+        (None, _, _) => {
+            return Err(UsageError(
+                "wrnc train needs a spec file, or `--resume --out DIR` to continue the run in \
+                 DIR with its own spec.resolved.yaml"
+                    .into(),
+            )
+            .into())
+        }
+    };
+    let spec = SpecArgs {
+        spec: spec_path,
+        set: a.set.clone(),
+    }
+    .load()?;
     let recipe = spec.recipe();
     let out = a
         .out
@@ -167,25 +195,32 @@ pub fn run(a: Args) -> Result<ExitCode> {
             if !io {
                 return e;
             }
-            // A failed read or write (disk full, read-only directory): the commit protocol kept
-            // the last checkpoint, so say so and how to continue.
-            e.context(format!(
-                "training stopped: a file of the run directory could not be read or written; {} \
-             keeps its last committed checkpoint. Fix the cause, then continue with: wrnc \
-             train {} --out {} --resume",
-                out.display(),
-                a.spec.spec.display(),
-                out.display()
-            ))
+            // A failed read or write (disk full, read-only directory, --out is a file): advice
+            // to resume only when a checkpoint was committed (state.json is the commit point).
+            if out.join(rundir::STATE_FILE).is_file() {
+                e.context(format!(
+                    "training stopped: a file of the run directory could not be read or \
+                     written; {} keeps its last committed checkpoint. Fix the cause, then \
+                     continue with: {}",
+                    out.display(),
+                    resume_hint(&out)
+                ))
+            } else {
+                e.context(format!(
+                    "training stopped: a file of the run directory {} could not be read or \
+                     written, and no checkpoint was committed (nothing to resume). Fix the \
+                     cause, then start the run again",
+                    out.display()
+                ))
+            }
         })?;
     match outcome.status {
         RunStatus::Interrupted => {
             eprintln!(
-                "stopped after step {} (epoch {} complete); continue with: wrnc train {} --out {} --resume",
+                "stopped after step {} (epoch {} complete); continue with: {}",
                 outcome.global_step,
                 outcome.epochs_done,
-                a.spec.spec.display(),
-                out.display()
+                resume_hint(&out)
             );
             return Ok(ExitCode::from(130));
         }
@@ -223,9 +258,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         wrnc_onnx::write(&path, &spec.graph, &weights, &opts, &meta).with_context(|| {
             format!(
                 "the ONNX export failed; training finished and its checkpoints are kept. \
-                 Export again with: wrnc train {} --out {} --resume",
-                a.spec.spec.display(),
-                out.display()
+                 Export again with: {}",
+                resume_hint(&out)
             )
         })?;
         eprintln!("exported {} (from {file})", path.display());

@@ -70,8 +70,8 @@ pub enum TrainError {
     /// The loss became NaN or infinite; the last committed checkpoint is kept (runtime).
     #[error(
         "the training loss became {value} at epoch {epoch}, step {step} (global step \
-         {global_step}); training stopped and the last good checkpoint (epoch {last_good_epoch}) \
-         is kept. Try a lower learning rate or check the data"
+         {global_step}); training stopped{}. Try a lower learning rate or check the data",
+        kept_checkpoint(*last_good_epoch)
     )]
     NonFinite {
         /// Epoch (from 1) in which it happened.
@@ -82,9 +82,21 @@ pub enum TrainError {
         global_step: u64,
         /// The offending value, e.g. `NaN`.
         value: String,
-        /// Last completed epoch whose checkpoint is on disk (0: none).
-        last_good_epoch: usize,
+        /// Completed epochs of the last committed checkpoint on disk (None: no checkpoint was
+        /// committed, so nothing can be resumed).
+        last_good_epoch: Option<usize>,
     },
+}
+
+/// The end of the [`TrainError::NonFinite`] message: what is left on disk.
+fn kept_checkpoint(last_good_epoch: Option<usize>) -> String {
+    match last_good_epoch {
+        Some(e) => format!(
+            " and the last committed checkpoint ({e} epochs complete) is kept; it can be \
+             resumed with --resume"
+        ),
+        None => " before any checkpoint was committed, so nothing was saved to resume".into(),
+    }
 }
 
 /// Whose fault an error is, and so how the CLI exits.

@@ -36,6 +36,48 @@ pub const RUN_FILE: &str = "run.json";
 pub const COMMIT_KEY: &str = "wrnc.commit";
 /// Metadata key of the JSON training state in [`OPTIMIZER_FILE`].
 pub const OPTIMIZER_STATE_KEY: &str = "wrnc.state";
+/// Every file name wrnc itself writes in a run directory (a user-chosen file there, such as
+/// `export.file`, must not be one of these, nor one of them with `.next` appended).
+pub const RESERVED_NAMES: &[&str] = &[
+    STATE_FILE,
+    LAST_FILE,
+    BEST_FILE,
+    OPTIMIZER_FILE,
+    METRICS_FILE,
+    STEPS_FILE,
+    SPEC_FILE,
+    RUN_FILE,
+    crate::lock::LOCK_FILE,
+];
+
+/// Checks that `name` (the spec's `export.file`) is a plain file name inside the run
+/// directory that names none of the run's own files ([`RESERVED_NAMES`]).
+pub fn check_export_file(name: &str) -> Result<()> {
+    let invalid = |why: String| {
+        TrainError::Invalid(format!(
+            "export.file `{name}` {why}; choose another file name, e.g. `model.onnx`"
+        ))
+    };
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(invalid("is not a file name".into()));
+    }
+    if name.contains('/') || name.contains('\\') || name.contains('\0') {
+        return Err(invalid(
+            "is not a plain file name: it names a file inside the run directory, without a \
+             path separator"
+                .into(),
+        ));
+    }
+    let base = name.strip_suffix(".next").unwrap_or(name);
+    if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(base)) {
+        return Err(invalid(format!(
+            "would overwrite a file of the run directory (reserved names: {})",
+            RESERVED_NAMES.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Header of `metrics.csv`.
 pub const METRICS_HEADER: &str =
     "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_sec";
@@ -354,6 +396,26 @@ mod tests {
                 b.lr
             );
             assert_eq!(format!("{a:?}"), format!("{b:?}"));
+        }
+    }
+
+    #[test]
+    fn export_file_must_not_name_a_run_file_or_leave_the_directory() {
+        assert!(check_export_file("model.onnx").is_ok());
+        assert!(check_export_file("my.model.onnx").is_ok());
+        for bad in [
+            "last.safetensors",
+            "state.json",
+            "run.lock",
+            "best.safetensors.next",
+            "METRICS.CSV",
+            "../x.onnx",
+            "sub/x.onnx",
+            "",
+            "..",
+        ] {
+            let e = check_export_file(bad).unwrap_err().to_string();
+            assert!(e.contains("export.file"), "{bad}: {e}");
         }
     }
 }

@@ -122,7 +122,86 @@ fn settings_json(graph: &Graph, recipe: &Recipe) -> Result<serde_json::Value> {
         .iter()
         .map(|p| format!("{} {:?}", p.name, p.shape))
         .collect();
-    Ok(serde_json::json!({ "params": params, "train": train, "data": data }))
+    // The whole network, every op attribute included: a resumed run must continue the same
+    // model (dropout, shortcut kind, BN eps/momentum, strides and padding all count).
+    let model = ser(serde_json::to_value(graph))?;
+    Ok(serde_json::json!({ "params": params, "train": train, "data": data, "model": model }))
+}
+
+/// Most differences listed when a resume is refused.
+const MAX_DIFFS: usize = 20;
+
+/// The entries of `items` by their `name`, when every entry is an object with a unique name.
+fn named(items: &[serde_json::Value]) -> Option<Vec<(&str, &serde_json::Value)>> {
+    let mut out: Vec<(&str, &serde_json::Value)> = Vec::new();
+    for v in items {
+        let n = v.get("name")?.as_str()?;
+        if out.iter().any(|(m, _)| *m == n) {
+            return None;
+        }
+        out.push((n, v));
+    }
+    Some(out)
+}
+
+/// Appends `path: was X, now Y` for every leaf where `a` and `b` differ (arrays of named
+/// objects, such as the graph's nodes, are labelled by name).
+fn json_diff(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value as J;
+    if a == b || out.len() > MAX_DIFFS {
+        return;
+    }
+    match (a, b) {
+        (J::Object(x), J::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let (u, v) = (x.get(k).unwrap_or(&J::Null), y.get(k).unwrap_or(&J::Null));
+                json_diff(&format!("{path}.{k}"), u, v, out);
+            }
+        }
+        (J::Array(x), J::Array(y)) if named(x).is_some() && named(y).is_some() => {
+            let (nx, ny) = (named(x).unwrap_or_default(), named(y).unwrap_or_default());
+            // When entries were added or removed, the value indices of all later nodes shift:
+            // report the added and removed entries and the changed attributes, not the wiring.
+            let same_names = nx.len() == ny.len() && nx.iter().zip(&ny).all(|(a, b)| a.0 == b.0);
+            let unwired = |v: &J| {
+                let mut v = v.clone();
+                if let Some(o) = v.as_object_mut().filter(|_| !same_names) {
+                    o.remove("inputs");
+                    o.remove("output");
+                }
+                v
+            };
+            for (n, u) in &nx {
+                match ny.iter().find(|(m, _)| m == n) {
+                    Some((_, v)) => {
+                        json_diff(&format!("{path}[`{n}`]"), &unwired(u), &unwired(v), out)
+                    }
+                    None => out.push(format!("{path}[`{n}`]: was {u}, now absent")),
+                }
+            }
+            for (m, v) in &ny {
+                if !nx.iter().any(|(n, _)| n == m) {
+                    out.push(format!("{path}[`{m}`]: was absent, now {v}"));
+                }
+            }
+        }
+        (J::Array(x), J::Array(y)) if x.len() == y.len() => {
+            for (i, (u, v)) in x.iter().zip(y).enumerate() {
+                let label = match (u.get("name"), v.get("name")) {
+                    (Some(J::String(n)), Some(J::String(m))) if n == m => format!("`{n}`"),
+                    _ => i.to_string(),
+                };
+                json_diff(&format!("{path}[{label}]"), u, v, out);
+            }
+        }
+        (J::Array(x), J::Array(y)) => out.push(format!(
+            "{path}: was {} entries, now {} entries",
+            x.len(),
+            y.len()
+        )),
+        _ => out.push(format!("{path}: was {a}, now {b}")),
+    }
 }
 
 fn settings_diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String> {
@@ -148,6 +227,28 @@ fn settings_diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String
             }
         }
     }
+    // State files written before the model was recorded have no "model" entry.
+    if let (Some(a), Some(b)) = (old.get("model"), new.get("model")) {
+        let before = out.len();
+        for key in ["name", "nodes", "params"] {
+            let (x, y) = (a.get(key), b.get(key));
+            let null = serde_json::Value::Null;
+            json_diff(
+                &format!("model.{key}"),
+                x.unwrap_or(&null),
+                y.unwrap_or(&null),
+                &mut out,
+            );
+        }
+        // Value shapes follow from the nodes; compare them only when nothing else differs.
+        if out.len() == before {
+            json_diff("model", a, b, &mut out);
+        }
+        if out.len() > MAX_DIFFS {
+            out.truncate(MAX_DIFFS);
+            out.push("... (more differences not shown)".into());
+        }
+    }
     out
 }
 
@@ -163,6 +264,9 @@ fn validate(recipe: &Recipe) -> Result<()> {
         return Err(TrainError::Invalid(
             "train.batch_size must be at least 1".into(),
         ));
+    }
+    if recipe.export.onnx {
+        rundir::check_export_file(&recipe.export.file)?;
     }
     Ok(())
 }
@@ -281,7 +385,51 @@ pub fn train_with(
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainOutcome> {
     validate(recipe)?;
+    // Everything that can refuse the run is checked before the run directory is created, so
+    // that a refused run leaves nothing behind: device, precision, --init weights, data.
+    let device = select_device(opts.device.unwrap_or(recipe.train.device))?;
+    let compute = compute_dtype(recipe.train.precision, &device)?;
+    if opts.resume && opts.init_weights.is_some() {
+        return Err(TrainError::Invalid(
+            "--init cannot be combined with --resume (a resumed run continues from its own \
+             checkpoint)"
+                .into(),
+        ));
+    }
     let dir = opts.out_dir.clone();
+    // (An existing directory is locked first: its owner may be about to commit.)
+    if opts.resume && !dir.is_dir() {
+        return Err(run_dir_err(
+            &dir,
+            "there is no committed checkpoint to resume (state.json is missing); start \
+             the run without --resume",
+        ));
+    }
+    let init = match &opts.init_weights {
+        Some(p) => {
+            let mut w = Weights::load(p)?;
+            w.check_against(graph, &p.display().to_string())?;
+            w.metadata.clear();
+            Some(w)
+        }
+        None => None,
+    };
+    let already_a_run = || {
+        run_dir_err(
+            &dir,
+            "it already holds a run (state.json exists); pass --resume to continue it or \
+             choose another output directory",
+        )
+    };
+    // A fresh run checks its data before creating the directory; a resumed run has one
+    // already and loads its data only when there are epochs left to train.
+    let data = if opts.resume {
+        None
+    } else if dir.join(rundir::STATE_FILE).exists() {
+        return Err(already_a_run());
+    } else {
+        Some(load_run_data(graph, recipe)?)
+    };
     std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
     let lock = RunLock::acquire(&dir)?;
     if let Some(w) = lock.warning() {
@@ -289,8 +437,6 @@ pub fn train_with(
     }
     // Temporary files of a killed earlier process (the lock is ours, so none is in flight).
     let _ = wrnc_ir::atomic::remove_stale_temps(&dir);
-    let device = select_device(opts.device.unwrap_or(recipe.train.device))?;
-    let compute = compute_dtype(recipe.train.precision, &device)?;
     set_tf32(&device, recipe.train.tf32);
     let settings = settings_json(graph, recipe)?;
     let existing = read_state(&dir)?;
@@ -301,13 +447,6 @@ pub fn train_with(
     };
 
     let mut run = if opts.resume {
-        if opts.init_weights.is_some() {
-            return Err(TrainError::Invalid(
-                "--init cannot be combined with --resume (a resumed run continues from its own \
-                 checkpoint)"
-                    .into(),
-            ));
-        }
         let state = existing.ok_or_else(|| {
             run_dir_err(
                 &dir,
@@ -348,19 +487,10 @@ pub fn train_with(
         run
     } else {
         if existing.is_some() {
-            return Err(run_dir_err(
-                &dir,
-                "it already holds a run (state.json exists); pass --resume to continue it or \
-                 choose another output directory",
-            ));
+            return Err(already_a_run());
         }
-        let weights = match &opts.init_weights {
-            Some(p) => {
-                let mut w = Weights::load(p)?;
-                w.check_against(graph, &p.display().to_string())?;
-                w.metadata.clear();
-                w
-            }
+        let weights = match init {
+            Some(w) => w,
             None => init_weights(graph, recipe.train.seed),
         };
         let spec_path = dir.join(rundir::SPEC_FILE);
@@ -395,7 +525,7 @@ pub fn train_with(
             },
         }
     };
-    train_epochs(&mut run, device_name(&device), observer)
+    train_epochs(&mut run, data, device_name(&device), observer)
 }
 
 fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> Result<()> {
@@ -430,11 +560,15 @@ fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> R
 
 fn train_epochs(
     run: &mut Run<'_>,
+    data: Option<crate::data::RunData>,
     device: &str,
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainOutcome> {
     let (recipe, opts) = (run.recipe, run.opts);
-    let data = load_run_data(run.graph, recipe)?;
+    let data = match data {
+        Some(d) => d,
+        None => load_run_data(run.graph, recipe)?,
+    };
     run.normalization = Some(wrnc_data::Normalizer::clone(&data.norm));
     let eval_split = data.epoch_eval_split();
     let eval_data = data.split(eval_split)?;
@@ -487,7 +621,8 @@ fn train_epochs(
                     step: bi + 1,
                     global_step: run.state.global_step + 1,
                     value: format!("{value}"),
-                    last_good_epoch: run.state.epochs_done,
+                    // Only a committed state.json means a checkpoint is on disk.
+                    last_good_epoch: read_state(&run.dir).ok().flatten().map(|s| s.epochs_done),
                 });
             }
             run.opt
