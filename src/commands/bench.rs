@@ -118,22 +118,25 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "train_peak_rss_bytes": train_rss,
             "peak_rss_bytes": wrnc_train::peak_rss_bytes(),
         });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::common::print_line(&serde_json::to_string_pretty(&v)?)?;
     } else {
-        println!(
+        super::common::print_line(&format!(
             "{}: batch {}, {} timed steps, device {device_name}{}",
             graph.name,
             opts.batch,
             opts.steps,
             if fast { " (wrnc CPU kernels)" } else { "" }
-        );
-        println!("{}", line("train", &train));
-        println!("{}", line("eval", &eval));
+        ))?;
+        super::common::print_line(&line("train", &train))?;
+        super::common::print_line(&line("eval", &eval))?;
         if let Some(t) = &tract {
-            println!("{}", line("tract", t));
+            super::common::print_line(&line("tract", t))?;
         }
         if let Some(b) = wrnc_train::peak_rss_bytes() {
-            println!("peak memory {:.1} MiB", b as f64 / (1024.0 * 1024.0));
+            super::common::print_line(&format!(
+                "peak memory {:.1} MiB",
+                b as f64 / (1024.0 * 1024.0)
+            ))?;
         }
     }
     Ok(ExitCode::SUCCESS)

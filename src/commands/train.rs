@@ -251,7 +251,28 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let weights = Weights::load(&outcome.run_dir.join(file))
             .with_context(|| format!("cannot read {file} for the ONNX export"))?;
         let mut meta = export_metadata(&spec, &weights)?;
-        meta.training = Some(super::deploy::run_summary(&outcome));
+        let mut summary = super::deploy::run_summary(&outcome);
+        if outcome.eval_split == Split::Val {
+            // Selection ran on the validation split: measure the exported weights once on the
+            // test set, so the file states what the deployed model scores on unseen data.
+            // A finished run resumed on a machine without the dataset still exports.
+            let device = opts.device.unwrap_or(recipe.train.device);
+            match wrnc_train::evaluate(&spec.graph, &weights, &recipe, Split::Test, device) {
+                Ok(test) => {
+                    eprintln!(
+                        "test accuracy of the exported weights ({file}): {:.2}% on {} images",
+                        test.result.accuracy * 100.0,
+                        test.result.count
+                    );
+                    summary.test_accuracy = Some(test.result.accuracy);
+                }
+                Err(e) => eprintln!(
+                    "warning: the exported weights could not be evaluated on the test split \
+                     ({e}); the ONNX file records no test accuracy"
+                ),
+            }
+        }
+        meta.training = Some(summary);
         meta.weights_file = Some(file.to_string());
         let opts = ExportOptions::from(&recipe.export);
         let path = outcome.run_dir.join(&recipe.export.file);
