@@ -29,4 +29,6 @@ pub use export::{
 };
 pub use metadata::{ExportMetadata, MetaKey, ModelInfo, Normalization, TrainingSummary};
 pub use proto::ModelProto;
-pub use read::{check_structure, read_model, read_model_file, read_model_with, ReadLimits};
+pub use read::{
+    check_structure, read_model, read_model_file, read_model_with, ReadLimits, MAX_NODES,
+};
