@@ -1,15 +1,15 @@
 //! `wrnc verify MODEL.onnx --spec SPEC --weights FILE [--batch N] [--atol X] [--rtol X]`:
 //! proves that the ONNX file, run by tract, computes what the Candle model computes.
 
-use super::deploy::{checkpoint_meta, fit_on, load_weights, warn_if_fitted};
+use super::deploy::{checkpoint_meta, fit_on, load_weights, to_metadata, warn_if_fitted};
 use crate::exit::UsageError;
-use anyhow::{bail, Result};
+use anyhow::{anyhow, Result};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wrnc_onnx::{check_structure, read_model_file, ModelInfo, ReadLimits};
-use wrnc_verify::{compare, TractModel};
+use wrnc_verify::{about_file, compare, normalization_difference, printable, TractModel};
 
 /// Arguments of `wrnc verify`.
 #[derive(clap::Args, Debug)]
@@ -25,7 +25,7 @@ pub struct Args {
     /// The weights the file was exported from.
     #[arg(long)]
     weights: PathBuf,
-    /// The larger batch size checked (batch 1 is always checked).
+    /// The larger batch size checked (batch 1 is always checked); at most 1024.
     #[arg(long, default_value_t = 4)]
     batch: usize,
     /// Absolute tolerance on every logit.
@@ -36,44 +36,114 @@ pub struct Args {
     rtol: f64,
 }
 
-/// The inputs to compare on: real test images when the dataset is here, normalised as in
-/// training (the normaliser recorded in the weights, else fitted on the training split), else
-/// seeded standard-normal values.
-fn inputs(
-    spec: &wrnc_spec::Spec,
-    meta: &wrnc_train::CheckpointMeta,
-    n: usize,
-) -> (Vec<f32>, String) {
+/// Largest `--batch`: the inputs, Candle's activations and tract's plan grow with it.
+pub const MAX_BATCH: usize = 1024;
+
+/// The dataset and the input normaliser of the weights, as far as they are available.
+struct DataAndNorm {
+    /// The spec's dataset splits; None when the dataset is not on this machine.
+    splits: Option<wrnc_data::Splits>,
+    /// The weights' normaliser: recorded, else fitted on the training split; None when the
+    /// weights record none and the dataset is not here.
+    norm: Option<wrnc_train::InputNormalizer>,
+}
+
+/// Loads the spec's dataset (absent is fine; unreadable is a data error, exit 1) and the
+/// weights' normaliser through the one lookup ([`wrnc_train::input_normalizer`]).
+fn data_and_norm(spec: &wrnc_spec::Spec, meta: &wrnc_train::CheckpointMeta) -> Result<DataAndNorm> {
     let d = &spec.resolved.data;
     let kind = d.dataset;
-    let from_data = (|| -> Result<Vec<f32>> {
-        let splits = wrnc_data::load_config_splits(d)?;
-        let norm =
-            wrnc_train::input_normalizer(meta, spec.graph.input_shape(), || fit_on(d, &splits))?;
-        warn_if_fitted(&norm);
-        let norm = norm.normalizer;
-        if splits.test.len() < n {
-            bail!("the test set has only {} images", splits.test.len());
+    let splits = match wrnc_data::load_config_splits(d) {
+        Ok(s) => Some(s),
+        Err(wrnc_data::error::DataError::MissingFiles(_)) => None,
+        Err(e) => {
+            return Err(anyhow!(e).context(format!("the {kind} dataset cannot be read")));
         }
-        let mut out = Vec::new();
-        for i in 0..n {
-            let img = splits.test.image(i).unwrap_or_default();
-            out.extend(norm.apply(img)?);
+    };
+    let shape = spec.graph.input_shape();
+    let norm = match (&meta.normalizer, &splits) {
+        (None, None) => None,
+        (_, Some(s)) => Some(wrnc_train::input_normalizer(meta, shape, || fit_on(d, s))?),
+        (Some(_), None) => Some(
+            wrnc_train::input_normalizer(meta, shape, || {
+                Err(wrnc_train::TrainError::Data(
+                    "the weights record a normaliser".into(),
+                ))
+            })
+            .map_err(|e| UsageError(e.to_string()))?,
+        ),
+    };
+    if let Some(n) = &norm {
+        warn_if_fitted(n);
+    }
+    Ok(DataAndNorm { splits, norm })
+}
+
+/// The inputs to compare on: real test images when the dataset is here and its test split
+/// has `n` images, normalised as in training, else seeded standard-normal values; with a
+/// sentence saying truthfully which and why.
+fn inputs(spec: &wrnc_spec::Spec, data: &DataAndNorm, n: usize) -> Result<(Vec<f32>, String)> {
+    let kind = spec.resolved.data.dataset;
+    let why_random = match (&data.splits, &data.norm) {
+        (Some(splits), Some(norm)) if splits.test.len() >= n => {
+            let mut out = Vec::new();
+            for i in 0..n {
+                let img = splits.test.image(i).unwrap_or_default();
+                out.extend(norm.normalizer.apply(img)?);
+            }
+            return Ok((out, format!("{n} test images of {kind}")));
         }
-        Ok(out)
-    })();
-    match from_data {
-        Ok(v) => (v, format!("{n} test images of {kind}")),
-        Err(_) => {
-            let numel: usize = spec.graph.input_shape().iter().product();
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-            let v = (0..n * numel)
-                .map(|_| StandardNormal.sample(&mut rng))
-                .collect();
-            (
-                v,
-                format!("{n} seeded random inputs ({kind} is not on this machine)"),
-            )
+        (Some(splits), _) => format!(
+            "the {kind} test split has {} images, fewer than --batch {n}",
+            splits.test.len()
+        ),
+        (None, _) => format!("{kind} is not on this machine"),
+    };
+    let numel: usize = spec.graph.input_shape().iter().product();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let v = (0..n * numel)
+        .map(|_| StandardNormal.sample(&mut rng))
+        .collect();
+    Ok((v, format!("{n} seeded random inputs ({why_random})")))
+}
+
+/// Checks the file's recorded normalisation against the weights'; prints the result and
+/// returns whether it agrees (true when it cannot be checked).
+fn check_normalization(
+    spec: &wrnc_spec::Spec,
+    file: Option<&wrnc_onnx::Normalization>,
+    data: &DataAndNorm,
+) -> bool {
+    let kind = spec.resolved.data.dataset;
+    let Some(file) = file else {
+        println!(
+            "normalization: MISMATCH: the file records no input normalisation (metadata `{}`)",
+            wrnc_onnx::MetaKey::Normalization
+        );
+        return false;
+    };
+    let Some(norm) = &data.norm else {
+        println!(
+            "normalization: not checked (the weights record none and {kind} is not on this \
+             machine to fit it)"
+        );
+        return true;
+    };
+    let source = match norm.source {
+        wrnc_train::NormalizerSource::Recorded => "recorded in the weights",
+        wrnc_train::NormalizerSource::Fitted => "fitted on the training split",
+    };
+    match normalization_difference(file, &to_metadata(&norm.normalizer)) {
+        None => {
+            println!("normalization: ok (`{}`, {source})", file.mode);
+            true
+        }
+        Some(d) => {
+            println!(
+                "normalization: MISMATCH: {} (weights' normalisation {source})",
+                printable(&d)
+            );
+            false
         }
     }
 }
@@ -83,15 +153,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.batch == 0 {
         return Err(UsageError("--batch must be at least 1".into()).into());
     }
+    if a.batch > MAX_BATCH {
+        return Err(UsageError(format!(
+            "--batch {} is more than the limit of {MAX_BATCH}",
+            a.batch
+        ))
+        .into());
+    }
     if !(a.atol >= 0.0 && a.rtol >= 0.0) {
         return Err(UsageError("--atol and --rtol must be >= 0".into()).into());
     }
     let spec = wrnc_spec::load(&a.spec, &a.set)?;
     let weights = load_weights(&a.weights, &spec.graph)?;
     let meta = checkpoint_meta(&weights, &a.weights)?;
-    let in_file = |e: wrnc_onnx::OnnxError| UsageError(format!("{}: {e}", a.model.display()));
-    let proto = read_model_file(&a.model, &ReadLimits::default()).map_err(in_file)?;
-    let info = ModelInfo::from_model(&proto).map_err(in_file)?;
+    let shown = wrnc_verify::printable_path(&a.model);
+    let in_file = |e: &dyn std::fmt::Display| UsageError(about_file(&a.model, &e.to_string()));
+    let proto = read_model_file(&a.model, &ReadLimits::default()).map_err(|e| in_file(&e))?;
+    let info = ModelInfo::from_model(&proto).map_err(|e| in_file(&e))?;
     match check_structure(&proto) {
         Ok(_) => {
             let g = proto.graph.as_ref();
@@ -104,32 +182,30 @@ pub fn run(a: Args) -> Result<ExitCode> {
             );
         }
         Err(e) => {
-            eprintln!("error: {}: the graph is malformed:\n{e}", a.model.display());
-            return Ok(ExitCode::from(1));
+            return Err(in_file(&format!("the graph is malformed:\n{e}")).into());
         }
     }
     let shape = spec.graph.input_shape().to_vec();
     if info.input_shape.as_slice() != shape.as_slice() {
         return Err(UsageError(format!(
-            "{} takes inputs of shape {:?}, but the spec's network takes {:?}",
-            a.model.display(),
-            info.input_shape,
-            shape
+            "{shown} takes inputs of shape {:?}, but the spec's network takes {:?}",
+            info.input_shape, shape
         ))
         .into());
     }
     let classes = spec.graph.classes();
-    let (all, what) = inputs(&spec, &meta, a.batch);
+    let data = data_and_norm(&spec, &meta)?;
+    let mut ok = check_normalization(&spec, info.normalization.as_ref(), &data);
+    let (all, what) = inputs(&spec, &data, a.batch)?;
     println!("inputs: {what}");
     let numel: usize = shape.iter().product();
-    let mut ok = true;
     let mut batches = vec![1];
     if a.batch > 1 {
         batches.push(a.batch);
     }
     for n in batches {
         let x = &all[..n * numel];
-        let tract = TractModel::load(&a.model, Some(n))?;
+        let tract = TractModel::load(&a.model, Some(n)).map_err(|e| in_file(&e))?;
         let (onnx_logits, _) = tract.run(x, [n, shape[0], shape[1], shape[2]])?;
         let candle_logits = wrnc_train::predict_logits(&spec.graph, &weights, x, n)?;
         let c = compare(&onnx_logits, &candle_logits, classes)?;
@@ -149,18 +225,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     if ok {
         println!(
-            "verified: {} computes what the weights compute (atol {:e}, rtol {:e})",
-            a.model.display(),
-            a.atol,
-            a.rtol
+            "verified: {shown} computes what the weights compute (atol {:e}, rtol {:e})",
+            a.atol, a.rtol
         );
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
-            "error: {} differs from the Candle model beyond atol {:e} / rtol {:e}",
-            a.model.display(),
-            a.atol,
-            a.rtol
+            "error: {shown} differs from the weights (input normalisation, or logits beyond \
+             atol {:e} / rtol {:e}; see above)",
+            a.atol, a.rtol
         );
         Ok(ExitCode::from(1))
     }

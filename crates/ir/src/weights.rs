@@ -79,6 +79,13 @@ pub enum WeightsError {
     },
 }
 
+/// Whether `bytes` start like an ONNX model: protobuf field 1 (`ir_version`, a one-byte varint)
+/// then field 2 (`producer_name`) or 8 (`opset_import`), as ONNX writers emit them. A
+/// safetensors file never matches: its JSON header starts at byte 8 with `{`.
+fn looks_like_onnx(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x08, v, 0x12 | 0x42, ..] if *v < 0x80) && bytes.get(8) != Some(&b'{')
+}
+
 impl Weights {
     /// Reads a safetensors file of at most [`MAX_WEIGHTS_BYTES`]. Every tensor must be F32.
     pub fn load(path: &Path) -> Result<Weights, WeightsError> {
@@ -125,6 +132,13 @@ impl Weights {
 
     /// Parses safetensors bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Weights, String> {
+        if looks_like_onnx(bytes) {
+            return Err(
+                "this is an ONNX file, not safetensors weights; use it with \
+                        `wrnc verify` or `wrnc predict`"
+                    .into(),
+            );
+        }
         let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
         let metadata = meta
             .metadata()

@@ -31,4 +31,6 @@ pub use metadata::{
     EvalSplit, ExportMetadata, MetaKey, ModelInfo, Normalization, SelectedOn, TrainingSummary,
 };
 pub use proto::ModelProto;
-pub use read::{check_structure, read_model, read_model_file, read_model_with, ReadLimits};
+pub use read::{
+    check_structure, read_model, read_model_file, read_model_with, ReadLimits, MAX_NODES,
+};

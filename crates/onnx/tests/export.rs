@@ -255,7 +255,11 @@ fn reader_limits_and_structure_check() {
         max_tensor_elements: 10,
         ..Default::default()
     };
-    for limits in [tight, few] {
+    let short = ReadLimits {
+        max_nodes: 3,
+        ..Default::default()
+    };
+    for limits in [tight, few, short] {
         let r = read_model_with(&bytes, &limits);
         assert!(matches!(r, Err(OnnxError::TooLarge(_))), "{limits:?}");
     }

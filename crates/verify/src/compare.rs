@@ -114,6 +114,52 @@ pub fn compare(a: &[f32], b: &[f32], classes: usize) -> Result<Comparison> {
     })
 }
 
+/// Relative tolerance of [`normalization_difference`] (the statistics go through JSON as
+/// `f32`, so equal ones compare exactly; the tolerance only absorbs formatting).
+pub const NORMALIZATION_RTOL: f32 = 1e-6;
+
+/// How two input normalisations differ, or None when they are the same (same mode and scale,
+/// statistics equal within [`NORMALIZATION_RTOL`]).
+pub fn normalization_difference(
+    file: &wrnc_onnx::Normalization,
+    weights: &wrnc_onnx::Normalization,
+) -> Option<String> {
+    if file.mode != weights.mode {
+        return Some(format!(
+            "mode `{}` in the file, `{}` in the weights",
+            file.mode, weights.mode
+        ));
+    }
+    let close =
+        |a: f32, b: f32| (a - b).abs() <= NORMALIZATION_RTOL * a.abs().max(b.abs()).max(1.0);
+    if !close(file.scale as f32, weights.scale as f32) {
+        return Some(format!(
+            "scale {} in the file, {} in the weights",
+            file.scale, weights.scale
+        ));
+    }
+    for (what, a, b) in [
+        ("mean", &file.mean, &weights.mean),
+        ("std", &file.std, &weights.std),
+        ("mean_image", &file.mean_image, &weights.mean_image),
+    ] {
+        if a.len() != b.len() {
+            return Some(format!(
+                "{what} has {} values in the file, {} in the weights",
+                a.len(),
+                b.len()
+            ));
+        }
+        if let Some(i) = (0..a.len()).find(|&i| !close(a[i], b[i])) {
+            return Some(format!(
+                "{what}[{i}] is {} in the file, {} in the weights",
+                a[i], b[i]
+            ));
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,5 +178,16 @@ mod tests {
         assert_eq!(max_abs_diff(&[f32::NAN], &[1.0]).unwrap(), f32::INFINITY);
         assert_eq!(argmax(&[f32::NAN, 1.0, 3.0, 3.0]), Some(2));
         assert_eq!(argmax(&[]), None);
+    }
+
+    #[test]
+    fn normalizations() {
+        use wrnc_onnx::Normalization;
+        let a = Normalization::mean_std(vec![0.5], vec![0.25]);
+        assert_eq!(normalization_difference(&a, &a.clone()), None);
+        let b = Normalization::mean_std(vec![0.5], vec![0.5]);
+        assert!(normalization_difference(&a, &b).unwrap().contains("std[0]"));
+        let n = Normalization::none(1);
+        assert!(normalization_difference(&a, &n).unwrap().contains("mode"));
     }
 }

@@ -6,14 +6,23 @@
 //! * [`compare`] measures how far two executors' outputs are apart (max abs / rel
 //!   difference, top-1 agreement).
 //! * [`predict`] classifies PNG/JPEG images using the preprocessing recorded in the file's
-//!   metadata.
+//!   metadata, one image at a time.
+//! * [`printable`] escapes control characters in text read from files before it is printed.
 
 pub mod compare;
 pub mod error;
 pub mod model;
 pub mod predict;
+pub mod text;
 
-pub use compare::{argmax, compare, max_abs_diff, max_rel_diff, top1_agreement, Comparison};
+pub use compare::{
+    argmax, compare, max_abs_diff, max_rel_diff, normalization_difference, top1_agreement,
+    Comparison,
+};
 pub use error::{Result, VerifyError};
 pub use model::{ModelSource, TractModel};
-pub use predict::{decode_image, load_image, preprocess, top_k, Prediction, Predictor};
+pub use predict::{
+    collect_images, decode_image, image_limits, load_image, preprocess, top_k, Prediction,
+    Predictor,
+};
+pub use text::{about_file, printable, printable_path};

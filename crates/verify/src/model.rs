@@ -59,25 +59,33 @@ impl TractModel {
         let bytes: &[u8] = match source.into() {
             ModelSource::Bytes(b) => b,
             ModelSource::Path(p) => {
-                let limits = ReadLimits::default();
-                let len = std::fs::metadata(p)
-                    .map_err(|source| VerifyError::Io {
-                        path: p.to_path_buf(),
-                        source,
-                    })?
-                    .len();
-                if len > limits.max_file_bytes {
+                // Bounded read: a device or a growing file reports a size of 0 or less than
+                // it holds, so the limit is applied while reading too.
+                use std::io::Read;
+                let max = ReadLimits::default().max_file_bytes;
+                let io = |source| VerifyError::Io {
+                    path: p.to_path_buf(),
+                    source,
+                };
+                let f = std::fs::File::open(p).map_err(io)?;
+                let len = f.metadata().map_err(io)?.len();
+                if len > max {
                     return Err(wrnc_onnx::OnnxError::TooLarge(format!(
-                        "{} is {len} bytes, more than the limit of {}",
-                        p.display(),
-                        limits.max_file_bytes
+                        "{} is {len} bytes, more than the limit of {max}",
+                        p.display()
                     ))
                     .into());
                 }
-                owned = std::fs::read(p).map_err(|source| VerifyError::Io {
-                    path: p.to_path_buf(),
-                    source,
-                })?;
+                let mut buf = Vec::new();
+                f.take(max + 1).read_to_end(&mut buf).map_err(io)?;
+                if buf.len() as u64 > max {
+                    return Err(wrnc_onnx::OnnxError::TooLarge(format!(
+                        "{} is more than the limit of {max} bytes",
+                        p.display()
+                    ))
+                    .into());
+                }
+                owned = buf;
                 &owned
             }
         };
