@@ -98,3 +98,33 @@ fn export_reports_a_full_disk_and_ends_quietly_on_a_closed_pipe() {
     assert_full_disk_error(&args);
     assert_quiet_on_closed_pipe(&args);
 }
+
+#[test]
+fn verify_and_bench_report_a_full_disk_and_end_quietly_on_a_closed_pipe() {
+    let dir = tempdir();
+    let w = dir.path().join("w.safetensors");
+    common::init("specs/quickstart.yaml", &w, &[]);
+    let onnx = dir.path().join("m.onnx");
+    common::export("specs/quickstart.yaml", &w, &onnx, &[]);
+    let verify = [
+        "verify",
+        utf8(&onnx),
+        "--spec",
+        "specs/quickstart.yaml",
+        "--weights",
+        utf8(&w),
+    ];
+    assert_full_disk_error(&verify);
+    assert_quiet_on_closed_pipe(&verify);
+    let bench = [
+        "bench",
+        "specs/quickstart.yaml",
+        "--batch",
+        "2",
+        "--steps",
+        "1",
+        "--no-tract",
+    ];
+    assert_full_disk_error(&bench);
+    assert_quiet_on_closed_pipe(&bench);
+}

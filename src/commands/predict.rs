@@ -92,14 +92,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
                         .collect();
                     json_rows.push(json!({"image": img.display().to_string(), "predictions": p}));
                 } else {
-                    println!("{shown}");
+                    super::common::print_line(&shown)?;
                     for p in &preds {
-                        println!(
+                        super::common::print_line(&format!(
                             "  {:>6.2}%  {} ({})",
                             p.probability * 100.0,
                             printable(&p.label),
                             p.class
-                        );
+                        ))?;
                     }
                 }
             }
@@ -114,7 +114,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         }
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&json_rows)?);
+        super::common::print_line(&serde_json::to_string_pretty(&json_rows)?)?;
     }
     if failed > 0 {
         eprintln!(

@@ -108,44 +108,50 @@ fn inputs(spec: &wrnc_spec::Spec, data: &DataAndNorm, n: usize) -> Result<(Vec<f
 }
 
 /// Checks the file's recorded normalisation against the weights'; prints the result and
-/// returns whether it agrees (true when it cannot be checked).
+/// returns whether it agrees (true when it cannot be checked); fails only when standard
+/// output cannot be written.
 fn check_normalization(
     spec: &wrnc_spec::Spec,
     file: Option<&wrnc_onnx::Normalization>,
     data: &DataAndNorm,
-) -> bool {
+) -> Result<bool> {
     let kind = spec.resolved.data.dataset;
     let Some(file) = file else {
-        println!(
+        super::common::print_line(&format!(
             "normalization: MISMATCH: the file records no input normalisation (metadata `{}`)",
             wrnc_onnx::MetaKey::Normalization
-        );
-        return false;
+        ))?;
+        return Ok(false);
     };
     let Some(norm) = &data.norm else {
-        println!(
+        super::common::print_line(&format!(
             "normalization: not checked (the weights record none and {kind} is not on this \
              machine to fit it)"
-        );
-        return true;
+        ))?;
+        return Ok(true);
     };
     let source = match norm.source {
         wrnc_train::NormalizerSource::Recorded => "recorded in the weights",
         wrnc_train::NormalizerSource::Fitted => "fitted on the training split",
     };
-    match normalization_difference(file, &to_metadata(&norm.normalizer)) {
-        None => {
-            println!("normalization: ok (`{}`, {source})", file.mode);
-            true
-        }
-        Some(d) => {
-            println!(
-                "normalization: MISMATCH: {} (weights' normalisation {source})",
-                printable(&d)
-            );
-            false
-        }
-    }
+    Ok(
+        match normalization_difference(file, &to_metadata(&norm.normalizer)) {
+            None => {
+                super::common::print_line(&format!(
+                    "normalization: ok (`{}`, {source})",
+                    file.mode
+                ))?;
+                true
+            }
+            Some(d) => {
+                super::common::print_line(&format!(
+                    "normalization: MISMATCH: {} (weights' normalisation {source})",
+                    printable(&d)
+                ))?;
+                false
+            }
+        },
+    )
 }
 
 /// Runs the command.
@@ -173,13 +179,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
     match check_structure(&proto) {
         Ok(_) => {
             let g = proto.graph.as_ref();
-            println!(
+            super::common::print_line(&format!(
                 "structure: ok ({} nodes, {} initializers, opset {}, IR version {})",
                 g.map_or(0, |g| g.node.len()),
                 g.map_or(0, |g| g.initializer.len()),
                 info.opset,
                 info.ir_version
-            );
+            ))?;
         }
         Err(e) => {
             return Err(in_file(&format!("the graph is malformed:\n{e}")).into());
@@ -195,9 +201,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     let classes = spec.graph.classes();
     let data = data_and_norm(&spec, &meta)?;
-    let mut ok = check_normalization(&spec, info.normalization.as_ref(), &data);
+    let mut ok = check_normalization(&spec, info.normalization.as_ref(), &data)?;
     let (all, what) = inputs(&spec, &data, a.batch)?;
-    println!("inputs: {what}");
+    super::common::print_line(&format!("inputs: {what}"))?;
     let numel: usize = shape.iter().product();
     let mut batches = vec![1];
     if a.batch > 1 {
@@ -214,20 +220,20 @@ pub fn run(a: Args) -> Result<ExitCode> {
             .zip(&candle_logits)
             .all(|(o, r)| ((o - r).abs() as f64) <= a.atol + a.rtol * (r.abs() as f64));
         ok &= within;
-        println!(
+        super::common::print_line(&format!(
             "batch {n}: max abs diff {:.3e}, max rel diff {:.3e}, top-1 agreement {}/{} -> {}",
             c.max_abs_diff,
             c.max_rel_diff,
             c.top1_agree,
             c.samples,
             if within { "ok" } else { "MISMATCH" }
-        );
+        ))?;
     }
     if ok {
-        println!(
+        super::common::print_line(&format!(
             "verified: {shown} computes what the weights compute (atol {:e}, rtol {:e})",
             a.atol, a.rtol
-        );
+        ))?;
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
