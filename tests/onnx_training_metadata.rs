@@ -24,22 +24,24 @@ fn last_eval_acc(run: &Path) -> f64 {
     last.split(',').nth(5).unwrap().parse().unwrap()
 }
 
-#[test]
-fn without_a_val_split_the_last_epoch_is_exported_and_labelled_so() {
-    let dir = tempdir();
-    let run = dir.path().join("run");
+/// Trains the quick start for two epochs into `DIR/run` with `val_size` held out; returns
+/// the run directory and the command's stderr.
+fn two_epoch_run(dir: &Path, val_size: usize) -> (std::path::PathBuf, String) {
+    let run = dir.join("run");
+    let val = format!("data.val_size={val_size}");
     let r = train(
         "specs/quickstart.yaml",
         &run,
-        &[
-            "--set",
-            "train.epochs=2",
-            "--set",
-            "data.val_size=0",
-            "--quiet",
-        ],
+        &["--set", "train.epochs=2", "--set", &val, "--quiet"],
     );
     assert_eq!(r.code, 0, "{}", r.stderr);
+    (run, r.stderr)
+}
+
+#[test]
+fn without_a_val_split_the_last_epoch_is_exported_and_labelled_so() {
+    let dir = tempdir();
+    let (run, _) = two_epoch_run(dir.path(), 0);
     let onnx = run.join("model.onnx");
     let t = training(&onnx);
     assert_eq!(t["epochs_completed"], 2, "{t}");
@@ -91,19 +93,7 @@ fn without_a_val_split_the_last_epoch_is_exported_and_labelled_so() {
 #[test]
 fn with_a_val_split_the_best_epoch_on_it_is_exported_and_labelled_so() {
     let dir = tempdir();
-    let run = dir.path().join("run");
-    let r = train(
-        "specs/quickstart.yaml",
-        &run,
-        &[
-            "--set",
-            "train.epochs=2",
-            "--set",
-            "data.val_size=200",
-            "--quiet",
-        ],
-    );
-    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (run, stderr) = two_epoch_run(dir.path(), 200);
     let t = training(&run.join("model.onnx"));
     assert_eq!(t["epochs_completed"], 2, "{t}");
     assert_eq!(t["selected_on"], "val", "{t}");
@@ -113,10 +103,8 @@ fn with_a_val_split_the_best_epoch_on_it_is_exported_and_labelled_so() {
     let test = t["test_accuracy"].as_f64().expect("test_accuracy recorded");
     assert!(test > 0.5 && test <= 1.0, "{t}");
     assert!(
-        r.stderr
-            .contains("test accuracy of the exported weights (best.safetensors)"),
-        "{}",
-        r.stderr
+        stderr.contains("test accuracy of the exported weights (best.safetensors)"),
+        "{stderr}"
     );
     assert_eq!(
         meta(&run.join("model.onnx"), MetaKey::WeightsFile).as_deref(),
