@@ -118,19 +118,27 @@ pub mod fault {
 /// only those of this process's PID are recognised as not in flight and nothing is removed).
 /// Returns how many were removed. Call it only while holding the directory's lock.
 pub fn remove_stale_temps(dir: &Path) -> io::Result<usize> {
+    remove_dead_temps(dir, None)
+}
+
+/// [`remove_stale_temps`] limited to the temporaries of `only` (a file name) when given.
+fn remove_dead_temps(dir: &Path, only: Option<&str>) -> io::Result<usize> {
     let me = std::process::id();
     let mut removed = 0;
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let Some(pid) = name
+        let Some((target, pid)) = name
             .strip_prefix('.')
             .and_then(|n| n.rsplit_once(".tmp-"))
-            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+            .and_then(|(target, pid)| Some((target, pid.parse::<u32>().ok()?)))
         else {
             continue;
         };
+        if only.is_some_and(|o| o != target) {
+            continue;
+        }
         let dead =
             cfg!(target_os = "linux") && pid != me && !Path::new(&format!("/proc/{pid}")).exists();
         if dead && entry.file_type()?.is_file() {
@@ -158,6 +166,9 @@ pub fn write_atomic_with(
     let file_name = path
         .file_name()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    // A process killed mid-write left its temporary behind: the next write of the same file
+    // removes it (best effort; only temporaries of processes that no longer run).
+    let _ = remove_dead_temps(dir, Some(&file_name.to_string_lossy()));
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         file_name.to_string_lossy(),
@@ -260,6 +271,27 @@ mod tests {
             assert!(!dead.exists());
         }
         assert!(mine.exists() && other.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_write_removes_the_dead_temporaries_of_its_own_file() {
+        let dir = std::env::temp_dir().join(format!("wrnc-atomic-own-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let dead_same = dir.join(".w.safetensors.tmp-4294967295");
+        let dead_other = dir.join(".x.safetensors.tmp-4294967295");
+        for p in [&dead_same, &dead_other] {
+            fs::write(p, b"x").unwrap();
+        }
+        write_atomic(&dir.join("w.safetensors"), b"new").unwrap();
+        assert_eq!(fs::read(dir.join("w.safetensors")).unwrap(), b"new");
+        if cfg!(target_os = "linux") {
+            assert!(!dead_same.exists());
+        }
+        assert!(
+            dead_other.exists(),
+            "another file's temporary is not this write's business"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 
