@@ -196,3 +196,28 @@ fn resume_refuses_a_changed_generic_layer_stride() {
     );
     assert_usage_error(&r, &["op.padding"]);
 }
+
+/// A `val_size` larger than the user's CIFAR-format folder holds is the user's setting (exit
+/// 2, as the same check against the official sizes is at spec time, and as for digits), not a
+/// runtime failure, and nothing is created.
+#[test]
+fn a_val_size_larger_than_the_data_folder_is_a_usage_error() {
+    let dir = tempdir();
+    let data = dir.path().join("cifar");
+    wrnc_data::testutil::write_cifar_like(&data, wrnc_recipe::DatasetKind::Cifar10, 20, 10, 3)
+        .unwrap();
+    let spec = write(
+        dir.path(),
+        "small.yaml",
+        &format!(
+            "name: small\nmodel:\n  wrn: {{depth: 10, width: 1}}\ndata:\n  dataset: cifar10\n  \
+             root: {}\n  val_size: 5000\ntrain:\n  epochs: 1\n",
+            data.display()
+        ),
+    );
+    let run = dir.path().join("run");
+    let r = train(&spec, &run, &["--quiet"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("data.val_size"), "{}", r.stderr);
+    assert!(!run.exists(), "a refused run left {}", run.display());
+}

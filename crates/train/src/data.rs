@@ -94,7 +94,14 @@ pub fn train_batch_config(recipe: &Recipe) -> BatchConfig {
 /// dataset's images and predicts its number of classes.
 pub fn load_run_data(graph: &Graph, recipe: &Recipe) -> Result<RunData> {
     let d = &recipe.data;
-    let splits = wrnc_data::load_config_splits(d).map_err(|e| TrainError::Data(e.to_string()))?;
+    let splits = wrnc_data::load_config_splits(d).map_err(|e| match e {
+        // The spec asks for more validation records than the folder the user named holds:
+        // the user's setting, like the same check against the official sizes at spec time.
+        wrnc_data::DataError::ValTooLarge { .. } => {
+            TrainError::Invalid(format!("data.val_size: {e}"))
+        }
+        e => TrainError::Data(e.to_string()),
+    })?;
     let norm =
         Normalizer::fit(d.normalize, &splits.train).map_err(|e| TrainError::Data(e.to_string()))?;
     let t = &splits.train;
