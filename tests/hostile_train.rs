@@ -203,17 +203,12 @@ fn resume_refuses_a_changed_generic_layer_stride() {
 #[test]
 fn a_val_size_larger_than_the_data_folder_is_a_usage_error() {
     let dir = tempdir();
-    let data = dir.path().join("cifar");
-    wrnc_data::testutil::write_cifar_like(&data, wrnc_recipe::DatasetKind::Cifar10, 20, 10, 3)
-        .unwrap();
-    let spec = write(
+    let (spec, _) = synthetic_cifar_spec(
         dir.path(),
-        "small.yaml",
-        &format!(
-            "name: small\nmodel:\n  wrn: {{depth: 10, width: 1}}\ndata:\n  dataset: cifar10\n  \
-             root: {}\n  val_size: 5000\ntrain:\n  epochs: 1\n",
-            data.display()
-        ),
+        "small",
+        (20, 10),
+        "  val_size: 5000\n",
+        "  epochs: 1\n",
     );
     let run = dir.path().join("run");
     let r = train(&spec, &run, &["--quiet"]);

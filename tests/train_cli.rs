@@ -22,18 +22,12 @@ fn eval_json(args: &[&str]) -> serde_json::Value {
 #[test]
 fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
     let dir = tempdir();
-    let data = dir.path().join("cifar");
-    wrnc_data::testutil::write_cifar_like(&data, wrnc_recipe::DatasetKind::Cifar10, 60, 100, 7)
-        .unwrap();
-    let spec = write(
+    let (spec, data) = synthetic_cifar_spec(
         dir.path(),
-        "synth.yaml",
-        &format!(
-            "name: synth\nmodel:\n  wrn: {{depth: 10, width: 1}}\ndata:\n  dataset: cifar10\n  \
-             root: {}\n  val_size: 100\ntrain:\n  epochs: 2\n  batch_size: 50\n  optimizer: \
-             {{lr: 0.05}}\n  schedule: {{kind: constant}}\n",
-            data.display()
-        ),
+        "synth",
+        (60, 100),
+        "  val_size: 100\n",
+        "  epochs: 2\n  batch_size: 50\n  optimizer: {lr: 0.05}\n  schedule: {kind: constant}\n",
     );
     let run = dir.path().join("run");
     let r = train(&spec, &run, &["--quiet"]);

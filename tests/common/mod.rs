@@ -122,3 +122,35 @@ pub fn wrnc_limited(dir: &Path, args: &[&str], max_vm_kib: u64) -> (Run, std::ti
     };
     (run, t.elapsed())
 }
+
+/// Writes a synthetic CIFAR-10 folder (`per_file` records in each of the five training files,
+/// `test` test records) under `dir/cifar` and a WRN-10-1 spec `dir/NAME.yaml` reading it with
+/// `data_extra` appended to its `data:` section and `train_extra` as its `train:` section;
+/// returns the spec's path and the data folder.
+pub fn synthetic_cifar_spec(
+    dir: &Path,
+    name: &str,
+    (per_file, test): (usize, usize),
+    data_extra: &str,
+    train_extra: &str,
+) -> (String, PathBuf) {
+    let data = dir.join("cifar");
+    wrnc_data::testutil::write_cifar_like(
+        &data,
+        wrnc_recipe::DatasetKind::Cifar10,
+        per_file,
+        test,
+        7,
+    )
+    .unwrap();
+    let spec = write(
+        dir,
+        &format!("{name}.yaml"),
+        &format!(
+            "name: {name}\nmodel:\n  wrn: {{depth: 10, width: 1}}\ndata:\n  dataset: cifar10\n  \
+             root: {}\n{data_extra}train:\n{train_extra}",
+            data.display()
+        ),
+    );
+    (spec, data)
+}

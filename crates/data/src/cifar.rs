@@ -157,7 +157,7 @@ pub fn read_cifar_files(paths: &[PathBuf], kind: DatasetKind) -> Result<Dataset>
     for p in paths {
         read_records(p, lay, &mut images, &mut labels)?;
     }
-    Dataset::new(images, labels, [3, 32, 32], class_names(kind))
+    Dataset::new(images, labels, kind.input_shape(), class_names(kind))
 }
 
 /// Reads one CIFAR-10 or CIFAR-100 binary file.
