@@ -124,7 +124,8 @@ pub struct TrainConfig {
     pub optimizer: Sgd,
     /// Learning-rate schedule.
     pub schedule: Schedule,
-    /// Epochs of linear warmup from lr/warmup_epochs... to lr (0: none).
+    /// Epochs of linear warm-up, per optimiser step: with `n = warmup_epochs * steps per
+    /// epoch`, step `s` (from 0) uses `lr * ((s + 1) / n)` for `s < n` (0: none).
     pub warmup_epochs: usize,
     /// Drop the last incomplete batch of each epoch.
     pub drop_last: bool,

@@ -51,6 +51,8 @@ pub struct EpochEnd {
 pub enum Notice {
     /// A degraded but working situation, e.g. a run directory whose file system cannot lock.
     Warning(String),
+    /// A fact about the run worth one line, e.g. that `--resume` extends it to more epochs.
+    Info(String),
 }
 
 /// Receives the progress of a training run. Every method has an empty default.

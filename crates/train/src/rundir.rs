@@ -145,6 +145,23 @@ pub struct RunState {
     pub settings: serde_json::Value,
     /// All completed epochs.
     pub metrics: Vec<EpochMetrics>,
+    /// Every change of `train.epochs` on `--resume`, oldest first (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extended: Vec<EpochsChange>,
+}
+
+/// A resumed run whose `train.epochs` changed: the run then trains up to `to` epochs (see
+/// docs/training.md for how the schedule continues).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochsChange {
+    /// `train.epochs` before.
+    pub from: usize,
+    /// `train.epochs` after.
+    pub to: usize,
+    /// Epochs completed when it changed.
+    pub at_epoch: usize,
+    /// Optimiser steps taken when it changed.
+    pub at_step: u64,
 }
 
 impl RunState {
@@ -189,15 +206,21 @@ pub fn commit(dir: &Path, files: Vec<Staged>, state: &RunState) -> Result<()> {
             })?;
         names.push(f.name);
     }
-    let json = serde_json::to_vec_pretty(state)
-        .map_err(|e| TrainError::Invalid(format!("cannot serialise the run state: {e}")))?;
-    let state_path = dir.join(STATE_FILE);
-    write_atomic(&state_path, &json).map_err(|e| TrainError::io(&state_path, e))?;
+    write_state(dir, state)?;
     for name in names {
         let from = next_path(dir, name);
         std::fs::rename(&from, dir.join(name)).map_err(|e| TrainError::io(&from, e))?;
     }
     write_metrics(dir, &state.metrics)
+}
+
+/// Rewrites `state.json` with `state`, whose commit tag must be that of the files on disk
+/// (a change of bookkeeping only, such as [`RunState::extended`]; the weights are untouched).
+pub fn write_state(dir: &Path, state: &RunState) -> Result<()> {
+    let json = serde_json::to_vec_pretty(state)
+        .map_err(|e| TrainError::Invalid(format!("cannot serialise the run state: {e}")))?;
+    let path = dir.join(STATE_FILE);
+    write_atomic(&path, &json).map_err(|e| TrainError::io(&path, e))
 }
 
 /// Reads `state.json` (None when absent).
@@ -350,7 +373,7 @@ impl StepLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::lr_at;
+    use crate::schedule::LrSchedule;
     use wrnc_recipe::Schedule;
 
     /// `state.json` keeps the metrics rows that `metrics.csv` is rewritten from on every
@@ -369,8 +392,15 @@ mod tests {
         for s in &schedules {
             for lr0 in [0.1, 0.05, 0.02, 0.4, 0.3, 0.01] {
                 for warmup in [0, 1, 5] {
+                    let sched = LrSchedule {
+                        schedule: s,
+                        lr0,
+                        epochs: 200,
+                        warmup_epochs: warmup,
+                        steps_per_epoch: 7,
+                    };
                     for epoch in 0..200 {
-                        let lr = lr_at(s, lr0, 200, warmup, epoch);
+                        let lr = sched.lr(epoch, epoch % 7);
                         rows.push(EpochMetrics {
                             epoch: epoch + 1,
                             lr,

@@ -16,7 +16,7 @@ use crate::rundir::{
     self, commit, read_state, recover, truncate_steps, EpochMetrics, PartialEpoch, RunState,
     Staged, StepLog,
 };
-use crate::schedule::lr_for_epoch;
+use crate::schedule::LrSchedule;
 use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -93,6 +93,10 @@ pub struct TrainOutcome {
     pub run_dir: PathBuf,
     /// Completed epochs.
     pub epochs_done: usize,
+    /// Steps of the next epoch already taken (non-zero when the run stopped inside it).
+    pub batches_done: usize,
+    /// Epochs the run trains in all (`train.epochs`).
+    pub epochs: usize,
     /// Optimiser steps taken.
     pub global_step: u64,
     /// Best evaluation accuracy and its epoch (from 1).
@@ -252,6 +256,68 @@ fn settings_diff(old: &serde_json::Value, new: &serde_json::Value) -> Vec<String
     out
 }
 
+/// Checks that a resumed run's `settings` differ from the committed ones at most in
+/// `train.epochs`; returns the change of the epoch count, if any. Any other difference, or
+/// fewer epochs than the run has already trained or started, is refused.
+fn epochs_change(
+    dir: &Path,
+    state: &RunState,
+    settings: &serde_json::Value,
+) -> Result<Option<rundir::EpochsChange>> {
+    let epochs = |v: &serde_json::Value| {
+        v.pointer("/train/epochs")
+            .and_then(|e| e.as_u64())
+            .map(|e| e as usize)
+    };
+    let (old, new) = (epochs(&state.settings), epochs(settings));
+    // Compare everything but the epoch count.
+    let mut before = state.settings.clone();
+    if let (Some(n), Some(e)) = (new, before.pointer_mut("/train/epochs")) {
+        *e = serde_json::Value::from(n);
+    }
+    let diff = settings_diff(&before, settings);
+    if !diff.is_empty() {
+        return Err(run_dir_err(
+            dir,
+            format!(
+                "the run was started with different settings, so it cannot be resumed \
+                 exactly (only train.epochs may change on resume):\n  {}",
+                diff.join("\n  ")
+            ),
+        ));
+    }
+    let (Some(from), Some(to)) = (old, new) else {
+        return Ok(None);
+    };
+    if from == to {
+        return Ok(None);
+    }
+    let started = state.epochs_done + usize::from(state.batches_done > 0);
+    if to < started {
+        let what = if state.batches_done > 0 {
+            format!(
+                "has completed {} epochs and started epoch {started}",
+                state.epochs_done
+            )
+        } else {
+            format!("has completed {started} epochs")
+        };
+        return Err(run_dir_err(
+            dir,
+            format!(
+                "train.epochs cannot become {to}: the run {what} (it was started with \
+                 train.epochs {from}); choose at least {started}"
+            ),
+        ));
+    }
+    Ok(Some(rundir::EpochsChange {
+        from,
+        to,
+        at_epoch: state.epochs_done,
+        at_step: state.global_step,
+    }))
+}
+
 fn run_dir_err(dir: &Path, message: impl Into<String>) -> TrainError {
     TrainError::RunDir {
         dir: dir.to_path_buf(),
@@ -305,6 +371,8 @@ impl Run<'_> {
             status,
             run_dir: self.dir.clone(),
             epochs_done: self.state.epochs_done,
+            batches_done: self.state.batches_done,
+            epochs: self.recipe.train.epochs,
             global_step: self.state.global_step,
             best: self.state.best,
             last: self.state.metrics.last().copied(),
@@ -454,18 +522,26 @@ pub fn train_with(
                  the run without --resume",
             )
         })?;
-        let diff = settings_diff(&state.settings, &settings);
-        if !diff.is_empty() {
-            return Err(run_dir_err(
-                &dir,
-                format!(
-                    "the run was started with different settings, so it cannot be resumed \
-                     exactly:\n  {}",
-                    diff.join("\n  ")
-                ),
-            ));
-        }
+        let mut state = state;
+        let change = epochs_change(&dir, &state, &settings)?;
         let (last, optw) = recover(&dir, &state)?;
+        if let Some(change) = change {
+            // The spec first: a kill before the state is written leaves a run that the same
+            // command (or `--resume` alone, which reads this spec) extends again.
+            if !opts.resolved_spec_yaml.is_empty() {
+                let spec_path = dir.join(rundir::SPEC_FILE);
+                write_atomic(&spec_path, opts.resolved_spec_yaml.as_bytes())
+                    .map_err(|e| TrainError::io(&spec_path, e))?;
+            }
+            state.extended.push(change);
+            state.settings = settings.clone();
+            rundir::write_state(&dir, &state)?;
+            observer.notice(&Notice::Info(format!(
+                "train.epochs changed from {} to {} after {} completed epochs: the run now \
+                 trains up to epoch {}",
+                change.from, change.to, change.at_epoch, change.to
+            )));
+        }
         let mut last = last;
         last.metadata.clear();
         let model = Model::with_precision(graph, &last, &device, DType::F32, compute)?;
@@ -522,6 +598,7 @@ pub fn train_with(
                 seed: recipe.train.seed,
                 settings,
                 metrics: Vec::new(),
+                extended: Vec::new(),
             },
         }
     };
@@ -551,6 +628,7 @@ fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> R
             run.recipe.train.drop_last),
         "seed": run.recipe.train.seed,
         "resumed_from_step": run.state.global_step,
+        "extended": run.state.extended,
         "wrnc_train_version": env!("CARGO_PKG_VERSION"),
     });
     let path = run.dir.join(rundir::RUN_FILE);
@@ -586,8 +664,8 @@ fn train_epochs(
     let mut log = StepLog::open(&run.dir)?;
     let seed = tc.seed;
 
+    let schedule = LrSchedule::new(tc, steps);
     for epoch in run.state.epochs_done..tc.epochs {
-        let lr = lr_for_epoch(tc, epoch);
         let skip = run.state.batches_done;
         let batches = epoch_batches(
             Arc::clone(&data.train),
@@ -607,6 +685,7 @@ fn train_epochs(
         let prior_secs = run.state.partial.train_seconds;
         let mut stop = false;
         for (bi, batch) in batches.enumerate().skip(skip) {
+            let lr = schedule.lr(epoch, bi);
             let x = run.model.input_tensor(&batch.images, batch.len)?;
             let mode = Mode::Train {
                 seed,
@@ -667,7 +746,7 @@ fn train_epochs(
         let seen = p.seen.max(1) as f64;
         let row = EpochMetrics {
             epoch: epoch + 1,
-            lr,
+            lr: schedule.epoch_lr(epoch),
             train_loss: p.loss_sum / seen,
             train_acc: p.correct as f64 / seen,
             val_loss: ev.loss,

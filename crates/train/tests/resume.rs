@@ -136,10 +136,112 @@ fn stopped_and_resumed_runs_match_an_uninterrupted_run() {
     // A fresh run into a used directory, or a resume with other settings, is refused.
     let e = train(&g, &r, &opts(&b)).unwrap_err().to_string();
     assert!(e.contains("--resume"), "{e}");
-    let e = train(&g, &recipe(3), &resuming(&b))
+    let mut other = recipe(3);
+    other.train.batch_size = 50;
+    let e = train(&g, &other, &resuming(&b)).unwrap_err().to_string();
+    assert!(e.contains("train.batch_size: was 100, now 50"), "{e}");
+    assert!(!e.contains("train.epochs: was"), "{e}");
+}
+
+/// [`recipe`] with a constant rate and no warm-up, whose rate does not depend on the epoch
+/// count.
+fn constant(epochs: usize) -> Recipe {
+    let mut r = recipe(epochs);
+    r.train.warmup_epochs = 0;
+    r.train.schedule = wrnc_recipe::Schedule::Constant;
+    r
+}
+
+fn state(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn a_finished_run_extended_to_more_epochs_continues_it() {
+    let g = tiny();
+    let root = wrnc_testkit::tempdir();
+    // With a constant rate, training 1 epoch and extending to 2 is the 2-epoch run.
+    let straight = root.path().join("straight");
+    train(&g, &constant(2), &opts(&straight)).unwrap();
+    let ext = root.path().join("extended");
+    train(&g, &constant(1), &opts(&ext)).unwrap();
+    let o = train(&g, &constant(2), &resuming(&ext)).unwrap();
+    assert_eq!((o.status, o.epochs_done), (RunStatus::Finished, 2));
+    assert_same_run(&straight, &ext);
+    let ext_state = state(&ext);
+    assert_eq!(
+        ext_state["extended"],
+        serde_json::json!([{"from": 1, "to": 2, "at_epoch": 1, "at_step": 12}])
+    );
+    assert_eq!(ext_state["settings"]["train"]["epochs"], 2);
+    assert!(state(&straight).get("extended").is_none());
+    assert_eq!(
+        std::fs::read_to_string(ext.join("spec.resolved.yaml")).unwrap(),
+        "name: tiny\n"
+    );
+    let run_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ext.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run_json["epochs"], 2);
+    assert_eq!(run_json["extended"][0]["to"], 2);
+
+    // Fewer epochs than already trained (or started) is refused; so is any other change.
+    let e = train(&g, &constant(1), &resuming(&ext))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("train.epochs"), "{e}");
+    assert!(e.contains("train.epochs cannot become 1"), "{e}");
+    assert!(e.contains("has completed 2 epochs"), "{e}");
+    let mut other = constant(3);
+    other.train.optimizer.lr = 0.5;
+    let e = train(&g, &other, &resuming(&ext)).unwrap_err().to_string();
+    assert!(e.contains("train.optimizer"), "{e}");
+    let stopped = root.path().join("stopped");
+    train(&g, &constant(2), &stopping_after(15, &stopped)).unwrap();
+    let e = train(&g, &constant(1), &resuming(&stopped))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("started epoch 2"), "{e}");
+}
+
+#[test]
+fn an_extension_stopped_and_resumed_ends_like_an_uninterrupted_extension() {
+    // Cosine with warm-up: the rate of the remaining epochs follows the new epoch count.
+    let g = tiny();
+    let root = wrnc_testkit::tempdir();
+    let base = root.path().join("base");
+    train(&g, &recipe(2), &opts(&base)).unwrap();
+    let copy = |name: &str| {
+        let d = root.path().join(name);
+        std::fs::create_dir(&d).unwrap();
+        for f in std::fs::read_dir(&base).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), d.join(f.file_name())).unwrap();
+        }
+        d
+    };
+    let whole = copy("whole");
+    let o = train(&g, &recipe(4), &resuming(&whole)).unwrap();
+    assert_eq!((o.status, o.epochs_done), (RunStatus::Finished, 4));
+    let split = copy("split");
+    let o = train(
+        &g,
+        &recipe(4),
+        &TrainOptions {
+            stop_after_steps: Some(30),
+            ..resuming(&split)
+        },
+    )
+    .unwrap();
+    assert_eq!((o.status, o.global_step), (RunStatus::Interrupted, 30));
+    train(&g, &recipe(4), &resuming(&split)).unwrap();
+    assert_same_run(&whole, &split);
+    assert_eq!(state(&whole)["extended"], state(&split)["extended"]);
+    // The epochs after the extension train at the 4-epoch schedule's rates.
+    let lrs = step_lrs(&whole);
+    let r4 = recipe(4);
+    let want =
+        |e: f64| r4.train.optimizer.lr * (1.0 + (std::f64::consts::PI * e / 3.0).cos()) / 2.0;
+    assert!((lrs[24] - want(1.0)).abs() < 1e-15, "{}", lrs[24]);
+    assert!((lrs[47] - want(2.0)).abs() < 1e-15, "{}", lrs[47]);
 }
 
 #[test]
@@ -264,4 +366,56 @@ fn the_run_reports_to_its_observer_and_stops_on_the_interrupt_flag() {
     let o = train_with(&g, &r, &resume, &mut log).unwrap();
     assert_eq!(o.status, RunStatus::AlreadyFinished);
     assert!(log.0.is_empty(), "{:?}", log.0);
+}
+
+/// The `lr` column of steps.csv, one value per step.
+fn step_lrs(dir: &Path) -> Vec<f64> {
+    std::fs::read_to_string(dir.join("steps.csv"))
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn warmup_rises_per_step_and_a_run_resumed_inside_it_is_exact() {
+    // One warm-up epoch of 12 steps: step s (from 1) trains at lr0 * (s / 12).
+    let (g, r) = (tiny(), recipe(2));
+    let lr0 = r.train.optimizer.lr;
+    let root = wrnc_testkit::tempdir();
+    let full = root.path().join("full");
+    train(&g, &r, &opts(&full)).unwrap();
+    let lrs = step_lrs(&full);
+    assert_eq!(lrs.len(), 24);
+    for (i, lr) in lrs[..12].iter().enumerate() {
+        assert_eq!(*lr, lr0 * ((i + 1) as f64 / 12.0), "step {}", i + 1);
+    }
+    // After the warm-up: cosine over T = 1 epoch, so epoch 2 (e = 0) trains at lr0.
+    assert!(lrs[12..].iter().all(|&lr| lr == lr0), "{lrs:?}");
+    // metrics.csv records the rate of each epoch's last step.
+    let rows = metrics(&full);
+    assert_eq!(
+        rows[1].split(',').nth(1).unwrap().parse::<f64>().unwrap(),
+        lr0
+    );
+
+    // Stopped in the middle of the warm-up and resumed: the same run.
+    let mid = root.path().join("mid-warmup");
+    let o = train(&g, &r, &stopping_after(5, &mid)).unwrap();
+    assert_eq!((o.status, o.global_step), (RunStatus::Interrupted, 5));
+    train(&g, &r, &resuming(&mid)).unwrap();
+    assert_same_run(&full, &mid);
+
+    // A one-epoch warm-up changes the training (it used to be a no-op: the per-epoch rule
+    // gave epoch 0 the full rate).
+    let mut no_warmup = r.clone();
+    no_warmup.train.warmup_epochs = 0;
+    let plain = root.path().join("no-warmup");
+    train(&g, &no_warmup, &opts(&plain)).unwrap();
+    assert!(step_lrs(&plain)[..12].iter().all(|&lr| lr == lr0));
+    assert!(
+        tensors(&plain.join("last.safetensors")) != tensors(&full.join("last.safetensors")),
+        "warmup_epochs: 1 did not change the weights"
+    );
 }
