@@ -7,15 +7,15 @@ use crate::exit::UsageError;
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use wrnc_ir::Weights;
-use wrnc_onnx::ExportOptions;
+use wrnc_onnx::{ExportOptions, MetaKey, ModelInfo, TrainingSummary};
 use wrnc_train::{
     rundir, EpochEnd, EpochStart, Notice, RunStatus, Split, StepProgress, TrainError,
-    TrainObserver, TrainOptions,
+    TrainObserver, TrainOptions, TrainOutcome,
 };
 
 /// Arguments of `wrnc train`.
@@ -118,6 +118,7 @@ impl TrainObserver for Terminal {
     fn notice(&mut self, n: &Notice) {
         match n {
             Notice::Warning(w) => eprintln!("warning: {w}"),
+            Notice::Info(i) => eprintln!("{i}"),
         }
     }
 }
@@ -151,6 +152,57 @@ fn ctrl_c_flag() -> Option<Arc<AtomicBool>> {
 /// every `--set` override, so no spec file or override needs repeating.
 fn resume_hint(out: &std::path::Path) -> String {
     format!("wrnc train --resume --out {}", out.display())
+}
+
+/// The one line that reports a run stopped by Ctrl-C: where it stopped, what the saved
+/// checkpoint holds, and the command that continues it.
+fn interrupt_message(out: &Path, o: &TrainOutcome) -> String {
+    let hint = resume_hint(out);
+    if o.batches_done > 0 {
+        format!(
+            "interrupted during epoch {} of {}: saved a resumable checkpoint after {} of its \
+             steps ({} epochs complete, step {} of the run); continue with: {hint}",
+            o.epochs_done + 1,
+            o.epochs,
+            o.batches_done,
+            o.epochs_done,
+            o.global_step
+        )
+    } else {
+        format!(
+            "interrupted after epoch {} of {}: saved a resumable checkpoint at its end (step \
+             {} of the run); continue with: {hint}",
+            o.epochs_done, o.epochs, o.global_step
+        )
+    }
+}
+
+/// Why the ONNX file at `path` of a finished run must be written again: it is missing or
+/// unreadable, or its training metadata (`want`, without the test accuracy, which only an
+/// export measures) or its weights file differ from the run's. `None` when it is current.
+fn export_out_of_date(path: &Path, want: &TrainingSummary, file: &str) -> Option<&'static str> {
+    if !path.is_file() {
+        return Some("is missing");
+    }
+    let info = wrnc_onnx::read_model_file(path, &wrnc_onnx::ReadLimits::default())
+        .ok()
+        .and_then(|m| ModelInfo::from_model(&m).ok());
+    let Some(info) = info else {
+        return Some("is not a readable ONNX file");
+    };
+    let got = info.training.map(|t| TrainingSummary {
+        test_accuracy: None,
+        ..t
+    });
+    let recorded = info.metadata.get(MetaKey::WeightsFile.as_str());
+    let want = TrainingSummary {
+        test_accuracy: None,
+        ..want.clone()
+    };
+    if got.as_ref() != Some(&want) || recorded.map(String::as_str) != Some(file) {
+        return Some("records another training state than the run's");
+    }
+    None
 }
 
 /// Runs the command.
@@ -214,22 +266,37 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 ))
             }
         })?;
+    // With a validation split, export the weights that scored best on it; without one the
+    // per-epoch evaluation ran on the test set, and choosing on it would leak: export last.
+    let file = if outcome.eval_split == Split::Val {
+        rundir::BEST_FILE
+    } else {
+        rundir::LAST_FILE
+    };
+    let onnx_path = outcome.run_dir.join(&recipe.export.file);
     match outcome.status {
         RunStatus::Interrupted => {
-            eprintln!(
-                "stopped after step {} (epoch {} complete); continue with: {}",
-                outcome.global_step,
-                outcome.epochs_done,
-                resume_hint(&out)
-            );
+            eprintln!("{}", interrupt_message(&out, &outcome));
             return Ok(ExitCode::from(130));
         }
         RunStatus::AlreadyFinished => {
-            eprintln!(
-                "the run in {} already finished all {} epochs; nothing to do",
+            let stale = if recipe.export.onnx {
+                export_out_of_date(&onnx_path, &super::deploy::run_summary(&outcome), file)
+            } else {
+                None
+            };
+            let done = format!(
+                "the run in {} already finished all {} epochs",
                 out.display(),
                 outcome.epochs_done
             );
+            match stale {
+                None => {
+                    eprintln!("{done}; nothing to do");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Some(why) => eprintln!("{done}; {} {why}: exporting it", onnx_path.display()),
+            }
         }
         RunStatus::Finished => {}
     }
@@ -241,13 +308,6 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
     }
     if recipe.export.onnx {
-        // With a validation split, export the weights that scored best on it; without one the
-        // per-epoch evaluation ran on the test set, and choosing on it would leak: export last.
-        let file = if outcome.eval_split == Split::Val {
-            rundir::BEST_FILE
-        } else {
-            rundir::LAST_FILE
-        };
         let weights = Weights::load(&outcome.run_dir.join(file))
             .with_context(|| format!("cannot read {file} for the ONNX export"))?;
         let mut meta = export_metadata(&spec, &weights)?;
@@ -275,7 +335,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         meta.training = Some(summary);
         meta.weights_file = Some(file.to_string());
         let opts = ExportOptions::from(&recipe.export);
-        let path = outcome.run_dir.join(&recipe.export.file);
+        let path = onnx_path;
         wrnc_onnx::write(&path, &spec.graph, &weights, &opts, &meta).with_context(|| {
             format!(
                 "the ONNX export failed; training finished and its checkpoints are kept. \
