@@ -9,14 +9,14 @@
 //!
 //! | file | contents |
 //! |---|---|
-//! | `spec.resolved.yaml` | the resolved spec the run started with |
+//! | `spec.resolved.yaml` | the resolved spec the run started with (`train.epochs` updated when `--resume` extends it) |
 //! | `run.json` | dataset sizes, the split evaluated each epoch (`test` when `val_size` is 0), device |
 //! | `metrics.csv` | `epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_sec`, epochs from 1 |
 //! | `steps.csv` | `step,epoch,lr,loss` |
 //! | `last.safetensors` | weights after the last committed step |
 //! | `best.safetensors` | weights of the best epoch (metadata `epoch`, `val_accuracy`, `val_split`: see [`checkpoint`]) |
 //! | `optimizer.safetensors` | momentum buffers; metadata `wrnc.state` holds the JSON state |
-//! | `state.json` | the commit point (see [`rundir`]) |
+//! | `state.json` | the commit point (see [`rundir`]); `extended` lists changes of `train.epochs` |
 //! | `run.lock` | PID of the process training into the directory |
 //!
 //! ## Layout
