@@ -240,9 +240,14 @@ fn ctrl_c_reports_one_coherent_stop_and_the_run_continues() {
         s["batches_done"].as_u64().unwrap(),
     );
     let want = if batches > 0 {
+        let complete = if done == 1 {
+            "1 epoch".to_string()
+        } else {
+            format!("{done} epochs")
+        };
         format!(
             "interrupted during epoch {} of 50: saved a resumable checkpoint after {batches} of \
-             its steps ({done} epochs complete",
+             its steps ({complete} complete",
             done + 1
         )
     } else {

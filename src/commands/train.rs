@@ -161,11 +161,15 @@ fn interrupt_message(out: &Path, o: &TrainOutcome) -> String {
     if o.batches_done > 0 {
         format!(
             "interrupted during epoch {} of {}: saved a resumable checkpoint after {} of its \
-             steps ({} epochs complete, step {} of the run); continue with: {hint}",
+             steps ({} complete, step {} of the run); continue with: {hint}",
             o.epochs_done + 1,
             o.epochs,
             o.batches_done,
-            o.epochs_done,
+            if o.epochs_done == 1 {
+                "1 epoch".to_string()
+            } else {
+                format!("{} epochs", o.epochs_done)
+            },
             o.global_step
         )
     } else {
