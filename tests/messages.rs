@@ -203,3 +203,156 @@ fn unknown_keys_suggest_the_key_in_another_section() {
         )],
     );
 }
+
+#[test]
+fn tiny_nets_print_their_flops_in_a_unit_that_shows_them() {
+    let dir = tempdir();
+    let spec = write(dir.path(), "net.yaml", LAYERS);
+    let r = wrnc(&["summary", &spec]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // conv 2*9*64 + linear 2*10 ...: a few thousand FLOPs, not "0.000 GFLOP".
+    assert!(
+        r.stdout
+            .contains("Forward FLOPs/image:              2,344  (2.344 kFLOP)"),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("0.000 GFLOP"), "{}", r.stdout);
+}
+
+/// The `doc_string` of an ONNX file.
+fn onnx_doc(path: &std::path::Path) -> String {
+    let m = wrnc_onnx::read_model(&std::fs::read(path).unwrap()).unwrap();
+    m.doc_string.unwrap_or_default()
+}
+
+#[test]
+fn the_onnx_description_says_what_the_network_is_and_outputs_get_their_folder() {
+    let dir = tempdir();
+    let spec = write(dir.path(), "net.yaml", LAYERS);
+    // Outputs in folders that do not exist yet: created.
+    let w = dir.path().join("new/weights/w.safetensors");
+    common::init(&spec, &w, &[]);
+    let onnx = dir.path().join("out/deep/net.onnx");
+    let r = common::export(&spec, &w, &onnx, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc = onnx_doc(&onnx);
+    assert!(
+        doc.starts_with("net: network of 4 layers (1 convolution, 1 linear) exported by wrnc"),
+        "{doc}"
+    );
+    assert!(!doc.contains("Wide Residual"), "{doc}");
+    let dot = dir.path().join("dot/net.dot");
+    let r = wrnc(&["graph", &spec, "-o", common::utf8(&dot)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(std::fs::read_to_string(&dot)
+        .unwrap()
+        .starts_with("digraph"));
+
+    // A WRN is named as one.
+    let w = dir.path().join("q.safetensors");
+    common::init(QUICKSTART, &w, &[]);
+    let onnx = dir.path().join("q.onnx");
+    let r = common::export(QUICKSTART, &w, &onnx, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        onnx_doc(&onnx).starts_with("quickstart: Wide Residual Network WRN-10-2 exported by"),
+        "{}",
+        onnx_doc(&onnx)
+    );
+}
+
+#[test]
+fn an_output_that_cannot_be_written_is_named_as_the_output() {
+    let dir = tempdir();
+    let spec = write(dir.path(), "net.yaml", LAYERS);
+    let file = write(dir.path(), "plain-file", "x");
+    let w = dir.path().join("w.safetensors");
+    common::init(&spec, &w, &[]);
+    let under_file = format!("{file}/sub/out");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["init", &spec, "-o", &under_file],
+        vec![
+            "export",
+            &spec,
+            "--weights",
+            common::utf8(&w),
+            "-o",
+            &under_file,
+        ],
+        vec!["graph", &spec, "-o", &under_file],
+    ];
+    for args in cases {
+        let r = wrnc(&args);
+        assert_eq!(r.code, 1, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!(
+                "error: cannot write output {under_file}: cannot create"
+            )),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    let in_file = format!("{file}/out");
+    let r = wrnc(&["init", &spec, "-o", &in_file]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "error: cannot write output {in_file}: {file} is a file, not a folder"
+        )),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn an_offline_fetch_explains_the_archive_option() {
+    let dir = tempdir();
+    let data = dir.path().join("data");
+    // A proxy that refuses every connection: the download fails at once, network or not.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wrnc"))
+        .args(["data", "fetch", "cifar10", "--dir", common::utf8(&data)])
+        .env("HTTPS_PROXY", "http://127.0.0.1:1")
+        .env("ALL_PROXY", "http://127.0.0.1:1")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "install that file here with `wrnc data fetch cifar10 --archive \
+             cifar-10-binary.tar.gz --dir {}`",
+            data.display()
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_missing_cifar_folder_lists_its_files_once() {
+    let dir = tempdir();
+    let root = dir.path().join("nothing-here");
+    let run = dir.path().join("run");
+    let r = common::train(
+        "specs/wrn-16-4.yaml",
+        &run,
+        &["--set", &format!("data.root={}", root.display())],
+    );
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "dataset directory {} has none of the cifar10 files (data_batch_1.bin, \
+             data_batch_2.bin, data_batch_3.bin, data_batch_4.bin, data_batch_5.bin, \
+             test_batch.bin)",
+            root.display()
+        )),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr.matches("test_batch.bin").count(),
+        1,
+        "{}",
+        r.stderr
+    );
+}

@@ -324,8 +324,12 @@ pub struct ExportMetadata {
     /// Training result.
     pub training: Option<TrainingSummary>,
     /// Model description (ModelProto and GraphProto `doc_string`); a default is generated
-    /// when None.
+    /// when None, naming the network as [`ExportMetadata::description`] says.
     pub doc_string: Option<String>,
+    /// What the network is, for the generated `doc_string` (e.g. `Wide Residual Network
+    /// WRN-16-4`); None: described from the graph (`network of 7 layers (2 convolutions,
+    /// 1 linear)`).
+    pub description: Option<String>,
     /// The run directory's weights file that was exported (`best.safetensors`, ...).
     pub weights_file: Option<String>,
     /// Further metadata entries; they may not use a [`MetaKey`].

@@ -47,6 +47,7 @@ fn meta() -> ExportMetadata {
             test_accuracy: None,
         }),
         doc_string: None,
+        description: None,
         weights_file: None,
         extra: BTreeMap::from([("note".to_string(), "hello".to_string())]),
     }
