@@ -356,3 +356,30 @@ fn a_missing_cifar_folder_lists_its_files_once() {
         r.stderr
     );
 }
+
+#[test]
+fn a_run_file_without_a_commit_is_described_in_words() {
+    let dir = tempdir();
+    let run = dir.path().join("run");
+    // Killed at the second state.json write: epoch 1 committed, the run resumable.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wrnc"))
+        .args(["train", QUICKSTART, "--out", common::utf8(&run), "--quiet"])
+        .args(["--set", "train.epochs=2"])
+        .env("WRNC_FAULT", "kill:state.json:2")
+        .current_dir(common::root())
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    // last.safetensors replaced by weights that no run wrote.
+    common::init(QUICKSTART, &run.join("last.safetensors"), &[]);
+    let r = wrnc(&["train", "--resume", "--out", common::utf8(&run)]);
+    assert_usage_error(
+        &r,
+        &["last.safetensors records no commit, but state.json records commit `epoch1-"],
+    );
+    assert!(
+        !r.stderr.contains("None") && !r.stderr.contains("Some("),
+        "{}",
+        r.stderr
+    );
+}

@@ -401,11 +401,18 @@ impl ModelInfo {
             None => match input.dims().as_deref() {
                 Some([_, Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)]) => [*c, *h, *w],
                 other => {
+                    let declared = match other {
+                        Some(dims) => {
+                            let dims: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+                            format!("[{}]", dims.join(", "))
+                        }
+                        None => "without a tensor shape".into(),
+                    };
                     return Err(OnnxError::Metadata(format!(
                         "cannot tell the input shape: no `{}` metadata and the input \
-                         `{input_name}` is declared as {other:?}, not [N, C, H, W]",
+                         `{input_name}` is declared {declared}, not [N, C, H, W]",
                         MetaKey::InputShape
-                    )))
+                    )));
                 }
             },
         };
