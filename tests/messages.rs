@@ -383,3 +383,22 @@ fn a_run_file_without_a_commit_is_described_in_words() {
         r.stderr
     );
 }
+
+#[test]
+fn set_values_are_blamed_for_their_own_errors() {
+    let dir = tempdir();
+    let spec = write(dir.path(), "net.yaml", LAYERS);
+    // A list item set by `--set` makes the whole list wrong: the `--set` is named.
+    let r = wrnc(&["check", &spec, "--set", "model.input[0]=3"]);
+    assert_usage_error(&r, &["error: --set model.input[0]=3: model.input: "]);
+    assert!(!r.stderr.contains("net.yaml"), "{}", r.stderr);
+    // A key that is not a name inside a `--set` value.
+    let r = wrnc(&["check", QUICKSTART, "--set", "train={1: x}"]);
+    assert_usage_error(
+        &r,
+        &[
+            "error: --set train={1: x}: train: a key must be a name (text such as `epochs`), \
+           not the number `1`",
+        ],
+    );
+}

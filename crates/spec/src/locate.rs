@@ -240,6 +240,7 @@ impl<'a> Locator<'a> {
                 || field.starts_with(&format!("{}.", o.path))
                 || field.starts_with(&format!("{}[", o.path))
                 || o.path.starts_with(&format!("{field}."))
+                || o.path.starts_with(&format!("{field}["))
         }) {
             return Location {
                 file: format!("--set {}", o.arg),

@@ -118,7 +118,23 @@ fn serde_error(
     let path = e.path().to_string();
     let raw = strip_location(&e.inner().to_string());
     let mut field = if path == "." { String::new() } else { path };
-    let message = if let Some((word, expected)) = parse_unknown(&raw, "unknown field `") {
+    let message = if let Some(got) = raw
+        .strip_prefix("invalid type: ")
+        .and_then(|r| r.strip_suffix(", expected field identifier"))
+    {
+        // A key that is not a name, set by `--set` (the text's keys were checked at parsing):
+        // the path ends at the key, written `?`.
+        field = field
+            .strip_suffix(".?")
+            .or_else(|| field.strip_suffix('?'))
+            .unwrap_or(&field)
+            .to_string();
+        format!(
+            "a key must be a name (text such as `epochs`), not {}; write it as a name or \
+             quote it",
+            got_words(got)
+        )
+    } else if let Some((word, expected)) = parse_unknown(&raw, "unknown field `") {
         // The path points at the unknown key itself; suggest among its siblings.
         let parent = match field.rfind('.') {
             Some(i) if field[i + 1..] == word => field[..i].to_string(),
