@@ -402,3 +402,22 @@ fn set_values_are_blamed_for_their_own_errors() {
         ],
     );
 }
+
+#[test]
+fn a_file_that_is_not_weights_is_said_to_be_so() {
+    let dir = tempdir();
+    let garbage = write(
+        dir.path(),
+        "garbage.bin",
+        "this is not a weights file at all",
+    );
+    let r = wrnc(&["eval", QUICKSTART, "--weights", &garbage]);
+    assert_usage_error(
+        &r,
+        &[&format!(
+            "error: {garbage}: not a valid safetensors weights file: header too large: the \
+             file does not start as safetensors weights do"
+        )],
+    );
+    // (An ONNX file given as weights: tests/hostile_deploy.rs.)
+}
