@@ -274,7 +274,7 @@ fn validation_errors_name_file_field_line_and_fix() {
         Case {
             name: "type error",
             yaml: wrn_spec("{depth: 16, width: four}", ""),
-            needles: &[":2:", "model.wrn.width", "invalid type"],
+            needles: &[":2:", "model.wrn.width", "expected a whole number"],
         },
         Case {
             name: "depth not 6N+4",

@@ -20,13 +20,40 @@ impl SpecArgs {
     }
 }
 
-/// Writes text to a file atomically, or to stdout (through [`print_out`]) when `path` is None.
+/// Writes text to a file atomically (creating its folder, see [`output_folder`]), or to
+/// stdout (through [`print_out`]) when `path` is None.
 pub fn write_output(path: Option<&Path>, text: &str) -> Result<()> {
     match path {
-        Some(p) => wrnc_ir::atomic::write_atomic(p, text.as_bytes())
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display())),
+        Some(p) => {
+            output_folder(p)?;
+            wrnc_ir::atomic::write_atomic(p, text.as_bytes()).map_err(|e| cannot_write(p, &e))
+        }
         None => print_out(text),
     }
+}
+
+/// Creates the missing folders above an output file (`-o runs/new/model.onnx`); a failure is
+/// [`cannot_write`] naming the folder.
+pub fn output_folder(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) if dir.exists() && !dir.is_dir() => Err(cannot_write(
+            path,
+            &format!("{} is a file, not a folder", dir.display()),
+        )),
+        Some(dir) if !dir.as_os_str().is_empty() && !dir.is_dir() => std::fs::create_dir_all(dir)
+            .map_err(|e| {
+                cannot_write(
+                    path,
+                    &format!("cannot create the folder {}: {e}", dir.display()),
+                )
+            }),
+        _ => Ok(()),
+    }
+}
+
+/// The error for an output file that cannot be written: `cannot write output FILE: cause`.
+pub fn cannot_write(path: &Path, cause: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("cannot write output {}: {cause}", path.display())
 }
 
 /// The one way commands print results on standard output. A closed pipe (`| head`, `| true`)

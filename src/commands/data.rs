@@ -93,7 +93,17 @@ fn fetch_cmd(a: FetchArgs) -> Result<ExitCode> {
             };
             let r = fetch::fetch(kind, &a.dir, &mut progress);
             bar.finish_and_clear();
-            r?
+            r.map_err(|e| match e {
+                wrnc_data::DataError::Download { .. } => anyhow::anyhow!(
+                    "{e}. Without network access, download {} on a machine that has it and \
+                     install that file here with `wrnc data fetch {kind} --archive {} --dir {}` \
+                     (its MD5 is checked)",
+                    spec.url,
+                    spec.file_name,
+                    a.dir.display()
+                ),
+                other => other.into(),
+            })?
         }
     };
     super::common::print_line(&format!("{kind} is ready in {}", dir.display()))?;

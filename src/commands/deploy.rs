@@ -28,6 +28,23 @@ pub fn checkpoint_meta(weights: &Weights, path: &Path) -> Result<CheckpointMeta>
         .map_err(|e| UsageError(format!("{}: {e}", path.display())))?)
 }
 
+/// What the spec's network is, for the ONNX description: the WRN macro's name, or (a generic
+/// `layers:` list) the exporter's description from the layers.
+fn describe(spec: &wrnc_spec::Spec) -> Option<String> {
+    spec.resolved.model.wrn.as_ref().map(|w| {
+        format!(
+            "Wide Residual Network WRN-{}-{}{}",
+            w.depth,
+            w.width,
+            if w.dropout > 0.0 {
+                format!(" with dropout {}", w.dropout)
+            } else {
+                String::new()
+            }
+        )
+    })
+}
+
 /// Converts the data crate's fitted normaliser to the ONNX metadata form.
 pub fn to_metadata(n: &Normalizer) -> Normalization {
     let (c, _, _) = n.shape();
@@ -95,6 +112,7 @@ pub fn export_metadata(spec: &wrnc_spec::Spec, weights: &Weights) -> Result<Expo
         spec_yaml: Some(spec.resolved_yaml()),
         training,
         doc_string: None,
+        description: describe(spec),
         weights_file: None,
         extra: Default::default(),
     })

@@ -1,6 +1,6 @@
 //! `wrnc export SPEC --weights FILE [-o model.onnx] [--opset N] [--no-fold-bn]`.
 
-use super::common::{print_line, SpecArgs};
+use super::common::{cannot_write, output_folder, print_line, SpecArgs};
 use super::deploy::{check_opset, export_metadata, load_weights};
 use crate::exit::UsageError;
 use anyhow::Result;
@@ -38,7 +38,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
         fold_bn: spec.resolved.export.fold_bn && !a.no_fold_bn,
     };
     let meta = export_metadata(&spec, &weights)?;
-    let bytes = wrnc_onnx::write(&a.output, &spec.graph, &weights, &opts, &meta)?;
+    output_folder(&a.output)?;
+    let bytes =
+        wrnc_onnx::write(&a.output, &spec.graph, &weights, &opts, &meta).map_err(|e| match e {
+            wrnc_onnx::OnnxError::Io { source, .. } => cannot_write(&a.output, &source),
+            other => other.into(),
+        })?;
     print_line(&format!(
         "wrote {} ({bytes} bytes, opset {opset}, BN folding {})",
         a.output.display(),

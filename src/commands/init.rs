@@ -1,6 +1,6 @@
 //! `wrnc init SPEC -o WEIGHTS [--seed N]`: write freshly initialised weights.
 
-use super::common::{print_line, SpecArgs};
+use super::common::{cannot_write, output_folder, print_line, SpecArgs};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,7 +30,11 @@ pub fn run(a: Args) -> Result<ExitCode> {
         ..CheckpointMeta::default()
     }
     .write_to(&mut w.metadata);
-    w.save(&a.output)?;
+    output_folder(&a.output)?;
+    w.save(&a.output).map_err(|e| match e {
+        wrnc_ir::WeightsError::Io { source, .. } => cannot_write(&a.output, &source),
+        other => other.into(),
+    })?;
     print_line(&format!(
         "wrote {} ({} tensors, seed {seed})",
         a.output.display(),

@@ -21,6 +21,19 @@ fn shape(s: &[usize]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
+/// A FLOP count with three decimals in GFLOP, or, for a count that would print as 0.000
+/// GFLOP, in kFLOP (below 1,000: the count itself).
+fn flops_unit(flops: u64) -> String {
+    let giga = format!("{:.3}", flops as f64 / 1e9);
+    if giga != "0.000" {
+        format!("{giga} GFLOP")
+    } else if flops >= 1_000 {
+        format!("{:.3} kFLOP", flops as f64 / 1e3)
+    } else {
+        format!("{flops} FLOP")
+    }
+}
+
 /// Runs the command.
 pub fn run(a: Args) -> Result<ExitCode> {
     let spec = a.spec.load()?;
@@ -89,12 +102,27 @@ pub fn run(a: Args) -> Result<ExitCode> {
         )?;
         writeln!(
             s,
-            "Forward FLOPs/image:   {:>16}  ({:.3} GFLOP)",
+            "Forward FLOPs/image:   {:>16}  ({})",
             thousands(st.forward_flops),
-            st.forward_flops as f64 / 1e9
+            flops_unit(st.forward_flops)
         )?;
         s
     };
     write_output(None, &text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::flops_unit;
+
+    #[test]
+    fn tiny_counts_do_not_print_as_zero() {
+        assert_eq!(flops_unit(5_526_016), "0.006 GFLOP");
+        assert_eq!(flops_unit(500_001), "0.001 GFLOP");
+        assert_eq!(flops_unit(499_999), "499.999 kFLOP");
+        assert_eq!(flops_unit(2_344), "2.344 kFLOP");
+        assert_eq!(flops_unit(999), "999 FLOP");
+        assert_eq!(flops_unit(10_486_772_736), "10.487 GFLOP");
+    }
 }

@@ -319,6 +319,23 @@ mod tests {
             DataError::MissingFiles(m) => assert_eq!(m.missing.len(), 5),
             other => panic!("unexpected {other:?}"),
         }
+        // Each file is named once.
+        assert_eq!(msg.matches("data_batch_2.bin").count(), 1, "{msg}");
+        assert!(msg.contains("5 of the 6 files"), "{msg}");
+        assert!(!msg.contains("data.root"), "{msg}");
+    }
+
+    #[test]
+    fn an_empty_folder_lists_the_files_once() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("mine");
+        let msg = load_cifar(DatasetKind::Cifar10, &dir)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(msg.matches("test_batch.bin").count(), 1, "{msg}");
+        assert!(msg.contains("has none of the cifar10 files"), "{msg}");
+        // The archive unpacks into a subfolder of the suggested --dir: the spec must name it.
+        assert!(msg.contains("then set data.root to that folder"), "{msg}");
     }
 
     #[test]

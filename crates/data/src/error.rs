@@ -130,17 +130,36 @@ pub struct MissingFiles {
 
 impl std::fmt::Display for MissingFiles {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.missing.len() == self.expected.len() {
+            write!(
+                f,
+                "dataset directory {} has none of the {} files ({})",
+                self.dir.display(),
+                self.kind,
+                self.expected.join(", "),
+            )?;
+        } else {
+            write!(
+                f,
+                "dataset directory {} is incomplete: missing {} ({} of the {} files)",
+                self.dir.display(),
+                self.missing.join(", "),
+                self.missing.len(),
+                self.expected.len(),
+            )?;
+        }
+        let unpacked = self.fetch_dir.join(self.archive_dir);
         write!(
             f,
-            "dataset directory {} is incomplete: missing {}; it should contain {}. \
-             Download it with `wrnc data fetch {} --dir {}` (unpacks to {})",
-            self.dir.display(),
-            self.missing.join(", "),
-            self.expected.join(", "),
+            ". Download it with `wrnc data fetch {} --dir {}` (unpacks to {}",
             self.kind,
             self.fetch_dir.display(),
-            self.fetch_dir.join(self.archive_dir).display()
-        )
+            unpacked.display()
+        )?;
+        if unpacked != self.dir {
+            write!(f, "; then set data.root to that folder")?;
+        }
+        write!(f, ")")
     }
 }
 

@@ -139,7 +139,12 @@ impl Weights {
                     .into(),
             );
         }
-        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| e.to_string())?;
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| {
+            format!(
+                "{e}: the file does not start as safetensors weights do (an 8-byte header \
+                 length, then a JSON header)"
+            )
+        })?;
         let metadata = meta
             .metadata()
             .clone()

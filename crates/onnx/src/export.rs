@@ -167,19 +167,26 @@ pub fn export(
 
     let (g, w) = passes::inference_form(graph, weights, opts.fold_bn);
     let graph_proto = lower(&g, &w)?;
-    let doc =
-        meta.doc_string.clone().unwrap_or_else(|| {
-            format!(
-            "{}: Wide Residual Network exported by wrnc {PRODUCER_VERSION} (inference form{}). \
+    let doc = meta.doc_string.clone().unwrap_or_else(|| {
+        let what = meta
+            .description
+            .clone()
+            .unwrap_or_else(|| describe_layers(graph));
+        format!(
+            "{}: {what} exported by wrnc {PRODUCER_VERSION} (inference form{}). \
              Input `input` [N, {}, {}, {}] float32 NCHW, normalised as described by the \
              `normalization` metadata; outputs `logits` and `probabilities` [N, {classes}].",
             graph.name,
-            if opts.fold_bn { ", BatchNorm folded" } else { "" },
+            if opts.fold_bn {
+                ", BatchNorm folded"
+            } else {
+                ""
+            },
             input_shape[0],
             input_shape[1],
             input_shape[2],
         )
-        });
+    });
     let graph_proto = GraphProto {
         doc_string: Some(doc.clone()),
         ..graph_proto
@@ -248,6 +255,19 @@ pub fn export(
 }
 
 /// JSON text of plain data (strings, numbers, vectors), whose serialisation cannot fail.
+/// What a network is, from its layers alone: `network of 7 layers (2 convolutions, 1 linear)`.
+fn describe_layers(g: &Graph) -> String {
+    let count = |k: wrnc_ir::OpKind| g.nodes.iter().filter(|n| n.op.op_kind() == k).count();
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "network of {} ({}, {} linear)",
+        plural(g.nodes.len(), "layer", "layers"),
+        plural(count(wrnc_ir::OpKind::Conv), "convolution", "convolutions"),
+        count(wrnc_ir::OpKind::Linear),
+    )
+}
+
 fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }

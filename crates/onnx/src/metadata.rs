@@ -324,8 +324,12 @@ pub struct ExportMetadata {
     /// Training result.
     pub training: Option<TrainingSummary>,
     /// Model description (ModelProto and GraphProto `doc_string`); a default is generated
-    /// when None.
+    /// when None, naming the network as [`ExportMetadata::description`] says.
     pub doc_string: Option<String>,
+    /// What the network is, for the generated `doc_string` (e.g. `Wide Residual Network
+    /// WRN-16-4`); None: described from the graph (`network of 7 layers (2 convolutions,
+    /// 1 linear)`).
+    pub description: Option<String>,
     /// The run directory's weights file that was exported (`best.safetensors`, ...).
     pub weights_file: Option<String>,
     /// Further metadata entries; they may not use a [`MetaKey`].
@@ -397,11 +401,18 @@ impl ModelInfo {
             None => match input.dims().as_deref() {
                 Some([_, Dim::Fixed(c), Dim::Fixed(h), Dim::Fixed(w)]) => [*c, *h, *w],
                 other => {
+                    let declared = match other {
+                        Some(dims) => {
+                            let dims: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
+                            format!("[{}]", dims.join(", "))
+                        }
+                        None => "without a tensor shape".into(),
+                    };
                     return Err(OnnxError::Metadata(format!(
                         "cannot tell the input shape: no `{}` metadata and the input \
-                         `{input_name}` is declared as {other:?}, not [N, C, H, W]",
+                         `{input_name}` is declared {declared}, not [N, C, H, W]",
                         MetaKey::InputShape
-                    )))
+                    )));
                 }
             },
         };

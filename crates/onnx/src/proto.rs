@@ -460,6 +460,17 @@ pub enum Dim {
     Symbol(String),
 }
 
+impl std::fmt::Display for Dim {
+    /// A fixed size as its number, a symbol as its name, an unknown axis as `?`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dim::Fixed(n) => write!(f, "{n}"),
+            Dim::Symbol(s) if s.is_empty() => f.write_str("?"),
+            Dim::Symbol(s) => f.write_str(s),
+        }
+    }
+}
+
 impl NodeProto {
     /// The attribute called `name`.
     pub fn attr(&self, name: &str) -> Option<&AttributeProto> {

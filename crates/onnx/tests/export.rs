@@ -47,6 +47,7 @@ fn meta() -> ExportMetadata {
             test_accuracy: None,
         }),
         doc_string: None,
+        description: None,
         weights_file: None,
         extra: BTreeMap::from([("note".to_string(), "hello".to_string())]),
     }
@@ -324,4 +325,24 @@ fn reader_limits_and_structure_check() {
         panic!("expected problems")
     };
     assert_eq!(p.len(), 2, "{p:?}");
+}
+
+#[test]
+fn an_input_shape_that_cannot_be_told_is_shown_as_its_dims() {
+    let g = net(true);
+    let mut m = export(&g, &weights(&g), &ExportOptions::default(), &meta()).unwrap();
+    m.metadata_props
+        .retain(|p| p.key.as_deref() != Some("input_shape"));
+    let input = &mut m.graph.as_mut().unwrap().input[0];
+    let Some(type_proto::Value::TensorType(t)) = input.r#type.as_mut().unwrap().value.as_mut()
+    else {
+        panic!("input is not a tensor")
+    };
+    t.shape.as_mut().unwrap().dim.truncate(2);
+    let e = ModelInfo::from_model(&m).unwrap_err().to_string();
+    assert!(
+        e.contains("the input `input` is declared [N, 3], not [N, C, H, W]"),
+        "{e}"
+    );
+    assert!(!e.contains("Fixed") && !e.contains("Some("), "{e}");
 }

@@ -18,12 +18,14 @@
 
 pub mod error;
 pub mod expand;
+pub mod keys;
 pub mod locate;
 pub mod lower;
 pub mod model;
 pub mod nesting;
 pub mod overrides;
 pub mod parse;
+pub mod schema;
 pub mod suggest;
 pub mod validate;
 

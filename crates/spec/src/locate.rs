@@ -14,7 +14,8 @@ pub enum Segment {
     Index(usize),
 }
 
-/// Parses a dotted path such as `model.layers[3].out` into segments.
+/// Parses a dotted path such as `model.layers[3].out` into segments. A part made of digits
+/// alone after the first is an index too: `model.layers.3.out` is the same path.
 pub fn parse_path(path: &str) -> Vec<Segment> {
     let mut out = Vec::new();
     for part in path.split('.') {
@@ -31,8 +32,30 @@ pub fn parse_path(path: &str) -> Vec<Segment> {
                 }
                 rest = &stripped[e + 1..];
             }
+        } else if !out.is_empty() && rest.bytes().all(|b| b.is_ascii_digit()) {
+            match rest.parse() {
+                Ok(i) => out.push(Segment::Index(i)),
+                Err(_) => out.push(Segment::Key(rest.to_string())),
+            }
         } else if !rest.is_empty() {
             out.push(Segment::Key(rest.to_string()));
+        }
+    }
+    out
+}
+
+/// Writes segments as a path in the form errors use: `model.layers[3].out`.
+pub fn render_path(segments: &[Segment]) -> String {
+    let mut out = String::new();
+    for s in segments {
+        match s {
+            Segment::Key(k) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(k);
+            }
+            Segment::Index(i) => out.push_str(&format!("[{i}]")),
         }
     }
     out
@@ -217,6 +240,7 @@ impl<'a> Locator<'a> {
                 || field.starts_with(&format!("{}.", o.path))
                 || field.starts_with(&format!("{}[", o.path))
                 || o.path.starts_with(&format!("{field}."))
+                || o.path.starts_with(&format!("{field}["))
         }) {
             return Location {
                 file: format!("--set {}", o.arg),
@@ -310,6 +334,12 @@ layers_demo:
                 Segment::Index(2),
                 Segment::Key("c".into())
             ]
+        );
+        assert_eq!(parse_path("a.b.2.c"), parse_path("a.b[2].c"));
+        assert_eq!(render_path(&parse_path("a.b.2.c")), "a.b[2].c");
+        assert_eq!(
+            render_path(&parse_path("model.wrn.depth")),
+            "model.wrn.depth"
         );
     }
 }

@@ -1,7 +1,7 @@
 //! `--set key.path=value` overrides applied to the parsed YAML before typing.
 
 use crate::error::SpecError;
-use crate::locate::{parse_path, Segment};
+use crate::locate::{parse_path, render_path, Segment};
 use serde_yaml::{Mapping, Value};
 
 /// One parsed override.
@@ -9,7 +9,8 @@ use serde_yaml::{Mapping, Value};
 pub struct Override {
     /// The argument as given.
     pub arg: String,
-    /// Dotted key path.
+    /// Dotted key path, list indices written `[N]` (`model.layers.0.out` is kept as
+    /// `model.layers[0].out`, the form errors name fields in).
     pub path: String,
     /// The value, parsed as YAML.
     pub value: Value,
@@ -53,11 +54,15 @@ pub fn parse(arg: &str) -> Result<Override, SpecError> {
     if crate::nesting::too_deep(raw).is_some() {
         return Err(err(&crate::nesting::message()));
     }
-    let value: Value =
-        serde_yaml::from_str(raw).map_err(|e| err(&format!("the value is not valid YAML: {e}")))?;
+    let value: Value = serde_yaml::from_str(raw).map_err(|e| {
+        err(&format!(
+            "the value is not valid YAML: {}",
+            crate::parse::yaml_message(&e)
+        ))
+    })?;
     Ok(Override {
         arg: arg.to_string(),
-        path: path.to_string(),
+        path: render_path(&parse_path(path)),
         value,
     })
 }
@@ -79,7 +84,8 @@ pub fn apply(doc: &mut Value, o: &Override) -> Result<(), SpecError> {
                 }
                 let Value::Mapping(m) = cur else {
                     return Err(err(format!(
-                        "cannot set `{k}` inside a value that is not a mapping"
+                        "cannot set `{k}`: `{}` is not a mapping in this spec",
+                        render_path(&segs[..i])
                     )));
                 };
                 let key = Value::String(k.clone());
@@ -97,7 +103,8 @@ pub fn apply(doc: &mut Value, o: &Override) -> Result<(), SpecError> {
             Segment::Index(n) => {
                 let Value::Sequence(s) = cur else {
                     return Err(err(format!(
-                        "index [{n}] used on a value that is not a list"
+                        "cannot use index [{n}]: `{}` is not a list in this spec",
+                        render_path(&segs[..i])
                     )));
                 };
                 let len = s.len();

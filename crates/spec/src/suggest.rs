@@ -21,6 +21,39 @@ pub fn hint(word: &str, candidates: &[&str]) -> String {
     }
 }
 
+/// A key path elsewhere in the schema for a key `word` that is unknown under `parent` (its
+/// siblings offered nothing close): the path in `paths` whose last segment is `word` (or,
+/// failing that, close to it), preferring the one sharing the longest prefix with `parent`.
+/// Paths under `parent` itself are not offered (they are the siblings).
+pub fn elsewhere(word: &str, parent: &str, paths: &[String]) -> Option<String> {
+    let last = |p: &str| p.rsplit('.').next().unwrap_or(p).to_string();
+    let under = |p: &str| match p.rsplit_once('.') {
+        Some((head, _)) => head == parent,
+        None => parent.is_empty(),
+    };
+    let others: Vec<&String> = paths.iter().filter(|p| !under(p)).collect();
+    let shared = |p: &str| {
+        p.split('.')
+            .zip(parent.split('.'))
+            .take_while(|(a, b)| a == b)
+            .count()
+    };
+    let best = |found: Vec<&String>| {
+        found
+            .into_iter()
+            .max_by_key(|p| (shared(p), std::cmp::Reverse(p.len())))
+            .cloned()
+    };
+    let exact: Vec<&String> = others.iter().copied().filter(|p| last(p) == word).collect();
+    if !exact.is_empty() {
+        return best(exact);
+    }
+    let lasts: Vec<String> = others.iter().map(|p| last(p)).collect();
+    let refs: Vec<&str> = lasts.iter().map(String::as_str).collect();
+    let near = did_you_mean(word, &refs)?;
+    best(others.into_iter().filter(|p| last(p) == near).collect())
+}
+
 /// Formats a list of valid choices: "`a`, `b` or `c`".
 pub fn one_of(choices: &[&str]) -> String {
     let quoted: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
@@ -43,6 +76,39 @@ mod tests {
         assert_eq!(
             did_you_mean("batchsize", &["batch_size", "epochs"]),
             Some("batch_size")
+        );
+    }
+
+    #[test]
+    fn finds_keys_in_other_sections() {
+        let paths: Vec<String> = [
+            "train",
+            "train.epochs",
+            "train.optimizer",
+            "train.optimizer.lr",
+            "train.optimizer.momentum",
+            "model.wrn.bn_momentum",
+            "data.augment.crop.padding",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let at = |w, p| elsewhere(w, p, &paths);
+        assert_eq!(at("lr", "train").as_deref(), Some("train.optimizer.lr"));
+        assert_eq!(at("learning_rate", "train"), None);
+        assert_eq!(
+            at("padding", "data").as_deref(),
+            Some("data.augment.crop.padding")
+        );
+        assert_eq!(at("optimiser", "").as_deref(), Some("train.optimizer"));
+        assert_eq!(at("epochs", "model").as_deref(), Some("train.epochs"));
+        assert_eq!(
+            at("momentum", "model.wrn").as_deref(),
+            Some("train.optimizer.momentum")
+        );
+        assert_eq!(
+            at("momentum", "train").as_deref(),
+            Some("train.optimizer.momentum")
         );
     }
 

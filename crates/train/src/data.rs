@@ -108,7 +108,7 @@ pub fn load_run_data(graph: &Graph, recipe: &Recipe) -> Result<RunData> {
     let shape = [t.channels(), t.height(), t.width()];
     if graph.input_shape() != shape {
         return Err(TrainError::Invalid(format!(
-            "model `{}` takes input {:?} but {:?} images are {shape:?}",
+            "model `{}` takes input {:?} but {} images are {shape:?}",
             graph.name,
             graph.input_shape(),
             d.dataset
@@ -116,7 +116,7 @@ pub fn load_run_data(graph: &Graph, recipe: &Recipe) -> Result<RunData> {
     }
     if graph.classes() != t.classes() {
         return Err(TrainError::Invalid(format!(
-            "model `{}` predicts {} classes but {:?} has {}",
+            "model `{}` predicts {} classes but {} has {}",
             graph.name,
             graph.classes(),
             d.dataset,

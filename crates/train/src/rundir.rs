@@ -266,9 +266,12 @@ pub fn recover(dir: &Path, state: &RunState) -> Result<(Weights, Weights)> {
             return Err(TrainError::RunDir {
                 dir: dir.to_path_buf(),
                 message: format!(
-                    "{name} belongs to commit {:?}, but {STATE_FILE} records {tag:?}; the \
-                     directory was modified outside wrnc",
-                    tag_of(&w)
+                    "{name} {}, but {STATE_FILE} records commit `{tag}`; the directory was \
+                     modified outside wrnc",
+                    match tag_of(&w) {
+                        Some(t) => format!("belongs to commit `{t}`"),
+                        None => "records no commit".into(),
+                    }
                 ),
             });
         }

@@ -1,0 +1,86 @@
+//! Every key path a spec may hold (`train.optimizer.lr`, `model.wrn.depth`, ...), taken from
+//! the typed spec itself, so a misplaced key can be pointed to where it belongs.
+
+use crate::model::{ModelSection, SpecFile, WrnSpec};
+use serde_yaml::Value;
+use std::collections::BTreeSet;
+use std::sync::OnceLock;
+use wrnc_recipe::{Augment, Crop, Schedule, Toggle};
+
+/// The dotted paths of every mapping key of the spec schema, sections included (`train`,
+/// `train.optimizer`, `train.optimizer.lr`, ...). The items of `model.layers` are not
+/// included (their keys are suggested among their siblings).
+pub fn key_paths() -> &'static [String] {
+    static PATHS: OnceLock<Vec<String>> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        let mut out = BTreeSet::new();
+        let schedules = [
+            Schedule::default(),
+            Schedule::Cosine { min_lr: 0.0 },
+            Schedule::Constant,
+        ];
+        for schedule in schedules {
+            // Every optional part present, so that every key is serialised.
+            let mut s = SpecFile {
+                name: Some(String::new()),
+                model: ModelSection {
+                    input: Some(Vec::new()),
+                    classes: Some(0),
+                    wrn: Some(WrnSpec::default()),
+                    layers: Some(Vec::new()),
+                },
+                ..SpecFile::default()
+            };
+            s.data.root = Some(String::new());
+            s.data.augment = Toggle::On(Augment {
+                crop: Toggle::On(Crop::default()),
+                flip: true,
+            });
+            s.train.schedule = schedule;
+            if let Ok(v) = serde_yaml::to_value(&s) {
+                collect(&v, "", &mut out);
+            }
+        }
+        out.into_iter().collect()
+    })
+}
+
+fn collect(v: &Value, prefix: &str, out: &mut BTreeSet<String>) {
+    if let Value::Mapping(m) = v {
+        for (k, child) in m {
+            if let Value::String(k) = k {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                collect(child, &path, out);
+                out.insert(path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_keys_of_every_section() {
+        let p = key_paths();
+        for k in [
+            "name",
+            "model.wrn.depth",
+            "model.layers",
+            "data.root",
+            "data.augment.crop.padding",
+            "train.optimizer.lr",
+            "train.schedule.kind",
+            "train.schedule.milestones",
+            "train.schedule.min_lr",
+            "export.opset",
+        ] {
+            assert!(p.iter().any(|x| x == k), "{k} missing from {p:?}");
+        }
+    }
+}
