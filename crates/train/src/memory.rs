@@ -10,13 +10,14 @@ use wrnc_recipe::Recipe;
 /// Bytes of one f32 value.
 const F32: u64 = 4;
 
-/// Resident memory of the process that does not depend on the run, measured on the
-/// quickstart run (1 epoch, 2 cores): the mapped binary, the thread pools' stacks and the
-/// allocator's per-thread heaps. See docs/reliability.md for the measurements.
-pub const RUNTIME_BASE_BYTES: u64 = 64 << 20;
-/// Resident memory per compute thread (its stack, its allocator heap and the kernels'
-/// per-thread scratch), on top of [`RUNTIME_BASE_BYTES`].
-pub const RUNTIME_PER_THREAD_BYTES: u64 = 12 << 20;
+/// Resident memory of the process that does not depend on the run or its threads: the
+/// mapped binary and the runtime. Measured on the quickstart run (1 epoch) with 1 to 16
+/// compute threads; see docs/reliability.md.
+pub const RUNTIME_BASE_BYTES: u64 = 56 << 20;
+/// Resident memory per compute thread (its stack, its allocator heap, the kernels'
+/// per-thread scratch and the tensor library's worker beside it), on top of
+/// [`RUNTIME_BASE_BYTES`]: measured 15.2 MiB.
+pub const RUNTIME_PER_THREAD_BYTES: u64 = 16 << 20;
 
 /// Values of the largest activation size an evaluation pass holds per image at its peak:
 /// measured 12.4 (WRN-16-4, CIFAR, eval batches of 64 and 256), rounded up.
