@@ -62,6 +62,16 @@ pub fn install_panic_hook() {
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
+        if crate::alloc::is_thread_spawn_failure(&msg) {
+            // Not a bug: no memory (address space) is left for a thread's stack.
+            eprintln!(
+                "error: out of memory: a worker thread could not be started ({msg}). Lower \
+                 the memory the command needs (for training: a smaller `--set \
+                 train.batch_size=N`, a smaller model) or raise the limit (ulimit -v, the \
+                 container's memory limit)"
+            );
+            std::process::exit(1);
+        }
         eprintln!("error: internal error in wrnc{at}: {msg} (this is a bug; please report it)");
     }));
 }

@@ -2,17 +2,16 @@
 //! arguments, calls one library function and prints; errors become messages and exit codes
 //! (2 for usage and spec errors, 1 for runtime failures), never panics or backtraces.
 
+mod alloc;
 mod commands;
 mod exit;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// mimalloc keeps freed pages mapped and reuses them: training allocates and frees the same
-/// large activation buffers every step, which glibc would return to the kernel (>32 MiB always
-/// goes through mmap) and fault back in, zeroed, on the next step.
+/// mimalloc (see `alloc.rs`); a failed allocation is a clear message and exit code 1.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::ExitOnOom = alloc::ExitOnOom;
 
 /// wrnc — a model compiler for Wide Residual Networks.
 #[derive(Parser, Debug)]

@@ -115,6 +115,10 @@ impl TrainObserver for Terminal {
         );
     }
 
+    fn memory_estimate(&mut self, e: &wrnc_train::MemoryEstimate) {
+        eprintln!("memory: {e}");
+    }
+
     fn notice(&mut self, n: &Notice) {
         match n {
             Notice::Warning(w) => eprintln!("warning: {w}"),

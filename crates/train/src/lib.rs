@@ -31,6 +31,7 @@
 //! | `kernels` | the fast CPU kernels (convolution, Winograd, BN, SGD) |
 //! | `cuda` | CUDA pieces: TF32, cuDNN convolutions (`cuda` / `cudnn` features) |
 //! | `trainer`, `rundir`, `lock` | the checkpointed training loop and its run directory |
+//! | `memory`, `memlimit` | the memory estimate of a run and the limits it is checked against |
 //! | `observer` | [`TrainObserver`]: how a run reports progress (the library never prints) |
 //! | `error` | [`TrainError`], whose [`TrainError::kind`] says whose fault a failure is |
 //!
@@ -52,6 +53,8 @@ mod eval;
 mod init;
 mod kernels;
 mod lock;
+pub mod memlimit;
+pub mod memory;
 mod model;
 mod observer;
 mod ops;
@@ -75,6 +78,7 @@ pub use error::{ErrorKind, Result, TrainError};
 pub use eval::{evaluate, predict_logits, EvalResult, Evaluation};
 pub use init::init_weights;
 pub use kernels::threads as kernel_threads;
+pub use memory::MemoryEstimate;
 pub use model::{Mode, Model};
 pub use observer::{EpochEnd, EpochStart, Notice, Silent, StepProgress, TrainObserver};
 pub use ops::cross_entropy;

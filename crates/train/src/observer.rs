@@ -3,6 +3,7 @@
 //! bar and one line per epoch on stderr; tests and libraries pass [`Silent`]).
 
 use crate::data::Split;
+use crate::memory::MemoryEstimate;
 use crate::rundir::EpochMetrics;
 
 /// The training steps of an epoch are about to run.
@@ -68,6 +69,9 @@ pub trait TrainObserver {
     fn epoch_finished(&mut self, _end: &EpochEnd) {}
     /// A notice for the user.
     fn notice(&mut self, _notice: &Notice) {}
+    /// The run's memory estimate, which fits the limits of the process (before the run
+    /// directory is created).
+    fn memory_estimate(&mut self, _estimate: &MemoryEstimate) {}
 }
 
 /// An observer that ignores everything.

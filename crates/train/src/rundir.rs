@@ -192,21 +192,42 @@ pub struct Staged {
 }
 
 /// Commits `files` and `state` with the journaled protocol described in the module docs.
+///
+/// When a write fails before the commit point (a `.next` file or `state.json`: disk full,
+/// I/O error), the `.next` files written so far are removed before the error is returned:
+/// they belong to no committed state, and the directory keeps its previous commit as it was.
 pub fn commit(dir: &Path, files: Vec<Staged>, state: &RunState) -> Result<()> {
     let tag = state.commit();
     let mut names = Vec::new();
+    let discard = |names: &[&str]| {
+        for name in names {
+            let _ = std::fs::remove_file(next_path(dir, name));
+        }
+    };
     for mut f in files {
         f.weights.metadata.insert(COMMIT_KEY.into(), tag.clone());
         // A failed write is an I/O error of the run directory (exit 1), not a bad weights file.
-        f.weights
-            .save(&next_path(dir, f.name))
-            .map_err(|e| match e {
+        if let Err(e) = f.weights.save(&next_path(dir, f.name)) {
+            discard(&names);
+            return Err(match e {
                 wrnc_ir::WeightsError::Io { path, source } => TrainError::io(path, source),
                 other => other.into(),
-            })?;
+            });
+        }
         names.push(f.name);
     }
-    write_state(dir, state)?;
+    if let Err(e) = write_state(dir, state) {
+        // The write can fail after its rename (syncing the directory): then the new state is
+        // committed and its `.next` files are rolled forward on resume, so they stay.
+        let committed = read_state(dir)
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.commit() == tag);
+        if !committed {
+            discard(&names);
+        }
+        return Err(e);
+    }
     for name in names {
         let from = next_path(dir, name);
         std::fs::rename(&from, dir.join(name)).map_err(|e| TrainError::io(&from, e))?;
@@ -430,6 +451,97 @@ mod tests {
             );
             assert_eq!(format!("{a:?}"), format!("{b:?}"));
         }
+    }
+
+    fn state(epochs_done: usize) -> RunState {
+        RunState {
+            format: 1,
+            model: "m".into(),
+            epochs_done,
+            batches_done: 0,
+            global_step: 10 * epochs_done as u64,
+            partial: PartialEpoch::default(),
+            best: None,
+            best_commit: None,
+            seed: 0,
+            settings: serde_json::Value::Null,
+            metrics: Vec::new(),
+            extended: Vec::new(),
+        }
+    }
+
+    fn staged(value: f32, best: bool) -> Vec<Staged> {
+        let w = || {
+            let mut w = Weights::default();
+            w.tensors.insert(
+                "x".into(),
+                wrnc_ir::weights::Tensor {
+                    shape: vec![2],
+                    data: vec![value, value],
+                },
+            );
+            w
+        };
+        let mut files = vec![
+            Staged {
+                name: LAST_FILE,
+                weights: w(),
+            },
+            Staged {
+                name: OPTIMIZER_FILE,
+                weights: w(),
+            },
+        ];
+        if best {
+            files.push(Staged {
+                name: BEST_FILE,
+                weights: w(),
+            });
+        }
+        files
+    }
+
+    fn leftovers(dir: &Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".next") || n.contains(".tmp-"))
+            .collect()
+    }
+
+    #[test]
+    fn a_commit_that_fails_midway_removes_its_next_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        commit(dir, staged(1.0, true), &state(1)).unwrap();
+        assert!(leftovers(dir).is_empty());
+        // The second `.next` file cannot be written (a directory stands in its way): the
+        // first one, already written, must not stay behind.
+        let blocker = dir.join(format!("{OPTIMIZER_FILE}.next"));
+        std::fs::create_dir(&blocker).unwrap();
+        assert!(commit(dir, staged(2.0, true), &state(2)).is_err());
+        std::fs::remove_dir(&blocker).unwrap();
+        assert_eq!(leftovers(dir), Vec::<String>::new());
+        // The last commit is intact and recovers.
+        let committed = read_state(dir).unwrap().unwrap();
+        assert_eq!(committed, state(1));
+        let (last, _) = recover(dir, &committed).unwrap();
+        assert_eq!(last.tensors["x"].data, vec![1.0, 1.0]);
+        assert_eq!(last.metadata.get(COMMIT_KEY), Some(&state(1).commit()));
+        let best = Weights::load(&dir.join(BEST_FILE)).unwrap();
+        assert_eq!(best.tensors["x"].data, vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn a_commit_whose_state_file_fails_removes_its_next_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        // `state.json` cannot be replaced (a directory): every `.next` file was written, and
+        // none may stay, since nothing was committed.
+        std::fs::create_dir(dir.join(STATE_FILE)).unwrap();
+        assert!(commit(dir, staged(1.0, true), &state(1)).is_err());
+        assert_eq!(leftovers(dir), Vec::<String>::new());
+        assert!(!dir.join(LAST_FILE).exists());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The training loop: data, model, optimiser and schedule wired to a checkpointed,
 //! resumable run directory.
 
+use crate::backend::Kernels;
 use crate::checkpoint::CheckpointMeta;
 use crate::data::{load_run_data, train_batch_config, Split};
 use crate::device::{device_name, select_device, set_tf32};
@@ -8,6 +9,8 @@ use crate::error::{Result, TrainError};
 use crate::eval::evaluate_model;
 use crate::init::init_weights;
 use crate::lock::RunLock;
+use crate::memlimit::{self, MemoryLimit};
+use crate::memory::{self, DataSize, MemoryEstimate, StepPath};
 use crate::model::{Mode, Model};
 use crate::observer::{EpochEnd, EpochStart, Notice, Silent, StepProgress, TrainObserver};
 use crate::ops::count_correct;
@@ -17,6 +20,7 @@ use crate::rundir::{
     Staged, StepLog,
 };
 use crate::schedule::LrSchedule;
+use crate::tape::Tape;
 use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -498,6 +502,10 @@ pub fn train_with(
     } else {
         Some(load_run_data(graph, recipe)?)
     };
+    // The memory the run needs, against the limits of this process, before anything big is
+    // allocated and before the run directory exists.
+    let estimate = check_memory(graph, recipe, &device, compute, data.as_ref())?;
+    observer.memory_estimate(&estimate);
     std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
     let lock = RunLock::acquire(&dir)?;
     if let Some(w) = lock.warning() {
@@ -603,6 +611,101 @@ pub fn train_with(
         }
     };
     train_epochs(&mut run, data, device_name(&device), observer)
+}
+
+/// Where a training step on `device` keeps its activations.
+fn step_path(graph: &Graph, device: &Device, compute: DType) -> StepPath {
+    if !device.is_cpu() {
+        StepPath::Device
+    } else if Kernels::default_for(device, compute).is_cpu_fast() && Tape::supports(graph) {
+        StepPath::Tape
+    } else {
+        StepPath::Autograd
+    }
+}
+
+/// Estimates the run's memory ([`memory::estimate`]; the loaded `data`, or the dataset's
+/// official sizes for a resumed run that has not loaded it yet) and refuses the run when it
+/// exceeds the address-space or cgroup limit of this process.
+fn check_memory(
+    graph: &Graph,
+    recipe: &Recipe,
+    device: &Device,
+    compute: DType,
+    data: Option<&crate::data::RunData>,
+) -> Result<MemoryEstimate> {
+    let path = step_path(graph, device, compute);
+    let size = match data {
+        Some(d) => DataSize {
+            images: (d.train.len() + d.val.as_ref().map_or(0, |v| v.len()) + d.test.len()) as u64,
+            values_per_image: (d.train.channels() * d.train.height() * d.train.width()) as u64,
+            eval_images: d.val.as_ref().map_or(0, |v| v.len()).max(d.test.len()) as u64,
+        },
+        None => {
+            let kind = recipe.data.dataset;
+            DataSize {
+                images: (kind.train_size() + kind.test_size()) as u64,
+                values_per_image: kind.input_shape().iter().product::<usize>() as u64,
+                eval_images: recipe.data.val_size.max(kind.test_size()) as u64,
+            }
+        }
+    };
+    let threads = crate::kernels::threads();
+    let at = |batch: usize, eval_batch: usize| {
+        let mut r = recipe.clone();
+        r.train.batch_size = batch;
+        r.train.eval_batch_size = eval_batch;
+        memory::estimate(graph, &r, path, size, threads)
+    };
+    let (batch, eval_batch) = (recipe.train.batch_size, recipe.train.eval_batch_size);
+    let estimate = at(batch, eval_batch);
+    let limits: Vec<MemoryLimit> = [memlimit::address_space_limit(), memlimit::cgroup_limit()]
+        .into_iter()
+        .flatten()
+        .collect();
+    if limits.is_empty() {
+        return Ok(estimate);
+    }
+    let threads = threads as u64;
+    let fits = |e: &MemoryEstimate| memlimit::check(e, &limits, threads, "").is_ok();
+    if fits(&estimate) {
+        return Ok(estimate);
+    }
+    // The largest batch size that fits (the activations grow with it): the training batch
+    // alone, else both batch sizes together.
+    let largest_fitting = |f: &dyn Fn(usize) -> MemoryEstimate, from: usize| {
+        let (mut lo, mut hi) = (0usize, from.max(1));
+        if fits(&f(hi)) {
+            return hi;
+        }
+        while lo + 1 < hi {
+            let mid = lo + (hi - lo) / 2;
+            if fits(&f(mid)) {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    };
+    let train_only = largest_fitting(&|b| at(b, eval_batch), batch);
+    let advice = if train_only >= 1 {
+        format!(
+            "Use a smaller batch (`--set train.batch_size={train_only}` fits), a smaller \
+             model, or raise the limit"
+        )
+    } else {
+        match largest_fitting(&|b| at(b.min(batch), b), batch.max(eval_batch)) {
+            0 => "Even a batch of 1 does not fit: use a smaller model or raise the limit".into(),
+            b => format!(
+                "Use smaller batches (`--set train.batch_size={} --set \
+                 train.eval_batch_size={b}` fit), a smaller model, or raise the limit",
+                b.min(batch)
+            ),
+        }
+    };
+    memlimit::check(&estimate, &limits, threads, &advice)?;
+    Ok(estimate)
 }
 
 fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> Result<()> {

@@ -1,0 +1,356 @@
+//! How much memory a training run needs, estimated from the graph IR and the recipe before
+//! the model is built: parameters with their gradients and momentum buffers, the activations a
+//! training step keeps for its backward pass, the dataset and its batches, and a fixed
+//! overhead of the process. [`crate::train`] compares the estimate with the memory limit that
+//! applies ([`crate::memlimit`]) and refuses a run that cannot fit.
+
+use wrnc_ir::{Graph, Op};
+use wrnc_recipe::Recipe;
+
+/// Bytes of one f32 value.
+const F32: u64 = 4;
+
+/// Resident memory of the process that does not depend on the run or its threads: the
+/// mapped binary and the runtime. Measured on the quickstart run (1 epoch) with 1 to 16
+/// compute threads; see docs/reliability.md.
+pub const RUNTIME_BASE_BYTES: u64 = 56 << 20;
+/// Resident memory per compute thread (its stack, its allocator heap, the kernels'
+/// per-thread scratch and the tensor library's worker beside it), on top of
+/// [`RUNTIME_BASE_BYTES`]: measured 15.2 MiB.
+pub const RUNTIME_PER_THREAD_BYTES: u64 = 16 << 20;
+
+/// Values of the largest activation size an evaluation pass holds per image at its peak:
+/// measured 12.4 (WRN-16-4, CIFAR, eval batches of 64 and 256), rounded up.
+pub const EVAL_VALUES_PER_IMAGE: u64 = 13;
+/// The allocator keeps freed memory for reuse (wrnc turns its purging off for speed), and
+/// blocks of one size are not always reused for another: over a run the resident peak of
+/// the transient buffers was measured at up to 1.28 times their live size. The transient
+/// part of the estimate is multiplied by this fraction (13/10).
+pub const ALLOCATOR_SLACK: (u64, u64) = (13, 10);
+
+/// Where a training step keeps its activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepPath {
+    /// The fast CPU kernels and the taped backward pass ([`crate::tape`]): the inputs of
+    /// the layers with parameters and the outputs of standalone ReLUs; a ReLU fused into
+    /// the batch norm before it has no separate output.
+    Tape,
+    /// Candle's autograd on the host: every intermediate tensor of every op, batch norm's
+    /// internals included.
+    Autograd,
+    /// On an accelerator: activations live in device memory, not in the host's.
+    Device,
+}
+
+/// The images a run holds in memory (one byte per channel value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataSize {
+    /// Images of all splits together (training, validation and test).
+    pub images: u64,
+    /// Values per image (`C x H x W`).
+    pub values_per_image: u64,
+    /// Images of the largest split an evaluation pass runs over (validation or test): an
+    /// evaluation batch holds no more.
+    pub eval_images: u64,
+}
+
+/// The estimated peak memory of a training run, in bytes, by part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// Parameters and buffers, the gradients of the trainable parameters and their momentum
+    /// buffers (f32 each).
+    pub parameters: u64,
+    /// The largest transient of the run: a training step's saved activations and backward
+    /// working set at `train.batch_size`, an evaluation pass at `train.eval_batch_size`, or
+    /// the host copies a checkpoint serialises, whichever is largest, times
+    /// [`ALLOCATOR_SLACK`].
+    pub activations: u64,
+    /// The dataset's images and the batches being prepared (prefetched) and uploaded.
+    pub data: u64,
+    /// The process itself (binary, threads, allocator), independent of the run.
+    pub runtime: u64,
+}
+
+impl MemoryEstimate {
+    /// The whole estimate.
+    pub fn total(&self) -> u64 {
+        self.parameters + self.activations + self.data + self.runtime
+    }
+}
+
+impl std::fmt::Display for MemoryEstimate {
+    /// `about 1.2 GiB (weights+gradients+optimizer 300 MiB, activations 800 MiB, ...)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "about {} (weights+gradients+optimizer {}, activations {}, data {}, runtime {})",
+            human_bytes(self.total()),
+            human_bytes(self.parameters),
+            human_bytes(self.activations),
+            human_bytes(self.data),
+            human_bytes(self.runtime)
+        )
+    }
+}
+
+/// `n` bytes as `512 KiB`, `12.3 MiB` or `1.20 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const KIB: f64 = 1024.0;
+    let x = n as f64;
+    if x < KIB * KIB {
+        format!("{:.0} KiB", (x / KIB).ceil())
+    } else if x < KIB * KIB * KIB {
+        format!("{:.1} MiB", x / (KIB * KIB))
+    } else {
+        format!("{:.2} GiB", x / (KIB * KIB * KIB))
+    }
+}
+
+/// Parameter counts of `graph`: (trainable, buffers).
+fn param_counts(graph: &Graph) -> (u64, u64) {
+    graph.params.iter().fold((0, 0), |(t, b), p| {
+        let n = p.numel() as u64;
+        if p.trainable {
+            (t + n, b)
+        } else {
+            (t, b + n)
+        }
+    })
+}
+
+/// Values per image of value `v`.
+fn numel(graph: &Graph, v: wrnc_ir::ValueId) -> u64 {
+    graph.shape(v).iter().product::<usize>() as u64
+}
+
+/// Whether node `i` is a batch norm whose only reader is the ReLU right after it, which the
+/// fast kernels fuse into it (its own output is never materialised).
+fn fused_bn(graph: &Graph, last_uses: &[Option<usize>], i: usize) -> bool {
+    let node = &graph.nodes[i];
+    let Some(next) = graph.nodes.get(i + 1) else {
+        return false;
+    };
+    matches!(node.op, Op::BatchNorm { .. })
+        && next.op == Op::Relu
+        && next.inputs == [node.output]
+        && last_uses[node.output.0] == Some(i + 1)
+        && graph.shape(node.output).len() == 3
+}
+
+/// Per image, in values: (kept for the backward pass, largest single value). The input is
+/// kept (the first layer reads it in its backward pass).
+fn activation_values(graph: &Graph, path: StepPath) -> (u64, u64) {
+    let last_uses = graph.last_uses();
+    let mut kept = numel(graph, graph.input());
+    let mut largest = kept;
+    for (i, node) in graph.nodes.iter().enumerate() {
+        let n = numel(graph, node.output);
+        largest = largest.max(n);
+        kept += match path {
+            StepPath::Device => 0,
+            StepPath::Tape if fused_bn(graph, &last_uses, i) => 0,
+            StepPath::Tape => n,
+            // Candle's batch norm keeps the centred input, its square, the normalised value
+            // and the scaled one besides its output; dropout keeps its mask.
+            StepPath::Autograd => match node.op {
+                Op::BatchNorm { .. } => 5 * n,
+                Op::Dropout { .. } => 2 * n,
+                Op::Conv { .. }
+                | Op::Relu
+                | Op::Add
+                | Op::AvgPool { .. }
+                | Op::GlobalAvgPool
+                | Op::Flatten
+                | Op::Linear { .. }
+                | Op::Softmax => n,
+            },
+        };
+    }
+    (kept, largest)
+}
+
+/// Estimates the peak memory of training `graph` with `recipe` on the host: `path` says
+/// where the activations live, `data` what the dataset holds and `threads` how many compute
+/// threads run. The activation part grows linearly with `train.batch_size`.
+pub fn estimate(
+    graph: &Graph,
+    recipe: &Recipe,
+    path: StepPath,
+    data: DataSize,
+    threads: usize,
+) -> MemoryEstimate {
+    let (trainable, buffers) = param_counts(graph);
+    let momentum = if recipe.train.optimizer.momentum > 0.0 {
+        trainable
+    } else {
+        0
+    };
+    // weights and buffers, one gradient per trainable parameter, the momentum buffers
+    let parameters = F32 * (trainable + buffers + trainable + momentum);
+
+    let batch = recipe.train.batch_size as u64;
+    let eval_batch = (recipe.train.eval_batch_size as u64).min(data.eval_images.max(1));
+    let (kept, largest) = activation_values(graph, path);
+    let on_host = path != StepPath::Device;
+    // The backward pass holds a few gradients of values at once (the current one, the
+    // residual branch's and the one being computed); the forward pass a layer's input, its
+    // output and a temporary (the dropout mask, the BN statistics pass).
+    let step = if on_host {
+        F32 * batch * (kept + 3 * largest)
+    } else {
+        0
+    };
+    // Inference drops every value after its last use, but its peak was measured at 12.4
+    // values of the largest size per image (see EVAL_VALUES_PER_IMAGE).
+    let eval = if on_host {
+        F32 * eval_batch * EVAL_VALUES_PER_IMAGE * largest
+    } else {
+        0
+    };
+    // A checkpoint copies `last`, `best` and the momentum buffers to the host and serialises
+    // one file at a time (the step's gradients are gone by then).
+    let checkpoint = F32 * (3 * (trainable + buffers) + momentum);
+    let activations = step.max(eval).max(checkpoint) * ALLOCATOR_SLACK.0 / ALLOCATOR_SLACK.1;
+
+    let per_image = data.values_per_image;
+    let prefetch = recipe.data.prefetch.max(1) as u64;
+    // u8 images of every split; the batches in the prefetch queue, the one being trained and
+    // its upload, as f32 (the augmentation works on one batch at a time)
+    let batches = F32 * per_image * (batch * (prefetch + 2)).max(eval_batch * 2);
+    let data = data.images * per_image + batches;
+
+    MemoryEstimate {
+        parameters,
+        activations,
+        data,
+        runtime: RUNTIME_BASE_BYTES + RUNTIME_PER_THREAD_BYTES * threads as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wrnc_testkit::graphs;
+
+    fn recipe(batch: usize) -> Recipe {
+        let mut r = Recipe::default();
+        r.train.batch_size = batch;
+        r.train.eval_batch_size = 1;
+        r
+    }
+
+    const DATA: DataSize = DataSize {
+        images: 1000,
+        values_per_image: 3 * 32 * 32,
+        eval_images: 100,
+    };
+
+    #[test]
+    fn parameters_are_weights_gradients_and_momentum() {
+        let g = graphs::wrn([3, 32, 32], 10, 1, 10, 0.0);
+        let (trainable, buffers) = param_counts(&g);
+        assert!(trainable > 0 && buffers > 0);
+        let mut r = recipe(8);
+        let e = estimate(&g, &r, StepPath::Tape, DATA, 2);
+        // 4 bytes x (1 weight + 1 gradient + 1 momentum buffer) per trainable parameter, plus
+        // the BN running statistics once
+        assert_eq!(e.parameters, 4 * (3 * trainable + buffers));
+        r.train.optimizer.momentum = 0.0;
+        let e = estimate(&g, &r, StepPath::Tape, DATA, 2);
+        assert_eq!(e.parameters, 4 * (2 * trainable + buffers));
+    }
+
+    #[test]
+    fn activations_grow_linearly_with_the_batch_size() {
+        let g = graphs::wrn([3, 32, 32], 10, 1, 10, 0.0);
+        let at = |b: usize| estimate(&g, &recipe(b), StepPath::Tape, DATA, 2).activations;
+        let (a64, a128, a256) = (at(64), at(128), at(256));
+        assert!(a64 > 0);
+        // (the allocator slack is an integer fraction: at most one byte of rounding)
+        assert!(a128.abs_diff(2 * a64) <= 2, "{a64} {a128}");
+        assert!(a256.abs_diff(4 * a64) <= 4, "{a64} {a256}");
+        // the taped path keeps less than Candle's autograd, and a device keeps none on the host
+        let auto = estimate(&g, &recipe(64), StepPath::Autograd, DATA, 2).activations;
+        assert!(auto > a64, "{auto} vs {a64}");
+        let dev = estimate(&g, &recipe(64), StepPath::Device, DATA, 2);
+        assert!(dev.activations < a64 && dev.activations > 0);
+    }
+
+    #[test]
+    fn the_tape_keeps_one_value_per_layer_output_except_fused_batch_norms() {
+        // stem conv, then per block bn-relu (fused), conv, bn-relu (fused), conv, add...: the
+        // kept values per image are the input plus every output but the fused BNs'.
+        let g = graphs::wrn([3, 32, 32], 10, 1, 10, 0.0);
+        let (kept, largest) = activation_values(&g, StepPath::Tape);
+        let last_uses = g.last_uses();
+        let mut want = numel(&g, g.input());
+        let mut fused = 0;
+        for (i, n) in g.nodes.iter().enumerate() {
+            if fused_bn(&g, &last_uses, i) {
+                fused += 1;
+            } else {
+                want += numel(&g, n.output);
+            }
+        }
+        assert!(fused > 0);
+        assert_eq!(kept, want);
+        assert_eq!(
+            largest,
+            g.values
+                .iter()
+                .map(|v| v.shape.iter().product::<usize>() as u64)
+                .max()
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn an_evaluation_batch_holds_at_most_the_evaluated_split() {
+        let g = graphs::wrn([3, 32, 32], 10, 1, 10, 0.0);
+        let mut r = recipe(1);
+        let eval = |r: &Recipe, eval_images| {
+            let d = DataSize {
+                eval_images,
+                ..DATA
+            };
+            estimate(&g, r, StepPath::Tape, d, 2).activations
+        };
+        r.train.eval_batch_size = 256;
+        let (at64, at256) = (eval(&r, 64), eval(&r, 256));
+        assert!(at256 > 3 * at64, "{at64} {at256}");
+        assert_eq!(eval(&r, 1000), at256);
+        r.train.eval_batch_size = 64;
+        assert_eq!(eval(&r, 1000), at64);
+    }
+
+    #[test]
+    fn data_counts_every_image_byte_and_the_batches() {
+        let g = graphs::wrn([3, 32, 32], 10, 1, 10, 0.0);
+        let small = estimate(&g, &recipe(8), StepPath::Tape, DATA, 2).data;
+        let more = DataSize {
+            images: 2000,
+            ..DATA
+        };
+        let big = estimate(&g, &recipe(8), StepPath::Tape, more, 2).data;
+        assert_eq!(big - small, 1000 * 3 * 32 * 32);
+    }
+
+    #[test]
+    fn the_line_names_every_part() {
+        let g = graphs::wrn([3, 32, 32], 10, 1, 10, 0.0);
+        let e = estimate(&g, &recipe(8), StepPath::Tape, DATA, 2);
+        let s = e.to_string();
+        for part in [
+            "about",
+            "weights+gradients+optimizer",
+            "activations",
+            "data",
+            "runtime",
+        ] {
+            assert!(s.contains(part), "{s}");
+        }
+        assert_eq!(human_bytes(3 << 30), "3.00 GiB");
+        assert_eq!(human_bytes(1536 << 10), "1.5 MiB");
+        assert_eq!(human_bytes(1000), "1 KiB");
+    }
+}
