@@ -47,6 +47,8 @@ enum Command {
     Predict(commands::predict::Args),
     /// Time training, inference and tract throughput on synthetic data.
     Bench(commands::bench::Args),
+    /// Write a run directory's HTML report: curves, confusion matrix, mistakes, facts.
+    Report(commands::report::Args),
 }
 
 /// mimalloc's `mi_option_purge_delay` (its position in `mi_option_e`, mimalloc 2 and 3).
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => commands::verify::run(a),
         Command::Predict(a) => commands::predict::run(a),
         Command::Bench(a) => commands::bench::run(a),
+        Command::Report(a) => commands::report::run(a),
     };
     match result {
         Ok(code) => code,

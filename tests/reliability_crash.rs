@@ -197,6 +197,14 @@ fn check_dir(dir: &Path, r: &Reference, ctx: &str) -> Option<RunState> {
                 let t = text();
                 assert!(t.is_empty() || t.trim().parse::<u32>().is_ok(), "{t:?}");
             }
+            // Written atomically at the end of a run: whole or absent.
+            "report.html" => {
+                let t = text();
+                assert!(
+                    t.starts_with("<!DOCTYPE html>") && t.ends_with("</html>\n"),
+                    "{ctx}: report.html is not whole"
+                );
+            }
             n if n.starts_with('.') && n.contains(".tmp-") => {} // a write cut short
             other => panic!("{ctx}: unexpected file {other}"),
         }

@@ -1,6 +1,7 @@
-//! `wrnc eval SPEC --weights FILE [--split val|test] [--json]`: loss and accuracy.
+//! `wrnc eval SPEC --weights FILE [--split val|test] [--json] [--predictions FILE.csv]`: loss,
+//! accuracy, and (with `--json`) the confusion matrix, per-class scores and top-5 accuracy.
 
-use super::common::{print_line, SpecArgs};
+use super::common::{print_line, write_output, SpecArgs};
 use super::deploy::{load_weights, warn_if_fitted, DeviceArg};
 use crate::exit::UsageError;
 use anyhow::Result;
@@ -34,9 +35,15 @@ pub struct Args {
     /// Device.
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
-    /// Print JSON: {"split", "count", "loss", "accuracy"} (accuracy as a fraction).
+    /// Print JSON: {"split", "count", "loss", "accuracy", "confusion_matrix", "per_class",
+    /// "top5"} (fractions; `confusion_matrix[true][predicted]`; `top5` only with more than 5
+    /// classes).
     #[arg(long)]
     json: bool,
+    /// Also write one CSV row per image: index,true,predicted,probability,true_name,
+    /// predicted_name.
+    #[arg(long, value_name = "FILE.csv")]
+    predictions: Option<PathBuf>,
 }
 
 /// Runs the command.
@@ -56,12 +63,20 @@ pub fn run(a: Args) -> Result<ExitCode> {
             SplitArg::Train => Split::Train,
         };
     let weights = load_weights(&a.weights, &spec.graph)?;
-    let e = wrnc_train::evaluate(&spec.graph, &weights, &recipe, split, a.device.into())?;
-    warn_if_fitted(&e.normalizer);
-    let r = e.result;
+    let d = wrnc_train::evaluate_detailed(&spec.graph, &weights, &recipe, split, a.device.into())?;
+    warn_if_fitted(&d.evaluation.normalizer);
+    let r = d.evaluation.result;
+    if let Some(path) = &a.predictions {
+        write_output(Some(path), &d.predictions.to_csv())?;
+    }
     if a.json {
-        let v = json!({"split": r.split.name(), "count": r.count, "loss": r.loss,
-                       "accuracy": r.accuracy});
+        let p = &d.predictions;
+        let mut v = json!({"split": r.split.name(), "count": r.count, "loss": r.loss,
+                       "accuracy": r.accuracy, "confusion_matrix": p.confusion_matrix(),
+                       "per_class": p.per_class()});
+        if let Some(top5) = p.top5() {
+            v["top5"] = json!(top5);
+        }
         print_line(&serde_json::to_string(&v)?)?;
     } else {
         print_line(&format!(

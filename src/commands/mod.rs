@@ -11,6 +11,8 @@ pub mod export;
 pub mod graph;
 pub mod init;
 pub mod predict;
+pub mod report;
 pub mod summary;
+pub mod tensorboard;
 pub mod train;
 pub mod verify;

@@ -42,6 +42,12 @@ pub struct Args {
     /// No progress bar; one line per epoch (for logs).
     #[arg(long)]
     quiet: bool,
+    /// Also write TensorBoard event files under RUN_DIR/tb/ (as `train.tensorboard: true`).
+    #[arg(long)]
+    tensorboard: bool,
+    /// Do not write RUN_DIR/report.html at the end.
+    #[arg(long)]
+    no_report: bool,
 }
 
 /// What the terminal shows of a run: an indicatif bar per epoch (stderr, only on a terminal
@@ -248,6 +254,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         eprintln!("warning: could not install the Ctrl-C handler");
     }
     let mut terminal = Terminal::new(a.quiet);
+    let tb_on = a.tensorboard || recipe.train.tensorboard;
+    let mut terminal = super::tensorboard::TensorBoard::new(&out, tb_on, &mut terminal);
     let outcome =
         wrnc_train::train_with(&spec.graph, &recipe, &opts, &mut terminal).map_err(|e| {
             let io = matches!(e, TrainError::Io { .. });
@@ -300,7 +308,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
             );
             match stale {
                 None => {
-                    eprintln!("{done}; nothing to do");
+                    if a.no_report || outcome.run_dir.join(rundir::REPORT_FILE).exists() {
+                        eprintln!("{done}; nothing to do");
+                    } else {
+                        eprintln!("{done}; writing its missing report");
+                        finish_report(&a, &outcome.run_dir, opts.device);
+                    }
                     return Ok(ExitCode::SUCCESS);
                 }
                 Some(why) => eprintln!("{done}; {} {why}: exporting it", onnx_path.display()),
@@ -353,5 +366,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
         })?;
         eprintln!("exported {} (from {file})", path.display());
     }
+    finish_report(&a, &outcome.run_dir, opts.device);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the run's `report.html` (unless `--no-report`) and prints its path; a failure is a
+/// warning: the run itself succeeded.
+fn finish_report(a: &Args, dir: &std::path::Path, device: Option<wrnc_recipe::DeviceKind>) {
+    if a.no_report {
+        return;
+    }
+    match super::report::write_for_run(dir, device) {
+        Ok(path) => eprintln!("report: {}", path.display()),
+        Err(e) => eprintln!(
+            "warning: the report could not be written ({e:#}); write it with: wrnc report {}",
+            dir.display()
+        ),
+    }
 }

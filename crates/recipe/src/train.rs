@@ -135,6 +135,14 @@ pub struct TrainConfig {
     pub tf32: bool,
     /// Device.
     pub device: DeviceKind,
+    /// Also write the scalars as TensorBoard event files under `RUN_DIR/tb/` (written into
+    /// the resolved spec only when on).
+    #[serde(skip_serializing_if = "is_false")]
+    pub tensorboard: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for TrainConfig {
@@ -151,6 +159,7 @@ impl Default for TrainConfig {
             precision: Precision::F32,
             tf32: false,
             device: DeviceKind::Auto,
+            tensorboard: false,
         }
     }
 }

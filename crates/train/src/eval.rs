@@ -6,6 +6,7 @@ use crate::device::select_device;
 use crate::error::{Result, TrainError};
 use crate::model::{Mode, Model};
 use crate::ops::{count_correct, cross_entropy};
+use crate::predictions::{Prediction, Predictions};
 use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use std::sync::Arc;
@@ -34,6 +35,18 @@ pub fn evaluate_model(
     batch_size: usize,
     split: Split,
 ) -> Result<EvalResult> {
+    eval_loop(model, data, norm, batch_size, split, None)
+}
+
+/// The evaluation loop; with `predictions`, also records every image's prediction.
+fn eval_loop(
+    model: &mut Model,
+    data: Arc<Dataset>,
+    norm: Arc<Normalizer>,
+    batch_size: usize,
+    split: Split,
+    mut predictions: Option<&mut Vec<Prediction>>,
+) -> Result<EvalResult> {
     let batches =
         eval_batches(data, norm, batch_size.max(1)).map_err(|e| TrainError::Data(e.to_string()))?;
     let (mut loss_sum, mut correct, mut count) = (0f64, 0usize, 0usize);
@@ -46,6 +59,13 @@ pub fn evaluate_model(
             .to_scalar()?;
         loss_sum += loss * b.len as f64;
         correct += count_correct(&logits, &b.labels)?;
+        if let Some(out) = predictions.as_deref_mut() {
+            let rows: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
+            for (row, &label) in rows.iter().zip(&b.labels) {
+                let index = out.len();
+                out.push(Prediction::from_logits(index, label, row));
+            }
+        }
         count += b.len;
     }
     Ok(EvalResult {
@@ -98,6 +118,52 @@ pub fn evaluate(
         split,
     )?;
     Ok(Evaluation { result, normalizer })
+}
+
+/// The result of [`evaluate_detailed`]: the scores, every image's prediction and the split's
+/// images (for thumbnails).
+#[derive(Debug, Clone)]
+pub struct DetailedEvaluation {
+    /// Loss, accuracy and the normaliser used.
+    pub evaluation: Evaluation,
+    /// One prediction per image of the split, in the split's order, with the class names.
+    pub predictions: Predictions,
+    /// The evaluated split's images and labels.
+    pub data: Arc<Dataset>,
+}
+
+/// [`evaluate`], also recording every image's prediction (for a confusion matrix, per-class
+/// scores, top-5 accuracy and a predictions file).
+pub fn evaluate_detailed(
+    graph: &Graph,
+    weights: &Weights,
+    recipe: &Recipe,
+    split: Split,
+    device: DeviceKind,
+) -> Result<DetailedEvaluation> {
+    let meta = CheckpointMeta::from_metadata(&weights.metadata)?;
+    let dev = select_device(device)?;
+    let run_data = load_run_data(graph, recipe)?;
+    let normalizer = input_normalizer(&meta, graph.input_shape(), || {
+        Ok(Normalizer::clone(&run_data.norm))
+    })?;
+    let mut model = Model::new(graph, weights, &dev, DType::F32)?;
+    let data = run_data.split(split)?;
+    let mut rows = Vec::with_capacity(data.len());
+    let result = eval_loop(
+        &mut model,
+        Arc::clone(&data),
+        Arc::clone(&normalizer.normalizer),
+        recipe.train.eval_batch_size,
+        split,
+        Some(&mut rows),
+    )?;
+    let predictions = Predictions::new(data.class_names().to_vec(), rows);
+    Ok(DetailedEvaluation {
+        evaluation: Evaluation { result, normalizer },
+        predictions,
+        data,
+    })
 }
 
 /// Inference-mode logits of `n` already-normalised images (`n x C x H x W` f32 values), on

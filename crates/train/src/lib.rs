@@ -59,6 +59,7 @@ mod model;
 mod observer;
 mod ops;
 mod optim;
+mod predictions;
 pub mod rundir;
 mod schedule;
 mod step;
@@ -75,7 +76,9 @@ pub use conv::{conv2d, ConvParams};
 pub use data::Split;
 pub use device::{cuda_built_in, device_name, select_device};
 pub use error::{ErrorKind, Result, TrainError};
-pub use eval::{evaluate, predict_logits, EvalResult, Evaluation};
+pub use eval::{
+    evaluate, evaluate_detailed, predict_logits, DetailedEvaluation, EvalResult, Evaluation,
+};
 pub use init::init_weights;
 pub use kernels::threads as kernel_threads;
 pub use memory::MemoryEstimate;
@@ -83,6 +86,7 @@ pub use model::{Mode, Model};
 pub use observer::{EpochEnd, EpochStart, Notice, Silent, StepProgress, TrainObserver};
 pub use ops::cross_entropy;
 pub use optim::SgdOptimizer;
+pub use predictions::{ClassMetrics, Prediction, Predictions};
 pub use rundir::EpochMetrics;
 pub use step::{Gradients, StepOutput};
 pub use trainer::{compute_dtype, train, train_with, RunStatus, TrainOptions, TrainOutcome};

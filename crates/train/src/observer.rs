@@ -24,6 +24,10 @@ pub struct EpochStart {
 pub struct StepProgress {
     /// Steps of the epoch done, from 1.
     pub step: usize,
+    /// Optimiser steps of the run done, from 1 (continues across a resume).
+    pub global_step: u64,
+    /// Loss of this step's batch.
+    pub batch_loss: f64,
     /// Mean training loss of the epoch so far.
     pub loss: f64,
     /// Training accuracy of the epoch so far, in [0, 1].

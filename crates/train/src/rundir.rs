@@ -32,6 +32,10 @@ pub const STEPS_FILE: &str = "steps.csv";
 pub const SPEC_FILE: &str = "spec.resolved.yaml";
 /// Facts about the run (splits, device, ...).
 pub const RUN_FILE: &str = "run.json";
+/// The run's HTML report (written by the CLI at the end of a run).
+pub const REPORT_FILE: &str = "report.html";
+/// The folder of the TensorBoard event files.
+pub const TB_DIR: &str = "tb";
 /// Metadata key of the commit tag (in every safetensors file of the run directory).
 pub const COMMIT_KEY: &str = "wrnc.commit";
 /// Metadata key of the JSON training state in [`OPTIMIZER_FILE`].
@@ -47,6 +51,8 @@ pub const RESERVED_NAMES: &[&str] = &[
     STEPS_FILE,
     SPEC_FILE,
     RUN_FILE,
+    REPORT_FILE,
+    TB_DIR,
     crate::lock::LOCK_FILE,
 ];
 
@@ -552,6 +558,7 @@ mod tests {
             "last.safetensors",
             "state.json",
             "run.lock",
+            "report.html",
             "best.safetensors.next",
             "METRICS.CSV",
             "../x.onnx",

@@ -119,6 +119,8 @@ fn settings_json(graph: &Graph, recipe: &Recipe) -> Result<serde_json::Value> {
     if let Some(o) = train.as_object_mut() {
         o.remove("device");
         o.remove("eval_batch_size");
+        // Logging only: a resumed run may turn TensorBoard files on or off.
+        o.remove("tensorboard");
     }
     let mut data = ser(serde_json::to_value(&recipe.data))?;
     if let Some(o) = data.as_object_mut() {
@@ -730,6 +732,7 @@ fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> R
         "steps_per_epoch": num_batches(data.train.len(), run.recipe.train.batch_size,
             run.recipe.train.drop_last),
         "seed": run.recipe.train.seed,
+        "threads": crate::kernels::threads(),
         "resumed_from_step": run.state.global_step,
         "extended": run.state.extended,
         "wrnc_train_version": env!("CARGO_PKG_VERSION"),
@@ -821,6 +824,8 @@ fn train_epochs(
             let seen = s.partial.seen as f64;
             observer.step_done(&StepProgress {
                 step: bi + 1,
+                global_step: s.global_step,
+                batch_loss: value as f64,
                 loss: s.partial.loss_sum / seen,
                 accuracy: s.partial.correct as f64 / seen,
                 lr,
