@@ -12,7 +12,9 @@
 
 use std::path::PathBuf;
 use wrnc_report::tensorboard::EventWriter;
-use wrnc_train::{rundir::TB_DIR, EpochEnd, EpochStart, Notice, StepProgress, TrainObserver};
+use wrnc_train::{
+    rundir::TB_DIR, EpochEnd, EpochStart, MemoryEstimate, Notice, StepProgress, TrainObserver,
+};
 
 /// Forwards to `inner` and, when enabled, logs scalars to an event file.
 pub struct TensorBoard<'a> {
@@ -110,5 +112,9 @@ impl TrainObserver for TensorBoard<'_> {
 
     fn notice(&mut self, n: &Notice) {
         self.inner.notice(n);
+    }
+
+    fn memory_estimate(&mut self, estimate: &MemoryEstimate) {
+        self.inner.memory_estimate(estimate);
     }
 }
