@@ -1,4 +1,5 @@
-//! `wrnc data fetch cifar10|cifar100 [--dir DIR] [--archive FILE]`: get a dataset.
+//! `wrnc data fetch cifar10|cifar100|fashion_mnist|mnist [--dir DIR] [--archive PATH]`: get a
+//! dataset.
 
 use crate::exit::UsageError;
 use anyhow::{Context, Result};
@@ -17,20 +18,22 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum DataCommand {
-    /// Download the official archive, check its MD5 and unpack it atomically.
+    /// Download the official archive (Fashion-MNIST, MNIST: the four IDX files), check its MD5
+    /// and unpack it atomically.
     Fetch(FetchArgs),
 }
 
 #[derive(clap::Args, Debug)]
 struct FetchArgs {
-    /// `cifar10` or `cifar100`.
+    /// `cifar10`, `cifar100`, `fashion_mnist` or `mnist`.
     dataset: String,
-    /// Folder to unpack into (the dataset lands in DIR/cifar-10-batches-bin or
-    /// DIR/cifar-100-binary, where the specs look by default).
+    /// Folder to unpack into (the dataset lands in DIR/cifar-10-batches-bin,
+    /// DIR/cifar-100-binary, DIR/fashion-mnist or DIR/mnist, where the specs look by default).
     #[arg(long, default_value = wrnc_recipe::DATA_DIR)]
     dir: PathBuf,
-    /// Install from an already downloaded archive instead of the network (MD5 still checked).
-    #[arg(long, value_name = "FILE")]
+    /// Install from an already downloaded archive instead of the network (MD5 still checked);
+    /// for fashion_mnist and mnist, a folder holding the four IDX files (`.gz` or plain).
+    #[arg(long, value_name = "PATH")]
     archive: Option<PathBuf>,
     /// Fetch again even when the dataset is already there.
     #[arg(long)]
@@ -47,12 +50,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
 fn fetch_cmd(a: FetchArgs) -> Result<ExitCode> {
     let kind: DatasetKind = a.dataset.parse().map_err(|_| {
         UsageError(format!(
-            "unknown dataset `{}`: `wrnc data fetch` knows `cifar10` and `cifar100` \
-             (`digits` is embedded and needs no download)",
+            "unknown dataset `{}`: `wrnc data fetch` knows `cifar10`, `cifar100`, \
+             `fashion_mnist` and `mnist` (`digits` is embedded and needs no download)",
             a.dataset
         ))
     })?;
-    let spec = fetch::archive_spec(kind).ok_or_else(|| {
+    let dataset_dir = fetch::dataset_dir(kind, &a.dir).ok_or_else(|| {
         UsageError(format!(
             "`{kind}` is embedded in wrnc and needs no download"
         ))
@@ -60,12 +63,23 @@ fn fetch_cmd(a: FetchArgs) -> Result<ExitCode> {
     if !a.force && a.archive.is_none() && fetch::is_installed(kind, &a.dir) {
         eprintln!(
             "{kind} is already in {} (use --force to fetch it again)",
-            a.dir.join(spec.dir_name).display()
+            dataset_dir.display()
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let dir = match &a.archive {
-        Some(archive) => {
+    let dir = match (&a.archive, fetch::archive_spec(kind), fetch::idx_spec(kind)) {
+        (Some(folder), _, Some(idx)) => {
+            if !folder.is_dir() {
+                return Err(UsageError(format!(
+                    "{}: no such folder (for {kind}, --archive names the folder holding the \
+                     four IDX files)",
+                    folder.display()
+                ))
+                .into());
+            }
+            fetch::install_idx_files(folder, idx, &a.dir)?
+        }
+        (Some(archive), Some(spec), _) => {
             if !archive.is_file() {
                 return Err(
                     UsageError(format!("{}: no such archive file", archive.display())).into(),
@@ -76,8 +90,11 @@ fn fetch_cmd(a: FetchArgs) -> Result<ExitCode> {
             fetch::install_archive(archive, spec.md5, &a.dir)?;
             a.dir.join(spec.dir_name)
         }
-        None => {
-            eprintln!("downloading {} ...", spec.url);
+        (Some(_), None, None) => {
+            return Err(UsageError(format!("`{kind}` has nothing to install")).into())
+        }
+        (None, _, _) => {
+            eprintln!("downloading {kind} ...");
             let bar = ProgressBar::new(0);
             bar.set_style(
                 ProgressStyle::with_template(
