@@ -34,7 +34,8 @@ pub struct Args {
     /// Device.
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
-    /// Print JSON: {"split", "count", "loss", "accuracy"} (accuracy as a fraction).
+    /// Print JSON: {"split", "count", "loss", "accuracy", "classes"} (accuracy as a fraction;
+    /// classes: the class names, index = class id).
     #[arg(long)]
     json: bool,
 }
@@ -60,8 +61,10 @@ pub fn run(a: Args) -> Result<ExitCode> {
     warn_if_fitted(&e.normalizer);
     let r = e.result;
     if a.json {
+        let meta = super::deploy::checkpoint_meta(&weights, &a.weights)?;
+        let classes = super::deploy::class_names(&spec, &meta, Some(&e.class_names));
         let v = json!({"split": r.split.name(), "count": r.count, "loss": r.loss,
-                       "accuracy": r.accuracy});
+                       "accuracy": r.accuracy, "classes": classes});
         print_line(&serde_json::to_string(&v)?)?;
     } else {
         print_line(&format!(

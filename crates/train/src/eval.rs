@@ -71,6 +71,8 @@ pub struct Evaluation {
     pub result: EvalResult,
     /// The input normaliser used (recorded in the weights, or fitted: then warn the user).
     pub normalizer: InputNormalizer,
+    /// The class names of the dataset evaluated, index = class id.
+    pub class_names: Vec<String>,
 }
 
 /// Evaluates `weights` on `split` of the recipe's dataset (same split and batch size as
@@ -97,7 +99,11 @@ pub fn evaluate(
         recipe.train.eval_batch_size,
         split,
     )?;
-    Ok(Evaluation { result, normalizer })
+    Ok(Evaluation {
+        result,
+        normalizer,
+        class_names: data.train.class_names().to_vec(),
+    })
 }
 
 /// Inference-mode logits of `n` already-normalised images (`n x C x H x W` f32 values), on
