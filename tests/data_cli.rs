@@ -1,6 +1,6 @@
 //! End-to-end tests of the IDX datasets (`fashion_mnist`, `mnist`), of class names in the run
 //! directory, the weights, the ONNX file, `eval --json` and `predict` (`model.labels`), and of
-//! `wrnc data fetch --archive FOLDER` for the IDX sets.
+//! `wrnc data fetch --archive FOLDER` for the IDX sets, and of `wrnc data inspect`.
 
 mod common;
 use common::*;
@@ -276,4 +276,69 @@ fn fetch_installs_the_debian_copy_offline() {
     assert_ne!(r.code, 0);
     assert!(r.stderr.contains("train-images-idx3-ubyte"), "{}", r.stderr);
     assert!(!dir.path().join("other").join("fashion-mnist").exists());
+}
+
+#[test]
+fn inspect_reports_an_image_folder() {
+    let dir = tempdir();
+    let root = dir.path().join("pets");
+    let save = |rel: &str, img: image::DynamicImage| {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        img.save(&p).unwrap();
+    };
+    let rgb = |seed: u8| {
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(32, 32, |x, y| {
+            image::Rgb([x as u8 ^ seed, y as u8, seed])
+        }))
+    };
+    for i in 0..4 {
+        save(&format!("train/cat/{i}.png"), rgb(i));
+        save(&format!("train/dog/{i}.jpg"), rgb(100 + i));
+    }
+    save(
+        "train/dog/grey.png",
+        image::DynamicImage::ImageLuma8(image::GrayImage::new(64, 48)),
+    );
+    std::fs::create_dir_all(root.join("test/cat")).unwrap();
+    std::fs::copy(root.join("train/cat/0.png"), root.join("test/cat/same.png")).unwrap();
+    save("test/dog/x.png", rgb(7));
+    std::fs::write(root.join("train/cat/.DS_Store"), b"x").unwrap();
+    std::fs::write(root.join("train/cat/broken.png"), b"not a png").unwrap();
+
+    let r = wrnc(&["data", "inspect", utf8(&root)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = &r.stdout;
+    for needle in [
+        "11 images in 2 splits (train, test), 2 classes",
+        "32x32 RGB8: 10; 64x48 L8: 1",
+        "skipped: 1 file (1 hidden): train/cat/.DS_Store",
+        "train/cat/broken.png",
+        "test/cat/same.png = train/cat/0.png",
+        "dataset: folder",
+        "input: [3, 32, 32]",
+        "classes: 2",
+        "val_size: 1",
+    ] {
+        assert!(out.contains(needle), "`{needle}` not in:\n{out}");
+    }
+    let cat = out.lines().find(|l| l.starts_with("cat ")).unwrap();
+    assert_eq!(
+        cat.split_whitespace().collect::<Vec<_>>(),
+        ["cat", "4", "1"]
+    );
+
+    let r = wrnc(&["data", "inspect", utf8(&root), "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["images"], 11);
+    assert_eq!(v["splits"][0]["classes"]["dog"], 5);
+    assert_eq!(v["corrupt"][0]["path"], "train/cat/broken.png");
+    assert_eq!(v["skipped"][0]["reason"], "hidden");
+    assert!(v["spec_snippet"].as_str().unwrap().contains("classes: 2"));
+
+    let r = wrnc(&["data", "inspect", utf8(&dir.path().join("nope"))]);
+    assert_usage_error(&r, &["nope", "no such folder"]);
+    let r = wrnc(&["data", "inspect", utf8(&root.join("train"))]);
+    assert_usage_error(&r, &["none of the split folders"]);
 }

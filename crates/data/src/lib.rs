@@ -36,6 +36,8 @@
 //!   official CIFAR archives; [`fetch::install_archive`] installs a local
 //!   archive atomically after checking its MD5. The archives unpack to
 //!   [`DatasetKind::archive_dir`] (`cifar-10-batches-bin`, `cifar-100-binary`).
+//! * Inspecting an image folder ([`inspect::inspect`], `wrnc data inspect`): images per
+//!   class and split, sizes and modes, skipped, corrupt and cross-split duplicate files.
 //! * Test utility (only with the `testing` feature, which dev-dependencies
 //!   enable): `testutil::write_cifar_like` writes small synthetic, learnable
 //!   datasets in the CIFAR layouts.
@@ -70,6 +72,7 @@ pub mod digits;
 pub mod error;
 pub mod fetch;
 pub mod idx;
+pub mod inspect;
 pub mod normalize;
 pub mod split;
 #[cfg(any(test, feature = "testing"))]
