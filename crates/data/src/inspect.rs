@@ -6,7 +6,8 @@
 //! files whose extension is not `.png`, `.jpg` or `.jpeg` (any case) are skipped, files
 //! directly inside a split folder (outside any class) too; every other file is decoded in
 //! full (in parallel, with the same limits as `wrnc predict`: at most 32,768 pixels a side and
-//! 512 MiB of decoder memory), and one that does not decode is corrupt. The report
+//! 512 MiB of decoder memory; a file over 512 MiB is not read), and one that does not decode
+//! is corrupt. The report
 //! ([`InspectReport`]) gives the image count of each class in each split, a histogram of
 //! the image sizes and pixel modes, the skipped and corrupt files, the files whose content
 //! (SHA-256) appears in more than one split, and a spec snippet to start from
@@ -240,6 +241,16 @@ fn walk_class(
 
 /// Decodes one file in full with the decoder limits, hashing its bytes.
 fn decode(path: &Path) -> Outcome {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() > MAX_DECODER_BYTES => {
+            return Outcome::Corrupt(format!(
+                "{} bytes, more than the {MAX_DECODER_BYTES}-byte limit of an image file",
+                m.len()
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => return Outcome::Corrupt(format!("cannot read: {e}")),
+    }
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => return Outcome::Corrupt(format!("cannot read: {e}")),
@@ -628,6 +639,23 @@ mod tests {
             "{e}"
         );
         assert!(inspect(&d.path().join("nope")).is_err());
+    }
+
+    #[test]
+    fn huge_files_are_not_read() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("train/cat/huge.png");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        // Sparse: no disk used, and the check must not read it.
+        std::fs::File::create(&p)
+            .unwrap()
+            .set_len(MAX_DECODER_BYTES + 1)
+            .unwrap();
+        let rep = inspect(d.path()).unwrap();
+        assert_eq!(rep.corrupt.len(), 1);
+        assert!(rep.corrupt[0].error.contains("limit"), "{:?}", rep.corrupt);
+        assert_eq!(rep.split("train").unwrap().classes["cat"], 0);
+        assert!(rep.spec_snippet().is_none());
     }
 
     #[test]
