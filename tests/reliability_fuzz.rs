@@ -1,6 +1,6 @@
 //! The fuzz targets as property tests (issue 6): the spec parser, the CIFAR record reader, the
-//! weights loader and the ONNX reader used by `verify` and `predict` get random, mutated and
-//! crafted inputs. Nothing may panic, hang or allocate without bound, and every rejection is
+//! IDX reader (Fashion-MNIST, MNIST; plain and gzipped), the weights loader and the ONNX reader
+//! used by `verify` and `predict` get random, mutated and crafted inputs. Nothing may panic, hang or allocate without bound, and every rejection is
 //! an error that says what is wrong. The same targets run under cargo-fuzz (`fuzz/`,
 //! `tools/fuzz.sh`); inputs that once failed live in `tests/fixtures/regressions/TARGET/` and
 //! are replayed here on every run.
@@ -67,6 +67,29 @@ fn cifar_target(dir: &Path, bytes: &[u8]) {
                 let m = e.to_string();
                 assert!(m.contains("batch.bin"), "error does not name the file: {m}");
             }
+        }
+    }
+}
+
+fn idx_target(dir: &Path, bytes: &[u8]) {
+    let path = dir.join("file.idx");
+    std::fs::write(&path, bytes).unwrap();
+    let gz = bytes.starts_with(&[0x1f, 0x8b]);
+    match timed("read_idx_images", || wrnc_data::idx::read_idx_images(&path)) {
+        Ok(img) => {
+            assert_eq!(img.pixels.len(), img.count() * img.rows * img.cols);
+            assert!(gz || img.pixels.len() + 16 == bytes.len());
+        }
+        Err(e) => {
+            let m = e.to_string();
+            assert!(m.contains("file.idx"), "error does not name the file: {m}");
+        }
+    }
+    match timed("read_idx_labels", || wrnc_data::idx::read_idx_labels(&path)) {
+        Ok(labels) => assert!(gz || labels.len() + 8 == bytes.len()),
+        Err(e) => {
+            let m = e.to_string();
+            assert!(m.contains("file.idx"), "error does not name the file: {m}");
         }
     }
 }
@@ -233,6 +256,25 @@ fn regressions_cifar() {
 }
 
 #[test]
+fn regressions_idx() {
+    let tmp = common::tempdir();
+    let n = replay("idx", |b| idx_target(tmp.path(), b));
+    assert!(n > 0);
+}
+
+/// The IDX seeds: the regression files that read (plain images, labels, gzipped images).
+fn seed_idx() -> Vec<Vec<u8>> {
+    [
+        "valid-3-images.idx",
+        "valid-labels.idx",
+        "valid-2-images.idx.gz",
+    ]
+    .iter()
+    .map(|f| std::fs::read(root().join("tests/fixtures/regressions/idx").join(f)).unwrap())
+    .collect()
+}
+
+#[test]
 fn regressions_weights() {
     assert!(replay("weights", weights_target) > 0);
 }
@@ -248,6 +290,17 @@ fn seeds_are_accepted() {
         wrnc_spec::load_str(&s, "seed.yaml", "seed", &[]).unwrap();
     }
     assert!(Weights::from_bytes(&seed_weights()).is_ok());
+    let tmp = common::tempdir();
+    let p = tmp.path().join("seed.idx");
+    for (i, b) in seed_idx().iter().enumerate() {
+        std::fs::write(&p, b).unwrap();
+        let ok = if i == 1 {
+            wrnc_data::idx::read_idx_labels(&p).is_ok()
+        } else {
+            wrnc_data::idx::read_idx_images(&p).is_ok()
+        };
+        assert!(ok, "IDX seed {i}");
+    }
     let m = read_model(seed_onnx()).unwrap();
     check_structure(&m).unwrap();
     ModelInfo::from_model(&m).unwrap();
@@ -323,6 +376,8 @@ fn yaml_value() -> impl Strategy<Value = serde_yaml::Value> {
         "cifar10",
         "cifar100",
         "digits",
+        "fashion_mnist",
+        "mnist",
         "cosine",
         "step",
         "mean_std",
@@ -451,6 +506,26 @@ proptest! {
             }
             cifar_target(tmp.path(), &b);
         }
+    }
+
+    #[test]
+    fn idx_reader_survives_mutated_files(i in any::<prop::sample::Index>(), e in edits(8)) {
+        let seeds = seed_idx();
+        let tmp = common::tempdir();
+        idx_target(tmp.path(), &mutate(&seeds[i.index(seeds.len())], &e));
+    }
+
+    #[test]
+    fn idx_reader_survives_crafted_headers(magic in prop::sample::select(vec![0x801u32, 0x803,
+        0x802, 0x1f8b_0803, 0]), dims in prop::collection::vec(prop::sample::select(vec![0u32, 1,
+        2, 28, 0xffff, 0x7fff_ffff, u32::MAX]), 0..4), body in 0usize..64) {
+        let mut b = magic.to_be_bytes().to_vec();
+        for d in dims {
+            b.extend(d.to_be_bytes());
+        }
+        b.extend(std::iter::repeat_n(7u8, body));
+        let tmp = common::tempdir();
+        idx_target(tmp.path(), &b);
     }
 
     #[test]

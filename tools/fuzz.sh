@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs wrnc's cargo-fuzz targets (fuzz/) for a bounded time each.
 #
-#   tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 60 s; spec cifar weights onnx)
+#   tools/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 60 s; spec cifar weights onnx idx)
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`). On a stable toolchain the nightly features
 # cargo-fuzz uses are enabled with RUSTC_BOOTSTRAP=1. Seeds: specs/ and
@@ -18,7 +18,7 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(spec cifar weights onnx)
+  targets=(spec cifar weights onnx idx)
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "tools/fuzz.sh: cargo-fuzz is not installed; run: cargo install cargo-fuzz" >&2
@@ -34,8 +34,8 @@ status=0
 for t in "${targets[@]}"; do
   case "$t" in
     spec) seeds=(tests/fixtures/regressions/spec specs) ;;
-    cifar | weights | onnx) seeds=("tests/fixtures/regressions/$t") ;;
-    *) echo "tools/fuzz.sh: unknown target $t (spec, cifar, weights, onnx)" >&2; exit 2 ;;
+    cifar | weights | onnx | idx) seeds=("tests/fixtures/regressions/$t") ;;
+    *) echo "tools/fuzz.sh: unknown target $t (spec, cifar, weights, onnx, idx)" >&2; exit 2 ;;
   esac
   mkdir -p "fuzz/corpus/$t"
   echo "== fuzz $t for ${secs}s"

@@ -45,6 +45,38 @@ fn describe(spec: &wrnc_spec::Spec) -> Option<String> {
     })
 }
 
+/// The class names of weights used with `spec`, index = class id: the spec's `model.labels`,
+/// else the names the weights record (`wrnc train` records them), else `dataset` (the names
+/// of the loaded dataset, when the caller has it) or the dataset kind's, else `"0"`,
+/// `"1"`, ... (weights from before names were recorded). Only a list of one name per class
+/// is taken.
+pub fn class_names(
+    spec: &wrnc_spec::Spec,
+    meta: &CheckpointMeta,
+    dataset: Option<&[String]>,
+) -> Vec<String> {
+    let n = spec.graph.classes();
+    let kind: Vec<String> = spec
+        .resolved
+        .data
+        .dataset
+        .class_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let found = [
+        spec.resolved.model.labels.as_deref(),
+        meta.class_names.as_deref(),
+        dataset,
+        Some(kind.as_slice()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|names| names.len() == n)
+    .map(<[String]>::to_vec);
+    found.unwrap_or_else(|| (0..n).map(|i| i.to_string()).collect())
+}
+
 /// Converts the data crate's fitted normaliser to the ONNX metadata form.
 pub fn to_metadata(n: &Normalizer) -> Normalization {
     let (c, _, _) = n.shape();
@@ -88,7 +120,6 @@ pub fn warn_if_fitted(n: &InputNormalizer) {
 /// warning when neither is available, e.g. fresh weights without the dataset), the resolved
 /// spec and the training result recorded in the weights.
 pub fn export_metadata(spec: &wrnc_spec::Spec, weights: &Weights) -> Result<ExportMetadata> {
-    let d = &spec.resolved.data;
     let meta = CheckpointMeta::from_metadata(&weights.metadata)?;
     let normalization = match normalizer_for(spec, weights) {
         Ok(n) => Some(to_metadata(&n.normalizer)),
@@ -102,12 +133,7 @@ pub fn export_metadata(spec: &wrnc_spec::Spec, weights: &Weights) -> Result<Expo
     };
     let training = meta.epoch.map(|_| weights_summary(&meta));
     Ok(ExportMetadata {
-        class_labels: d
-            .dataset
-            .class_names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        class_labels: class_names(spec, &meta, None),
         normalization,
         spec_yaml: Some(spec.resolved_yaml()),
         training,

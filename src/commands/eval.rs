@@ -35,9 +35,9 @@ pub struct Args {
     /// Device.
     #[arg(long, value_enum, default_value = "auto")]
     device: DeviceArg,
-    /// Print JSON: {"split", "count", "loss", "accuracy", "confusion_matrix", "per_class",
-    /// "top5"} (fractions; `confusion_matrix[true][predicted]`; `top5` only with more than 5
-    /// classes).
+    /// Print JSON: {"split", "count", "loss", "accuracy", "classes", "confusion_matrix",
+    /// "per_class", "top5"} (fractions; classes: the class names, index = class id;
+    /// `confusion_matrix[true][predicted]`; `top5` only with more than 5 classes).
     #[arg(long)]
     json: bool,
     /// Also write one CSV row per image: index,true,predicted,probability,true_name,
@@ -66,14 +66,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let d = wrnc_train::evaluate_detailed(&spec.graph, &weights, &recipe, split, a.device.into())?;
     warn_if_fitted(&d.evaluation.normalizer);
     let r = d.evaluation.result;
+    let meta = super::deploy::checkpoint_meta(&weights, &a.weights)?;
+    let classes = super::deploy::class_names(&spec, &meta, Some(&d.evaluation.class_names));
+    let predictions = d.predictions.renamed(classes);
     if let Some(path) = &a.predictions {
-        write_output(Some(path), &d.predictions.to_csv())?;
+        write_output(Some(path), &predictions.to_csv())?;
     }
     if a.json {
-        let p = &d.predictions;
+        let p = &predictions;
         let mut v = json!({"split": r.split.name(), "count": r.count, "loss": r.loss,
-                       "accuracy": r.accuracy, "confusion_matrix": p.confusion_matrix(),
-                       "per_class": p.per_class()});
+                       "accuracy": r.accuracy, "classes": p.class_names(),
+                       "confusion_matrix": p.confusion_matrix(), "per_class": p.per_class()});
         if let Some(top5) = p.top5() {
             v["top5"] = json!(top5);
         }

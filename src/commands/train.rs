@@ -249,6 +249,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     opts.init_weights = a.init.clone();
     opts.resolved_spec_yaml = spec.resolved_yaml();
     opts.spec_name = spec.name().to_string();
+    opts.class_names = spec.resolved.model.labels.clone();
     opts.interrupt = ctrl_c_flag();
     if opts.interrupt.is_none() {
         eprintln!("warning: could not install the Ctrl-C handler");

@@ -67,10 +67,9 @@ fn layout(kind: DatasetKind) -> Result<Layout> {
             pixel_offset: 2,
             classes: 100,
         }),
-        DatasetKind::Digits => Err(DataError::invalid(
-            "dataset kind",
-            "digits is embedded and has no CIFAR binary files",
-        )),
+        DatasetKind::Digits | DatasetKind::FashionMnist | DatasetKind::Mnist => Err(
+            DataError::invalid("dataset kind", format!("{kind} has no CIFAR binary files")),
+        ),
     }
 }
 
@@ -80,12 +79,12 @@ pub fn record_bytes(kind: DatasetKind) -> Option<usize> {
 }
 
 /// The training and test file names expected in a dataset directory.
-/// Returns `(train_files, test_file)`; empty for [`DatasetKind::Digits`].
+/// Returns `(train_files, test_file)`; empty for the other kinds.
 pub fn expected_files(kind: DatasetKind) -> (Vec<&'static str>, Option<&'static str>) {
     match kind {
         DatasetKind::Cifar10 => (CIFAR10_TRAIN_FILES.to_vec(), Some(CIFAR10_TEST_FILE)),
         DatasetKind::Cifar100 => (vec![CIFAR100_TRAIN_FILE], Some(CIFAR100_TEST_FILE)),
-        DatasetKind::Digits => (Vec::new(), None),
+        DatasetKind::Digits | DatasetKind::FashionMnist | DatasetKind::Mnist => (Vec::new(), None),
     }
 }
 
@@ -171,7 +170,7 @@ pub fn read_cifar_file(path: &Path, kind: DatasetKind) -> Result<Dataset> {
 
 /// The directory to suggest to `wrnc data fetch --dir`: the parent of `dir`
 /// if `dir` is named like the archive's folder, else `dir` itself.
-fn fetch_dir_for(dir: &Path, archive_dir: &str) -> PathBuf {
+pub(crate) fn fetch_dir_for(dir: &Path, archive_dir: &str) -> PathBuf {
     if dir.file_name().is_some_and(|n| n == archive_dir) {
         match dir.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -206,6 +205,7 @@ pub fn load_cifar(kind: DatasetKind, dir: &Path) -> Result<TrainTest> {
             missing,
             fetch_dir: fetch_dir_for(dir, archive_dir),
             archive_dir,
+            package: kind.system_package(),
         })));
     }
     let train_paths: Vec<PathBuf> = train_files.iter().map(|f| dir.join(f)).collect();

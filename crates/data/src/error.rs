@@ -58,6 +58,16 @@ pub enum DataError {
         classes: usize,
     },
 
+    /// An IDX file (MNIST, Fashion-MNIST) is malformed: its header, its size or its gzip
+    /// stream.
+    #[error("{}: {detail}", path.display())]
+    BadIdx {
+        /// The offending file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+
     /// Expected dataset files are missing from a directory (details boxed to
     /// keep the error type small).
     #[error("{0}")]
@@ -114,7 +124,7 @@ pub enum DataError {
 /// Details of [`DataError::MissingFiles`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingFiles {
-    /// Dataset name (`cifar10` or `cifar100`).
+    /// Dataset name (`cifar10`, `cifar100`, `fashion_mnist`, `mnist`).
     pub kind: &'static str,
     /// The directory that was searched.
     pub dir: PathBuf,
@@ -126,6 +136,8 @@ pub struct MissingFiles {
     pub fetch_dir: PathBuf,
     /// The folder name the official archive unpacks to.
     pub archive_dir: &'static str,
+    /// The system package that installs the dataset, when there is one.
+    pub package: Option<&'static str>,
 }
 
 impl std::fmt::Display for MissingFiles {
@@ -159,7 +171,11 @@ impl std::fmt::Display for MissingFiles {
         if unpacked != self.dir {
             write!(f, "; then set data.root to that folder")?;
         }
-        write!(f, ")")
+        write!(f, ")")?;
+        if let Some(p) = self.package {
+            write!(f, ", or install it with `apt-get install {p}`")?;
+        }
+        Ok(())
     }
 }
 

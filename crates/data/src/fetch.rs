@@ -1,9 +1,12 @@
-//! Downloading and installing the official CIFAR archives.
+//! Downloading and installing the official CIFAR archives and IDX files.
 //!
 //! The work is split in two: [`download_to`] streams a URL into a writer
 //! (the only network code), and [`install_archive`] verifies a local
 //! `.tar.gz` against an MD5 digest and unpacks it atomically into a
-//! destination folder. [`fetch`] combines them.
+//! destination folder. [`fetch`] combines them. Fashion-MNIST and MNIST are
+//! four gzipped IDX files each ([`IdxSpec`]), checked one by one
+//! ([`verify_idx_file`]) and installed together into one folder
+//! ([`install_idx_files`] from a local folder, [`fetch`] from the network).
 //!
 //! Atomicity: the archive is unpacked into a temporary folder created inside
 //! the destination; each top-level entry is then moved into place with a
@@ -18,7 +21,7 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 
-use wrnc_recipe::{DatasetKind, CIFAR100_DIR, CIFAR10_DIR};
+use wrnc_recipe::{DatasetKind, CIFAR100_DIR, CIFAR10_DIR, FASHION_MNIST_DIR, MNIST_DIR};
 
 use crate::error::{DataError, Result};
 /// Largest download accepted (512 MiB; the CIFAR archives are ~165 MB).
@@ -57,19 +60,116 @@ pub const CIFAR100_ARCHIVE: ArchiveSpec = ArchiveSpec {
     dir_name: CIFAR100_DIR,
 };
 
-/// The archive of a dataset kind (`None` for the embedded digits).
+/// The archive of a dataset kind (`None` for the embedded digits and the IDX sets, which
+/// have [`idx_spec`]).
 pub fn archive_spec(kind: DatasetKind) -> Option<&'static ArchiveSpec> {
     match kind {
         DatasetKind::Cifar10 => Some(&CIFAR10_ARCHIVE),
         DatasetKind::Cifar100 => Some(&CIFAR100_ARCHIVE),
-        DatasetKind::Digits => None,
+        DatasetKind::Digits | DatasetKind::FashionMnist | DatasetKind::Mnist => None,
+    }
+}
+
+/// One gzipped IDX file of an official download, with its two MD5 digests (lower-case hex).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdxFile {
+    /// File name, `NAME.gz`.
+    pub file_name: &'static str,
+    /// MD5 of the official `.gz` file.
+    pub gz_md5: &'static str,
+    /// MD5 of its decompressed content (accepts re-compressed copies, e.g. Debian's).
+    pub raw_md5: &'static str,
+}
+
+/// Where the four IDX files of a dataset are downloaded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdxSpec {
+    /// Dataset the files hold.
+    pub kind: DatasetKind,
+    /// Base URLs (ending in `/`), tried in order for each file.
+    pub mirrors: &'static [&'static str],
+    /// The four files.
+    pub files: [IdxFile; 4],
+    /// Folder the files are installed into.
+    pub dir_name: &'static str,
+}
+
+/// The official Fashion-MNIST files (Zalando Research, MIT licence): the digests of the
+/// project's README and torchvision.
+pub const FASHION_MNIST_FILES: IdxSpec = IdxSpec {
+    kind: DatasetKind::FashionMnist,
+    mirrors: &[
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+    ],
+    files: [
+        IdxFile {
+            file_name: "train-images-idx3-ubyte.gz",
+            gz_md5: "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            raw_md5: "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        },
+        IdxFile {
+            file_name: "train-labels-idx1-ubyte.gz",
+            gz_md5: "25c81989df183df01b3e8a0aad5dffbe",
+            raw_md5: "9018921c3c673c538a1fc5bad174d6f9",
+        },
+        IdxFile {
+            file_name: "t10k-images-idx3-ubyte.gz",
+            gz_md5: "bef4ecab320f06d8554ea6380940ec79",
+            raw_md5: "8181f5470baa50b63fa0f6fddb340f0a",
+        },
+        IdxFile {
+            file_name: "t10k-labels-idx1-ubyte.gz",
+            gz_md5: "bb300cfdad3c16e7a12a480ee83cd310",
+            raw_md5: "15d484375f8d13e6eb1aabb0c3f46965",
+        },
+    ],
+    dir_name: FASHION_MNIST_DIR,
+};
+
+/// The official MNIST files, from the mirror torchvision uses (the original site no longer
+/// serves them reliably).
+pub const MNIST_FILES: IdxSpec = IdxSpec {
+    kind: DatasetKind::Mnist,
+    mirrors: &["https://ossci-datasets.s3.amazonaws.com/mnist/"],
+    files: [
+        IdxFile {
+            file_name: "train-images-idx3-ubyte.gz",
+            gz_md5: "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+            raw_md5: "6bbc9ace898e44ae57da46a324031adb",
+        },
+        IdxFile {
+            file_name: "train-labels-idx1-ubyte.gz",
+            gz_md5: "d53e105ee54ea40749a09fcbcd1e9432",
+            raw_md5: "a25bea736e30d166cdddb491f175f624",
+        },
+        IdxFile {
+            file_name: "t10k-images-idx3-ubyte.gz",
+            gz_md5: "9fb629c4189551a2d022fa330f9573f3",
+            raw_md5: "2646ac647ad5339dbf082846283269ea",
+        },
+        IdxFile {
+            file_name: "t10k-labels-idx1-ubyte.gz",
+            gz_md5: "ec29112dd5afa0611ce80d1b7f02629c",
+            raw_md5: "27ae3e4e09519cfbb04c329615203637",
+        },
+    ],
+    dir_name: MNIST_DIR,
+};
+
+/// The IDX files of a dataset kind (`None` for the CIFAR archives and the embedded digits).
+pub fn idx_spec(kind: DatasetKind) -> Option<&'static IdxSpec> {
+    match kind {
+        DatasetKind::FashionMnist => Some(&FASHION_MNIST_FILES),
+        DatasetKind::Mnist => Some(&MNIST_FILES),
+        DatasetKind::Cifar10 | DatasetKind::Cifar100 | DatasetKind::Digits => None,
     }
 }
 
 /// The folder `dest/<archive dir>` that [`fetch`] fills for `kind`
 /// (`None` for digits).
 pub fn dataset_dir(kind: DatasetKind, dest: &Path) -> Option<PathBuf> {
-    archive_spec(kind).map(|s| dest.join(s.dir_name))
+    kind.archive_dir().map(|d| dest.join(d))
 }
 
 /// `true` if every file the reader expects for `kind` is present in
@@ -78,6 +178,11 @@ pub fn is_installed(kind: DatasetKind, dest: &Path) -> bool {
     let Some(dir) = dataset_dir(kind, dest) else {
         return true;
     };
+    if idx_spec(kind).is_some() {
+        return crate::idx::IDX_FILES
+            .iter()
+            .all(|f| crate::idx::find_file(&dir, f).is_some());
+    }
     let (train, test) = crate::cifar::expected_files(kind);
     train
         .iter()
@@ -175,12 +280,18 @@ pub fn install_archive(archive: &Path, expected_md5: &str, dest: &Path) -> Resul
     if count == 0 {
         return Err(archive_err(archive, "archive holds no files"));
     }
+    move_into_place(tmp, &staging, dest)
+}
 
-    let mut tops: Vec<PathBuf> = std::fs::read_dir(&staging)
-        .map_err(|e| DataError::io("listing", &staging, e))?
+/// Moves every top-level entry of `staging` (inside the temporary folder `tmp`, itself
+/// inside `dest`) to `dest` with a rename, moving an existing entry of the same name aside
+/// first, then removes `tmp`. Returns the installed paths, sorted.
+fn move_into_place(tmp: tempfile::TempDir, staging: &Path, dest: &Path) -> Result<Vec<PathBuf>> {
+    let mut tops: Vec<PathBuf> = std::fs::read_dir(staging)
+        .map_err(|e| DataError::io("listing", staging, e))?
         .map(|e| e.map(|e| e.path()))
         .collect::<std::io::Result<_>>()
-        .map_err(|e| DataError::io("listing", &staging, e))?;
+        .map_err(|e| DataError::io("listing", staging, e))?;
     tops.sort();
     let old = tmp.path().join("old");
     std::fs::create_dir(&old).map_err(|e| DataError::io("creating", &old, e))?;
@@ -253,15 +364,123 @@ pub fn download_to(
     Ok(done)
 }
 
+/// Checks one IDX file against the official digests of `file`: a gzipped file passes when
+/// its own MD5 is the official `.gz` digest or the MD5 of its decompressed content is the
+/// official content digest (re-compressed copies such as Debian's); a plain file when its MD5
+/// is the content digest. A mismatch is [`DataError::Md5Mismatch`].
+pub fn verify_idx_file(path: &Path, file: &IdxFile) -> Result<()> {
+    let actual = md5_file(path)?;
+    if actual == file.gz_md5 || actual == file.raw_md5 {
+        return Ok(());
+    }
+    let mut head = [0u8; 2];
+    let mut f = File::open(path).map_err(|e| DataError::io("opening", path, e))?;
+    let is_gz = f.read_exact(&mut head).is_ok() && head == [0x1f, 0x8b];
+    if is_gz {
+        let f = File::open(path).map_err(|e| DataError::io("opening", path, e))?;
+        let gz = flate2::read::GzDecoder::new(BufReader::new(f));
+        // Bounded like the reader: no more than the largest IDX payload is decompressed.
+        if let Ok(raw) = md5_reader(gz.take(crate::idx::MAX_IDX_BYTES + 1), path) {
+            if raw == file.raw_md5 {
+                return Ok(());
+            }
+        }
+    }
+    Err(DataError::Md5Mismatch {
+        path: path.to_path_buf(),
+        expected: format!("{} (or content {})", file.gz_md5, file.raw_md5),
+        actual,
+    })
+}
+
+/// Installs the four IDX files of `spec` from the folder `src` (each `NAME.gz` or plain
+/// `NAME`, e.g. Debian's `/usr/share/datasets/fashion-mnist`) into `dest/<dir>`, atomically:
+/// every file is checked with [`verify_idx_file`] and copied into a temporary folder first,
+/// and the folder is moved into place only when all four passed. Returns `dest/<dir>`.
+pub fn install_idx_files(src: &Path, spec: &IdxSpec, dest: &Path) -> Result<PathBuf> {
+    let mut found = Vec::with_capacity(4);
+    for f in &spec.files {
+        let base = f.file_name.trim_end_matches(".gz");
+        let path = crate::idx::find_file(src, base).ok_or_else(|| {
+            DataError::invalid(
+                "IDX folder",
+                format!("{} holds neither {base} nor {}", src.display(), f.file_name),
+            )
+        })?;
+        verify_idx_file(&path, f)?;
+        found.push(path);
+    }
+    let (tmp, folder) = staging_folder(spec, dest)?;
+    for path in &found {
+        let Some(name) = path.file_name() else {
+            continue;
+        };
+        let to = folder.join(name);
+        std::fs::copy(path, &to).map_err(|e| DataError::io("copying", path, e))?;
+    }
+    let staging = tmp.path().join("new");
+    move_into_place(tmp, &staging, dest)?;
+    Ok(dest.join(spec.dir_name))
+}
+
+/// A temporary folder inside `dest` (created if needed) with `new/<dir>` made, for an
+/// atomic install of `spec`'s files: returns the folder and `new/<dir>`.
+fn staging_folder(spec: &IdxSpec, dest: &Path) -> Result<(tempfile::TempDir, PathBuf)> {
+    std::fs::create_dir_all(dest).map_err(|e| DataError::io("creating", dest, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".wrnc-unpack-")
+        .tempdir_in(dest)
+        .map_err(|e| DataError::io("creating a temporary folder in", dest, e))?;
+    let folder = tmp.path().join("new").join(spec.dir_name);
+    std::fs::create_dir_all(&folder).map_err(|e| DataError::io("creating", &folder, e))?;
+    Ok((tmp, folder))
+}
+
+/// Downloads the four files of `spec` (each from the first mirror that serves it), checks
+/// them and installs them atomically into `dest/<dir>`.
+fn fetch_idx(
+    spec: &IdxSpec,
+    dest: &Path,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<PathBuf> {
+    let (tmp, folder) = staging_folder(spec, dest)?;
+    for f in &spec.files {
+        let path = folder.join(f.file_name);
+        let mut last = None;
+        for mirror in spec.mirrors {
+            let url = format!("{mirror}{}", f.file_name);
+            let out = File::create(&path).map_err(|e| DataError::io("creating", &path, e))?;
+            let mut w = std::io::BufWriter::new(out);
+            match download_to(&url, &mut w, progress).and_then(|_| verify_idx_file(&path, f)) {
+                Ok(()) => {
+                    last = None;
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        if let Some(e) = last {
+            return Err(e);
+        }
+    }
+    let staging = tmp.path().join("new");
+    move_into_place(tmp, &staging, dest)?;
+    Ok(dest.join(spec.dir_name))
+}
+
 /// Downloads the official archive of `kind` into a temporary file inside
-/// `dest`, verifies its MD5 and installs it with [`install_archive`].
-/// Returns the dataset folder, `dest/<archive dir>`. The archive is deleted
-/// afterwards. Fails for the embedded digits dataset.
+/// `dest`, verifies its MD5 and installs it with [`install_archive`]
+/// (Fashion-MNIST, MNIST: the four IDX files, each checked, installed
+/// together). Returns the dataset folder, `dest/<archive dir>`. The archive
+/// is deleted afterwards. Fails for the embedded digits dataset.
 pub fn fetch(
     kind: DatasetKind,
     dest: &Path,
     progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> Result<PathBuf> {
+    if let Some(spec) = idx_spec(kind) {
+        return fetch_idx(spec, dest, progress);
+    }
     let spec = archive_spec(kind).ok_or_else(|| {
         DataError::invalid(
             "fetch",
@@ -393,6 +612,15 @@ mod tests {
             Some("cifar-100-binary")
         );
         assert!(archive_spec(DatasetKind::Digits).is_none());
+        assert!(archive_spec(DatasetKind::Mnist).is_none());
+        assert_eq!(
+            idx_spec(DatasetKind::FashionMnist).map(|s| s.dir_name),
+            Some("fashion-mnist")
+        );
+        assert_eq!(
+            dataset_dir(DatasetKind::Mnist, Path::new("data")),
+            Some(PathBuf::from("data/mnist"))
+        );
         assert_eq!(
             dataset_dir(DatasetKind::Cifar10, Path::new("data")),
             Some(PathBuf::from("data/cifar-10-batches-bin"))
@@ -403,5 +631,86 @@ mod tests {
             &mut |_, _| {}
         )
         .is_err());
+    }
+
+    /// The official files' names with the digests of `bytes` gzipped (four copies of one
+    /// synthetic set): a spec under which `bytes` passes.
+    fn fake_spec(gz: &[u8], raw: &[u8], dir: &Path) -> IdxSpec {
+        fn leak(s: String) -> &'static str {
+            Box::leak(s.into_boxed_str())
+        }
+        let md5 = |b: &[u8]| {
+            let p = dir.join("digest");
+            std::fs::write(&p, b).unwrap();
+            md5_file(&p).unwrap()
+        };
+        let (g, r) = (leak(md5(gz)), leak(md5(raw)));
+        let mut spec = FASHION_MNIST_FILES;
+        for f in &mut spec.files {
+            f.gz_md5 = g;
+            f.raw_md5 = r;
+        }
+        spec
+    }
+
+    #[test]
+    fn idx_files_install_atomically_and_check_digests() {
+        use std::io::Write;
+        let work = tempfile::tempdir().unwrap();
+        let raw = b"not really IDX, digests only".to_vec();
+        let gzip = |level| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(level));
+            e.write_all(&raw).unwrap();
+            e.finish().unwrap()
+        };
+        let (official, recompressed) = (gzip(1), gzip(9));
+        assert_ne!(official, recompressed);
+        let spec = fake_spec(&official, &raw, work.path());
+        let src = work.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        // Two official .gz, one re-compressed .gz, one plain file: all pass.
+        let names: Vec<&str> = spec.files.iter().map(|f| f.file_name).collect();
+        std::fs::write(src.join(names[0]), &official).unwrap();
+        std::fs::write(src.join(names[1]), &official).unwrap();
+        std::fs::write(src.join(names[2]), &recompressed).unwrap();
+        std::fs::write(src.join(names[3].trim_end_matches(".gz")), &raw).unwrap();
+        let dest = work.path().join("data");
+        let dir = install_idx_files(&src, &spec, &dest).unwrap();
+        assert_eq!(dir, dest.join("fashion-mnist"));
+        assert!(is_installed(DatasetKind::FashionMnist, &dest));
+        assert_eq!(std::fs::read(dir.join(names[2])).unwrap(), recompressed);
+        assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 1);
+
+        // One changed byte: refused, naming the file and the digests; nothing is replaced.
+        let mut bad = raw.clone();
+        bad[0] ^= 1;
+        std::fs::write(src.join(names[3].trim_end_matches(".gz")), &bad).unwrap();
+        let e = install_idx_files(&src, &spec, &dest)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("t10k-labels-idx1-ubyte") && e.contains(spec.files[3].raw_md5),
+            "{e}"
+        );
+        assert_eq!(std::fs::read(dir.join(names[2])).unwrap(), recompressed);
+        assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 1);
+        // A missing file is named.
+        std::fs::remove_file(src.join(names[0])).unwrap();
+        let e = install_idx_files(&src, &spec, &dest)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("train-images-idx3-ubyte"), "{e}");
+    }
+
+    #[test]
+    fn the_debian_copy_passes_the_official_digests() {
+        let sys = Path::new(wrnc_recipe::FASHION_MNIST_SYSTEM_DIR);
+        if !sys.is_dir() {
+            eprintln!("skipped: {} is not installed", sys.display());
+            return;
+        }
+        for f in &FASHION_MNIST_FILES.files {
+            verify_idx_file(&sys.join(f.file_name), f).unwrap();
+        }
     }
 }

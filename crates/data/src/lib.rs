@@ -10,11 +10,14 @@
 //!
 //! * [`Dataset`]: `u8` images in `N x C x H x W` (CHW per image) order, `u32`
 //!   labels, shape and class names. [`DatasetKind`] names
-//!   the supported datasets (`cifar10`, `cifar100`, `digits`) and their facts.
+//!   the supported datasets (`cifar10`, `cifar100`, `digits`, `fashion_mnist`, `mnist`)
+//!   and their facts.
 //! * Loading ([`load`]):
 //!   * CIFAR-10 / CIFAR-100 official binary files ([`cifar::load_cifar`],
 //!     [`cifar::read_cifar_file`]). Files may hold any positive whole number
 //!     of records; sizes are checked from metadata before reading.
+//!   * Fashion-MNIST / MNIST IDX files, plain or gzipped ([`idx::load_idx`]);
+//!     headers are checked against the file sizes before anything is allocated.
 //!   * the embedded UCI optical digits ([`digits::load_digits`]): 1797 8x8
 //!     greyscale images, pixels rescaled from `0..=16` to `round(v*255/16)`;
 //!     the first 1437 images are the training set, the last 360 the test set.
@@ -33,6 +36,8 @@
 //!   official CIFAR archives; [`fetch::install_archive`] installs a local
 //!   archive atomically after checking its MD5. The archives unpack to
 //!   [`DatasetKind::archive_dir`] (`cifar-10-batches-bin`, `cifar-100-binary`).
+//! * Inspecting an image folder ([`inspect::inspect`], `wrnc data inspect`): images per
+//!   class and split, sizes and modes, skipped, corrupt and cross-split duplicate files.
 //! * Test utility (only with the `testing` feature, which dev-dependencies
 //!   enable): `testutil::write_cifar_like` writes small synthetic, learnable
 //!   datasets in the CIFAR layouts.
@@ -66,6 +71,8 @@ pub mod dataset;
 pub mod digits;
 pub mod error;
 pub mod fetch;
+pub mod idx;
+pub mod inspect;
 pub mod normalize;
 pub mod split;
 #[cfg(any(test, feature = "testing"))]
@@ -87,11 +94,13 @@ pub use split::{make_splits, split_indices, Splits};
 /// Loads the official train and test sets of `kind`.
 ///
 /// For CIFAR, `root` is the folder holding the `.bin` files (e.g.
-/// `data/cifar-10-batches-bin`); for the embedded digits it is ignored.
+/// `data/cifar-10-batches-bin`); for Fashion-MNIST and MNIST the folder holding the four
+/// IDX files; for the embedded digits it is ignored.
 pub fn load(kind: DatasetKind, root: &Path) -> Result<TrainTest> {
     match kind {
         DatasetKind::Digits => digits::load_digits(),
         DatasetKind::Cifar10 | DatasetKind::Cifar100 => cifar::load_cifar(kind, root),
+        DatasetKind::FashionMnist | DatasetKind::Mnist => idx::load_idx(kind, root),
     }
 }
 

@@ -23,6 +23,16 @@ macro_rules! cifar100_dir {
         "cifar-100-binary"
     };
 }
+macro_rules! fashion_mnist_dir {
+    () => {
+        "fashion-mnist"
+    };
+}
+macro_rules! mnist_dir {
+    () => {
+        "mnist"
+    };
+}
 
 /// Folder under which `wrnc data fetch` unpacks datasets by default.
 pub const DATA_DIR: &str = data_dir!();
@@ -30,6 +40,14 @@ pub const DATA_DIR: &str = data_dir!();
 pub const CIFAR10_DIR: &str = cifar10_dir!();
 /// Folder the CIFAR-100 binary archive unpacks to.
 pub const CIFAR100_DIR: &str = cifar100_dir!();
+
+/// Folder `wrnc data fetch fashion_mnist` writes the four IDX files to.
+pub const FASHION_MNIST_DIR: &str = fashion_mnist_dir!();
+/// Folder `wrnc data fetch mnist` writes the four IDX files to.
+pub const MNIST_DIR: &str = mnist_dir!();
+/// Where Debian's `dataset-fashion-mnist` package installs the four gzipped IDX files
+/// (`dpkg -L dataset-fashion-mnist`); the default root of `fashion_mnist` when it exists.
+pub const FASHION_MNIST_SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 /// CIFAR-10 class names, in label order.
 pub const CIFAR10_CLASSES: [&str; 10] = [
@@ -153,6 +171,23 @@ pub const CIFAR100_CLASSES: [&str; 100] = [
 /// Digits class names, in label order.
 pub const DIGITS_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
 
+/// Fashion-MNIST class names, in label order (the dataset's README).
+pub const FASHION_MNIST_CLASSES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// MNIST class names, in label order: the digits.
+pub const MNIST_CLASSES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+
 /// Which dataset to train on (`data.dataset` in a spec).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -164,22 +199,32 @@ pub enum DatasetKind {
     Cifar100,
     /// The embedded UCI optical digits set: 1x8x8, 10 classes.
     Digits,
+    /// Fashion-MNIST, four IDX files (gzipped or not): 1x28x28, 10 classes.
+    #[serde(rename = "fashion_mnist")]
+    FashionMnist,
+    /// MNIST handwritten digits, four IDX files (gzipped or not): 1x28x28, 10 classes.
+    Mnist,
 }
 
 impl DatasetKind {
     /// All kinds, in a fixed order.
-    pub const ALL: [DatasetKind; 3] = [
+    pub const ALL: [DatasetKind; 5] = [
         DatasetKind::Cifar10,
         DatasetKind::Cifar100,
         DatasetKind::Digits,
+        DatasetKind::FashionMnist,
+        DatasetKind::Mnist,
     ];
 
-    /// The canonical lower-case name (`cifar10`, `cifar100`, `digits`), as in a spec.
+    /// The canonical lower-case name (`cifar10`, `cifar100`, `digits`, `fashion_mnist`,
+    /// `mnist`), as in a spec.
     pub fn name(self) -> &'static str {
         match self {
             DatasetKind::Cifar10 => "cifar10",
             DatasetKind::Cifar100 => "cifar100",
             DatasetKind::Digits => "digits",
+            DatasetKind::FashionMnist => "fashion_mnist",
+            DatasetKind::Mnist => "mnist",
         }
     }
 
@@ -188,6 +233,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Cifar10 | DatasetKind::Cifar100 => [3, 32, 32],
             DatasetKind::Digits => [1, 8, 8],
+            DatasetKind::FashionMnist | DatasetKind::Mnist => [1, 28, 28],
         }
     }
 
@@ -202,6 +248,8 @@ impl DatasetKind {
             DatasetKind::Cifar10 => &CIFAR10_CLASSES,
             DatasetKind::Cifar100 => &CIFAR100_CLASSES,
             DatasetKind::Digits => &DIGITS_CLASSES,
+            DatasetKind::FashionMnist => &FASHION_MNIST_CLASSES,
+            DatasetKind::Mnist => &MNIST_CLASSES,
         }
     }
 
@@ -210,6 +258,7 @@ impl DatasetKind {
         match self {
             DatasetKind::Cifar10 | DatasetKind::Cifar100 => 50_000,
             DatasetKind::Digits => 1437,
+            DatasetKind::FashionMnist | DatasetKind::Mnist => 60_000,
         }
     }
 
@@ -218,25 +267,65 @@ impl DatasetKind {
         match self {
             DatasetKind::Cifar10 | DatasetKind::Cifar100 => 10_000,
             DatasetKind::Digits => 360,
+            DatasetKind::FashionMnist | DatasetKind::Mnist => 10_000,
         }
     }
 
-    /// Folder name the official archive unpacks to, or `None` for the embedded digits.
+    /// Folder name the official archive unpacks to (for the IDX sets: the folder
+    /// `wrnc data fetch` writes the four files to), or `None` for the embedded digits.
     pub fn archive_dir(self) -> Option<&'static str> {
         match self {
             DatasetKind::Cifar10 => Some(CIFAR10_DIR),
             DatasetKind::Cifar100 => Some(CIFAR100_DIR),
             DatasetKind::Digits => None,
+            DatasetKind::FashionMnist => Some(FASHION_MNIST_DIR),
+            DatasetKind::Mnist => Some(MNIST_DIR),
         }
     }
 
-    /// Default data folder, `data/<archive folder>` (where `wrnc data fetch` unpacks);
-    /// None for embedded data.
-    pub fn default_root(self) -> Option<&'static str> {
+    /// `data/<archive folder>`, where `wrnc data fetch` puts the dataset by default; None for
+    /// embedded data.
+    pub fn fetch_root(self) -> Option<&'static str> {
         match self {
             DatasetKind::Cifar10 => Some(concat!(data_dir!(), "/", cifar10_dir!())),
             DatasetKind::Cifar100 => Some(concat!(data_dir!(), "/", cifar100_dir!())),
             DatasetKind::Digits => None,
+            DatasetKind::FashionMnist => Some(concat!(data_dir!(), "/", fashion_mnist_dir!())),
+            DatasetKind::Mnist => Some(concat!(data_dir!(), "/", mnist_dir!())),
+        }
+    }
+
+    /// The folder a system package installs the dataset into, when one exists
+    /// ([`FASHION_MNIST_SYSTEM_DIR`] for Fashion-MNIST), whether or not it is installed here.
+    pub fn system_root(self) -> Option<&'static str> {
+        match self {
+            DatasetKind::FashionMnist => Some(FASHION_MNIST_SYSTEM_DIR),
+            DatasetKind::Cifar10
+            | DatasetKind::Cifar100
+            | DatasetKind::Digits
+            | DatasetKind::Mnist => None,
+        }
+    }
+
+    /// The system package that installs the dataset into [`DatasetKind::system_root`]
+    /// (Debian's `dataset-fashion-mnist`), when there is one.
+    pub fn system_package(self) -> Option<&'static str> {
+        match self {
+            DatasetKind::FashionMnist => Some("dataset-fashion-mnist"),
+            DatasetKind::Cifar10
+            | DatasetKind::Cifar100
+            | DatasetKind::Digits
+            | DatasetKind::Mnist => None,
+        }
+    }
+
+    /// Default data folder: the system package's folder ([`DatasetKind::system_root`]) when
+    /// it exists on this machine, else [`DatasetKind::fetch_root`] (`data/<archive folder>`);
+    /// None for embedded data.
+    pub fn default_root(self) -> Option<&'static str> {
+        match self.system_root() {
+            Some(sys) if std::path::Path::new(sys).is_dir() => Some(sys),
+            _ => self.fetch_root(),
         }
     }
 }
@@ -250,21 +339,23 @@ impl fmt::Display for DatasetKind {
 impl FromStr for DatasetKind {
     type Err = UnknownName;
 
-    /// Parses `cifar10`, `cifar100` or `digits` (case-insensitive; `-` and `_` are ignored,
-    /// so `CIFAR-10` works too).
+    /// Parses the names of [`DatasetKind::name`] (case-insensitive; `-` and `_` are
+    /// ignored, so `CIFAR-10` and `fashion-mnist` work too).
     fn from_str(s: &str) -> Result<Self, UnknownName> {
-        let norm: String = s
-            .chars()
-            .filter(|c| *c != '-' && *c != '_')
-            .flat_map(char::to_lowercase)
-            .collect();
+        let norm = |s: &str| -> String {
+            s.chars()
+                .filter(|c| *c != '-' && *c != '_')
+                .flat_map(char::to_lowercase)
+                .collect()
+        };
+        let want = norm(s);
         DatasetKind::ALL
             .into_iter()
-            .find(|k| k.name() == norm)
+            .find(|k| norm(k.name()) == want)
             .ok_or_else(|| UnknownName {
                 what: "dataset",
                 name: s.to_string(),
-                expected: "cifar10, cifar100, digits",
+                expected: "cifar10, cifar100, digits, fashion_mnist, mnist",
             })
     }
 }
@@ -300,8 +391,19 @@ mod tests {
             "digits".parse::<DatasetKind>().ok(),
             Some(DatasetKind::Digits)
         );
-        let err = "mnist".parse::<DatasetKind>().unwrap_err().to_string();
-        assert!(err.contains("mnist") && err.contains("cifar10"), "{err}");
+        assert_eq!(
+            "Fashion-MNIST".parse::<DatasetKind>().ok(),
+            Some(DatasetKind::FashionMnist)
+        );
+        assert_eq!(
+            "MNIST".parse::<DatasetKind>().ok(),
+            Some(DatasetKind::Mnist)
+        );
+        let err = "svhn".parse::<DatasetKind>().unwrap_err().to_string();
+        assert!(
+            err.contains("svhn") && err.contains("fashion_mnist"),
+            "{err}"
+        );
         for k in DatasetKind::ALL {
             assert_eq!(k.name().parse::<DatasetKind>().ok(), Some(k));
         }
@@ -332,7 +434,24 @@ mod tests {
         );
         for k in DatasetKind::ALL {
             let joined = k.archive_dir().map(|d| format!("{DATA_DIR}/{d}"));
-            assert_eq!(k.default_root().map(str::to_string), joined);
+            assert_eq!(k.fetch_root().map(str::to_string), joined);
+            let installed = k.system_root().filter(|s| std::path::Path::new(s).is_dir());
+            assert_eq!(k.default_root(), installed.or(k.fetch_root()));
         }
+        assert_eq!(DatasetKind::FashionMnist.input_shape(), [1, 28, 28]);
+        assert_eq!(DatasetKind::FashionMnist.class_names()[9], "Ankle boot");
+        assert_eq!(DatasetKind::Mnist.class_names()[7], "7");
+        assert_eq!(
+            (
+                DatasetKind::Mnist.train_size(),
+                DatasetKind::Mnist.test_size()
+            ),
+            (60_000, 10_000)
+        );
+        assert_eq!(
+            DatasetKind::FashionMnist.fetch_root(),
+            Some("data/fashion-mnist")
+        );
+        assert_eq!(DatasetKind::Mnist.default_root(), Some("data/mnist"));
     }
 }

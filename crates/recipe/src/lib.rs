@@ -23,6 +23,9 @@ pub use dataset::{
     DatasetKind, CIFAR100_CLASSES, CIFAR100_DIR, CIFAR10_CLASSES, CIFAR10_DIR, DATA_DIR,
     DIGITS_CLASSES,
 };
+pub use dataset::{
+    FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_SYSTEM_DIR, MNIST_CLASSES, MNIST_DIR,
+};
 pub use error::UnknownName;
 pub use export::ExportConfig;
 pub use toggle::Toggle;

@@ -34,6 +34,10 @@ pub struct ModelSection {
     /// Number of classes (default: the dataset's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub classes: Option<usize>,
+    /// Class names, index = class id (default: the dataset's): recorded in the run
+    /// directory, the weights and the ONNX file, printed by `eval --json` and `predict`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
     /// The Wide Residual Network macro.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wrn: Option<WrnSpec>,

@@ -28,6 +28,7 @@ pub fn key_paths() -> &'static [String] {
                     classes: Some(0),
                     wrn: Some(WrnSpec::default()),
                     layers: Some(Vec::new()),
+                    labels: Some(Vec::new()),
                 },
                 ..SpecFile::default()
             };

@@ -80,6 +80,37 @@ pub fn fill_defaults(spec: &mut SpecFile, default_name: &str) {
     }
 }
 
+/// Checks `model.labels`: one non-empty, unique name per class.
+fn check_labels(labels: &[String], classes: usize) -> Result<(), Problem> {
+    if labels.len() != classes {
+        return Err(p(
+            "model.labels",
+            format!(
+                "{} names for {classes} classes: give one name per class, in label order",
+                labels.len()
+            ),
+        ));
+    }
+    for (i, l) in labels.iter().enumerate() {
+        let field = format!("model.labels[{i}]");
+        if l.trim().is_empty() || l.chars().any(char::is_control) {
+            return Err(p(
+                &field,
+                format!(
+                    "{l:?} cannot name a class: give a non-empty name without control characters"
+                ),
+            ));
+        }
+        if let Some(j) = labels[..i].iter().position(|o| o == l) {
+            return Err(p(
+                &field,
+                format!("`{l}` already names class {j}: class names must be unique"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The valid WRN depths nearest to `d`.
 pub fn nearest_depths(d: usize) -> Vec<usize> {
     if d < 10 {
@@ -171,6 +202,9 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
                 ds.classes()
             ),
         ));
+    }
+    if let Some(labels) = &m.labels {
+        check_labels(labels, classes)?;
     }
     if let Some(w) = &m.wrn {
         if w.depth < 10 || (w.depth - 4) % 6 != 0 || w.depth > MAX_DEPTH {

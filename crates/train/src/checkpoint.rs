@@ -13,6 +13,7 @@
 //! | `val_accuracy` | accuracy (fraction) that made the file `best.safetensors` |
 //! | `val_split` | the split that accuracy was measured on (`val` or `test`) |
 //! | `init_seed` | the seed of freshly initialised weights (`wrnc init`) |
+//! | `class_names` | JSON array of the class names, index = class id (absent in older files) |
 //!
 //! The run directory's own keys (the commit tag, the optimiser state) belong to
 //! [`crate::rundir`].
@@ -36,6 +37,7 @@ enum Key {
     ValAccuracy,
     ValSplit,
     InitSeed,
+    ClassNames,
 }
 
 impl Key {
@@ -50,6 +52,7 @@ impl Key {
             Key::ValAccuracy => "val_accuracy",
             Key::ValSplit => "val_split",
             Key::InitSeed => "init_seed",
+            Key::ClassNames => "class_names",
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct CheckpointMeta {
     pub val_split: Option<Split>,
     /// The seed of freshly initialised weights.
     pub init_seed: Option<u64>,
+    /// The class names, index = class id (None in files written before wrnc recorded them).
+    pub class_names: Option<Vec<String>>,
 }
 
 impl CheckpointMeta {
@@ -119,6 +124,12 @@ impl CheckpointMeta {
         put(Key::ValAccuracy, self.val_accuracy.map(|v| v.to_string()));
         put(Key::ValSplit, self.val_split.map(|v| v.name().to_string()));
         put(Key::InitSeed, self.init_seed.map(|v| v.to_string()));
+        put(
+            Key::ClassNames,
+            self.class_names
+                .as_ref()
+                .and_then(|n| serde_json::to_string(n).ok()),
+        );
     }
 
     /// Reads the fields from `metadata`; a present but unreadable value is an error.
@@ -160,6 +171,14 @@ impl CheckpointMeta {
                     })
             })
             .transpose()?;
+        let class_names = get(Key::ClassNames)
+            .map(|s| {
+                serde_json::from_str::<Vec<String>>(s).map_err(|e| CheckpointMetaError {
+                    key: Key::ClassNames.as_str(),
+                    message: format!("expected a JSON array of strings: {e}"),
+                })
+            })
+            .transpose()?;
         Ok(CheckpointMeta {
             model: get(Key::Model).cloned(),
             spec: get(Key::Spec).cloned(),
@@ -173,6 +192,7 @@ impl CheckpointMeta {
             val_accuracy: parse(Key::ValAccuracy, get(Key::ValAccuracy))?,
             val_split,
             init_seed: parse(Key::InitSeed, get(Key::InitSeed))?,
+            class_names,
         })
     }
 }
@@ -258,6 +278,7 @@ mod tests {
             val_accuracy: Some(0.975),
             val_split: Some(Split::Test),
             init_seed: None,
+            class_names: Some(vec!["T-shirt/top".into(), "a \"quoted\", name".into()]),
         };
         let mut map = BTreeMap::from([("other".to_string(), "kept".to_string())]);
         meta.write_to(&mut map);
@@ -280,6 +301,8 @@ mod tests {
             ("val_accuracy", "high"),
             ("val_split", "dev"),
             ("normalization", "{}"),
+            ("class_names", "[1, 2]"),
+            ("class_names", "cat,dog"),
         ] {
             let map = BTreeMap::from([(k.to_string(), v.to_string())]);
             let e = CheckpointMeta::from_metadata(&map).unwrap_err();

@@ -91,6 +91,8 @@ pub struct Evaluation {
     pub result: EvalResult,
     /// The input normaliser used (recorded in the weights, or fitted: then warn the user).
     pub normalizer: InputNormalizer,
+    /// The class names of the dataset evaluated, index = class id.
+    pub class_names: Vec<String>,
 }
 
 /// Evaluates `weights` on `split` of the recipe's dataset (same split and batch size as
@@ -117,7 +119,11 @@ pub fn evaluate(
         recipe.train.eval_batch_size,
         split,
     )?;
-    Ok(Evaluation { result, normalizer })
+    Ok(Evaluation {
+        result,
+        normalizer,
+        class_names: data.train.class_names().to_vec(),
+    })
 }
 
 /// The result of [`evaluate_detailed`]: the scores, every image's prediction and the split's
@@ -158,9 +164,14 @@ pub fn evaluate_detailed(
         split,
         Some(&mut rows),
     )?;
-    let predictions = Predictions::new(data.class_names().to_vec(), rows);
+    let class_names = data.class_names().to_vec();
+    let predictions = Predictions::new(class_names.clone(), rows);
     Ok(DetailedEvaluation {
-        evaluation: Evaluation { result, normalizer },
+        evaluation: Evaluation {
+            result,
+            normalizer,
+            class_names,
+        },
         predictions,
         data,
     })

@@ -78,6 +78,15 @@ impl Predictions {
         Predictions { class_names, rows }
     }
 
+    /// The same predictions with other names for the classes (e.g. the spec's
+    /// `model.labels`); a list of another length is ignored.
+    pub fn renamed(mut self, class_names: Vec<String>) -> Predictions {
+        if class_names.len() == self.class_names.len() {
+            self.class_names = class_names;
+        }
+        self
+    }
+
     /// Class names in label order.
     pub fn class_names(&self) -> &[String] {
         &self.class_names

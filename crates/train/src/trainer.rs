@@ -51,6 +51,9 @@ pub struct TrainOptions {
     pub interrupt: Option<Arc<AtomicBool>>,
     /// Stop as if interrupted once this global step has been taken (tests, time limits).
     pub stop_after_steps: Option<u64>,
+    /// The class names the spec gives (`model.labels`); None: the dataset's. Recorded in
+    /// `run.json` and every weights file.
+    pub class_names: Option<Vec<String>>,
 }
 
 impl TrainOptions {
@@ -65,6 +68,7 @@ impl TrainOptions {
             spec_name: String::new(),
             interrupt: None,
             stop_after_steps: None,
+            class_names: None,
         }
     }
 
@@ -369,6 +373,9 @@ struct Run<'a> {
     /// The fitted input normalisation, recorded in every weights file so that an export or
     /// an evaluation uses it ([`CheckpointMeta::normalizer`]).
     normalization: Option<wrnc_data::Normalizer>,
+    /// The class names, index = class id, recorded in every weights file
+    /// ([`CheckpointMeta::class_names`]) and `run.json`.
+    class_names: Vec<String>,
 }
 
 impl Run<'_> {
@@ -393,6 +400,7 @@ impl Run<'_> {
             model: Some(self.graph.name.clone()),
             spec: Some(self.opts.spec_name.clone()).filter(|s| !s.is_empty()),
             normalizer: self.normalization.clone(),
+            class_names: Some(self.class_names.clone()).filter(|n| !n.is_empty()),
             ..meta
         }
         .write_to(&mut w.metadata);
@@ -566,6 +574,7 @@ pub fn train_with(
             opt,
             state,
             normalization: None,
+            class_names: Vec::new(),
         };
         if run.state.epochs_done >= recipe.train.epochs {
             return Ok(run.outcome(RunStatus::AlreadyFinished, eval_split_guess));
@@ -596,6 +605,7 @@ pub fn train_with(
             model,
             opt: SgdOptimizer::new(&recipe.train.optimizer, graph),
             normalization: None,
+            class_names: Vec::new(),
             state: RunState {
                 format: 1,
                 model: graph.name.clone(),
@@ -716,6 +726,7 @@ fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> R
         "model": run.graph.name,
         "spec": run.opts.spec_name,
         "dataset": run.recipe.data.dataset,
+        "classes": run.class_names,
         "train_size": data.train.len(),
         "val_size": data.val.as_ref().map(|v| v.len()).unwrap_or(0),
         "test_size": data.test.len(),
@@ -754,6 +765,17 @@ fn train_epochs(
         None => load_run_data(run.graph, recipe)?,
     };
     run.normalization = Some(wrnc_data::Normalizer::clone(&data.norm));
+    run.class_names = match &opts.class_names {
+        Some(names) if names.len() != run.graph.classes() => {
+            return Err(TrainError::Invalid(format!(
+                "{} class names given for a model with {} classes",
+                names.len(),
+                run.graph.classes()
+            )))
+        }
+        Some(names) => names.clone(),
+        None => data.train.class_names().to_vec(),
+    };
     let eval_split = data.epoch_eval_split();
     let eval_data = data.split(eval_split)?;
     write_run_json(run, &data, device)?;
