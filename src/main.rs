@@ -31,7 +31,7 @@ enum Command {
     Graph(commands::graph::Args),
     /// Print the spec with the model in the generic `layers:` form.
     Expand(commands::expand::Args),
-    /// Datasets: `wrnc data fetch cifar10|cifar100`.
+    /// Datasets: `wrnc data fetch` (CIFAR, Fashion-MNIST, MNIST), `wrnc data inspect DIR`.
     Data(commands::data::Args),
     /// Train the network with Candle into a run directory (and export ONNX at the end).
     Train(commands::train::Args),

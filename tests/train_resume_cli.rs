@@ -306,3 +306,18 @@ fn a_one_epoch_warmup_rises_per_step() {
         "warmup_epochs: 1 did not change training"
     );
 }
+
+#[test]
+fn resume_without_a_spec_in_a_folder_that_is_no_run_says_there_is_nothing_to_resume() {
+    let dir = tempdir();
+    let r = resume(&dir.path().join("not-a-run"), &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is not a wrnc run directory")
+            && r.stderr.contains("nothing to resume")
+            && r.stderr.contains("wrnc train SPEC --out"),
+        "{}",
+        r.stderr
+    );
+    assert!(!dir.path().join("not-a-run").exists());
+}

@@ -223,7 +223,20 @@ fn export_out_of_date(path: &Path, want: &TrainingSummary, file: &str) -> Option
 pub fn run(a: Args) -> Result<ExitCode> {
     let spec_path = match (&a.spec, &a.out, a.resume) {
         (Some(p), _, _) => p.clone(),
-        (None, Some(dir), true) => dir.join(rundir::SPEC_FILE),
+        (None, Some(dir), true) => {
+            let path = dir.join(rundir::SPEC_FILE);
+            if !path.is_file() {
+                return Err(UsageError(format!(
+                    "{} is not a wrnc run directory ({} is missing), so there is nothing to \
+                     resume; start a run with: wrnc train SPEC --out {}",
+                    dir.display(),
+                    rundir::SPEC_FILE,
+                    dir.display()
+                ))
+                .into());
+            }
+            path
+        }
         (None, _, _) => {
             return Err(UsageError(
                 "wrnc train needs a spec file, or `--resume --out DIR` to continue the run in \
