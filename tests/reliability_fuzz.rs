@@ -304,6 +304,9 @@ fn yaml_value() -> impl Strategy<Value = serde_yaml::Value> {
         "from",
         "bn_eps",
         "bn_momentum",
+        "resize",
+        "filter",
+        "bad_images",
     ];
     const WORDS: &[&str] = &[
         "conv",
@@ -323,6 +326,11 @@ fn yaml_value() -> impl Strategy<Value = serde_yaml::Value> {
         "cifar10",
         "cifar100",
         "digits",
+        "folder",
+        "random_resized",
+        "shorter_side",
+        "pad",
+        "skip",
         "cosine",
         "step",
         "mean_std",

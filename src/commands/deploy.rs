@@ -44,6 +44,51 @@ pub fn fit_on(d: &DataConfig, splits: &wrnc_data::Splits) -> wrnc_train::Result<
     Normalizer::fit(d.normalize, &splits.train).map_err(|e| TrainError::Data(e.to_string()))
 }
 
+/// The splits of the spec's dataset; a folder dataset is decoded to the network's input
+/// shape (through its decode cache, without a progress bar).
+pub fn load_spec_splits(spec: &wrnc_spec::Spec) -> wrnc_data::Result<wrnc_data::Splits> {
+    let shape: [usize; 3] =
+        spec.graph
+            .input_shape()
+            .try_into()
+            .map_err(|_| wrnc_data::DataError::Invalid {
+                what: "model input",
+                detail: format!("{:?} is not [C, H, W]", spec.graph.input_shape()),
+            })?;
+    Ok(wrnc_data::load_config_data(&spec.resolved.data, shape, &mut |_| {})?.0)
+}
+
+/// The class names of the spec's dataset: the built-in dataset's, or a folder's class
+/// folders (an empty list, with a warning, when the folder cannot be read or does not match
+/// the network's classes; the ONNX file then numbers its classes).
+pub fn class_names(spec: &wrnc_spec::Spec) -> Vec<String> {
+    let d = &spec.resolved.data;
+    if let Some(names) = d.dataset.class_names() {
+        return names.iter().map(|s| s.to_string()).collect();
+    }
+    let root = d.root_dir();
+    match wrnc_data::folder::class_names(&root) {
+        Ok(names) if names.len() == spec.graph.classes() => names,
+        Ok(names) => {
+            eprintln!(
+                "warning: {} has {} class folders but the network predicts {} classes; the \
+                 ONNX file numbers its classes",
+                root.display(),
+                names.len(),
+                spec.graph.classes()
+            );
+            Vec::new()
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: the class names cannot be read ({e}); the ONNX file numbers its \
+                 classes"
+            );
+            Vec::new()
+        }
+    }
+}
+
 /// The input normaliser of `weights` for the spec's network through the one lookup
 /// ([`wrnc_train::input_normalizer`]): the recorded one, else fitted on the spec's training
 /// split (loaded only then), with a warning printed.
@@ -51,8 +96,7 @@ pub fn normalizer_for(spec: &wrnc_spec::Spec, weights: &Weights) -> Result<Input
     let d = &spec.resolved.data;
     let meta = CheckpointMeta::from_metadata(&weights.metadata)?;
     let n = input_normalizer(&meta, spec.graph.input_shape(), || {
-        let splits =
-            wrnc_data::load_config_splits(d).map_err(|e| TrainError::Data(e.to_string()))?;
+        let splits = load_spec_splits(spec).map_err(|e| TrainError::Data(e.to_string()))?;
         fit_on(d, &splits)
     })?;
     warn_if_fitted(&n);
@@ -85,17 +129,13 @@ pub fn export_metadata(spec: &wrnc_spec::Spec, weights: &Weights) -> Result<Expo
     };
     let training = meta.epoch.map(|_| weights_summary(&meta));
     Ok(ExportMetadata {
-        class_labels: d
-            .dataset
-            .class_names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        class_labels: class_names(spec),
         normalization,
         spec_yaml: Some(spec.resolved_yaml()),
         training,
         doc_string: None,
         weights_file: None,
+        resize: Some(d.resize),
         extra: Default::default(),
     })
 }

@@ -62,7 +62,7 @@ pub fn archive_spec(kind: DatasetKind) -> Option<&'static ArchiveSpec> {
     match kind {
         DatasetKind::Cifar10 => Some(&CIFAR10_ARCHIVE),
         DatasetKind::Cifar100 => Some(&CIFAR100_ARCHIVE),
-        DatasetKind::Digits => None,
+        DatasetKind::Digits | DatasetKind::Folder => None,
     }
 }
 

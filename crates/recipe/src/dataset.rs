@@ -164,60 +164,78 @@ pub enum DatasetKind {
     Cifar100,
     /// The embedded UCI optical digits set: 1x8x8, 10 classes.
     Digits,
+    /// The user's own images, one sub-folder per class under `data.root`
+    /// (`train/<class>/*`, optionally `val/<class>/*` and `test/<class>/*`): shape from
+    /// `model.input`, classes from the folder names.
+    Folder,
 }
 
 impl DatasetKind {
     /// All kinds, in a fixed order.
-    pub const ALL: [DatasetKind; 3] = [
+    pub const ALL: [DatasetKind; 4] = [
         DatasetKind::Cifar10,
         DatasetKind::Cifar100,
         DatasetKind::Digits,
+        DatasetKind::Folder,
     ];
 
-    /// The canonical lower-case name (`cifar10`, `cifar100`, `digits`), as in a spec.
+    /// The canonical lower-case name (`cifar10`, `cifar100`, `digits`, `folder`), as in a
+    /// spec.
     pub fn name(self) -> &'static str {
         match self {
             DatasetKind::Cifar10 => "cifar10",
             DatasetKind::Cifar100 => "cifar100",
             DatasetKind::Digits => "digits",
+            DatasetKind::Folder => "folder",
         }
     }
 
-    /// Image shape `[C, H, W]` of the dataset.
-    pub fn input_shape(self) -> [usize; 3] {
+    /// Whether the images are the user's own folder ([`DatasetKind::Folder`]), whose shape,
+    /// classes and sizes are known only from the spec and the files.
+    pub fn is_folder(self) -> bool {
+        self == DatasetKind::Folder
+    }
+
+    /// Image shape `[C, H, W]` of the dataset (`None` for a folder: `model.input` says it).
+    pub fn input_shape(self) -> Option<[usize; 3]> {
         match self {
-            DatasetKind::Cifar10 | DatasetKind::Cifar100 => [3, 32, 32],
-            DatasetKind::Digits => [1, 8, 8],
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => Some([3, 32, 32]),
+            DatasetKind::Digits => Some([1, 8, 8]),
+            DatasetKind::Folder => None,
         }
     }
 
-    /// Number of classes.
-    pub fn classes(self) -> usize {
-        self.class_names().len()
+    /// Number of classes (`None` for a folder: its class sub-folders say it).
+    pub fn classes(self) -> Option<usize> {
+        self.class_names().map(<[&str]>::len)
     }
 
-    /// Class names in label order.
-    pub fn class_names(self) -> &'static [&'static str] {
+    /// Class names in label order (`None` for a folder: the sorted class sub-folder names).
+    pub fn class_names(self) -> Option<&'static [&'static str]> {
         match self {
-            DatasetKind::Cifar10 => &CIFAR10_CLASSES,
-            DatasetKind::Cifar100 => &CIFAR100_CLASSES,
-            DatasetKind::Digits => &DIGITS_CLASSES,
+            DatasetKind::Cifar10 => Some(&CIFAR10_CLASSES),
+            DatasetKind::Cifar100 => Some(&CIFAR100_CLASSES),
+            DatasetKind::Digits => Some(&DIGITS_CLASSES),
+            DatasetKind::Folder => None,
         }
     }
 
-    /// Images in the official training set (before a validation split).
-    pub const fn train_size(self) -> usize {
+    /// Images in the official training set (before a validation split); `None` for a
+    /// folder.
+    pub const fn train_size(self) -> Option<usize> {
         match self {
-            DatasetKind::Cifar10 | DatasetKind::Cifar100 => 50_000,
-            DatasetKind::Digits => 1437,
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => Some(50_000),
+            DatasetKind::Digits => Some(1437),
+            DatasetKind::Folder => None,
         }
     }
 
-    /// Images in the official test set.
-    pub const fn test_size(self) -> usize {
+    /// Images in the official test set; `None` for a folder.
+    pub const fn test_size(self) -> Option<usize> {
         match self {
-            DatasetKind::Cifar10 | DatasetKind::Cifar100 => 10_000,
-            DatasetKind::Digits => 360,
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => Some(10_000),
+            DatasetKind::Digits => Some(360),
+            DatasetKind::Folder => None,
         }
     }
 
@@ -226,17 +244,17 @@ impl DatasetKind {
         match self {
             DatasetKind::Cifar10 => Some(CIFAR10_DIR),
             DatasetKind::Cifar100 => Some(CIFAR100_DIR),
-            DatasetKind::Digits => None,
+            DatasetKind::Digits | DatasetKind::Folder => None,
         }
     }
 
     /// Default data folder, `data/<archive folder>` (where `wrnc data fetch` unpacks);
-    /// None for embedded data.
+    /// None for embedded data and for a folder (whose `data.root` the spec must give).
     pub fn default_root(self) -> Option<&'static str> {
         match self {
             DatasetKind::Cifar10 => Some(concat!(data_dir!(), "/", cifar10_dir!())),
             DatasetKind::Cifar100 => Some(concat!(data_dir!(), "/", cifar100_dir!())),
-            DatasetKind::Digits => None,
+            DatasetKind::Digits | DatasetKind::Folder => None,
         }
     }
 }
@@ -250,7 +268,7 @@ impl fmt::Display for DatasetKind {
 impl FromStr for DatasetKind {
     type Err = UnknownName;
 
-    /// Parses `cifar10`, `cifar100` or `digits` (case-insensitive; `-` and `_` are ignored,
+    /// Parses `cifar10`, `cifar100`, `digits` or `folder` (case-insensitive; `-` and `_` are ignored,
     /// so `CIFAR-10` works too).
     fn from_str(s: &str) -> Result<Self, UnknownName> {
         let norm: String = s
@@ -264,7 +282,7 @@ impl FromStr for DatasetKind {
             .ok_or_else(|| UnknownName {
                 what: "dataset",
                 name: s.to_string(),
-                expected: "cifar10, cifar100, digits",
+                expected: "cifar10, cifar100, digits, folder",
             })
     }
 }
@@ -282,8 +300,9 @@ mod tests {
         assert_eq!(sorted, CIFAR100_CLASSES.to_vec());
         assert_eq!(CIFAR100_CLASSES[39], "keyboard");
         assert_eq!(CIFAR100_CLASSES[99], "worm");
-        assert_eq!(DatasetKind::Cifar10.class_names()[1], "automobile");
-        assert_eq!(DatasetKind::Digits.classes(), 10);
+        assert_eq!(DatasetKind::Cifar10.class_names().unwrap()[1], "automobile");
+        assert_eq!(DatasetKind::Digits.classes(), Some(10));
+        assert_eq!(DatasetKind::Folder.classes(), None);
     }
 
     #[test]
@@ -319,13 +338,18 @@ mod tests {
 
     #[test]
     fn facts() {
-        assert_eq!(DatasetKind::Cifar100.classes(), 100);
-        assert_eq!(DatasetKind::Cifar100.class_names()[99], "worm");
-        assert_eq!(DatasetKind::Digits.input_shape(), [1, 8, 8]);
+        assert_eq!(DatasetKind::Cifar100.classes(), Some(100));
+        assert_eq!(DatasetKind::Cifar100.class_names().unwrap()[99], "worm");
+        assert_eq!(DatasetKind::Digits.input_shape(), Some([1, 8, 8]));
         assert_eq!(
-            DatasetKind::Digits.train_size() + DatasetKind::Digits.test_size(),
+            DatasetKind::Digits.train_size().unwrap() + DatasetKind::Digits.test_size().unwrap(),
             1797
         );
+        assert_eq!(
+            "Folder".parse::<DatasetKind>().ok(),
+            Some(DatasetKind::Folder)
+        );
+        assert!(DatasetKind::Folder.is_folder() && DatasetKind::Folder.default_root().is_none());
         assert_eq!(
             DatasetKind::Cifar10.default_root(),
             Some("data/cifar-10-batches-bin")

@@ -82,3 +82,4 @@ pub use optim::SgdOptimizer;
 pub use rundir::EpochMetrics;
 pub use step::{Gradients, StepOutput};
 pub use trainer::{compute_dtype, train, train_with, RunStatus, TrainOptions, TrainOutcome};
+pub use wrnc_data::{DecodeProgress, FolderReport};

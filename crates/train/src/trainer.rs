@@ -2,7 +2,7 @@
 //! resumable run directory.
 
 use crate::checkpoint::CheckpointMeta;
-use crate::data::{load_run_data, train_batch_config, Split};
+use crate::data::{load_run_data_with, train_batch_config, Split};
 use crate::device::{device_name, select_device, set_tf32};
 use crate::error::{Result, TrainError};
 use crate::eval::evaluate_model;
@@ -428,7 +428,7 @@ pub fn train_with(
     } else if dir.join(rundir::STATE_FILE).exists() {
         return Err(already_a_run());
     } else {
-        Some(load_run_data(graph, recipe)?)
+        Some(load_run_data_with(graph, recipe, observer)?)
     };
     std::fs::create_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
     let lock = RunLock::acquire(&dir)?;
@@ -567,7 +567,7 @@ fn train_epochs(
     let (recipe, opts) = (run.recipe, run.opts);
     let data = match data {
         Some(d) => d,
-        None => load_run_data(run.graph, recipe)?,
+        None => load_run_data_with(run.graph, recipe, observer)?,
     };
     run.normalization = Some(wrnc_data::Normalizer::clone(&data.norm));
     let eval_split = data.epoch_eval_split();
