@@ -25,7 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let t = Instant::now();
     let mut bytes = 0u64;
     for i in 0..n {
-        let split = if i % 10 == 9 { "test" } else { "train" };
+        let split = if (i / 10) % 10 == 9 { "test" } else { "train" };
         let class = i % 10;
         let folder = root.join(split).join(format!("class{class}"));
         std::fs::create_dir_all(&folder)?;
