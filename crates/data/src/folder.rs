@@ -37,6 +37,10 @@ pub const SHOWN_FILES: usize = 5;
 /// Images decoded between two progress reports.
 const CHUNK: usize = 256;
 
+/// Deepest folder nesting searched under a class folder (a symbolic-link loop stops here
+/// with an error instead of recursing for ever).
+pub const MAX_DEPTH: usize = 32;
+
 /// How to load a folder dataset.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FolderOptions {
@@ -195,14 +199,24 @@ fn mtime_ns(m: &std::fs::Metadata) -> i128 {
 fn walk(
     root: &Path,
     dir: &Path,
+    depth: usize,
     files: &mut Vec<(String, u64, i128)>,
     ignored: &mut Vec<PathBuf>,
 ) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(DataError::folder(
+            dir,
+            format!(
+                "folders are nested more than {MAX_DEPTH} deep under a class folder (a \
+                 symbolic link to a parent folder?)"
+            ),
+        ));
+    }
     for p in read_dir_sorted(dir)? {
         if pixels::is_hidden(&p) {
             ignored.push(p);
         } else if p.is_dir() {
-            walk(root, &p, files, ignored)?;
+            walk(root, &p, depth + 1, files, ignored)?;
         } else if pixels::has_image_extension(&p) {
             let m = std::fs::metadata(&p).map_err(|e| DataError::io("reading", &p, e))?;
             files.push((rel_path(root, &p), m.len(), mtime_ns(&m)));
@@ -229,7 +243,7 @@ fn scan_split(root: &Path, dir: &Path, ignored: &mut Vec<PathBuf>) -> Result<Cla
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         let mut files = Vec::new();
-        walk(root, &p, &mut files, ignored)?;
+        walk(root, &p, 0, &mut files, ignored)?;
         classes.push((name, files));
     }
     Ok(classes)
@@ -737,5 +751,13 @@ mod tests {
         })
         .unwrap_err();
         assert!(e.to_string().contains("2 channels"), "{e}");
+        // A symbolic link to a parent folder is an error, not an endless walk.
+        #[cfg(unix)]
+        {
+            std::fs::remove_dir_all(root.join("test/c")).unwrap();
+            std::os::unix::fs::symlink(root.join("train"), root.join("train/a/loop")).unwrap();
+            let m = msg(&opts(root));
+            assert!(m.contains("nested more than"), "{m}");
+        }
     }
 }
