@@ -199,3 +199,66 @@ fn folder_layout_errors_are_usage_errors() {
     );
     assert_usage_error(&wrnc(&["check", &bad]), &["data.resize", "folder"]);
 }
+
+#[test]
+fn folder_with_val_and_no_test_evaluates_and_exports_on_val() {
+    let dir = tempdir();
+    let root = dir.path().join("two");
+    // 2 classes of flat 12x10 images (resized to 8x8): dark and bright.
+    for (split, n) in [("train", 20), ("val", 6)] {
+        for (class, v) in [("bright", 200u8), ("dark", 30u8)] {
+            let folder = root.join(split).join(class);
+            std::fs::create_dir_all(&folder).unwrap();
+            for i in 0..n {
+                image::GrayImage::from_pixel(12, 10, image::Luma([v + i as u8]))
+                    .save(folder.join(format!("{i}.png")))
+                    .unwrap();
+            }
+        }
+    }
+    let spec = write(
+        dir.path(),
+        "two.yaml",
+        &format!(
+            "name: two\nmodel:\n  input: [1, 8, 8]\n  classes: 2\n  wrn: {{depth: 10, width: \
+             1}}\ndata:\n  dataset: folder\n  root: {}\n  resize: {{mode: pad}}\n  augment: \
+             {{crop: random_resized, flip: true}}\ntrain:\n  epochs: 1\n  batch_size: 8\n",
+            root.display()
+        ),
+    );
+    let run = dir.path().join("run");
+    let r = train(&spec, &run, &["--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("no test/ folder"), "{}", r.stderr);
+    assert!(r.stderr.contains("val loss"), "{}", r.stderr);
+    assert!(r.stderr.contains("(from best.safetensors)"), "{}", r.stderr);
+    // `eval --split val` works without data.val_size: the val/ folder is the split.
+    let best = run.join("best.safetensors");
+    let r = wrnc(&[
+        "eval",
+        &spec,
+        "--weights",
+        utf8(&best),
+        "--split",
+        "val",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["count"], 12);
+    // A finished run resumed exports the weights chosen on val again.
+    let r = wrnc(&["train", "--resume", "--out", utf8(&run)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("already finished"), "{}", r.stderr);
+    assert!(r.stderr.contains("(from best.safetensors)"), "{}", r.stderr);
+    // The ONNX file records the resize and the class names.
+    let onnx = run.join("model.onnx");
+    let img = root.join("val/dark/0.png");
+    let r = wrnc(&["predict", utf8(&onnx), utf8(&img), "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("\"dark\"") && r.stdout.contains("\"bright\""),
+        "{}",
+        r.stdout
+    );
+}

@@ -440,11 +440,13 @@ pub fn train_with(
     set_tf32(&device, recipe.train.tf32);
     let settings = settings_json(graph, recipe)?;
     let existing = read_state(&dir)?;
-    let eval_split_guess = if recipe.data.val_size > 0 {
+    // A folder dataset's val/ folder gives a validation split with val_size 0: the run's
+    // run.json says which split it evaluated.
+    let eval_split_guess = recorded_eval_split(&dir).unwrap_or(if recipe.data.val_size > 0 {
         Split::Val
     } else {
         Split::Test
-    };
+    });
 
     let mut run = if opts.resume {
         let state = existing.ok_or_else(|| {
@@ -526,6 +528,13 @@ pub fn train_with(
         }
     };
     train_epochs(&mut run, data, device_name(&device), observer)
+}
+
+/// The split a run evaluated after each epoch, as its `run.json` records it.
+fn recorded_eval_split(dir: &Path) -> Option<Split> {
+    let text = std::fs::read_to_string(dir.join(rundir::RUN_FILE)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    serde_json::from_value(v.get("epoch_eval_split")?.clone()).ok()
 }
 
 fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> Result<()> {
