@@ -357,6 +357,9 @@ fn yaml_value() -> impl Strategy<Value = serde_yaml::Value> {
         "from",
         "bn_eps",
         "bn_momentum",
+        "resize",
+        "filter",
+        "bad_images",
     ];
     const WORDS: &[&str] = &[
         "conv",
@@ -378,6 +381,11 @@ fn yaml_value() -> impl Strategy<Value = serde_yaml::Value> {
         "digits",
         "fashion_mnist",
         "mnist",
+        "folder",
+        "random_resized",
+        "shorter_side",
+        "pad",
+        "skip",
         "cosine",
         "step",
         "mean_std",

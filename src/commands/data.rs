@@ -262,9 +262,11 @@ fn fetch_cmd(a: FetchArgs) -> Result<ExitCode> {
         ))
     })?;
     let dataset_dir = fetch::dataset_dir(kind, &a.dir).ok_or_else(|| {
-        UsageError(format!(
-            "`{kind}` is embedded in wrnc and needs no download"
-        ))
+        UsageError(if kind.is_folder() {
+            "`folder` is your own images: nothing to download (see docs/data.md)".to_string()
+        } else {
+            format!("`{kind}` is embedded in wrnc and needs no download")
+        })
     })?;
     if !a.force && a.archive.is_none() && fetch::is_installed(kind, &a.dir) {
         eprintln!(

@@ -56,25 +56,18 @@ pub fn class_names(
     dataset: Option<&[String]>,
 ) -> Vec<String> {
     let n = spec.graph.classes();
-    let kind: Vec<String> = spec
-        .resolved
-        .data
-        .dataset
-        .class_names()
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let found = [
+    let given = [
         spec.resolved.model.labels.as_deref(),
         meta.class_names.as_deref(),
         dataset,
-        Some(kind.as_slice()),
     ]
     .into_iter()
     .flatten()
     .find(|names| names.len() == n)
     .map(<[String]>::to_vec);
-    found.unwrap_or_else(|| (0..n).map(|i| i.to_string()).collect())
+    given
+        .or_else(|| dataset_class_names(spec))
+        .unwrap_or_else(|| (0..n).map(|i| i.to_string()).collect())
 }
 
 /// Converts the data crate's fitted normaliser to the ONNX metadata form.
@@ -93,6 +86,51 @@ pub fn fit_on(d: &DataConfig, splits: &wrnc_data::Splits) -> wrnc_train::Result<
     Normalizer::fit(d.normalize, &splits.train).map_err(|e| TrainError::Data(e.to_string()))
 }
 
+/// The splits of the spec's dataset; a folder dataset is decoded to the network's input
+/// shape (through its decode cache, without a progress bar).
+pub fn load_spec_splits(spec: &wrnc_spec::Spec) -> wrnc_data::Result<wrnc_data::Splits> {
+    let shape: [usize; 3] =
+        spec.graph
+            .input_shape()
+            .try_into()
+            .map_err(|_| wrnc_data::DataError::Invalid {
+                what: "model input",
+                detail: format!("{:?} is not [C, H, W]", spec.graph.input_shape()),
+            })?;
+    Ok(wrnc_data::load_config_data(&spec.resolved.data, shape, &mut |_| {})?.0)
+}
+
+/// The class names of the spec's dataset: the built-in dataset's, or a folder's class
+/// folders (None, with a warning, when the folder cannot be read or does not match the
+/// network's classes).
+fn dataset_class_names(spec: &wrnc_spec::Spec) -> Option<Vec<String>> {
+    let d = &spec.resolved.data;
+    let n = spec.graph.classes();
+    if let Some(names) = d.dataset.class_names() {
+        return (names.len() == n).then(|| names.iter().map(|s| s.to_string()).collect());
+    }
+    let root = d.root_dir();
+    match wrnc_data::folder::class_names(&root) {
+        Ok(names) if names.len() == n => Some(names),
+        Ok(names) => {
+            eprintln!(
+                "warning: {} has {} class folders but the network predicts {n} classes; the \
+                 classes are named by their numbers",
+                root.display(),
+                names.len(),
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: the class names cannot be read ({e}); the classes are named by \
+                 their numbers"
+            );
+            None
+        }
+    }
+}
+
 /// The input normaliser of `weights` for the spec's network through the one lookup
 /// ([`wrnc_train::input_normalizer`]): the recorded one, else fitted on the spec's training
 /// split (loaded only then), with a warning printed.
@@ -100,8 +138,7 @@ pub fn normalizer_for(spec: &wrnc_spec::Spec, weights: &Weights) -> Result<Input
     let d = &spec.resolved.data;
     let meta = CheckpointMeta::from_metadata(&weights.metadata)?;
     let n = input_normalizer(&meta, spec.graph.input_shape(), || {
-        let splits =
-            wrnc_data::load_config_splits(d).map_err(|e| TrainError::Data(e.to_string()))?;
+        let splits = load_spec_splits(spec).map_err(|e| TrainError::Data(e.to_string()))?;
         fit_on(d, &splits)
     })?;
     warn_if_fitted(&n);
@@ -140,6 +177,7 @@ pub fn export_metadata(spec: &wrnc_spec::Spec, weights: &Weights) -> Result<Expo
         doc_string: None,
         description: describe(spec),
         weights_file: None,
+        resize: Some(spec.resolved.data.resize),
         extra: Default::default(),
     })
 }

@@ -50,18 +50,20 @@ pub struct Args {
 pub fn run(a: Args) -> Result<ExitCode> {
     let spec = a.spec.load()?;
     let recipe = spec.recipe();
-    let split =
-        match a.split {
-            SplitArg::Val if recipe.data.val_size == 0 => return Err(UsageError(
+    let split = match a.split {
+        // (A folder dataset may have a val/ folder instead.)
+        SplitArg::Val if recipe.data.val_size == 0 && !recipe.data.dataset.is_folder() => {
+            return Err(UsageError(
                 "--split val needs a validation split, but data.val_size is 0 (use --split test, \
                  or set data.val_size)"
                     .into(),
             )
-            .into()),
-            SplitArg::Val => Split::Val,
-            SplitArg::Test => Split::Test,
-            SplitArg::Train => Split::Train,
-        };
+            .into())
+        }
+        SplitArg::Val => Split::Val,
+        SplitArg::Test => Split::Test,
+        SplitArg::Train => Split::Train,
+    };
     let weights = load_weights(&a.weights, &spec.graph)?;
     let d = wrnc_train::evaluate_detailed(&spec.graph, &weights, &recipe, split, a.device.into())?;
     warn_if_fitted(&d.evaluation.normalizer);

@@ -14,8 +14,8 @@ use std::sync::{Arc, OnceLock};
 use wrnc_ir::Weights;
 use wrnc_onnx::{ExportOptions, MetaKey, ModelInfo, TrainingSummary};
 use wrnc_train::{
-    rundir, EpochEnd, EpochStart, Notice, RunStatus, Split, StepProgress, TrainError,
-    TrainObserver, TrainOptions, TrainOutcome,
+    rundir, DecodeProgress, EpochEnd, EpochStart, FolderReport, Notice, RunStatus, Split,
+    StepProgress, TrainError, TrainObserver, TrainOptions, TrainOutcome,
 };
 
 /// Arguments of `wrnc train`.
@@ -55,24 +55,57 @@ pub struct Args {
 struct Terminal {
     quiet: bool,
     bar: Option<ProgressBar>,
+    decode_bar: Option<ProgressBar>,
 }
 
 impl Terminal {
     fn new(quiet: bool) -> Self {
-        Terminal { quiet, bar: None }
+        Terminal {
+            quiet,
+            bar: None,
+            decode_bar: None,
+        }
     }
+
+    fn draw_target(&self) -> ProgressDrawTarget {
+        if self.quiet || !std::io::stderr().is_terminal() {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        }
+    }
+}
+
+/// `n` bytes in B, KB, MB or GB (powers of 1000).
+fn human_bytes(n: u64) -> String {
+    let units = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", units[u])
+    }
+}
+
+/// The first few paths of a list, and how many more.
+fn some_paths<'a>(paths: impl ExactSizeIterator<Item = &'a std::path::Path>) -> String {
+    let n = paths.len();
+    let shown = wrnc_data::folder::SHOWN_FILES;
+    let mut s: Vec<String> = paths.take(shown).map(wrnc_verify::printable_path).collect();
+    if n > shown {
+        s.push(format!("and {} more", n - shown));
+    }
+    s.join(", ")
 }
 
 impl TrainObserver for Terminal {
     fn epoch_started(&mut self, e: &EpochStart) {
-        let bar = ProgressBar::with_draw_target(
-            Some(e.steps as u64),
-            if self.quiet || !std::io::stderr().is_terminal() {
-                ProgressDrawTarget::hidden()
-            } else {
-                ProgressDrawTarget::stderr()
-            },
-        );
+        let bar = ProgressBar::with_draw_target(Some(e.steps as u64), self.draw_target());
         if let Ok(style) = ProgressStyle::with_template(
             "{prefix} [{bar:25.cyan/blue}] {pos}/{len} {msg} ETA {eta}",
         ) {
@@ -129,6 +162,77 @@ impl TrainObserver for Terminal {
         match n {
             Notice::Warning(w) => eprintln!("warning: {w}"),
             Notice::Info(i) => eprintln!("{i}"),
+        }
+    }
+
+    fn decode_progress(&mut self, p: &DecodeProgress) {
+        if self.decode_bar.is_none() {
+            let bar = ProgressBar::with_draw_target(Some(p.total as u64), self.draw_target());
+            if let Ok(style) = ProgressStyle::with_template(
+                "decoding images [{bar:25.cyan/blue}] {pos}/{len} {per_sec} ETA {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            self.decode_bar = Some(bar);
+        }
+        if let Some(bar) = &self.decode_bar {
+            bar.set_position(p.done as u64);
+            if p.done >= p.total {
+                bar.finish_and_clear();
+                self.decode_bar = None;
+            }
+        }
+    }
+
+    fn data_loaded(&mut self, r: &FolderReport) {
+        let root = wrnc_verify::printable_path(&r.root);
+        let [train, val, test] = r.counts;
+        eprintln!(
+            "data: {root}: {} classes; {train} train, {val} val, {test} test images",
+            r.classes.len()
+        );
+        let c = &r.cache;
+        let cache = wrnc_verify::printable_path(&c.path);
+        if c.hit() {
+            eprintln!(
+                "data: read the decode cache {cache} ({}); no image decoded",
+                human_bytes(c.bytes)
+            );
+        } else {
+            eprintln!(
+                "data: decoded {} images in {:.2} s ({:.0} images/s) into the decode cache \
+                 {cache} ({})",
+                c.decoded,
+                c.decode_seconds,
+                c.images_per_sec(),
+                human_bytes(c.bytes)
+            );
+        }
+        if let Some(e) = &c.write_error {
+            eprintln!(
+                "warning: the decode cache {cache} could not be written ({e}); the next run \
+                 decodes the images again"
+            );
+        }
+        if !r.ignored.is_empty() {
+            eprintln!(
+                "data: ignored {} entries (hidden, not PNG/JPEG, or outside a class folder): {}",
+                r.ignored.len(),
+                some_paths(r.ignored.iter().map(|p| p.as_path()))
+            );
+        }
+        if !r.skipped.is_empty() {
+            eprintln!(
+                "warning: skipped {} images that cannot be decoded (data.bad_images: skip): {}",
+                r.skipped.len(),
+                some_paths(r.skipped.iter().map(|(p, _)| p.as_path()))
+            );
+            if let Some((p, m)) = r.skipped.first() {
+                eprintln!("  first: {}: {m}", wrnc_verify::printable_path(p));
+            }
+        }
+        for n in &r.notes {
+            eprintln!("note: {n}");
         }
     }
 }

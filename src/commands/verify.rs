@@ -53,9 +53,10 @@ struct DataAndNorm {
 fn data_and_norm(spec: &wrnc_spec::Spec, meta: &wrnc_train::CheckpointMeta) -> Result<DataAndNorm> {
     let d = &spec.resolved.data;
     let kind = d.dataset;
-    let splits = match wrnc_data::load_config_splits(d) {
+    let splits = match super::deploy::load_spec_splits(spec) {
         Ok(s) => Some(s),
         Err(wrnc_data::error::DataError::MissingFiles(_)) => None,
+        Err(_) if kind.is_folder() && !d.root_dir().exists() => None,
         Err(e) => {
             return Err(anyhow!(e).context(format!("the {kind} dataset cannot be read")));
         }

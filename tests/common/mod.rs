@@ -154,3 +154,53 @@ pub fn synthetic_cifar_spec(
     );
     (spec, data)
 }
+
+/// Class folder names of [`digits_folder`], in label order (sorted, as the folder's classes).
+pub const DIGIT_NAMES: [&str; 10] = [
+    "d0_zero", "d1_one", "d2_two", "d3_three", "d4_four", "d5_five", "d6_six", "d7_seven",
+    "d8_eight", "d9_nine",
+];
+
+/// Writes the embedded digits (1,437 train, 360 test) as an image folder under `root`:
+/// `root/{train,test}/<DIGIT_NAMES[label]>/<index>.png|jpg`, each 8x8 digit upscaled to
+/// `size x size` (nearest), cycling through the file kinds grey PNG, RGB PNG, RGBA PNG,
+/// 16-bit grey PNG, grey+alpha PNG and RGB JPEG (quality 95). Returns the files written.
+pub fn digits_folder(root: &Path, size: u32) -> Vec<PathBuf> {
+    use image::{ImageBuffer, Luma, LumaA, Rgb, Rgba};
+    let tt = wrnc_data::digits::load_digits().unwrap();
+    let mut written = Vec::new();
+    let mut index = 0usize;
+    for (split, ds) in [("train", &tt.train), ("test", &tt.test)] {
+        for i in 0..ds.len() {
+            let px = ds.image(i).unwrap();
+            let label = ds.label(i).unwrap() as usize;
+            let dir = root.join(split).join(DIGIT_NAMES[label]);
+            std::fs::create_dir_all(&dir).unwrap();
+            let v = |x: u32, y: u32| px[(y * 8 / size * 8 + x * 8 / size) as usize];
+            let kind = index % 6;
+            index += 1;
+            let path = dir.join(format!("{i:04}.{}", if kind == 5 { "jpg" } else { "png" }));
+            match kind {
+                0 => ImageBuffer::from_fn(size, size, |x, y| Luma([v(x, y)])).save(&path),
+                1 => ImageBuffer::from_fn(size, size, |x, y| Rgb([v(x, y); 3])).save(&path),
+                2 => ImageBuffer::from_fn(size, size, |x, y| {
+                    let g = v(x, y);
+                    Rgba([g, g, g, 255 - g / 2])
+                })
+                .save(&path),
+                3 => ImageBuffer::from_fn(size, size, |x, y| Luma([u16::from(v(x, y)) * 257]))
+                    .save(&path),
+                4 => ImageBuffer::from_fn(size, size, |x, y| LumaA([v(x, y), 200])).save(&path),
+                _ => {
+                    let img: ImageBuffer<Rgb<u8>, Vec<u8>> =
+                        ImageBuffer::from_fn(size, size, |x, y| Rgb([v(x, y); 3]));
+                    let f = std::fs::File::create(&path).unwrap();
+                    image::codecs::jpeg::JpegEncoder::new_with_quality(f, 95).encode_image(&img)
+                }
+            }
+            .unwrap();
+            written.push(path);
+        }
+    }
+    written
+}

@@ -7,6 +7,16 @@
 //! padded image. Padding is either zeros (black pixels, as torchvision's
 //! `RandomCrop(padding=p)` on a raw image) or `reflect` in the numpy/PyTorch
 //! sense: the edge pixel is not repeated, so `padded[-1] = x[1]`.
+//!
+//! The random resized crop ([`wrnc_recipe::CropKind::RandomResized`]) follows torchvision's
+//! `RandomResizedCrop(size=(H, W))`: up to 10 tries draw an area fraction uniformly in
+//! [0.08, 1] and a log-uniform aspect ratio (w/h) in [3/4, 4/3], giving
+//! `w = round(sqrt(area * ratio))`, `h = round(sqrt(area / ratio))`; the first window that
+//! fits is placed uniformly; otherwise the centre crop of the image clamped to the ratio
+//! range is taken. The window is resized back to `H x W` bilinearly (half-pixel centres, as
+//! PyTorch's `interpolate(mode="bilinear", align_corners=False)`; the window is never larger
+//! than the image, so no antialiasing applies), rounding to the nearest `u8`. Every size works:
+//! images need not be square.
 
 use rand::Rng;
 use wrnc_recipe::{Augment, PadMode};
@@ -14,7 +24,8 @@ use wrnc_recipe::{Augment, PadMode};
 use crate::error::{DataError, Result};
 
 /// The random choices for one image: crop offsets in padded coordinates
-/// (`0..=2p`; `p, p` is the identity) and whether to flip.
+/// (`0..=2p`; `p, p` is the identity) or the window of a random resized crop, and whether to
+/// flip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AugmentParams {
     /// Horizontal offset of the crop window in padded coordinates.
@@ -23,6 +34,123 @@ pub struct AugmentParams {
     pub oy: usize,
     /// Whether the cropped image is flipped left-right.
     pub flip: bool,
+    /// The window of a random resized crop (`None` for the padded crop).
+    pub resized: Option<Window>,
+}
+
+/// A window of an image: top-left corner `(top, left)` and size `height x width`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// First row.
+    pub top: usize,
+    /// First column.
+    pub left: usize,
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+}
+
+/// torchvision's `RandomResizedCrop` defaults: the area fraction and aspect ratio ranges and
+/// the number of tries.
+const RRC_SCALE: (f64, f64) = (0.08, 1.0);
+const RRC_RATIO: (f64, f64) = (3.0 / 4.0, 4.0 / 3.0);
+const RRC_TRIES: usize = 10;
+
+/// Draws the window of a random resized crop of a `height x width` image (see the module
+/// docs). RNG use per try: the area fraction, then the log ratio, then (for the window that
+/// fits) the top and left offsets.
+pub fn random_resized_window<R: Rng + ?Sized>(height: usize, width: usize, rng: &mut R) -> Window {
+    let area = (height * width) as f64;
+    let (lo, hi) = (RRC_RATIO.0.ln(), RRC_RATIO.1.ln());
+    for _ in 0..RRC_TRIES {
+        let target = area * rng.random_range(RRC_SCALE.0..RRC_SCALE.1);
+        let ratio = rng.random_range(lo..hi).exp();
+        let w = (target * ratio).sqrt().round() as usize;
+        let h = (target / ratio).sqrt().round() as usize;
+        if 0 < w && w <= width && 0 < h && h <= height {
+            let top = rng.random_range(0..=height - h);
+            let left = rng.random_range(0..=width - w);
+            return Window {
+                top,
+                left,
+                height: h,
+                width: w,
+            };
+        }
+    }
+    let in_ratio = width as f64 / height as f64;
+    let (w, h) = if in_ratio < RRC_RATIO.0 {
+        (
+            width,
+            ((width as f64 / RRC_RATIO.0).round() as usize).clamp(1, height),
+        )
+    } else if in_ratio > RRC_RATIO.1 {
+        (
+            ((height as f64 * RRC_RATIO.1).round() as usize).clamp(1, width),
+            height,
+        )
+    } else {
+        (width, height)
+    };
+    Window {
+        top: (height - h) / 2,
+        left: (width - w) / 2,
+        height: h,
+        width: w,
+    }
+}
+
+/// The source index and weight of the second neighbour for output index `i` of a bilinear
+/// resize from `n_in` to `n_out` (PyTorch's `align_corners=False` source index).
+fn bilinear_tap(i: usize, n_in: usize, n_out: usize) -> (usize, usize, f32) {
+    let scale = n_in as f32 / n_out as f32;
+    let src = ((i as f32 + 0.5) * scale - 0.5).max(0.0);
+    let i0 = (src as usize).min(n_in - 1);
+    let i1 = if i0 < n_in - 1 { i0 + 1 } else { i0 };
+    (i0, i1, src - i0 as f32)
+}
+
+/// Cuts `win` out of the CHW image `src` (`channels x height x width`) and resizes it
+/// bilinearly to `height x width` into `dst`.
+pub fn resized_crop(
+    src: &[u8],
+    channels: usize,
+    height: usize,
+    width: usize,
+    win: Window,
+    dst: &mut [u8],
+) -> Result<()> {
+    check_sizes(src, dst, channels, height, width)?;
+    if win.height == 0
+        || win.width == 0
+        || win.top + win.height > height
+        || win.left + win.width > width
+    {
+        return Err(DataError::invalid(
+            "crop",
+            format!("window {win:?} outside the {height}x{width} image"),
+        ));
+    }
+    let cols: Vec<(usize, usize, f32)> = (0..width)
+        .map(|x| bilinear_tap(x, win.width, width))
+        .collect();
+    let plane = height * width;
+    for ch in 0..channels {
+        let s = &src[ch * plane..(ch + 1) * plane];
+        for y in 0..height {
+            let (y0, y1, ly) = bilinear_tap(y, win.height, height);
+            let r0 = &s[(win.top + y0) * width + win.left..];
+            let r1 = &s[(win.top + y1) * width + win.left..];
+            let row = &mut dst[ch * plane + y * width..ch * plane + (y + 1) * width];
+            for (o, &(x0, x1, lx)) in row.iter_mut().zip(&cols) {
+                let top = f32::from(r0[x0]) * (1.0 - lx) + f32::from(r0[x1]) * lx;
+                let bottom = f32::from(r1[x0]) * (1.0 - lx) + f32::from(r1[x1]) * lx;
+                *o = (top * (1.0 - ly) + bottom * ly).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks that `aug` suits `height x width` images: reflect padding needs `p < height` and
@@ -44,10 +172,19 @@ fn check_crop(pad: usize, mode: PadMode, height: usize, width: usize) -> Result<
     Ok(())
 }
 
-/// Draws the parameters for one image. RNG use, in order: `ox` then `oy`
-/// (each uniform in `0..=2p`, only if the crop padding `p > 0`), then the flip
-/// (a Bernoulli(0.5), only if `aug.flip`).
-pub fn sample<R: Rng + ?Sized>(aug: &Augment, rng: &mut R) -> AugmentParams {
+/// Draws the parameters for one `height x width` image. RNG use, in order: `ox` then `oy`
+/// (each uniform in `0..=2p`, only if the crop padding `p > 0`) or the random resized crop's
+/// window ([`random_resized_window`], only with that crop), then the flip (a Bernoulli(0.5),
+/// only if `aug.flip`).
+pub fn sample<R: Rng + ?Sized>(
+    aug: &Augment,
+    height: usize,
+    width: usize,
+    rng: &mut R,
+) -> AugmentParams {
+    let resized = aug
+        .random_resized()
+        .then(|| random_resized_window(height, width, rng));
     let p = aug.crop_padding();
     let (ox, oy) = if p > 0 {
         let ox = rng.random_range(0..=2 * p);
@@ -57,7 +194,12 @@ pub fn sample<R: Rng + ?Sized>(aug: &Augment, rng: &mut R) -> AugmentParams {
         (0, 0)
     };
     let flip = aug.flip && rng.random_bool(0.5);
-    AugmentParams { ox, oy, flip }
+    AugmentParams {
+        ox,
+        oy,
+        flip,
+        resized,
+    }
 }
 
 /// Applies `params` drawn for `aug` to the CHW image `src` (`channels x height x width`),
@@ -71,8 +213,9 @@ pub fn apply(
     width: usize,
     dst: &mut [u8],
 ) -> Result<()> {
-    match aug.crop.on() {
-        Some(crop) if crop.padding > 0 => crop_padded(
+    match (params.resized, aug.crop.on()) {
+        (Some(win), _) => resized_crop(src, channels, height, width, win, dst)?,
+        (None, Some(crop)) if aug.crop_padding() > 0 => crop_padded(
             src,
             channels,
             height,
@@ -193,7 +336,7 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
-    use wrnc_recipe::{Crop, Toggle};
+    use wrnc_recipe::{Crop, CropKind, Toggle};
 
     /// 3x3 single-channel image
     /// 1 2 3
@@ -281,6 +424,7 @@ mod tests {
             crop: Toggle::On(Crop {
                 padding: 1,
                 mode: PadMode::Zero,
+                kind: CropKind::Padded,
             }),
             flip: true,
         };
@@ -292,6 +436,7 @@ mod tests {
                 ox: 2,
                 oy: 2,
                 flip: true,
+                resized: None,
             },
             &IMG,
             1,
@@ -307,6 +452,7 @@ mod tests {
                 ox: 0,
                 oy: 0,
                 flip: false,
+                resized: None,
             },
             &IMG,
             1,
@@ -326,6 +472,7 @@ mod tests {
             crop: Toggle::On(Crop {
                 padding: p,
                 mode: PadMode::Reflect,
+                kind: CropKind::Padded,
             }),
             flip: true,
         };
@@ -335,7 +482,7 @@ mod tests {
         let mut joint = vec![0usize; k * k];
         let mut flips = 0;
         for _ in 0..n {
-            let a = sample(&cfg, &mut rng);
+            let a = sample(&cfg, 32, 32, &mut rng);
             assert!(a.ox < k && a.oy < k);
             joint[a.oy * k + a.ox] += 1;
             flips += usize::from(a.flip);
@@ -370,13 +517,14 @@ mod tests {
     #[test]
     fn disabled_draws_nothing() {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let a = sample(&Augment::NONE, &mut rng);
+        let a = sample(&Augment::NONE, 3, 3, &mut rng);
         assert_eq!(
             a,
             AugmentParams {
                 ox: 0,
                 oy: 0,
-                flip: false
+                flip: false,
+                resized: None,
             }
         );
         // A crop of padding 0 draws nothing either.
@@ -384,12 +532,95 @@ mod tests {
             crop: Toggle::On(Crop {
                 padding: 0,
                 mode: PadMode::Reflect,
+                kind: CropKind::Padded,
             }),
             flip: false,
         };
         assert!(zero_crop.is_identity());
-        assert_eq!(sample(&zero_crop, &mut rng), a);
+        assert_eq!(sample(&zero_crop, 3, 3, &mut rng), a);
         assert!(check_fits(&Augment::standard(PadMode::Reflect), 3, 3).is_err());
         assert!(check_fits(&Augment::standard(PadMode::Zero), 3, 3).is_ok());
+    }
+
+    #[test]
+    fn padded_crop_and_flip_at_any_size() {
+        // A 2-channel 3x5 (H x W) image: pixel value 10*y + x (+100 in channel 1).
+        let (h, w) = (3usize, 5usize);
+        let src: Vec<u8> = (0..2 * h * w)
+            .map(|i| {
+                let (c, y, x) = (i / (h * w), i % (h * w) / w, i % w);
+                (100 * c + 10 * y + x) as u8
+            })
+            .collect();
+        let aug = Augment::standard(PadMode::Zero);
+        let mut out = vec![0u8; src.len()];
+        // Window shifted one right and one down, then flipped.
+        let p = AugmentParams {
+            ox: 5,
+            oy: 5,
+            flip: true,
+            resized: None,
+        };
+        apply(&aug, p, &src, 2, h, w, &mut out).unwrap();
+        assert_eq!(&out[..w], &[0, 14, 13, 12, 11]);
+        assert_eq!(&out[h * w..h * w + w], &[0, 114, 113, 112, 111]);
+        assert_eq!(&out[2 * w..3 * w], &[0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn random_resized_crop() {
+        // Identity window: the image is unchanged.
+        let src: Vec<u8> = (0..24).collect();
+        let mut out = vec![0u8; 24];
+        let full = Window {
+            top: 0,
+            left: 0,
+            height: 4,
+            width: 6,
+        };
+        resized_crop(&src, 1, 4, 6, full, &mut out).unwrap();
+        assert_eq!(out, src);
+        // A 2x2 window of a 4x4 image, upsampled x2 with half-pixel centres:
+        // source x = (i + 0.5) / 2 - 0.5 -> 0, 0.25, 0.75, 1 (clamped at the edges).
+        let src: Vec<u8> = vec![0, 100, 0, 0, 200, 40, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mut out = vec![0u8; 16];
+        let win = Window {
+            top: 0,
+            left: 0,
+            height: 2,
+            width: 2,
+        };
+        resized_crop(&src, 1, 4, 4, win, &mut out).unwrap();
+        assert_eq!(&out[..4], &[0, 25, 75, 100]);
+        assert_eq!(&out[12..], &[200, 160, 80, 40]);
+        // Row 1 (source y 0.25): 0.75 * row 0 + 0.25 * row 3.
+        assert_eq!(out[4], 50);
+        let bad = Window { top: 3, ..win };
+        assert!(resized_crop(&src, 1, 4, 4, bad, &mut out).is_err());
+        // Windows: inside the image, ratio and area in range, deterministic per seed.
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for _ in 0..500 {
+            let w = random_resized_window(48, 64, &mut rng);
+            assert!(w.top + w.height <= 48 && w.left + w.width <= 64);
+            assert!(w.height > 0 && w.width > 0);
+        }
+        let draw = |seed| {
+            let mut r = ChaCha8Rng::seed_from_u64(seed);
+            sample(
+                &Augment {
+                    crop: Toggle::On(Crop::RANDOM_RESIZED),
+                    flip: true,
+                },
+                40,
+                30,
+                &mut r,
+            )
+        };
+        assert_eq!(draw(3), draw(3));
+        assert!(draw(3).resized.is_some());
+        // A very wide image falls back to the centre crop at the largest ratio when no try
+        // fits: at 1 x 100 no window of area >= 8 pixels has height 1 and ratio <= 4/3.
+        let w = random_resized_window(1, 100, &mut rng);
+        assert_eq!((w.height, w.width, w.left), (1, 1, 49));
     }
 }

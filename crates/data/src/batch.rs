@@ -164,7 +164,7 @@ fn build_batch(
         if aug.is_identity() {
             norm.apply_into(src, out)?;
         } else {
-            let params = augment::sample(aug, rng);
+            let params = augment::sample(aug, h, w, rng);
             augment::apply(aug, params, src, c, h, w, &mut scratch)?;
             norm.apply_into(&scratch, out)?;
         }
@@ -246,7 +246,7 @@ pub fn eval_batches(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wrnc_recipe::{Crop, Normalize, PadMode, Toggle};
+    use wrnc_recipe::{Crop, CropKind, Normalize, PadMode, Toggle};
 
     /// `n` single-pixel images whose pixel value is the index, label = index % 3.
     fn ramp(n: usize) -> Arc<Dataset> {
@@ -348,6 +348,7 @@ mod tests {
             crop: Toggle::On(Crop {
                 padding: 0,
                 mode: PadMode::Zero,
+                kind: CropKind::Padded,
             }),
             flip: true,
         };

@@ -67,9 +67,13 @@ fn layout(kind: DatasetKind) -> Result<Layout> {
             pixel_offset: 2,
             classes: 100,
         }),
-        DatasetKind::Digits | DatasetKind::FashionMnist | DatasetKind::Mnist => Err(
-            DataError::invalid("dataset kind", format!("{kind} has no CIFAR binary files")),
-        ),
+        DatasetKind::Digits
+        | DatasetKind::FashionMnist
+        | DatasetKind::Mnist
+        | DatasetKind::Folder => Err(DataError::invalid(
+            "dataset kind",
+            format!("{kind} has no CIFAR binary files"),
+        )),
     }
 }
 
@@ -84,7 +88,10 @@ pub fn expected_files(kind: DatasetKind) -> (Vec<&'static str>, Option<&'static 
     match kind {
         DatasetKind::Cifar10 => (CIFAR10_TRAIN_FILES.to_vec(), Some(CIFAR10_TEST_FILE)),
         DatasetKind::Cifar100 => (vec![CIFAR100_TRAIN_FILE], Some(CIFAR100_TEST_FILE)),
-        DatasetKind::Digits | DatasetKind::FashionMnist | DatasetKind::Mnist => (Vec::new(), None),
+        DatasetKind::Digits
+        | DatasetKind::FashionMnist
+        | DatasetKind::Mnist
+        | DatasetKind::Folder => (Vec::new(), None),
     }
 }
 
@@ -145,7 +152,11 @@ fn read_records(
 }
 
 fn class_names(kind: DatasetKind) -> Vec<String> {
-    kind.class_names().iter().map(|s| s.to_string()).collect()
+    kind.class_names()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
 }
 
 /// Reads several CIFAR files of the same flavour into one dataset, in order.
@@ -156,7 +167,10 @@ pub fn read_cifar_files(paths: &[PathBuf], kind: DatasetKind) -> Result<Dataset>
     for p in paths {
         read_records(p, lay, &mut images, &mut labels)?;
     }
-    Dataset::new(images, labels, kind.input_shape(), class_names(kind))
+    let shape = kind
+        .input_shape()
+        .ok_or_else(|| DataError::invalid("dataset", format!("{kind} has no fixed shape")))?;
+    Dataset::new(images, labels, shape, class_names(kind))
 }
 
 /// Reads one CIFAR-10 or CIFAR-100 binary file.

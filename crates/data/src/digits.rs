@@ -19,9 +19,15 @@ const DIGITS_BIN: &[u8] = include_bytes!("../assets/digits.bin");
 /// Total number of digit images.
 pub const DIGITS_COUNT: usize = 1797;
 /// Number of images in the fixed test split (the last ones).
-pub const DIGITS_TEST: usize = DatasetKind::Digits.test_size();
+pub const DIGITS_TEST: usize = match DatasetKind::Digits.test_size() {
+    Some(n) => n,
+    None => 0,
+};
 /// Number of images in the fixed training split (the first ones).
-pub const DIGITS_TRAIN: usize = DatasetKind::Digits.train_size();
+pub const DIGITS_TRAIN: usize = match DatasetKind::Digits.train_size() {
+    Some(n) => n,
+    None => 0,
+};
 const _: () = assert!(DIGITS_TRAIN + DIGITS_TEST == DIGITS_COUNT);
 /// Pixels per digit image (8 x 8).
 const PIXELS: usize = 64;
@@ -53,8 +59,7 @@ pub fn load_digits_all() -> Result<Dataset> {
         images.extend(r[..PIXELS].iter().map(|&v| scale_digit_value(v)));
         labels.push(u32::from(r[PIXELS]));
     }
-    let names = DatasetKind::Digits
-        .class_names()
+    let names = wrnc_recipe::DIGITS_CLASSES
         .iter()
         .map(|s| s.to_string())
         .collect();

@@ -111,6 +111,32 @@ pub enum DataError {
         detail: String,
     },
 
+    /// A folder dataset the user named is missing or not laid out as
+    /// `root/train/<class>/<image>` (a user error).
+    #[error("{}: {message}", path.display())]
+    Folder {
+        /// The folder (or file) involved.
+        path: PathBuf,
+        /// What is wrong and what would be valid.
+        message: String,
+    },
+
+    /// Images of a folder dataset cannot be decoded and `data.bad_images` is `error` (a user
+    /// error: the user's files).
+    #[error(
+        "{}: {message}{}; fix or remove the file, or set `data.bad_images: skip` to leave          undecodable images out",
+        path.display(),
+        more_bad(*others)
+    )]
+    BadImage {
+        /// The first file that could not be decoded.
+        path: PathBuf,
+        /// Why.
+        message: String,
+        /// How many other files could not be decoded either.
+        others: usize,
+    },
+
     /// An HTTP download failed.
     #[error("download of {url} failed: {detail}")]
     Download {
@@ -179,7 +205,32 @@ impl std::fmt::Display for MissingFiles {
     }
 }
 
+fn more_bad(others: usize) -> String {
+    match others {
+        0 => String::new(),
+        1 => " (and 1 more file cannot be decoded)".into(),
+        n => format!(" (and {n} more files cannot be decoded)"),
+    }
+}
+
 impl DataError {
+    /// Whether the error is about files the user named and can fix (a folder dataset's
+    /// layout or images), rather than a failure at run time.
+    pub fn is_user_input(&self) -> bool {
+        matches!(
+            self,
+            DataError::Folder { .. } | DataError::BadImage { .. } | DataError::ValTooLarge { .. }
+        )
+    }
+
+    /// Builds a [`DataError::Folder`].
+    pub(crate) fn folder(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        DataError::Folder {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
     /// Builds an [`DataError::Io`] from an action, a path and an I/O error.
     pub(crate) fn io(
         action: &'static str,

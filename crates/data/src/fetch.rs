@@ -66,7 +66,10 @@ pub fn archive_spec(kind: DatasetKind) -> Option<&'static ArchiveSpec> {
     match kind {
         DatasetKind::Cifar10 => Some(&CIFAR10_ARCHIVE),
         DatasetKind::Cifar100 => Some(&CIFAR100_ARCHIVE),
-        DatasetKind::Digits | DatasetKind::FashionMnist | DatasetKind::Mnist => None,
+        DatasetKind::Digits
+        | DatasetKind::FashionMnist
+        | DatasetKind::Mnist
+        | DatasetKind::Folder => None,
     }
 }
 
@@ -162,7 +165,10 @@ pub fn idx_spec(kind: DatasetKind) -> Option<&'static IdxSpec> {
     match kind {
         DatasetKind::FashionMnist => Some(&FASHION_MNIST_FILES),
         DatasetKind::Mnist => Some(&MNIST_FILES),
-        DatasetKind::Cifar10 | DatasetKind::Cifar100 | DatasetKind::Digits => None,
+        DatasetKind::Cifar10
+        | DatasetKind::Cifar100
+        | DatasetKind::Digits
+        | DatasetKind::Folder => None,
     }
 }
 

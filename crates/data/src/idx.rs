@@ -267,7 +267,12 @@ pub fn find_file(dir: &Path, name: &str) -> Option<PathBuf> {
 /// Reads one split (an images and a labels file) of `kind`, checking the image size and that
 /// the counts agree.
 pub fn read_idx_split(kind: DatasetKind, images: &Path, labels: &Path) -> Result<Dataset> {
-    let [c, h, w] = kind.input_shape();
+    let (Some([c, h, w]), Some(class_names)) = (kind.input_shape(), kind.class_names()) else {
+        return Err(DataError::invalid(
+            "dataset kind",
+            format!("{kind} has no IDX files"),
+        ));
+    };
     let img = read_idx_images(images)?;
     if (img.rows, img.cols) != (h, w) {
         return Err(bad(
@@ -290,7 +295,7 @@ pub fn read_idx_split(kind: DatasetKind, images: &Path, labels: &Path) -> Result
             ),
         ));
     }
-    let classes = kind.classes();
+    let classes = class_names.len();
     if let Some((i, &l)) = lab.iter().enumerate().find(|(_, &l)| l as usize >= classes) {
         return Err(DataError::BadLabel {
             path: labels.to_path_buf(),
@@ -299,7 +304,7 @@ pub fn read_idx_split(kind: DatasetKind, images: &Path, labels: &Path) -> Result
             classes,
         });
     }
-    let names = kind.class_names().iter().map(|s| s.to_string()).collect();
+    let names = class_names.iter().map(|s| s.to_string()).collect();
     Dataset::new(
         img.pixels,
         lab.into_iter().map(u32::from).collect(),

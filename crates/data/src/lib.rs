@@ -32,6 +32,9 @@
 //!   [`Batch`]es prepared on a background thread with a bounded prefetch
 //!   queue; the order and augmentation of epoch `e` depend only on
 //!   `(seed, e)` ([`epoch_rng`]), so resumed runs reproduce the same batches.
+//! * Image folders ([`folder`], `data.dataset: folder`): `root/train/<class>/*` (and
+//!   optional `val/`, `test/`) PNG and JPEG files decoded in parallel, converted and resized
+//!   to the model's input ([`pixels`]) once, into a decode cache ([`cache`]).
 //! * Downloading ([`fetch`]): [`fetch::fetch`] downloads and verifies the
 //!   official CIFAR archives; [`fetch::install_archive`] installs a local
 //!   archive atomically after checking its MD5. The archives unpack to
@@ -66,14 +69,17 @@
 
 pub mod augment;
 pub mod batch;
+pub mod cache;
 pub mod cifar;
 pub mod dataset;
 pub mod digits;
 pub mod error;
 pub mod fetch;
+pub mod folder;
 pub mod idx;
 pub mod inspect;
 pub mod normalize;
+pub mod pixels;
 pub mod split;
 #[cfg(any(test, feature = "testing"))]
 pub mod testutil;
@@ -88,6 +94,7 @@ pub use batch::{
 };
 pub use dataset::{Dataset, TrainTest};
 pub use error::{DataError, MissingFiles, Result};
+pub use folder::{load_folder, DecodeProgress, FolderOptions, FolderReport};
 pub use normalize::Normalizer;
 pub use split::{make_splits, split_indices, Splits};
 
@@ -95,12 +102,17 @@ pub use split::{make_splits, split_indices, Splits};
 ///
 /// For CIFAR, `root` is the folder holding the `.bin` files (e.g.
 /// `data/cifar-10-batches-bin`); for Fashion-MNIST and MNIST the folder holding the four
-/// IDX files; for the embedded digits it is ignored.
+/// IDX files; for the embedded digits it is ignored. A folder dataset needs the model's
+/// input shape: see [`load_config_data`].
 pub fn load(kind: DatasetKind, root: &Path) -> Result<TrainTest> {
     match kind {
         DatasetKind::Digits => digits::load_digits(),
         DatasetKind::Cifar10 | DatasetKind::Cifar100 => cifar::load_cifar(kind, root),
         DatasetKind::FashionMnist | DatasetKind::Mnist => idx::load_idx(kind, root),
+        DatasetKind::Folder => Err(DataError::invalid(
+            "dataset kind",
+            "a folder dataset is decoded to the model's input shape: use load_config_data",
+        )),
     }
 }
 
@@ -115,7 +127,24 @@ pub fn load_splits(
 }
 
 /// [`load_splits`] of the dataset a `data` section names, from its root folder
-/// ([`DataConfig::root_dir`]) with its validation split.
+/// ([`DataConfig::root_dir`]) with its validation split (built-in datasets only; see
+/// [`load_config_data`]).
 pub fn load_config_splits(cfg: &DataConfig) -> Result<Splits> {
     load_splits(cfg.dataset, &cfg.root_dir(), cfg.val_size, cfg.split_seed)
+}
+
+/// The splits of the dataset a `data` section names, for a model taking `shape` images: a
+/// built-in dataset through [`load_config_splits`], a folder through [`load_folder`]
+/// (decoded to `shape`, `progress` called while decoding), with its report.
+pub fn load_config_data(
+    cfg: &DataConfig,
+    shape: [usize; 3],
+    progress: &mut dyn FnMut(DecodeProgress),
+) -> Result<(Splits, Option<FolderReport>)> {
+    if cfg.dataset.is_folder() {
+        let (s, r) = load_folder(&FolderOptions::from_config(cfg, shape), progress)?;
+        Ok((s, Some(r)))
+    } else {
+        Ok((load_config_splits(cfg)?, None))
+    }
 }

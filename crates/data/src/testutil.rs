@@ -67,7 +67,7 @@ pub fn write_cifar_like(
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| DataError::io("creating", dir, e))?;
-    let classes = kind.classes();
+    let classes = kind.classes().unwrap_or(1);
     let protos: Vec<Vec<u8>> = (0..classes).map(class_prototype).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (train, test) = expected_files(kind);

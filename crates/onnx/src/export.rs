@@ -1,7 +1,7 @@
 //! Lowering an IR graph and its weights to an inference-form ONNX model.
 
 use crate::error::{OnnxError, Result};
-use crate::metadata::{ExportMetadata, MetaKey, Normalization};
+use crate::metadata::{ExportMetadata, MetaKey, Normalization, ResizeInfo};
 use crate::proto::{
     AttributeProto, Dim, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     StringStringEntryProto, TensorProto, ValueInfoProto,
@@ -225,6 +225,14 @@ pub fn export(
     }
     if let Some(f) = &meta.weights_file {
         props.push((MetaKey::WeightsFile, f.clone()));
+    }
+    if let Some(r) = &meta.resize {
+        let info = ResizeInfo {
+            mode: r.mode,
+            filter: r.filter,
+            size: [input_shape[1], input_shape[2]],
+        };
+        props.push((MetaKey::Resize, json(&info)));
     }
     let mut props: Vec<(String, String)> = props
         .into_iter()

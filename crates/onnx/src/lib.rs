@@ -28,7 +28,8 @@ pub use export::{
     PRODUCER_VERSION,
 };
 pub use metadata::{
-    EvalSplit, ExportMetadata, MetaKey, ModelInfo, Normalization, SelectedOn, TrainingSummary,
+    EvalSplit, ExportMetadata, MetaKey, ModelInfo, Normalization, ResizeInfo, SelectedOn,
+    TrainingSummary,
 };
 pub use proto::ModelProto;
 pub use read::{

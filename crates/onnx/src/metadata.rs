@@ -18,6 +18,7 @@
 //! | `spec` | the resolved spec YAML (when known) |
 //! | `training` | JSON [`TrainingSummary`] (when known) |
 //! | `weights_file` | the run directory's weights file exported by `wrnc train` (when known) |
+//! | `resize` | JSON [`ResizeInfo`]: how images of another size are brought to `input_shape` (when known) |
 //!
 //! plus any [`ExportMetadata::extra`] entries.
 
@@ -26,7 +27,7 @@ use crate::proto::{Dim, ModelProto};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use wrnc_recipe::Normalize;
+use wrnc_recipe::{Normalize, Resize, ResizeFilter, ResizeMode};
 
 /// A metadata key wrnc writes into an ONNX file's `metadata_props`. The key strings are
 /// defined here and nowhere else; [`ExportMetadata::extra`] may not use them.
@@ -58,11 +59,13 @@ pub enum MetaKey {
     Training,
     /// `weights_file`: the weights file of the run directory that was exported.
     WeightsFile,
+    /// `resize`: JSON [`ResizeInfo`], the resize of images to the input size.
+    Resize,
 }
 
 impl MetaKey {
     /// Every key, in the order the exporter writes them.
-    pub const ALL: [MetaKey; 13] = [
+    pub const ALL: [MetaKey; 14] = [
         MetaKey::WrncVersion,
         MetaKey::ModelName,
         MetaKey::ClassLabels,
@@ -76,6 +79,7 @@ impl MetaKey {
         MetaKey::Spec,
         MetaKey::Training,
         MetaKey::WeightsFile,
+        MetaKey::Resize,
     ];
 
     /// The key as stored in the file.
@@ -94,6 +98,7 @@ impl MetaKey {
             MetaKey::Spec => "spec",
             MetaKey::Training => "training",
             MetaKey::WeightsFile => "weights_file",
+            MetaKey::Resize => "resize",
         }
     }
 
@@ -259,6 +264,31 @@ impl Normalization {
     }
 }
 
+/// How an image of another size is brought to the model's input size, as training did
+/// (the `resize` metadata entry): `{"mode": "stretch" | "shorter_side" | "pad", "filter":
+/// "nearest" | "triangle" | "catmull_rom" | "lanczos3", "size": [H, W]}`. See docs/data.md
+/// for the modes and docs/onnx.md for the entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResizeInfo {
+    /// The spec's `data.resize.mode`.
+    pub mode: ResizeMode,
+    /// The spec's `data.resize.filter`.
+    pub filter: ResizeFilter,
+    /// Target `[H, W]` (the input shape's).
+    pub size: [usize; 2],
+}
+
+impl ResizeInfo {
+    /// The resize settings.
+    pub fn resize(&self) -> Resize {
+        Resize {
+            mode: self.mode,
+            filter: self.filter,
+        }
+    }
+}
+
 /// The split a [`TrainingSummary`] accuracy was measured on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -332,6 +362,9 @@ pub struct ExportMetadata {
     pub description: Option<String>,
     /// The run directory's weights file that was exported (`best.safetensors`, ...).
     pub weights_file: Option<String>,
+    /// How images of another size are resized to the input (the spec's `data.resize`);
+    /// written as the `resize` entry with the input's `[H, W]` when given.
+    pub resize: Option<Resize>,
     /// Further metadata entries; they may not use a [`MetaKey`].
     pub extra: BTreeMap<String, String>,
 }
@@ -355,6 +388,8 @@ pub struct ModelInfo {
     pub normalization: Option<Normalization>,
     /// Training summary, when recorded.
     pub training: Option<TrainingSummary>,
+    /// The resize training used, when recorded (its `size` is the input's `[H, W]`).
+    pub resize: Option<ResizeInfo>,
     /// All metadata entries.
     pub metadata: BTreeMap<String, String>,
 }
@@ -471,7 +506,26 @@ impl ModelInfo {
             }
             None => None,
         };
+        let resize = match metadata.get(MetaKey::Resize.as_str()) {
+            Some(s) => {
+                let r: ResizeInfo =
+                    serde_json::from_str(s).map_err(|e| bad(MetaKey::Resize, e.to_string()))?;
+                if r.size != [input_shape[1], input_shape[2]] {
+                    return Err(bad(
+                        MetaKey::Resize,
+                        format!(
+                            "size {:?} differs from the input's [H, W] {:?}",
+                            r.size,
+                            [input_shape[1], input_shape[2]]
+                        ),
+                    ));
+                }
+                Some(r)
+            }
+            None => None,
+        };
         Ok(ModelInfo {
+            resize,
             ir_version: model.ir_version.unwrap_or(0),
             opset: model.default_opset().unwrap_or(0),
             producer: model.producer_name.clone().unwrap_or_default(),

@@ -49,6 +49,10 @@ fn meta() -> ExportMetadata {
         doc_string: None,
         description: None,
         weights_file: None,
+        resize: Some(wrnc_recipe::Resize {
+            mode: wrnc_recipe::ResizeMode::ShorterSide,
+            filter: wrnc_recipe::ResizeFilter::Lanczos3,
+        }),
         extra: BTreeMap::from([("note".to_string(), "hello".to_string())]),
     }
 }
@@ -151,9 +155,15 @@ fn every_opset_decodes_with_contract() {
                     r#"{"epochs_completed":3,"epoch":2,"selected_on":"val","eval_split":"val","eval_accuracy":0.5}"#
                 )
             );
+            assert_eq!(
+                m.metadata("resize"),
+                Some(r#"{"mode":"shorter_side","filter":"lanczos3","size":[8,8]}"#)
+            );
             assert!(gp.doc_string.is_some() && m.doc_string.is_some());
             let info = ModelInfo::from_model(&read_model(&bytes).unwrap()).unwrap();
             assert_eq!(info.input_shape, [3, 8, 8]);
+            let r = info.resize.unwrap();
+            assert_eq!(r.resize().mode, wrnc_recipe::ResizeMode::ShorterSide);
             assert_eq!(info.label(4), "e");
             assert_eq!(info.normalization.unwrap().mode, Normalize::MeanStd);
         }

@@ -113,14 +113,41 @@ impl FromStr for PadMode {
     }
 }
 
+/// Which random crop [`Crop`] draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CropKind {
+    /// Pad by `padding` pixels, then cut a window of the image's size at a random offset
+    /// (the CIFAR recipe).
+    #[default]
+    Padded,
+    /// torchvision's `RandomResizedCrop` at the image's own size: a window of 8% to 100% of
+    /// the area with aspect ratio in [3/4, 4/3] (10 tries, then a centre crop), resized back
+    /// bilinearly. For large images; `padding` and `mode` are not used. Written
+    /// `crop: random_resized` (shorthand for `crop: {kind: random_resized}`).
+    RandomResized,
+}
+
+impl CropKind {
+    /// The spec word: `padded` or `random_resized`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CropKind::Padded => "padded",
+            CropKind::RandomResized => "random_resized",
+        }
+    }
+}
+
 /// Random crop settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Crop {
     /// Pixels of padding on each side; offsets cover all 2p+1 positions per axis.
     pub padding: usize,
     /// How the border is filled.
     pub mode: PadMode,
+    /// Which crop (default: the padded crop).
+    pub kind: CropKind,
 }
 
 impl Default for Crop {
@@ -128,6 +155,34 @@ impl Default for Crop {
         Crop {
             padding: 4,
             mode: PadMode::Reflect,
+            kind: CropKind::Padded,
+        }
+    }
+}
+
+impl Crop {
+    /// torchvision's `RandomResizedCrop` ([`CropKind::RandomResized`]; `padding` and `mode`
+    /// keep their unused defaults, as when parsed from `crop: random_resized`).
+    pub const RANDOM_RESIZED: Crop = Crop {
+        padding: 4,
+        mode: PadMode::Reflect,
+        kind: CropKind::RandomResized,
+    };
+}
+
+impl Serialize for Crop {
+    /// A padded crop as its mapping `{padding, mode}`; a random resized crop as the word
+    /// `random_resized`.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        match self.kind {
+            CropKind::RandomResized => s.serialize_str(self.kind.as_str()),
+            CropKind::Padded => {
+                let mut st = s.serialize_struct("Crop", 2)?;
+                st.serialize_field("padding", &self.padding)?;
+                st.serialize_field("mode", &self.mode)?;
+                st.end()
+            }
         }
     }
 }
@@ -158,19 +213,98 @@ impl Augment {
     /// The usual CIFAR recipe: a crop with padding 4 filled by `mode`, plus flips.
     pub fn standard(mode: PadMode) -> Self {
         Augment {
-            crop: Toggle::On(Crop { padding: 4, mode }),
+            crop: Toggle::On(Crop {
+                padding: 4,
+                mode,
+                kind: CropKind::Padded,
+            }),
             flip: true,
         }
     }
 
-    /// The crop padding in pixels (0: no random crop).
+    /// The padding of the padded random crop in pixels (0: no padded crop).
     pub fn crop_padding(&self) -> usize {
-        self.crop.on().map_or(0, |c| c.padding)
+        self.crop
+            .on()
+            .filter(|c| c.kind == CropKind::Padded)
+            .map_or(0, |c| c.padding)
+    }
+
+    /// Whether a random resized crop ([`CropKind::RandomResized`]) is drawn.
+    pub fn random_resized(&self) -> bool {
+        self.crop
+            .on()
+            .is_some_and(|c| c.kind == CropKind::RandomResized)
     }
 
     /// `true` when the settings never change an image.
     pub fn is_identity(&self) -> bool {
-        self.crop_padding() == 0 && !self.flip
+        self.crop_padding() == 0 && !self.flip && !self.random_resized()
+    }
+}
+
+/// How a folder's images are brought to `model.input`'s `H x W` (once, when decoded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeMode {
+    /// Scale each axis to the target (the aspect ratio is not kept).
+    #[default]
+    Stretch,
+    /// Scale, keeping the aspect ratio, until the image covers the target (its shorter side
+    /// relative to the target fits exactly), then cut the centre `H x W`.
+    ShorterSide,
+    /// Scale, keeping the aspect ratio, until the image fits inside the target, then centre
+    /// it on black (zero) pixels.
+    Pad,
+}
+
+/// The resampling filter of a resize (the `image` crate's `FilterType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ResizeFilter {
+    /// Nearest neighbour.
+    Nearest,
+    /// Linear (bilinear; antialiased when shrinking).
+    #[default]
+    Triangle,
+    /// Cubic (Catmull-Rom).
+    CatmullRom,
+    /// Lanczos with window 3.
+    Lanczos3,
+}
+
+/// `data.resize`: how images of another size are brought to `model.input`'s `H x W`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resize {
+    /// How the aspect ratio is handled.
+    pub mode: ResizeMode,
+    /// Resampling filter.
+    pub filter: ResizeFilter,
+}
+
+impl Resize {
+    /// Whether these are the defaults (`stretch`, `triangle`).
+    pub fn is_default(&self) -> bool {
+        *self == Resize::default()
+    }
+}
+
+/// `data.bad_images`: what a folder's image that cannot be decoded does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum BadImages {
+    /// Stop with an error naming the file.
+    #[default]
+    Error,
+    /// Leave the file out and report how many were left out, and which.
+    Skip,
+}
+
+impl BadImages {
+    /// Whether this is the default (`error`).
+    pub fn is_default(&self) -> bool {
+        *self == BadImages::Error
     }
 }
 
@@ -195,6 +329,12 @@ pub struct DataConfig {
     pub shuffle: bool,
     /// Batches prepared ahead on the background thread.
     pub prefetch: usize,
+    /// How a folder's images are brought to `model.input`'s size (folder datasets only).
+    #[serde(skip_serializing_if = "Resize::is_default")]
+    pub resize: Resize,
+    /// What an undecodable image of a folder does (folder datasets only).
+    #[serde(skip_serializing_if = "BadImages::is_default")]
+    pub bad_images: BadImages,
 }
 
 impl Default for DataConfig {
@@ -208,6 +348,8 @@ impl Default for DataConfig {
             augment: Toggle::On(Augment::default()),
             shuffle: true,
             prefetch: 3,
+            resize: Resize::default(),
+            bad_images: BadImages::Error,
         }
     }
 }
@@ -263,5 +405,53 @@ mod tests {
             ..DataConfig::default()
         };
         assert_eq!(d.root_dir(), PathBuf::from("."));
+    }
+
+    #[test]
+    fn crop_words() {
+        let a: Augment = serde_yaml::from_str("crop: random_resized\nflip: true").unwrap();
+        assert!(a.random_resized() && a.crop_padding() == 0 && !a.is_identity());
+        assert_eq!(a.crop, Toggle::On(Crop::RANDOM_RESIZED));
+        let back = serde_yaml::to_string(&a).unwrap();
+        assert_eq!(back, "crop: random_resized\nflip: true\n");
+        let a: Augment = serde_yaml::from_str("crop: {kind: random_resized}").unwrap();
+        assert!(a.random_resized());
+        let a: Augment = serde_yaml::from_str("crop: {padding: 2, mode: zero}").unwrap();
+        assert_eq!(a.crop_padding(), 2);
+        assert_eq!(
+            serde_yaml::to_string(&a).unwrap(),
+            "crop:\n  padding: 2\n  mode: zero\nflip: true\n"
+        );
+        let e = serde_yaml::from_str::<Augment>("crop: random_resize")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("random_resized"), "{e}");
+        let e = serde_yaml::from_str::<Augment>("crop: maybe")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`none`, `padded` or `random_resized`"), "{e}");
+        // Settings without a `kind` keep the general message.
+        let e = serde_yaml::from_str::<DataConfig>("augment: maybe")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mapping of settings"), "{e}");
+    }
+
+    #[test]
+    fn resize_and_bad_image_words() {
+        let r: Resize = serde_yaml::from_str("{mode: shorter_side, filter: catmull_rom}").unwrap();
+        assert_eq!(r.mode, ResizeMode::ShorterSide);
+        assert_eq!(r.filter, ResizeFilter::CatmullRom);
+        let r: Resize = serde_yaml::from_str("{mode: pad, filter: lanczos3}").unwrap();
+        assert_eq!(
+            (r.mode, r.filter),
+            (ResizeMode::Pad, ResizeFilter::Lanczos3)
+        );
+        assert!(Resize::default().is_default());
+        let b: BadImages = serde_yaml::from_str("skip").unwrap();
+        assert_eq!(b, BadImages::Skip);
+        // The defaults are not written, so specs without them print as before.
+        let y = serde_yaml::to_string(&DataConfig::default()).unwrap();
+        assert!(!y.contains("resize") && !y.contains("bad_images"), "{y}");
     }
 }

@@ -204,20 +204,25 @@ pub enum DatasetKind {
     FashionMnist,
     /// MNIST handwritten digits, four IDX files (gzipped or not): 1x28x28, 10 classes.
     Mnist,
+    /// The user's own images, one sub-folder per class under `data.root`
+    /// (`train/<class>/*`, optionally `val/<class>/*` and `test/<class>/*`): shape from
+    /// `model.input`, classes from the folder names.
+    Folder,
 }
 
 impl DatasetKind {
     /// All kinds, in a fixed order.
-    pub const ALL: [DatasetKind; 5] = [
+    pub const ALL: [DatasetKind; 6] = [
         DatasetKind::Cifar10,
         DatasetKind::Cifar100,
         DatasetKind::Digits,
         DatasetKind::FashionMnist,
         DatasetKind::Mnist,
+        DatasetKind::Folder,
     ];
 
     /// The canonical lower-case name (`cifar10`, `cifar100`, `digits`, `fashion_mnist`,
-    /// `mnist`), as in a spec.
+    /// `mnist`, `folder`), as in a spec.
     pub fn name(self) -> &'static str {
         match self {
             DatasetKind::Cifar10 => "cifar10",
@@ -225,49 +230,61 @@ impl DatasetKind {
             DatasetKind::Digits => "digits",
             DatasetKind::FashionMnist => "fashion_mnist",
             DatasetKind::Mnist => "mnist",
+            DatasetKind::Folder => "folder",
         }
     }
 
-    /// Image shape `[C, H, W]` of the dataset.
-    pub fn input_shape(self) -> [usize; 3] {
+    /// Whether the images are the user's own folder ([`DatasetKind::Folder`]), whose shape,
+    /// classes and sizes are known only from the spec and the files.
+    pub fn is_folder(self) -> bool {
+        self == DatasetKind::Folder
+    }
+
+    /// Image shape `[C, H, W]` of the dataset (`None` for a folder: `model.input` says it).
+    pub fn input_shape(self) -> Option<[usize; 3]> {
         match self {
-            DatasetKind::Cifar10 | DatasetKind::Cifar100 => [3, 32, 32],
-            DatasetKind::Digits => [1, 8, 8],
-            DatasetKind::FashionMnist | DatasetKind::Mnist => [1, 28, 28],
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => Some([3, 32, 32]),
+            DatasetKind::Digits => Some([1, 8, 8]),
+            DatasetKind::FashionMnist | DatasetKind::Mnist => Some([1, 28, 28]),
+            DatasetKind::Folder => None,
         }
     }
 
-    /// Number of classes.
-    pub fn classes(self) -> usize {
-        self.class_names().len()
+    /// Number of classes (`None` for a folder: its class sub-folders say it).
+    pub fn classes(self) -> Option<usize> {
+        self.class_names().map(<[&str]>::len)
     }
 
-    /// Class names in label order.
-    pub fn class_names(self) -> &'static [&'static str] {
+    /// Class names in label order (`None` for a folder: the sorted class sub-folder names).
+    pub fn class_names(self) -> Option<&'static [&'static str]> {
         match self {
-            DatasetKind::Cifar10 => &CIFAR10_CLASSES,
-            DatasetKind::Cifar100 => &CIFAR100_CLASSES,
-            DatasetKind::Digits => &DIGITS_CLASSES,
-            DatasetKind::FashionMnist => &FASHION_MNIST_CLASSES,
-            DatasetKind::Mnist => &MNIST_CLASSES,
+            DatasetKind::Cifar10 => Some(&CIFAR10_CLASSES),
+            DatasetKind::Cifar100 => Some(&CIFAR100_CLASSES),
+            DatasetKind::Digits => Some(&DIGITS_CLASSES),
+            DatasetKind::FashionMnist => Some(&FASHION_MNIST_CLASSES),
+            DatasetKind::Mnist => Some(&MNIST_CLASSES),
+            DatasetKind::Folder => None,
         }
     }
 
-    /// Images in the official training set (before a validation split).
-    pub const fn train_size(self) -> usize {
+    /// Images in the official training set (before a validation split); `None` for a
+    /// folder.
+    pub const fn train_size(self) -> Option<usize> {
         match self {
-            DatasetKind::Cifar10 | DatasetKind::Cifar100 => 50_000,
-            DatasetKind::Digits => 1437,
-            DatasetKind::FashionMnist | DatasetKind::Mnist => 60_000,
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => Some(50_000),
+            DatasetKind::Digits => Some(1437),
+            DatasetKind::FashionMnist | DatasetKind::Mnist => Some(60_000),
+            DatasetKind::Folder => None,
         }
     }
 
-    /// Images in the official test set.
-    pub const fn test_size(self) -> usize {
+    /// Images in the official test set; `None` for a folder.
+    pub const fn test_size(self) -> Option<usize> {
         match self {
-            DatasetKind::Cifar10 | DatasetKind::Cifar100 => 10_000,
-            DatasetKind::Digits => 360,
-            DatasetKind::FashionMnist | DatasetKind::Mnist => 10_000,
+            DatasetKind::Cifar10 | DatasetKind::Cifar100 => Some(10_000),
+            DatasetKind::Digits => Some(360),
+            DatasetKind::FashionMnist | DatasetKind::Mnist => Some(10_000),
+            DatasetKind::Folder => None,
         }
     }
 
@@ -277,19 +294,19 @@ impl DatasetKind {
         match self {
             DatasetKind::Cifar10 => Some(CIFAR10_DIR),
             DatasetKind::Cifar100 => Some(CIFAR100_DIR),
-            DatasetKind::Digits => None,
+            DatasetKind::Digits | DatasetKind::Folder => None,
             DatasetKind::FashionMnist => Some(FASHION_MNIST_DIR),
             DatasetKind::Mnist => Some(MNIST_DIR),
         }
     }
 
     /// `data/<archive folder>`, where `wrnc data fetch` puts the dataset by default; None for
-    /// embedded data.
+    /// embedded data and for a folder (whose `data.root` the spec must give).
     pub fn fetch_root(self) -> Option<&'static str> {
         match self {
             DatasetKind::Cifar10 => Some(concat!(data_dir!(), "/", cifar10_dir!())),
             DatasetKind::Cifar100 => Some(concat!(data_dir!(), "/", cifar100_dir!())),
-            DatasetKind::Digits => None,
+            DatasetKind::Digits | DatasetKind::Folder => None,
             DatasetKind::FashionMnist => Some(concat!(data_dir!(), "/", fashion_mnist_dir!())),
             DatasetKind::Mnist => Some(concat!(data_dir!(), "/", mnist_dir!())),
         }
@@ -303,7 +320,8 @@ impl DatasetKind {
             DatasetKind::Cifar10
             | DatasetKind::Cifar100
             | DatasetKind::Digits
-            | DatasetKind::Mnist => None,
+            | DatasetKind::Mnist
+            | DatasetKind::Folder => None,
         }
     }
 
@@ -315,13 +333,14 @@ impl DatasetKind {
             DatasetKind::Cifar10
             | DatasetKind::Cifar100
             | DatasetKind::Digits
-            | DatasetKind::Mnist => None,
+            | DatasetKind::Mnist
+            | DatasetKind::Folder => None,
         }
     }
 
     /// Default data folder: the system package's folder ([`DatasetKind::system_root`]) when
     /// it exists on this machine, else [`DatasetKind::fetch_root`] (`data/<archive folder>`);
-    /// None for embedded data.
+    /// None for embedded data and for a folder.
     pub fn default_root(self) -> Option<&'static str> {
         match self.system_root() {
             Some(sys) if std::path::Path::new(sys).is_dir() => Some(sys),
@@ -355,7 +374,7 @@ impl FromStr for DatasetKind {
             .ok_or_else(|| UnknownName {
                 what: "dataset",
                 name: s.to_string(),
-                expected: "cifar10, cifar100, digits, fashion_mnist, mnist",
+                expected: "cifar10, cifar100, digits, fashion_mnist, mnist, folder",
             })
     }
 }
@@ -373,8 +392,9 @@ mod tests {
         assert_eq!(sorted, CIFAR100_CLASSES.to_vec());
         assert_eq!(CIFAR100_CLASSES[39], "keyboard");
         assert_eq!(CIFAR100_CLASSES[99], "worm");
-        assert_eq!(DatasetKind::Cifar10.class_names()[1], "automobile");
-        assert_eq!(DatasetKind::Digits.classes(), 10);
+        assert_eq!(DatasetKind::Cifar10.class_names().unwrap()[1], "automobile");
+        assert_eq!(DatasetKind::Digits.classes(), Some(10));
+        assert_eq!(DatasetKind::Folder.classes(), None);
     }
 
     #[test]
@@ -421,13 +441,18 @@ mod tests {
 
     #[test]
     fn facts() {
-        assert_eq!(DatasetKind::Cifar100.classes(), 100);
-        assert_eq!(DatasetKind::Cifar100.class_names()[99], "worm");
-        assert_eq!(DatasetKind::Digits.input_shape(), [1, 8, 8]);
+        assert_eq!(DatasetKind::Cifar100.classes(), Some(100));
+        assert_eq!(DatasetKind::Cifar100.class_names().unwrap()[99], "worm");
+        assert_eq!(DatasetKind::Digits.input_shape(), Some([1, 8, 8]));
         assert_eq!(
-            DatasetKind::Digits.train_size() + DatasetKind::Digits.test_size(),
+            DatasetKind::Digits.train_size().unwrap() + DatasetKind::Digits.test_size().unwrap(),
             1797
         );
+        assert_eq!(
+            "Folder".parse::<DatasetKind>().ok(),
+            Some(DatasetKind::Folder)
+        );
+        assert!(DatasetKind::Folder.is_folder() && DatasetKind::Folder.default_root().is_none());
         assert_eq!(
             DatasetKind::Cifar10.default_root(),
             Some("data/cifar-10-batches-bin")
@@ -438,15 +463,18 @@ mod tests {
             let installed = k.system_root().filter(|s| std::path::Path::new(s).is_dir());
             assert_eq!(k.default_root(), installed.or(k.fetch_root()));
         }
-        assert_eq!(DatasetKind::FashionMnist.input_shape(), [1, 28, 28]);
-        assert_eq!(DatasetKind::FashionMnist.class_names()[9], "Ankle boot");
-        assert_eq!(DatasetKind::Mnist.class_names()[7], "7");
+        assert_eq!(DatasetKind::FashionMnist.input_shape(), Some([1, 28, 28]));
+        assert_eq!(
+            DatasetKind::FashionMnist.class_names().unwrap()[9],
+            "Ankle boot"
+        );
+        assert_eq!(DatasetKind::Mnist.class_names().unwrap()[7], "7");
         assert_eq!(
             (
                 DatasetKind::Mnist.train_size(),
                 DatasetKind::Mnist.test_size()
             ),
-            (60_000, 10_000)
+            (Some(60_000), Some(10_000))
         );
         assert_eq!(
             DatasetKind::FashionMnist.fetch_root(),

@@ -18,7 +18,10 @@ pub mod export;
 pub mod toggle;
 pub mod train;
 
-pub use data::{Augment, Crop, DataConfig, Normalize, PadMode};
+pub use data::{
+    Augment, BadImages, Crop, CropKind, DataConfig, Normalize, PadMode, Resize, ResizeFilter,
+    ResizeMode,
+};
 pub use dataset::{
     DatasetKind, CIFAR100_CLASSES, CIFAR100_DIR, CIFAR10_CLASSES, CIFAR10_DIR, DATA_DIR,
     DIGITS_CLASSES,

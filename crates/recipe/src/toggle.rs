@@ -44,10 +44,26 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Toggle<T> {
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
                 match v {
                     "none" | "off" => Ok(Toggle::Off),
-                    other => Err(E::invalid_value(
-                        de::Unexpected::Str(other),
-                        &"`none`, `false` or a mapping of settings",
-                    )),
+                    other => {
+                        // Any other word is shorthand for `{kind: word}` where the settings
+                        // have a `kind` (e.g. `crop: random_resized`); a wrong word there
+                        // keeps its "unknown variant" message, with the valid ones.
+                        let one = std::iter::once(("kind", other));
+                        match T::deserialize(de::value::MapDeserializer::<_, E>::new(one)) {
+                            Ok(t) => Ok(Toggle::On(t)),
+                            Err(e) if e.to_string().starts_with("unknown variant") => {
+                                Err(E::custom(e.to_string().replacen(
+                                    ", expected ",
+                                    ", expected `none`, ",
+                                    1,
+                                )))
+                            }
+                            Err(_) => Err(E::invalid_value(
+                                de::Unexpected::Str(other),
+                                &"`none`, `false` or a mapping of settings",
+                            )),
+                        }
+                    }
                 }
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {

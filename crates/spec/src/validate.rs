@@ -70,10 +70,10 @@ pub fn fill_defaults(spec: &mut SpecFile, default_name: &str) {
     }
     let ds = spec.data.dataset;
     if spec.model.input.is_none() {
-        spec.model.input = Some(ds.input_shape().to_vec());
+        spec.model.input = ds.input_shape().map(|s| s.to_vec());
     }
     if spec.model.classes.is_none() {
-        spec.model.classes = Some(ds.classes());
+        spec.model.classes = ds.classes();
     }
     if spec.data.root.is_none() {
         spec.data.root = ds.default_root().map(str::to_string);
@@ -107,6 +107,72 @@ fn check_labels(labels: &[String], classes: usize) -> Result<(), Problem> {
                 format!("`{l}` already names class {j}: class names must be unique"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// The keys a folder dataset needs (`data.root`, `model.input` with 1 or 3 channels,
+/// `model.classes`), and the folder-only keys refused for the built-in datasets.
+fn folder_keys(s: &SpecFile) -> Result<(), Problem> {
+    if s.data.root.as_deref().is_none_or(str::is_empty) {
+        return Err(p(
+            "data.root",
+            "is required with data.dataset `folder`: the folder holding train/<class>/<images> \
+             (and optionally val/ and test/)"
+                .into(),
+        ));
+    }
+    match &s.model.input {
+        None => {
+            return Err(p(
+                "model.input",
+                "is required with data.dataset `folder`: give [C, H, W], e.g. [3, 32, 32]; \
+                 images are converted to C channels (1: grey, 3: RGB) and resized to H x W"
+                    .into(),
+            ))
+        }
+        Some(i) if i.first().is_some_and(|&c| c != 1 && c != 3) => {
+            return Err(p(
+                "model.input",
+                format!(
+                    "{i:?}: images of a folder can be read as 1 (grey) or 3 (RGB) channels, \
+                     not {}",
+                    i[0]
+                ),
+            ))
+        }
+        Some(_) => {}
+    }
+    if s.model.classes.is_none() {
+        return Err(p(
+            "model.classes",
+            "is required with data.dataset `folder`: the number of class folders under \
+             data.root/train"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses the folder-only keys (`data.resize`, `data.bad_images`) for a built-in dataset,
+/// whose images are read as they are.
+fn builtin_keys(s: &SpecFile) -> Result<(), Problem> {
+    let d = &s.data;
+    let ds = d.dataset;
+    if !d.resize.is_default() {
+        return Err(p(
+            "data.resize",
+            format!(
+                "applies only to data.dataset `folder`; the images of `{ds}` already have \
+                 the model's size"
+            ),
+        ));
+    }
+    if !d.bad_images.is_default() {
+        return Err(p(
+            "data.bad_images",
+            format!("applies only to data.dataset `folder`; `{ds}` has no image files"),
+        ));
     }
     Ok(())
 }
@@ -163,6 +229,11 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
         _ => {}
     }
     let ds = s.data.dataset;
+    if ds.is_folder() {
+        folder_keys(s)?;
+    } else {
+        builtin_keys(s)?;
+    }
     let input = m.input.clone().unwrap_or_default();
     if input.len() != 3 || input.contains(&0) {
         return Err(p(
@@ -183,25 +254,24 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
             format!("must be at least 2, got {classes}"),
         ));
     }
-    if input != ds.input_shape() {
-        return Err(p(
-            "model.input",
-            format!(
-                "{input:?} does not match the images of data.dataset `{}`, which are {:?}",
-                ds,
-                ds.input_shape()
-            ),
-        ));
+    if let Some(shape) = ds.input_shape() {
+        if input != shape {
+            return Err(p(
+                "model.input",
+                format!(
+                    "{input:?} does not match the images of data.dataset `{ds}`, which are \
+                     {shape:?}"
+                ),
+            ));
+        }
     }
-    if classes != ds.classes() {
-        return Err(p(
-            "model.classes",
-            format!(
-                "{classes} does not match data.dataset `{}`, which has {} classes",
-                ds,
-                ds.classes()
-            ),
-        ));
+    if let Some(n) = ds.classes() {
+        if classes != n {
+            return Err(p(
+                "model.classes",
+                format!("{classes} does not match data.dataset `{ds}`, which has {n} classes"),
+            ));
+        }
     }
     if let Some(labels) = &m.labels {
         check_labels(labels, classes)?;
@@ -259,15 +329,16 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
         }
     }
     let d = &s.data;
-    let n = ds.train_size();
-    if d.val_size >= n {
-        return Err(p(
-            "data.val_size",
-            format!(
-                "{} leaves no training data: {ds} has {n} training images",
-                d.val_size
-            ),
-        ));
+    if let Some(n) = ds.train_size() {
+        if d.val_size >= n {
+            return Err(p(
+                "data.val_size",
+                format!(
+                    "{} leaves no training data: {ds} has {n} training images",
+                    d.val_size
+                ),
+            ));
+        }
     }
     if d.prefetch == 0 || d.prefetch > 64 {
         return Err(p(
@@ -276,7 +347,7 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
         ));
     }
     if let Some(a) = d.augment.on() {
-        if let Some(c) = a.crop.on() {
+        if let Some(c) = a.crop.on().filter(|_| a.crop_padding() > 0) {
             let min = input[1].min(input[2]);
             if c.padding >= min {
                 return Err(p(

@@ -2,6 +2,7 @@
 //! training split, and the training batch configuration.
 
 use crate::error::{Result, TrainError};
+use crate::observer::{Silent, TrainObserver};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use wrnc_data::{BatchConfig, Dataset, Normalizer};
@@ -91,17 +92,40 @@ pub fn train_batch_config(recipe: &Recipe) -> BatchConfig {
 }
 
 /// Loads and splits the dataset, fits the normaliser and checks that the graph takes the
-/// dataset's images and predicts its number of classes.
+/// dataset's images and predicts its number of classes (see [`load_run_data_with`]).
 pub fn load_run_data(graph: &Graph, recipe: &Recipe) -> Result<RunData> {
+    load_run_data_with(graph, recipe, &mut Silent)
+}
+
+/// [`load_run_data`], telling `observer` how decoding a folder dataset progresses and what
+/// was loaded ([`TrainObserver::decode_progress`], [`TrainObserver::data_loaded`]).
+pub fn load_run_data_with(
+    graph: &Graph,
+    recipe: &Recipe,
+    observer: &mut dyn TrainObserver,
+) -> Result<RunData> {
     let d = &recipe.data;
-    let splits = wrnc_data::load_config_splits(d).map_err(|e| match e {
+    let input: [usize; 3] = graph.input_shape().try_into().map_err(|_| {
+        TrainError::Invalid(format!(
+            "model `{}` takes input {:?}, not images [C, H, W]",
+            graph.name,
+            graph.input_shape()
+        ))
+    })?;
+    let loaded = wrnc_data::load_config_data(d, input, &mut |p| observer.decode_progress(&p));
+    let (splits, report) = loaded.map_err(|e| match e {
         // The spec asks for more validation records than the folder the user named holds:
         // the user's setting, like the same check against the official sizes at spec time.
         wrnc_data::DataError::ValTooLarge { .. } => {
             TrainError::Invalid(format!("data.val_size: {e}"))
         }
+        // A folder dataset the user named is missing, badly laid out or has bad images.
+        e if e.is_user_input() => TrainError::Invalid(format!("data.root: {e}")),
         e => TrainError::Data(e.to_string()),
     })?;
+    if let Some(r) = &report {
+        observer.data_loaded(r);
+    }
     let norm =
         Normalizer::fit(d.normalize, &splits.train).map_err(|e| TrainError::Data(e.to_string()))?;
     let t = &splits.train;
@@ -112,6 +136,18 @@ pub fn load_run_data(graph: &Graph, recipe: &Recipe) -> Result<RunData> {
             graph.name,
             graph.input_shape(),
             d.dataset
+        )));
+    }
+    if let (Some(r), true) = (&report, graph.classes() != t.classes()) {
+        return Err(TrainError::Invalid(format!(
+            "model.classes: model `{}` predicts {} classes but the folder {} has {} class \
+             folders ({}); set model.classes: {}",
+            graph.name,
+            graph.classes(),
+            r.root.display(),
+            t.classes(),
+            t.class_names().join(", "),
+            t.classes()
         )));
     }
     if graph.classes() != t.classes() {

@@ -90,3 +90,4 @@ pub use predictions::{ClassMetrics, Prediction, Predictions};
 pub use rundir::EpochMetrics;
 pub use step::{Gradients, StepOutput};
 pub use trainer::{compute_dtype, train, train_with, RunStatus, TrainOptions, TrainOutcome};
+pub use wrnc_data::{DecodeProgress, FolderReport};

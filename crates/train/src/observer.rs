@@ -5,6 +5,7 @@
 use crate::data::Split;
 use crate::memory::MemoryEstimate;
 use crate::rundir::EpochMetrics;
+use wrnc_data::{DecodeProgress, FolderReport};
 
 /// The training steps of an epoch are about to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +77,12 @@ pub trait TrainObserver {
     /// The run's memory estimate, which fits the limits of the process (before the run
     /// directory is created).
     fn memory_estimate(&mut self, _estimate: &MemoryEstimate) {}
+    /// The images of a folder dataset are being decoded (before the first epoch; not called
+    /// when they come from the decode cache): first with `done` 0, then after each chunk.
+    fn decode_progress(&mut self, _progress: &DecodeProgress) {}
+    /// A folder dataset was loaded: its classes, counts, ignored and skipped files, and how
+    /// the decode cache was used.
+    fn data_loaded(&mut self, _report: &FolderReport) {}
 }
 
 /// An observer that ignores everything.

@@ -3,7 +3,7 @@
 
 use crate::backend::Kernels;
 use crate::checkpoint::CheckpointMeta;
-use crate::data::{load_run_data, train_batch_config, Split};
+use crate::data::{load_run_data_with, train_batch_config, Split};
 use crate::device::{device_name, select_device, set_tf32};
 use crate::error::{Result, TrainError};
 use crate::eval::evaluate_model;
@@ -510,7 +510,7 @@ pub fn train_with(
     } else if dir.join(rundir::STATE_FILE).exists() {
         return Err(already_a_run());
     } else {
-        Some(load_run_data(graph, recipe)?)
+        Some(load_run_data_with(graph, recipe, observer)?)
     };
     // The memory the run needs, against the limits of this process, before anything big is
     // allocated and before the run directory exists.
@@ -526,11 +526,13 @@ pub fn train_with(
     set_tf32(&device, recipe.train.tf32);
     let settings = settings_json(graph, recipe)?;
     let existing = read_state(&dir)?;
-    let eval_split_guess = if recipe.data.val_size > 0 {
+    // A folder dataset's val/ folder gives a validation split with val_size 0: the run's
+    // run.json says which split it evaluated.
+    let eval_split_guess = recorded_eval_split(&dir).unwrap_or(if recipe.data.val_size > 0 {
         Split::Val
     } else {
         Split::Test
-    };
+    });
 
     let mut run = if opts.resume {
         let state = existing.ok_or_else(|| {
@@ -655,10 +657,15 @@ fn check_memory(
         },
         None => {
             let kind = recipe.data.dataset;
+            // A folder's sizes are known only once it is read: its images are not counted.
+            let (train, test) = (
+                kind.train_size().unwrap_or(0),
+                kind.test_size().unwrap_or(0),
+            );
             DataSize {
-                images: (kind.train_size() + kind.test_size()) as u64,
-                values_per_image: kind.input_shape().iter().product::<usize>() as u64,
-                eval_images: recipe.data.val_size.max(kind.test_size()) as u64,
+                images: (train + test) as u64,
+                values_per_image: graph.input_shape().iter().product::<usize>() as u64,
+                eval_images: recipe.data.val_size.max(test) as u64,
             }
         }
     };
@@ -720,6 +727,13 @@ fn check_memory(
     Ok(estimate)
 }
 
+/// The split a run evaluated after each epoch, as its `run.json` records it.
+fn recorded_eval_split(dir: &Path) -> Option<Split> {
+    let text = std::fs::read_to_string(dir.join(rundir::RUN_FILE)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    serde_json::from_value(v.get("epoch_eval_split")?.clone()).ok()
+}
+
 fn write_run_json(run: &Run<'_>, data: &crate::data::RunData, device: &str) -> Result<()> {
     let split = data.epoch_eval_split();
     let info = serde_json::json!({
@@ -762,7 +776,7 @@ fn train_epochs(
     let (recipe, opts) = (run.recipe, run.opts);
     let data = match data {
         Some(d) => d,
-        None => load_run_data(run.graph, recipe)?,
+        None => load_run_data_with(run.graph, recipe, observer)?,
     };
     run.normalization = Some(wrnc_data::Normalizer::clone(&data.norm));
     run.class_names = match &opts.class_names {

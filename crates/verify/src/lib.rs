@@ -22,7 +22,7 @@ pub use compare::{
 pub use error::{Result, VerifyError};
 pub use model::{ModelSource, TractModel};
 pub use predict::{
-    collect_images, decode_image, image_limits, load_image, preprocess, top_k, Prediction,
-    Predictor,
+    collect_images, decode_image, image_limits, load_image, preprocess, preprocess_with, top_k,
+    Prediction, Predictor,
 };
 pub use text::{about_file, printable, printable_path};

@@ -1,10 +1,12 @@
 //! Classifying images with an exported model.
 //!
-//! Preprocessing follows the file's metadata: the image is converted to the model's channel
-//! count (grey via the `image` crate's luma conversion for 1 channel, RGB for 3; alpha is
-//! dropped), resized to the metadata's `[H, W]` with the Triangle (bilinear) filter when its
-//! size differs (aspect ratio is not kept), laid out CHW, scaled by `normalization.scale`
-//! (1/255) and normalised with the recorded mode and statistics.
+//! Preprocessing follows the file's metadata and is the one training used
+//! ([`wrnc_data::pixels`]): the image is converted to the model's channel count (grey via the
+//! `image` crate's luma conversion for 1 channel, RGB for 3; alpha is dropped), resized to the
+//! metadata's `[H, W]` by its `resize` entry (mode and filter of the spec's `data.resize`;
+//! files without one: `stretch` with the Triangle filter, the aspect ratio not kept) when its
+//! size differs, laid out CHW, scaled by `normalization.scale` (1/255) and normalised with the
+//! recorded mode and statistics.
 //!
 //! Images are handled one at a time: decoded (within [`image_limits`]), preprocessed to the
 //! model's small input and dropped before the next one is read, so memory does not grow with
@@ -15,28 +17,12 @@ use crate::model::{ModelSource, TractModel};
 use image::imageops::FilterType;
 use image::DynamicImage;
 use std::path::{Path, PathBuf};
+use wrnc_data::pixels;
+pub use wrnc_data::pixels::{image_limits, IMAGE_EXTENSIONS, MAX_IMAGE_ALLOC, MAX_IMAGE_SIDE};
 use wrnc_onnx::{ModelInfo, Normalization};
+use wrnc_recipe::Resize;
 
-/// Largest image width and height accepted by the decoder.
-pub const MAX_IMAGE_SIDE: u32 = 32_768;
-
-/// Most bytes the decoder may allocate for one image (the `image` crate's default, 512 MiB).
-pub const MAX_IMAGE_ALLOC: u64 = 512 << 20;
-
-/// File extensions (lower case) taken from folders by [`collect_images`].
-pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
-
-/// The decoder's limits: at most [`MAX_IMAGE_SIDE`] pixels a side and [`MAX_IMAGE_ALLOC`]
-/// bytes per image.
-pub fn image_limits() -> image::Limits {
-    let mut l = image::Limits::default();
-    l.max_image_width = Some(MAX_IMAGE_SIDE);
-    l.max_image_height = Some(MAX_IMAGE_SIDE);
-    l.max_alloc = Some(MAX_IMAGE_ALLOC);
-    l
-}
-
-/// The resize filter used by [`preprocess`].
+/// The resize filter used by [`preprocess`] and for files that record no `resize` entry.
 pub const RESIZE_FILTER: FilterType = FilterType::Triangle;
 
 /// One ranked class.
@@ -53,23 +39,11 @@ pub struct Prediction {
 /// Decodes a PNG or JPEG from memory (format guessed from the bytes, within
 /// [`image_limits`]).
 pub fn decode_image(bytes: &[u8], name: &Path) -> Result<DynamicImage> {
-    decode(image::ImageReader::new(std::io::Cursor::new(bytes)), name)
-}
-
-fn decode<R: std::io::BufRead + std::io::Seek>(
-    reader: image::ImageReader<R>,
-    name: &Path,
-) -> Result<DynamicImage> {
-    let mut reader = reader
-        .with_guessed_format()
-        .map_err(|e| VerifyError::Image {
+    pixels::decode_reader(image::ImageReader::new(std::io::Cursor::new(bytes))).map_err(|message| {
+        VerifyError::Image {
             path: name.to_path_buf(),
-            message: e.to_string(),
-        })?;
-    reader.limits(image_limits());
-    reader.decode().map_err(|e| VerifyError::Image {
-        path: name.to_path_buf(),
-        message: format!("cannot decode the image (PNG and JPEG are supported): {e}"),
+            message,
+        }
     })
 }
 
@@ -80,18 +54,11 @@ pub fn load_image(path: &Path) -> Result<DynamicImage> {
         path: path.to_path_buf(),
         source,
     })?;
-    decode(image::ImageReader::new(std::io::BufReader::new(f)), path)
-}
-
-fn is_hidden(p: &Path) -> bool {
-    p.file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-}
-
-fn has_image_extension(p: &Path) -> bool {
-    p.extension().is_some_and(|e| {
-        let e = e.to_string_lossy().to_ascii_lowercase();
-        IMAGE_EXTENSIONS.contains(&e.as_str())
+    pixels::decode_reader(image::ImageReader::new(std::io::BufReader::new(f))).map_err(|message| {
+        VerifyError::Image {
+            path: path.to_path_buf(),
+            message,
+        }
     })
 }
 
@@ -106,10 +73,10 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         .collect::<std::io::Result<Vec<_>>>()
         .map_err(io)?;
     entries.sort();
-    for p in entries.into_iter().filter(|p| !is_hidden(p)) {
+    for p in entries.into_iter().filter(|p| !pixels::is_hidden(p)) {
         if p.is_dir() {
             walk(&p, out)?;
-        } else if has_image_extension(&p) {
+        } else if pixels::has_image_extension(&p) {
             out.push(p);
         }
     }
@@ -133,50 +100,26 @@ pub fn collect_images<P: AsRef<Path>>(paths: &[P]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Converts an image to normalised CHW floats of shape `[C, H, W]` (see the module docs).
-/// `norm = None` only scales pixels by 1/255.
+/// Converts an image to normalised CHW floats of shape `[C, H, W]` (see the module docs),
+/// resizing with the default `stretch` / Triangle; see [`preprocess_with`].
 pub fn preprocess(
     img: &DynamicImage,
     shape: [usize; 3],
     norm: Option<&Normalization>,
 ) -> Result<Vec<f32>> {
-    let [c, h, w] = shape;
-    let (Ok(h32), Ok(w32)) = (u32::try_from(h), u32::try_from(w)) else {
-        return Err(VerifyError::Input(format!(
-            "input shape {shape:?} is too large"
-        )));
-    };
-    let resize = |i: DynamicImage| {
-        if i.width() == w32 && i.height() == h32 {
-            i
-        } else {
-            i.resize_exact(w32, h32, RESIZE_FILTER)
-        }
-    };
-    let mut chw = vec![0.0f32; c * h * w];
-    match c {
-        1 => {
-            let g = resize(DynamicImage::ImageLuma8(img.to_luma8())).to_luma8();
-            for (i, p) in g.pixels().enumerate() {
-                chw[i] = p.0[0] as f32;
-            }
-        }
-        3 => {
-            let rgb = resize(DynamicImage::ImageRgb8(img.to_rgb8())).to_rgb8();
-            let plane = h * w;
-            for (i, p) in rgb.pixels().enumerate() {
-                for ch in 0..3 {
-                    chw[ch * plane + i] = p.0[ch] as f32;
-                }
-            }
-        }
-        _ => {
-            return Err(VerifyError::Input(format!(
-                "the model takes {c}-channel images; only 1 (grey) and 3 (RGB) can be made \
-                 from image files"
-            )))
-        }
-    }
+    preprocess_with(img, shape, Resize::default(), norm)
+}
+
+/// Converts an image to normalised CHW floats of shape `[C, H, W]`, resizing by `resize`
+/// (see the module docs). `norm = None` only scales pixels by 1/255.
+pub fn preprocess_with(
+    img: &DynamicImage,
+    shape: [usize; 3],
+    resize: Resize,
+    norm: Option<&Normalization>,
+) -> Result<Vec<f32>> {
+    let px = pixels::to_model_pixels(img, shape, resize).map_err(VerifyError::Input)?;
+    let mut chw: Vec<f32> = px.into_iter().map(f32::from).collect();
     match norm {
         Some(n) => n.apply(&mut chw, shape)?,
         None => chw.iter_mut().for_each(|v| *v /= 255.0),
@@ -249,10 +192,25 @@ impl Predictor {
         &self.model
     }
 
+    /// The resize applied to images of another size: the file's `resize` entry, else
+    /// `stretch` with the Triangle filter.
+    pub fn resize(&self) -> Resize {
+        self.model
+            .info()
+            .resize
+            .map(|r| r.resize())
+            .unwrap_or_default()
+    }
+
     /// Preprocesses one image for this model.
     pub fn preprocess(&self, img: &DynamicImage) -> Result<Vec<f32>> {
         let info = self.model.info();
-        preprocess(img, info.input_shape, self.normalization.as_ref())
+        preprocess_with(
+            img,
+            info.input_shape,
+            self.resize(),
+            self.normalization.as_ref(),
+        )
     }
 
     /// Classifies a batch of images, returning the top `k` classes of each.

@@ -246,3 +246,47 @@ fn predict_grey_model_per_pixel_mean() {
     let (_, probs) = reference::evaluate(&g, &w, &x, 1).unwrap();
     assert_eq!(preds[0][0].class, wrnc_verify::argmax(&probs).unwrap());
 }
+
+#[test]
+fn predict_applies_the_recorded_resize() {
+    // A 6x6 grey model; a 6-wide, 3-high image of columns 10, 20, ..., 60.
+    let g = plain(1);
+    let w = weights(&g, 3);
+    let img = image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(6, 3, |x, _| {
+        image::Luma([10 * (x as u8 + 1)])
+    }));
+    let none = Normalization::none(1);
+    let pixels = |resize: Option<wrnc_recipe::Resize>| {
+        let m = ExportMetadata {
+            normalization: Some(none.clone()),
+            resize,
+            ..meta(5)
+        };
+        let bytes = to_bytes(&export(&g, &w, &ExportOptions::default(), &m).unwrap());
+        let p = Predictor::load(&bytes).unwrap();
+        assert_eq!(p.resize(), resize.unwrap_or_default());
+        let x = p.preprocess(&img).unwrap();
+        x.iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect::<Vec<u8>>()
+    };
+    let nearest = |mode| {
+        Some(wrnc_recipe::Resize {
+            mode,
+            filter: wrnc_recipe::ResizeFilter::Nearest,
+        })
+    };
+    // pad: the image fits as it is (6x3), centred on black rows (one above, two below).
+    let padded = pixels(nearest(wrnc_recipe::ResizeMode::Pad));
+    let row: Vec<u8> = (1..=6).map(|v| 10 * v).collect();
+    assert_eq!(&padded[..6], &[0; 6]);
+    assert_eq!(&padded[6..12], &row[..]);
+    assert_eq!(&padded[24..], &[0; 12]);
+    // shorter_side: scaled x2 to 12x6, then the centre 6 columns (3 source columns) kept.
+    let cropped = pixels(nearest(wrnc_recipe::ResizeMode::ShorterSide));
+    assert_eq!(&cropped[..6], &[20, 30, 30, 40, 40, 50]);
+    // A file without the entry: stretch (every row the same, all 6 columns kept).
+    let stretched = pixels(None);
+    assert_eq!(&stretched[..6], &stretched[30..]);
+    assert_ne!(stretched, padded);
+}

@@ -16,6 +16,7 @@ pub fn digits_recipe(epochs: usize, batch_size: usize, seed: u64) -> Recipe {
         crop: Toggle::On(Crop {
             padding: 1,
             mode: PadMode::Zero,
+            ..Crop::default()
         }),
         flip: false,
     });
