@@ -24,9 +24,12 @@ pub use dataset::{
     DIGITS_CLASSES,
 };
 pub use error::UnknownName;
-pub use export::ExportConfig;
+pub use export::{ExportConfig, ExportWeights};
 pub use toggle::Toggle;
-pub use train::{DecayOn, DeviceKind, Precision, Schedule, Sgd, TrainConfig};
+pub use train::{
+    DecayOn, DeviceKind, Ema, OptimizerKind, Precision, Schedule, Sgd, TrainConfig,
+    DEFAULT_ADAM_BETAS, DEFAULT_ADAM_EPS, DEFAULT_SAM_RHO,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -77,7 +77,7 @@ pub use init::init_weights;
 pub use kernels::threads as kernel_threads;
 pub use model::{Mode, Model};
 pub use observer::{EpochEnd, EpochStart, Notice, Silent, StepProgress, TrainObserver};
-pub use ops::cross_entropy;
+pub use ops::{cross_entropy, cross_entropy_smoothed};
 pub use optim::SgdOptimizer;
 pub use rundir::EpochMetrics;
 pub use step::{Gradients, StepOutput};

@@ -202,6 +202,7 @@ mod tests {
             nesterov,
             weight_decay,
             weight_decay_on: on,
+            ..Sgd::default()
         }
     }
 

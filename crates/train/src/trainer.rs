@@ -334,6 +334,17 @@ fn validate(recipe: &Recipe) -> Result<()> {
     if recipe.export.onnx {
         rundir::check_export_file(&recipe.export.file)?;
     }
+    let t = &recipe.train;
+    if t.optimizer.kind != wrnc_recipe::OptimizerKind::Sgd
+        || t.grad_clip.is_some()
+        || t.ema.is_some()
+    {
+        return Err(TrainError::Invalid(
+            "train.optimizer.kind other than sgd, train.grad_clip and train.ema are not \
+             implemented yet"
+                .into(),
+        ));
+    }
     Ok(())
 }
 
@@ -691,7 +702,9 @@ fn train_epochs(
                 seed,
                 step: run.state.global_step,
             };
-            let step = run.model.loss_and_grads(&x, &batch.labels, mode)?;
+            let step =
+                run.model
+                    .loss_and_grads_smoothed(&x, &batch.labels, mode, tc.label_smoothing)?;
             let value = step.loss;
             if !value.is_finite() {
                 observer.steps_finished();
