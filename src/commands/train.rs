@@ -271,12 +271,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         })?;
     // With a validation split, export the weights that scored best on it; without one the
-    // per-epoch evaluation ran on the test set, and choosing on it would leak: export last.
-    let file = if outcome.eval_split == Split::Val {
-        rundir::BEST_FILE
-    } else {
-        rundir::LAST_FILE
-    };
+    // per-epoch evaluation ran on the test set, and choosing on it would leak: export last
+    // (the EMA of the weights when `train.ema` is on and `export.weights` is not `raw`).
+    let file = wrnc_train::export_weights_file(&recipe, outcome.eval_split);
     let onnx_path = outcome.run_dir.join(&recipe.export.file);
     match outcome.status {
         RunStatus::Interrupted => {
