@@ -99,7 +99,7 @@ impl TrainObserver for Terminal {
     fn epoch_finished(&mut self, e: &EpochEnd) {
         let m = &e.metrics;
         eprintln!(
-            "epoch {}/{}: lr {:.5}  train loss {:.4} acc {:.2}%  {} loss {:.4} acc {:.2}%{}  \
+            "epoch {}/{}: lr {:.5}  train loss {:.4} acc {:.2}%  {} loss {:.4} acc {:.2}%{}{}  \
              {:.1}s  {:.0} img/s",
             m.epoch,
             e.epochs,
@@ -109,6 +109,10 @@ impl TrainObserver for Terminal {
             e.split,
             m.val_loss,
             m.val_acc * 100.0,
+            match (m.ema_val_loss, m.ema_val_acc) {
+                (Some(l), Some(a)) => format!("  ema loss {l:.4} acc {:.2}%", a * 100.0),
+                _ => String::new(),
+            },
             if e.improved { " (best)" } else { "" },
             m.seconds,
             m.images_per_sec
