@@ -397,16 +397,10 @@ impl Run<'_> {
         Ok(w)
     }
 
-    /// The EMA weights with `meta` plus the run's model, spec and normaliser recorded.
+    /// The EMA weights with the same metadata as [`Run::weights`] records.
     fn ema_weights(&self, ema: &EmaState, meta: CheckpointMeta) -> Result<Weights> {
-        let mut w = ema.to_weights(&self.model)?;
-        CheckpointMeta {
-            model: Some(self.graph.name.clone()),
-            spec: Some(self.opts.spec_name.clone()).filter(|s| !s.is_empty()),
-            normalizer: self.normalization.clone(),
-            ..meta
-        }
-        .write_to(&mut w.metadata);
+        let mut w = self.weights(meta)?;
+        w.tensors = ema.to_weights(&self.model)?.tensors;
         Ok(w)
     }
 
