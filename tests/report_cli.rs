@@ -374,3 +374,35 @@ fn without_a_val_split_the_report_says_best_was_chosen_on_the_test_set() {
     let r = wrnc(&["report", utf8(dir.path())]);
     assert_usage_error(&r, &["not a wrnc run directory", "spec.resolved.yaml"]);
 }
+
+#[test]
+fn an_ema_run_reports_its_extra_metrics_columns_and_the_exported_ema_weights() {
+    let dir = tempdir();
+    let run = dir.path().join("run");
+    let r = train(
+        "specs/quickstart.yaml",
+        &run,
+        &[
+            "--set",
+            "train.epochs=1",
+            "--set",
+            "train.ema.decay=0.9",
+            "--quiet",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let header = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(
+        header
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(",ema_val_loss,ema_val_acc"),
+        "{header}"
+    );
+    let html = std::fs::read_to_string(run.join("report.html"))
+        .unwrap_or_else(|e| panic!("no report ({e}): {}", r.stderr));
+    let data = report_data(&html);
+    assert_eq!(data["classes"]["weights_file"], "ema.safetensors");
+    assert_eq!(data["epochs"].as_array().unwrap().len(), 1);
+}

@@ -330,6 +330,45 @@ fn validation_errors_name_file_field_line_and_fix() {
             ),
             needles: &["train.schedule.milestones", "increasing"],
         },
+        Case {
+            name: "SAM's rho with SGD",
+            yaml: wrn_spec(
+                "{depth: 10, width: 1}",
+                "train:\n  optimizer:\n    lr: 0.1\n    rho: 0.1\n",
+            ),
+            needles: &[":6:5:", "train.optimizer.rho", "kind sam", "kind is sgd"],
+        },
+        Case {
+            name: "AdamW's betas out of range",
+            yaml: wrn_spec(
+                "{depth: 10, width: 1}",
+                "train:\n  optimizer: {kind: adamw, betas: [0.9, 1.0]}\n",
+            ),
+            needles: &["train.optimizer.betas[1]", "[0, 1)"],
+        },
+        Case {
+            name: "label smoothing above 1",
+            yaml: wrn_spec("{depth: 10, width: 1}", "train:\n  label_smoothing: 1.5\n"),
+            needles: &[":4:3:", "train.label_smoothing", "[0, 1]"],
+        },
+        Case {
+            name: "EMA decay 1",
+            yaml: wrn_spec("{depth: 10, width: 1}", "train:\n  ema: {decay: 1.0}\n"),
+            needles: &["train.ema.decay", "[0, 1)"],
+        },
+        Case {
+            name: "EMA export without EMA",
+            yaml: wrn_spec("{depth: 10, width: 1}", "export:\n  weights: ema\n"),
+            needles: &[":4:3:", "export.weights", "train.ema is off"],
+        },
+        Case {
+            name: "unknown optimiser kind",
+            yaml: wrn_spec(
+                "{depth: 10, width: 1}",
+                "train:\n  optimizer: {kind: adam}\n",
+            ),
+            needles: &["train.optimizer.kind", "adamw"],
+        },
     ];
     let dir = tempdir();
     for c in cases {

@@ -261,3 +261,46 @@ fn eval_and_export_use_the_normalisation_recorded_in_the_weights() {
         r.stderr
     );
 }
+
+#[test]
+fn ema_is_evaluated_each_epoch_saved_and_exported() {
+    let dir = tempdir();
+    let run = dir.path().join("ema");
+    let r = wrnc(&[
+        "train",
+        "specs/quickstart.yaml",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "train.ema={decay: 0.9, warmup: true}",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("ema loss"), "{}", r.stderr);
+    assert!(r.stderr.contains("(from ema.safetensors)"), "{}", r.stderr);
+    let text = std::fs::read_to_string(run.join("metrics.csv")).unwrap();
+    assert!(text
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with(",ema_val_loss,ema_val_acc"));
+    let rows = csv_rows(&run.join("metrics.csv"));
+    let recorded: f64 = rows.last().unwrap()[9].parse().unwrap();
+    // The saved average scores what the trainer measured for it.
+    let ema = run.join("ema.safetensors");
+    let r = wrnc(&[
+        "eval",
+        "specs/quickstart.yaml",
+        "--weights",
+        ema.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let acc = v["accuracy"].as_f64().unwrap();
+    assert!(
+        (acc - recorded).abs() < 1e-5,
+        "eval {acc} vs recorded {recorded}"
+    );
+}

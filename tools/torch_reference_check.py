@@ -6,6 +6,15 @@ Replays one wrnc training run in PyTorch from the same initial weights, on the s
 per-step losses (steps.csv) and every tensor of last.safetensors (weights, BN running stats).
 The network is read from `wrnc expand`, so any spec works; dropout must be 0.
 
+The spec's (or --set's) train.label_smoothing (F.cross_entropy(label_smoothing=)),
+train.grad_clip (torch.nn.utils.clip_grad_norm_), train.optimizer.kind sam (davda54/sam's
+SAM, `adaptive` for ASAM, momentum 0 in the second pass's batch norm), adamw
+(torch.optim.AdamW) and train.ema (timm ModelEmaV2 update; V3 warm-up) are replayed too; with
+EMA, ema.safetensors is compared as well. Example:
+
+    tools/torch_reference_check.py specs/quickstart.yaml --set train.label_smoothing=0.1 \
+        --set train.grad_clip=1.0 --set "train.ema={decay: 0.9}"
+
     tools/torch_reference_check.py SPEC [--epochs N] [--batch-size N] [--wrnc target/release/wrnc]
 
 Set REF_DTYPE=f32 to run PyTorch in f32 (default f64, the exact reference).
@@ -59,6 +68,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=512,
                     help="few, large steps: f32 rounding differences grow chaotically over many")
     ap.add_argument("--wrnc", default=os.path.join(ROOT, "target/release/wrnc"))
+    ap.add_argument("--set", action="append", default=[], help="extra wrnc --set KEY=VALUE")
     a = ap.parse_args()
     dt = torch.float32 if os.environ.get("REF_DTYPE") == "f32" else torch.float64
     torch.set_default_dtype(dt)
@@ -67,6 +77,8 @@ def main():
             "--set", "data.augment=none", "--set", "data.val_size=0",
             "--set", "train.schedule={kind: constant}", "--set", "train.warmup_epochs=0",
             "--set", "export.onnx=false"]
+    for kv in a.set:
+        sets += ["--set", kv]
     spec = json.loads(json.dumps(__import__("yaml").safe_load(run([a.wrnc, "expand", a.spec] + sets))))
     assert spec["data"]["dataset"] == "digits", "only the embedded digits dataset is supported"
     init = os.path.join(tmp, "init.safetensors")
@@ -83,8 +95,20 @@ def main():
              (k.endswith(".weight") and params[k].dim() > 1)]
     groups = [{"params": [params[k] for k in decay], "weight_decay": opt_cfg["weight_decay"]},
               {"params": [params[k] for k in trainable if k not in decay], "weight_decay": 0.0}]
-    opt = torch.optim.SGD(groups, lr=opt_cfg["lr"], momentum=opt_cfg["momentum"],
-                          dampening=opt_cfg["dampening"], nesterov=opt_cfg["nesterov"])
+    kind = opt_cfg.get("kind", "sgd")
+    if kind == "adamw":
+        opt = torch.optim.AdamW(groups, lr=opt_cfg["lr"], betas=tuple(opt_cfg.get("betas", (0.9, 0.999))),
+                                eps=opt_cfg.get("eps", 1e-8))
+    else:
+        opt = torch.optim.SGD(groups, lr=opt_cfg["lr"], momentum=opt_cfg["momentum"],
+                              dampening=opt_cfg["dampening"], nesterov=opt_cfg["nesterov"])
+    tc = spec["train"]
+    smoothing = tc.get("label_smoothing", 0.0)
+    clip = tc.get("grad_clip")
+    rho, adaptive = opt_cfg.get("rho", 0.05), opt_cfg.get("adaptive", False)
+    ema_cfg = tc.get("ema")
+    ema = {k: v.detach().clone() for k, v in params.items()} if ema_cfg else None
+    bn_momentum = [None]  # None: the layer's own; 0.0 in SAM's second pass
     x_all, y_all = digits()
     x = x_all.astype(np.float64) / 255.0
     mode = spec["data"]["normalize"]
@@ -114,7 +138,8 @@ def main():
                 h = F.batch_norm(h if h.dim() > 2 else h, params[name + ".running_mean"],
                                  params[name + ".running_var"], params[name + ".weight"],
                                  params[name + ".bias"], training=True,
-                                 momentum=l.get("momentum", 0.1), eps=l.get("eps", 1e-5))
+                                 momentum=l.get("momentum", 0.1) if bn_momentum[0] is None
+                                 else bn_momentum[0], eps=l.get("eps", 1e-5))
             elif op == "relu":
                 h = F.relu(h)
             elif op == "add":
@@ -142,11 +167,41 @@ def main():
     for epoch in range(a.epochs):
         for i in range(0, len(x), bs):
             xb = torch.tensor(x[i:i + bs], dtype=dt); yb = torch.tensor(y_all[i:i + bs])
+            ps = [params[k] for k in trainable]
             opt.zero_grad()
-            loss = F.cross_entropy(forward(xb), yb)
+            loss = F.cross_entropy(forward(xb), yb, label_smoothing=smoothing)
             loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(ps, clip)
+            if kind == "sam":
+                # davda54/sam first_step / second_step
+                with torch.no_grad():
+                    norm = torch.norm(torch.stack([((torch.abs(p) if adaptive else 1.0) * p.grad).norm(p=2)
+                                                   for p in ps]), p=2)
+                    scale = rho / (norm + 1e-12)
+                    old = [p.data.clone() for p in ps]
+                    for p in ps:
+                        p.add_((torch.pow(p, 2) if adaptive else 1.0) * p.grad * scale)
+                opt.zero_grad()
+                bn_momentum[0] = 0.0
+                F.cross_entropy(forward(xb), yb, label_smoothing=smoothing).backward()
+                bn_momentum[0] = None
+                if clip is not None:
+                    torch.nn.utils.clip_grad_norm_(ps, clip)
+                with torch.no_grad():
+                    for p, o in zip(ps, old):
+                        p.data = o
             opt.step()
             losses.append(loss.item())
+            if ema is not None:
+                n = len(losses)
+                d = ema_cfg["decay"]
+                if ema_cfg.get("warmup"):
+                    s_ = n - 1
+                    d = 0.0 if s_ <= 0 else max(min(1 - (1 + s_) ** (-2 / 3), d), 0.0)
+                with torch.no_grad():
+                    for k, v in params.items():
+                        ema[k] = d * ema[k] + (1 - d) * v.detach()
     wl = [float(r.split(",")[3]) for r in open(os.path.join(out, "steps.csv")).read().split("\n")[1:] if r]
     assert len(wl) == len(losses), (len(wl), len(losses))
     rel = max(abs(p - q) / max(abs(q), 1e-12) for p, q in zip(wl, losses))
@@ -159,6 +214,12 @@ def main():
         d = np.abs(got[k] - ref).max() / max(np.abs(ref).max(), 1e-12)
         worst = max(worst, (d, k))
     print(f"tensors: {len(params)}; worst relative difference {worst[0]:.2e} ({worst[1]})")
+    if ema is not None:
+        got = read_safetensors(os.path.join(out, "ema.safetensors"))
+        ew = max((np.abs(got[k] - v.numpy()).max() / max(np.abs(v.numpy()).max(), 1e-12), k)
+                 for k, v in ema.items())
+        print(f"ema tensors: worst relative difference {ew[0]:.2e} ({ew[1]})")
+        worst = max(worst, ew)
     # f32 rounding grows over steps; PyTorch's own f32 run differs from its f64 run by the
     # same order (see docs/training.md), so these bounds catch semantic errors, not rounding.
     ok = rel < 1e-4 and worst[0] < 1e-2

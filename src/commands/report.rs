@@ -67,7 +67,9 @@ fn csv(dir: &Path, name: &str, header: &str) -> Result<Vec<(usize, Vec<String>)>
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let mut lines = text.lines();
-    if lines.next() != Some(header) {
+    // Later columns may follow (e.g. the EMA's with `train.ema`).
+    let known = |l: &str| l == header || l.starts_with(&format!("{header},"));
+    if !lines.next().is_some_and(known) {
         return Err(UsageError(format!(
             "{} does not start with the header `{header}`; is {} a wrnc run directory?",
             path.display(),
@@ -258,12 +260,9 @@ pub fn gather(dir: &Path, device: Option<DeviceKind>) -> Result<RunReport> {
         _ if recipe.data.val_size > 0 => Split::Val,
         _ => Split::Test,
     };
-    // The weights `wrnc train` exports: best on the validation split, else the last ones.
-    let weights_file = if eval_split == Split::Val {
-        rundir::BEST_FILE
-    } else {
-        rundir::LAST_FILE
-    };
+    // The weights `wrnc train` exports (best on the validation split, else the last ones;
+    // the EMA's with `train.ema`).
+    let weights_file = wrnc_train::export_weights_file(&recipe, eval_split);
     let device = device.unwrap_or(recipe.train.device);
     let weights = Weights::load_for(&dir.join(weights_file), &spec.graph);
     let eval = match &weights {
@@ -288,13 +287,12 @@ pub fn gather(dir: &Path, device: Option<DeviceKind>) -> Result<RunReport> {
         .and_then(|i| i.training.as_ref())
         .and_then(|t| t.test_accuracy);
     match eval_split {
-        Split::Test | Split::Train => report.notes.push(
+        Split::Test | Split::Train => report.notes.push(format!(
             "This run has no validation split (data.val_size is 0): the per-epoch evaluation \
              ran on the test set, so the \"best\" epoch (best.safetensors) was chosen on the \
              test set and its accuracy is optimistic. The export and the test results below \
-             use last.safetensors, which was not chosen on the test set."
-                .into(),
-        ),
+             use {weights_file}, which was not chosen on the test set."
+        )),
         Split::Val => report.notes.push(format!(
             "The per-epoch curves use the validation split, and the best epoch was chosen on \
              it; the test results below are the exported weights ({weights_file}) evaluated \

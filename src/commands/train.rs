@@ -138,7 +138,7 @@ impl TrainObserver for Terminal {
     fn epoch_finished(&mut self, e: &EpochEnd) {
         let m = &e.metrics;
         eprintln!(
-            "epoch {}/{}: lr {:.5}  train loss {:.4} acc {:.2}%  {} loss {:.4} acc {:.2}%{}  \
+            "epoch {}/{}: lr {:.5}  train loss {:.4} acc {:.2}%  {} loss {:.4} acc {:.2}%{}{}  \
              {:.1}s  {:.0} img/s",
             m.epoch,
             e.epochs,
@@ -148,6 +148,10 @@ impl TrainObserver for Terminal {
             e.split,
             m.val_loss,
             m.val_acc * 100.0,
+            match (m.ema_val_loss, m.ema_val_acc) {
+                (Some(l), Some(a)) => format!("  ema loss {l:.4} acc {:.2}%", a * 100.0),
+                _ => String::new(),
+            },
             if e.improved { " (best)" } else { "" },
             m.seconds,
             m.images_per_sec
@@ -401,12 +405,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             }
         })?;
     // With a validation split, export the weights that scored best on it; without one the
-    // per-epoch evaluation ran on the test set, and choosing on it would leak: export last.
-    let file = if outcome.eval_split == Split::Val {
-        rundir::BEST_FILE
-    } else {
-        rundir::LAST_FILE
-    };
+    // per-epoch evaluation ran on the test set, and choosing on it would leak: export last
+    // (the EMA of the weights when `train.ema` is on and `export.weights` is not `raw`).
+    let file = wrnc_train::export_weights_file(&recipe, outcome.eval_split);
     let onnx_path = outcome.run_dir.join(&recipe.export.file);
     match outcome.status {
         RunStatus::Interrupted => {

@@ -2,6 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Which weights the export (and the run's best-epoch selection) uses when `train.ema` is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportWeights {
+    /// The exponential moving average (the default when `train.ema` is on).
+    Ema,
+    /// The trained weights themselves.
+    Raw,
+}
+
 /// The `export` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -14,6 +24,9 @@ pub struct ExportConfig {
     pub opset: i64,
     /// Fold BatchNormalization into the preceding conv where possible.
     pub fold_bn: bool,
+    /// `ema` or `raw` (None: `ema` when `train.ema` is on, else `raw`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weights: Option<ExportWeights>,
 }
 
 impl Default for ExportConfig {
@@ -23,6 +36,7 @@ impl Default for ExportConfig {
             file: "model.onnx".into(),
             opset: 17,
             fold_bn: true,
+            weights: None,
         }
     }
 }

@@ -30,9 +30,12 @@ pub use dataset::{
     FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_SYSTEM_DIR, MNIST_CLASSES, MNIST_DIR,
 };
 pub use error::UnknownName;
-pub use export::ExportConfig;
+pub use export::{ExportConfig, ExportWeights};
 pub use toggle::Toggle;
-pub use train::{DecayOn, DeviceKind, Precision, Schedule, Sgd, TrainConfig};
+pub use train::{
+    DecayOn, DeviceKind, Ema, OptimizerKind, Precision, Schedule, Sgd, TrainConfig,
+    DEFAULT_ADAM_BETAS, DEFAULT_ADAM_EPS, DEFAULT_SAM_RHO,
+};
 
 use serde::{Deserialize, Serialize};
 

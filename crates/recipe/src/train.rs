@@ -13,10 +13,46 @@ pub enum DecayOn {
     Weights,
 }
 
-/// SGD settings (PyTorch `torch.optim.SGD` semantics).
+/// Which optimiser updates the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerKind {
+    /// PyTorch `torch.optim.SGD` (momentum, dampening, Nesterov, L2 weight decay).
+    #[default]
+    Sgd,
+    /// Sharpness-aware minimisation (Foret et al. 2021; davda54/sam) around the SGD step:
+    /// ascend to `w + rho * g / ||g||`, take the gradient there, return to `w` and step.
+    Sam,
+    /// PyTorch `torch.optim.AdamW` (decoupled weight decay, bias correction, no amsgrad).
+    Adamw,
+}
+
+impl OptimizerKind {
+    /// Whether this is the default (SGD), which the resolved spec leaves unsaid.
+    pub fn is_sgd(&self) -> bool {
+        *self == OptimizerKind::Sgd
+    }
+}
+
+/// Default SAM neighbourhood radius (davda54/sam).
+pub const DEFAULT_SAM_RHO: f64 = 0.05;
+/// Default AdamW betas (PyTorch).
+pub const DEFAULT_ADAM_BETAS: [f64; 2] = [0.9, 0.999];
+/// Default AdamW epsilon (PyTorch).
+pub const DEFAULT_ADAM_EPS: f64 = 1e-8;
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// Optimiser settings: SGD (PyTorch `torch.optim.SGD` semantics) by default, SAM around it,
+/// or AdamW (`kind`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Sgd {
+    /// Which optimiser (absent from the resolved spec when SGD).
+    #[serde(skip_serializing_if = "OptimizerKind::is_sgd")]
+    pub kind: OptimizerKind,
     /// Initial learning rate.
     pub lr: f64,
     /// Momentum.
@@ -29,6 +65,35 @@ pub struct Sgd {
     pub weight_decay: f64,
     /// Which parameters decay.
     pub weight_decay_on: DecayOn,
+    /// SAM only: neighbourhood radius (None: [`DEFAULT_SAM_RHO`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rho: Option<f64>,
+    /// SAM only: ASAM's element-wise `|w|`-scaled perturbation.
+    #[serde(skip_serializing_if = "is_false")]
+    pub adaptive: bool,
+    /// AdamW only: `[beta1, beta2]` (None: [`DEFAULT_ADAM_BETAS`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub betas: Option<[f64; 2]>,
+    /// AdamW only: epsilon (None: [`DEFAULT_ADAM_EPS`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
+}
+
+impl Sgd {
+    /// SAM's radius.
+    pub fn sam_rho(&self) -> f64 {
+        self.rho.unwrap_or(DEFAULT_SAM_RHO)
+    }
+
+    /// AdamW's betas.
+    pub fn adam_betas(&self) -> [f64; 2] {
+        self.betas.unwrap_or(DEFAULT_ADAM_BETAS)
+    }
+
+    /// AdamW's epsilon.
+    pub fn adam_eps(&self) -> f64 {
+        self.eps.unwrap_or(DEFAULT_ADAM_EPS)
+    }
 }
 
 impl Default for Sgd {
@@ -40,6 +105,11 @@ impl Default for Sgd {
             nesterov: true,
             weight_decay: 5e-4,
             weight_decay_on: DecayOn::All,
+            kind: OptimizerKind::Sgd,
+            rho: None,
+            adaptive: false,
+            betas: None,
+            eps: None,
         }
     }
 }
@@ -108,6 +178,22 @@ pub enum DeviceKind {
     Cuda,
 }
 
+/// `train.ema`: an exponential moving average of the weights (timm `ModelEmaV2`/`V3`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ema {
+    /// Decay `d`: after every optimiser step, `ema = d * ema + (1 - d) * value`.
+    pub decay: f64,
+    /// timm `ModelEmaV3`'s warm-up: update `u` (from 1) uses
+    /// `min(d, 1 - (1 + (u - 1))^(-2/3))`, and 0 (a copy) for the first update.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub warmup: bool,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
 /// The `train` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -135,14 +221,20 @@ pub struct TrainConfig {
     pub tf32: bool,
     /// Device.
     pub device: DeviceKind,
+    /// Label smoothing epsilon of the training loss (PyTorch `cross_entropy`'s
+    /// `label_smoothing`; 0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
+    /// Clip the global L2 norm of the gradients to this value (PyTorch `clip_grad_norm_`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_clip: Option<f64>,
+    /// Exponential moving average of the weights.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ema: Option<Ema>,
     /// Also write the scalars as TensorBoard event files under `RUN_DIR/tb/` (written into
     /// the resolved spec only when on).
     #[serde(skip_serializing_if = "is_false")]
     pub tensorboard: bool,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 impl Default for TrainConfig {
@@ -159,6 +251,9 @@ impl Default for TrainConfig {
             precision: Precision::F32,
             tf32: false,
             device: DeviceKind::Auto,
+            label_smoothing: 0.0,
+            grad_clip: None,
+            ema: None,
             tensorboard: false,
         }
     }

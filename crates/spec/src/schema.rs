@@ -38,6 +38,19 @@ pub fn key_paths() -> &'static [String] {
                 flip: true,
             });
             s.train.schedule = schedule;
+            // The keys that are left unsaid when off.
+            s.train.optimizer.kind = wrnc_recipe::OptimizerKind::Sam;
+            s.train.optimizer.rho = Some(0.0);
+            s.train.optimizer.adaptive = true;
+            s.train.optimizer.betas = Some([0.0; 2]);
+            s.train.optimizer.eps = Some(0.0);
+            s.train.label_smoothing = 1.0;
+            s.train.grad_clip = Some(0.0);
+            s.train.ema = Some(wrnc_recipe::Ema {
+                decay: 0.0,
+                warmup: true,
+            });
+            s.export.weights = Some(wrnc_recipe::ExportWeights::Raw);
             if let Ok(v) = serde_yaml::to_value(&s) {
                 collect(&v, "", &mut out);
             }
@@ -79,6 +92,14 @@ mod tests {
             "train.schedule.kind",
             "train.schedule.milestones",
             "train.schedule.min_lr",
+            "train.optimizer.kind",
+            "train.optimizer.rho",
+            "train.optimizer.betas",
+            "train.label_smoothing",
+            "train.grad_clip",
+            "train.ema.decay",
+            "train.ema.warmup",
+            "export.weights",
             "export.opset",
         ] {
             assert!(p.iter().any(|x| x == k), "{k} missing from {p:?}");

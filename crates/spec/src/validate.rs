@@ -4,7 +4,7 @@
 use crate::expand::wrn_param_counts;
 use crate::model::SpecFile;
 use wrnc_ir::builder::check_param_budget;
-use wrnc_recipe::Schedule;
+use wrnc_recipe::{OptimizerKind, Schedule};
 
 /// A semantic problem: the dotted field path and what is wrong / valid.
 pub type Problem = (String, String);
@@ -173,6 +173,83 @@ fn builtin_keys(s: &SpecFile) -> Result<(), Problem> {
             "data.bad_images",
             format!("applies only to data.dataset `folder`; `{ds}` has no image files"),
         ));
+    }
+    Ok(())
+}
+
+/// The keys of one optimiser kind (SAM's `rho`/`adaptive`, AdamW's `betas`/`eps`), label
+/// smoothing, gradient clipping and EMA.
+fn optimizer_extras(t: &wrnc_recipe::TrainConfig) -> Result<(), Problem> {
+    let o = &t.optimizer;
+    let kind = match o.kind {
+        OptimizerKind::Sgd => "sgd",
+        OptimizerKind::Sam => "sam",
+        OptimizerKind::Adamw => "adamw",
+    };
+    let only = |field: &str, valid: &str| {
+        p(
+            field,
+            format!(
+                "applies only to train.optimizer.kind {valid}, but the kind is {kind}; \
+                 remove it or set kind: {valid}"
+            ),
+        )
+    };
+    if o.kind != OptimizerKind::Sam {
+        if o.rho.is_some() {
+            return Err(only("train.optimizer.rho", "sam"));
+        }
+        if o.adaptive {
+            return Err(only("train.optimizer.adaptive", "sam"));
+        }
+    }
+    if o.kind != OptimizerKind::Adamw {
+        if o.betas.is_some() {
+            return Err(only("train.optimizer.betas", "adamw"));
+        }
+        if o.eps.is_some() {
+            return Err(only("train.optimizer.eps", "adamw"));
+        }
+    }
+    if let Some(rho) = o.rho {
+        number(
+            "train.optimizer.rho",
+            rho,
+            Range::Positive,
+            " (davda54/sam: 0.05; ASAM: 2.0)",
+        )?;
+    }
+    if let Some([b1, b2]) = o.betas {
+        for (i, b) in [b1, b2].into_iter().enumerate() {
+            if let Some(m) = Range::UnitOpen.refuse(b, " (PyTorch: [0.9, 0.999])") {
+                return Err(p(&format!("train.optimizer.betas[{i}]"), m));
+            }
+        }
+    }
+    if let Some(eps) = o.eps {
+        number(
+            "train.optimizer.eps",
+            eps,
+            Range::Positive,
+            " (PyTorch: 1e-8)",
+        )?;
+    }
+    number(
+        "train.label_smoothing",
+        t.label_smoothing,
+        Range::Unit,
+        " (0.1 is usual)",
+    )?;
+    if let Some(c) = t.grad_clip {
+        number("train.grad_clip", c, Range::Positive, "")?;
+    }
+    if let Some(ema) = &t.ema {
+        number(
+            "train.ema.decay",
+            ema.decay,
+            Range::UnitOpen,
+            " (0.999 or 0.9999 are usual)",
+        )?;
     }
     Ok(())
 }
@@ -396,6 +473,7 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
         Range::NonNegative,
         "",
     )?;
+    optimizer_extras(t)?;
     match &t.schedule {
         Schedule::Multistep { milestones, gamma } => {
             if milestones.windows(2).any(|w| w[0] >= w[1]) {
@@ -442,6 +520,12 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
                 "`{}` must be a plain file name inside the run directory",
                 e.file
             ),
+        ));
+    }
+    if e.weights == Some(wrnc_recipe::ExportWeights::Ema) && t.ema.is_none() {
+        return Err(p(
+            "export.weights",
+            "is `ema`, but train.ema is off; set train.ema: {decay: 0.999} or use `raw`".into(),
         ));
     }
     Ok(())

@@ -40,14 +40,17 @@
 //! Runtime switches (`WRNC_REFERENCE_OPS`, `WRNC_WINOGRAD`, `WRNC_SIMD`) are read through
 //! [`wrnc_ir::knobs`].
 
+mod adamw;
 mod backend;
 mod bench;
 pub mod checkpoint;
+mod clip;
 mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod data;
 mod device;
+mod ema;
 mod error;
 mod eval;
 mod init;
@@ -61,20 +64,24 @@ mod ops;
 mod optim;
 mod predictions;
 pub mod rundir;
+mod sam;
 mod schedule;
 mod step;
 mod tape;
 mod trainer;
 
+pub use adamw::AdamWOptimizer;
 pub use backend::Kernels;
 pub use bench::{
     bench_eval, bench_train, fast_kernels, peak_rss_bytes, synthetic_batch, BenchOptions,
     Throughput,
 };
 pub use checkpoint::{input_normalizer, CheckpointMeta, InputNormalizer, NormalizerSource};
+pub use clip::{clip_grad_norm, grad_norm};
 pub use conv::{conv2d, ConvParams};
 pub use data::Split;
 pub use device::{cuda_built_in, device_name, select_device};
+pub use ema::{ema_decay, EmaState};
 pub use error::{ErrorKind, Result, TrainError};
 pub use eval::{
     evaluate, evaluate_detailed, predict_logits, DetailedEvaluation, EvalResult, Evaluation,
@@ -84,10 +91,14 @@ pub use kernels::threads as kernel_threads;
 pub use memory::MemoryEstimate;
 pub use model::{Mode, Model};
 pub use observer::{EpochEnd, EpochStart, Notice, Silent, StepProgress, TrainObserver};
-pub use ops::cross_entropy;
-pub use optim::SgdOptimizer;
+pub use ops::{cross_entropy, cross_entropy_smoothed};
+pub use optim::{Optimizer, SgdOptimizer};
 pub use predictions::{ClassMetrics, Prediction, Predictions};
 pub use rundir::EpochMetrics;
+pub use sam::{step_grads, StepGrads};
 pub use step::{Gradients, StepOutput};
-pub use trainer::{compute_dtype, train, train_with, RunStatus, TrainOptions, TrainOutcome};
+pub use trainer::{
+    compute_dtype, export_weights_file, selects_ema, train, train_with, RunStatus, TrainOptions,
+    TrainOutcome,
+};
 pub use wrnc_data::{DecodeProgress, FolderReport};

@@ -5,7 +5,7 @@
 //! applies ([`crate::memlimit`]) and refuses a run that cannot fit.
 
 use wrnc_ir::{Graph, Op};
-use wrnc_recipe::Recipe;
+use wrnc_recipe::{OptimizerKind, Recipe};
 
 /// Bytes of one f32 value.
 const F32: u64 = 4;
@@ -180,13 +180,26 @@ pub fn estimate(
     threads: usize,
 ) -> MemoryEstimate {
     let (trainable, buffers) = param_counts(graph);
-    let momentum = if recipe.train.optimizer.momentum > 0.0 {
-        trainable
+    let t = &recipe.train;
+    // The optimiser's state per trainable parameter: SGD's momentum buffer (none without
+    // momentum), AdamW's two moments; SAM keeps a copy of the weights it perturbs.
+    let momentum = match t.optimizer.kind {
+        OptimizerKind::Adamw => 2 * trainable,
+        OptimizerKind::Sgd | OptimizerKind::Sam if t.optimizer.momentum > 0.0 => trainable,
+        OptimizerKind::Sgd | OptimizerKind::Sam => 0,
+    };
+    let sam_copy = match t.optimizer.kind {
+        OptimizerKind::Sam => trainable + buffers,
+        OptimizerKind::Sgd | OptimizerKind::Adamw => 0,
+    };
+    // EMA: an average of every parameter and buffer.
+    let ema = if t.ema.is_some() {
+        trainable + buffers
     } else {
         0
     };
-    // weights and buffers, one gradient per trainable parameter, the momentum buffers
-    let parameters = F32 * (trainable + buffers + trainable + momentum);
+    // weights and buffers, one gradient per trainable parameter, the optimiser's state
+    let parameters = F32 * (trainable + buffers + trainable + momentum + sam_copy + ema);
 
     let batch = recipe.train.batch_size as u64;
     let eval_batch = (recipe.train.eval_batch_size as u64).min(data.eval_images.max(1));
@@ -209,7 +222,7 @@ pub fn estimate(
     };
     // A checkpoint copies `last`, `best` and the momentum buffers to the host and serialises
     // one file at a time (the step's gradients are gone by then).
-    let checkpoint = F32 * (3 * (trainable + buffers) + momentum);
+    let checkpoint = F32 * (3 * (trainable + buffers) + momentum + ema);
     let activations = step.max(eval).max(checkpoint) * ALLOCATOR_SLACK.0 / ALLOCATOR_SLACK.1;
 
     let per_image = data.values_per_image;
@@ -258,6 +271,32 @@ mod tests {
         r.train.optimizer.momentum = 0.0;
         let e = estimate(&g, &r, StepPath::Tape, DATA, 2);
         assert_eq!(e.parameters, 4 * (2 * trainable + buffers));
+    }
+
+    #[test]
+    fn adamw_sam_and_ema_add_their_state() {
+        let g = graphs::wrn([3, 32, 32], 10, 1, 10, 0.0);
+        let (trainable, buffers) = param_counts(&g);
+        let sgd = estimate(&g, &recipe(8), StepPath::Tape, DATA, 2).parameters;
+        let with = |f: &dyn Fn(&mut Recipe)| {
+            let mut r = recipe(8);
+            f(&mut r);
+            estimate(&g, &r, StepPath::Tape, DATA, 2).parameters
+        };
+        // AdamW: two moments instead of one momentum buffer
+        let adamw = with(&|r| r.train.optimizer.kind = OptimizerKind::Adamw);
+        assert_eq!(adamw - sgd, 4 * trainable);
+        // SAM: a copy of the weights and buffers it perturbs
+        let sam = with(&|r| r.train.optimizer.kind = OptimizerKind::Sam);
+        assert_eq!(sam - sgd, 4 * (trainable + buffers));
+        // EMA: an average of every parameter and buffer
+        let ema = with(&|r| {
+            r.train.ema = Some(wrnc_recipe::Ema {
+                decay: 0.999,
+                warmup: false,
+            })
+        });
+        assert_eq!(ema - sgd, 4 * (trainable + buffers));
     }
 
     #[test]

@@ -198,6 +198,19 @@ pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
     Ok(candle_nn::loss::nll(&logp, labels)?)
 }
 
+/// Mean cross-entropy with label smoothing `eps` (PyTorch's
+/// `cross_entropy(label_smoothing=eps)`): `(1 - eps) * nll + eps * mean over rows and classes
+/// of -log_softmax`. `eps` 0 is [`cross_entropy`].
+pub fn cross_entropy_smoothed(logits: &Tensor, labels: &Tensor, eps: f64) -> Result<Tensor> {
+    if eps == 0.0 {
+        return cross_entropy(logits, labels);
+    }
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let nll = candle_nn::loss::nll(&logp, labels)?;
+    let uniform = logp.mean_all()?.neg()?;
+    Ok((nll.affine(1.0 - eps, 0.0)? + uniform.affine(eps, 0.0)?)?)
+}
+
 /// Number of rows of `logits` whose arg-max equals the label.
 pub fn count_correct(logits: &Tensor, labels: &[u32]) -> Result<usize> {
     let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;

@@ -18,7 +18,7 @@ use candle_core::{DType, Tensor};
 use std::collections::BTreeMap;
 use wrnc_ir::weights::Tensor as HostTensor;
 use wrnc_ir::{Graph, Param, ParamId};
-use wrnc_recipe::{DecayOn, Sgd};
+use wrnc_recipe::{DecayOn, OptimizerKind, Sgd};
 
 /// Whether weight decay applies to `p` under `on` (never to buffers).
 pub fn decays(p: &Param, on: DecayOn) -> bool {
@@ -156,6 +156,61 @@ impl SgdOptimizer {
     }
 }
 
+/// The run's optimiser: SGD (also SAM's base optimiser) or AdamW.
+#[derive(Debug)]
+pub enum Optimizer {
+    /// `torch.optim.SGD` (kinds `sgd` and `sam`).
+    Sgd(SgdOptimizer),
+    /// `torch.optim.AdamW`.
+    AdamW(crate::adamw::AdamWOptimizer),
+}
+
+impl Optimizer {
+    /// A fresh optimiser of `cfg.kind` for `graph`.
+    pub fn new(cfg: &Sgd, graph: &Graph) -> Optimizer {
+        match cfg.kind {
+            OptimizerKind::Sgd | OptimizerKind::Sam => {
+                Optimizer::Sgd(SgdOptimizer::new(cfg, graph))
+            }
+            OptimizerKind::Adamw => Optimizer::AdamW(crate::adamw::AdamWOptimizer::new(cfg, graph)),
+        }
+    }
+
+    /// One update with learning rate `lr`.
+    pub fn step_with(
+        &mut self,
+        model: &mut Model,
+        grad_of: impl Fn(&Tensor) -> Option<Tensor>,
+        lr: f64,
+    ) -> Result<()> {
+        match self {
+            Optimizer::Sgd(o) => o.step_with(model, grad_of, lr),
+            Optimizer::AdamW(o) => o.step_with(model, grad_of, lr),
+        }
+    }
+
+    /// The optimiser state as host tensors.
+    pub fn state(&self, graph: &Graph) -> Result<BTreeMap<String, HostTensor>> {
+        match self {
+            Optimizer::Sgd(o) => o.state(graph),
+            Optimizer::AdamW(o) => o.state(graph),
+        }
+    }
+
+    /// Restores the state saved by [`Optimizer::state`] after `steps` optimiser steps.
+    pub fn load_state(
+        &mut self,
+        model: &Model,
+        state: &BTreeMap<String, HostTensor>,
+        steps: u64,
+    ) -> Result<()> {
+        match self {
+            Optimizer::Sgd(o) => o.load_state(model, state),
+            Optimizer::AdamW(o) => o.load_state(model, state, steps),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +257,7 @@ mod tests {
             nesterov,
             weight_decay,
             weight_decay_on: on,
+            ..Sgd::default()
         }
     }
 

@@ -24,6 +24,9 @@ pub const LAST_FILE: &str = "last.safetensors";
 pub const BEST_FILE: &str = "best.safetensors";
 /// Momentum buffers and the JSON training state.
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+/// The exponential moving average of the weights after the last committed step (with
+/// `train.ema` only).
+pub const EMA_FILE: &str = "ema.safetensors";
 /// One row per completed epoch.
 pub const METRICS_FILE: &str = "metrics.csv";
 /// One row per step.
@@ -47,6 +50,7 @@ pub const RESERVED_NAMES: &[&str] = &[
     LAST_FILE,
     BEST_FILE,
     OPTIMIZER_FILE,
+    EMA_FILE,
     METRICS_FILE,
     STEPS_FILE,
     SPEC_FILE,
@@ -87,6 +91,8 @@ pub fn check_export_file(name: &str) -> Result<()> {
 /// Header of `metrics.csv`.
 pub const METRICS_HEADER: &str =
     "epoch,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_sec";
+/// Columns appended to [`METRICS_HEADER`] when the run keeps an EMA (`train.ema`).
+pub const METRICS_EMA_COLUMNS: &str = ",ema_val_loss,ema_val_acc";
 /// Header of `steps.csv`.
 pub const STEPS_HEADER: &str = "step,epoch,lr,loss";
 
@@ -109,6 +115,12 @@ pub struct EpochMetrics {
     pub seconds: f64,
     /// Training throughput.
     pub images_per_sec: f64,
+    /// Loss of the EMA weights on the evaluation split (with `train.ema`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema_val_loss: Option<f64>,
+    /// Accuracy of the EMA weights on the evaluation split (with `train.ema`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema_val_acc: Option<f64>,
 }
 
 /// Running sums of the epoch in progress (kept across a mid-epoch interruption).
@@ -273,6 +285,7 @@ pub fn recover(dir: &Path, state: &RunState) -> Result<(Weights, Weights)> {
     for (name, want) in [
         (LAST_FILE, Some(tag.clone())),
         (OPTIMIZER_FILE, Some(tag.clone())),
+        (EMA_FILE, Some(tag.clone())),
         (BEST_FILE, state.best_commit.clone()),
     ] {
         let next = next_path(dir, name);
@@ -313,11 +326,15 @@ pub fn recover(dir: &Path, state: &RunState) -> Result<(Weights, Weights)> {
 
 /// Rewrites `metrics.csv` from `rows`.
 pub fn write_metrics(dir: &Path, rows: &[EpochMetrics]) -> Result<()> {
+    let ema = rows.iter().any(|r| r.ema_val_acc.is_some());
     let mut s = String::from(METRICS_HEADER);
+    if ema {
+        s.push_str(METRICS_EMA_COLUMNS);
+    }
     s.push('\n');
     for r in rows {
         s.push_str(&format!(
-            "{},{},{:.6},{:.6},{:.6},{:.6},{:.3},{:.1}\n",
+            "{},{},{:.6},{:.6},{:.6},{:.6},{:.3},{:.1}",
             r.epoch,
             r.lr,
             r.train_loss,
@@ -327,6 +344,14 @@ pub fn write_metrics(dir: &Path, rows: &[EpochMetrics]) -> Result<()> {
             r.seconds,
             r.images_per_sec
         ));
+        if ema {
+            let (l, a) = (
+                r.ema_val_loss.unwrap_or(f64::NAN),
+                r.ema_val_acc.unwrap_or(f64::NAN),
+            );
+            s.push_str(&format!(",{l:.6},{a:.6}"));
+        }
+        s.push('\n');
     }
     let path = dir.join(METRICS_FILE);
     write_atomic(&path, s.as_bytes()).map_err(|e| TrainError::io(&path, e))
@@ -440,6 +465,8 @@ mod tests {
                             val_acc: (epoch as f64 / 7.0).fract(),
                             seconds: lr * 1234.5678,
                             images_per_sec: 1e5 / (epoch + 1) as f64,
+                            ema_val_loss: None,
+                            ema_val_acc: None,
                         });
                     }
                 }

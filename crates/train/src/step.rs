@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::model::{Mode, Model};
 use crate::ops;
-use crate::tape::{cross_entropy_grad, Tape};
+use crate::tape::{cross_entropy_grad_smoothed, Tape};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, TensorId};
 use std::collections::HashMap;
@@ -45,11 +45,23 @@ impl Model {
     /// (training mode). Runs the taped reverse pass where it applies (fast CPU kernels, every
     /// op supported), Candle's autograd otherwise.
     pub fn loss_and_grads(&mut self, x: &Tensor, labels: &[u32], mode: Mode) -> Result<StepOutput> {
+        self.loss_and_grads_smoothed(x, labels, mode, 0.0)
+    }
+
+    /// [`Model::loss_and_grads`] with label smoothing `eps` (PyTorch's
+    /// `cross_entropy(label_smoothing=eps)`); the taped path covers it.
+    pub fn loss_and_grads_smoothed(
+        &mut self,
+        x: &Tensor,
+        labels: &[u32],
+        mode: Mode,
+        eps: f64,
+    ) -> Result<StepOutput> {
         if self.tape_applies(mode) {
             let mut tape = Tape::new(mode);
             let target = self.graph().logits();
             let logits = self.forward(x, mode, target, Some(&mut tape))?;
-            let (loss, dlogits) = cross_entropy_grad(&logits, labels)?;
+            let (loss, dlogits) = cross_entropy_grad_smoothed(&logits, labels, eps)?;
             let grads = tape.backward(self, dlogits)?;
             return Ok(StepOutput {
                 loss,
@@ -59,7 +71,7 @@ impl Model {
         }
         let y = Tensor::from_slice(labels, labels.len(), self.device())?;
         let logits = self.logits(x, mode)?;
-        let loss = ops::cross_entropy(&logits, &y)?;
+        let loss = ops::cross_entropy_smoothed(&logits, &y, eps)?;
         let value: f32 = loss.to_dtype(DType::F32)?.to_scalar()?;
         let grads = loss.backward()?;
         Ok(StepOutput {

@@ -209,7 +209,20 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
 
 /// Mean cross-entropy of `logits` (`[N, K]`) against `labels` and its gradient
 /// `(softmax - onehot) / N`, computed in f64 on the host.
+#[cfg(test)]
 pub(crate) fn cross_entropy_grad(logits: &Tensor, labels: &[u32]) -> Result<(f32, Tensor)> {
+    cross_entropy_grad_smoothed(logits, labels, 0.0)
+}
+
+/// [`cross_entropy_grad`] with label smoothing `eps` (PyTorch's
+/// `cross_entropy(label_smoothing=eps)`): per row, `(1 - eps) * (lse - x_y) + eps * mean_j
+/// (lse - x_j)`, whose gradient is `softmax - (1 - eps) * onehot - eps / K`. With `eps` 0 the
+/// arithmetic is exactly that of the plain loss.
+pub(crate) fn cross_entropy_grad_smoothed(
+    logits: &Tensor,
+    labels: &[u32],
+    eps: f64,
+) -> Result<(f32, Tensor)> {
     let (n, k) = logits.dims2()?;
     if labels.len() != n {
         return Err(TrainError::Internal(format!(
@@ -232,11 +245,22 @@ pub(crate) fn cross_entropy_grad(logits: &Tensor, labels: &[u32]) -> Result<(f32
             .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
         let sum: f64 = row.iter().map(|&v| (f64::from(v) - max).exp()).sum();
         let lse = max + sum.ln();
-        total += lse - f64::from(row[label]);
+        if eps == 0.0 {
+            total += lse - f64::from(row[label]);
+            for (j, &v) in row.iter().enumerate() {
+                let p = (f64::from(v) - lse).exp();
+                let onehot = if j == label { 1.0 } else { 0.0 };
+                grad.push(((p - onehot) / n as f64) as f32);
+            }
+            continue;
+        }
+        let mean_logit = row.iter().map(|&v| f64::from(v)).sum::<f64>() / k as f64;
+        total += (1.0 - eps) * (lse - f64::from(row[label])) + eps * (lse - mean_logit);
+        let uniform = eps / k as f64;
         for (j, &v) in row.iter().enumerate() {
             let p = (f64::from(v) - lse).exp();
-            let onehot = if j == label { 1.0 } else { 0.0 };
-            grad.push(((p - onehot) / n as f64) as f32);
+            let target = if j == label { 1.0 - eps } else { 0.0 } + uniform;
+            grad.push(((p - target) / n as f64) as f32);
         }
     }
     let g = Tensor::from_vec(grad, (n, k), logits.device())?.to_dtype(logits.dtype())?;
@@ -280,6 +304,17 @@ mod tests {
 
     #[test]
     fn taped_gradients_match_candle_autograd() {
+        tape_matches_autograd(0.0);
+    }
+
+    #[test]
+    fn taped_label_smoothing_matches_candle_autograd() {
+        tape_matches_autograd(0.1);
+    }
+
+    /// The taped backward (fast kernels) against Candle's autograd over the reference ops,
+    /// with label smoothing `eps`.
+    fn tape_matches_autograd(eps: f64) {
         let g = net();
         let w = init_weights(&g, 3);
         let n = 4;
@@ -295,8 +330,12 @@ mod tests {
         auto.set_reference_ops(true);
         assert!(!auto.tape_applies(mode));
         let x = fast.input_tensor(&images, n).unwrap();
-        let a = fast.loss_and_grads(&x, &labels, mode).unwrap();
-        let b = auto.loss_and_grads(&x, &labels, mode).unwrap();
+        let a = fast
+            .loss_and_grads_smoothed(&x, &labels, mode, eps)
+            .unwrap();
+        let b = auto
+            .loss_and_grads_smoothed(&x, &labels, mode, eps)
+            .unwrap();
         assert!(matches!(a.grads, Gradients::Tape(_)));
         assert!(
             (a.loss - b.loss).abs() <= 1e-5 * b.loss.abs(),
@@ -407,5 +446,43 @@ mod tests {
         let row_sum: f32 = g[0].iter().sum();
         assert!(row_sum.abs() < 1e-6 && (g[1][2] - (1.0 / 3.0 - 1.0) / 2.0).abs() < 1e-6);
         assert!(cross_entropy_grad(&logits, &[1, 3]).is_err());
+    }
+
+    /// PyTorch's smoothed cross-entropy, written out in f64: the loss of each row is
+    /// `-sum_j q_j log p_j` with `q = (1 - eps) onehot + eps / K`, and its gradient `p - q`.
+    #[test]
+    fn label_smoothing_matches_an_f64_computation() {
+        let rows = [[1.5f32, -0.5, 0.25, 2.0], [0.0, 3.0, -1.0, 0.5]];
+        let labels = [3u32, 0];
+        let eps = 0.2;
+        let logits = Tensor::new(&rows, &Device::Cpu).unwrap();
+        let (loss, g) = cross_entropy_grad_smoothed(&logits, &labels, eps).unwrap();
+        let g: Vec<Vec<f32>> = g.to_vec2().unwrap();
+        let mut want = 0.0;
+        for (r, (row, &y)) in rows.iter().zip(&labels).enumerate() {
+            let z: f64 = row.iter().map(|&v| (v as f64).exp()).sum();
+            for (j, &v) in row.iter().enumerate() {
+                let p = (v as f64).exp() / z;
+                let q = if j == y as usize { 1.0 - eps } else { 0.0 } + eps / 4.0;
+                want -= q * p.ln() / 2.0;
+                assert!(
+                    (g[r][j] as f64 - (p - q) / 2.0).abs() < 1e-7,
+                    "grad {r},{j}"
+                );
+            }
+        }
+        assert!((loss as f64 - want).abs() < 1e-6, "{loss} vs {want}");
+        // Candle's reference ops give the same loss.
+        let y = Tensor::new(&labels, &Device::Cpu).unwrap();
+        let candle: f32 = ops::cross_entropy_smoothed(&logits, &y, eps)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!((candle as f64 - want).abs() < 1e-6, "{candle} vs {want}");
+        // eps 0 is the plain loss, bit for bit.
+        let (l0, g0) = cross_entropy_grad_smoothed(&logits, &labels, 0.0).unwrap();
+        let (l1, g1) = cross_entropy_grad(&logits, &labels).unwrap();
+        assert_eq!(l0.to_bits(), l1.to_bits());
+        assert_eq!(g0.to_vec2::<f32>().unwrap(), g1.to_vec2::<f32>().unwrap());
     }
 }

@@ -5,6 +5,7 @@ use crate::backend::Kernels;
 use crate::checkpoint::CheckpointMeta;
 use crate::data::{load_run_data_with, train_batch_config, Split};
 use crate::device::{device_name, select_device, set_tf32};
+use crate::ema::EmaState;
 use crate::error::{Result, TrainError};
 use crate::eval::evaluate_model;
 use crate::init::init_weights;
@@ -14,11 +15,12 @@ use crate::memory::{self, DataSize, MemoryEstimate, StepPath};
 use crate::model::{Mode, Model};
 use crate::observer::{EpochEnd, EpochStart, Notice, Silent, StepProgress, TrainObserver};
 use crate::ops::count_correct;
-use crate::optim::SgdOptimizer;
+use crate::optim::Optimizer;
 use crate::rundir::{
     self, commit, read_state, recover, truncate_steps, EpochMetrics, PartialEpoch, RunState,
     Staged, StepLog,
 };
+use crate::sam::step_grads;
 use crate::schedule::LrSchedule;
 use crate::tape::Tape;
 use candle_core::{DType, Device};
@@ -368,7 +370,9 @@ struct Run<'a> {
     opts: &'a TrainOptions,
     dir: PathBuf,
     model: Model,
-    opt: SgdOptimizer,
+    opt: Optimizer,
+    /// The moving average of the weights (`train.ema`).
+    ema: Option<EmaState>,
     state: RunState,
     /// The fitted input normalisation, recorded in every weights file so that an export or
     /// an evaluation uses it ([`CheckpointMeta::normalizer`]).
@@ -407,6 +411,18 @@ impl Run<'_> {
         Ok(w)
     }
 
+    /// The EMA weights with the same metadata as [`Run::weights`] records.
+    fn ema_weights(&self, ema: &EmaState, meta: CheckpointMeta) -> Result<Weights> {
+        let mut w = self.weights(meta)?;
+        w.tensors = ema.to_weights(&self.model)?.tensors;
+        Ok(w)
+    }
+
+    /// Whether the best epoch and `best.safetensors` follow the EMA weights.
+    fn selects_ema(&self) -> bool {
+        self.ema.is_some() && selects_ema(self.recipe)
+    }
+
     /// Commits the current state; `best` adds `best.safetensors`.
     fn checkpoint(&self, best: Option<(f64, usize, Split)>) -> Result<()> {
         let s = &self.state;
@@ -437,19 +453,57 @@ impl Run<'_> {
                 weights: opt,
             },
         ];
+        if let Some(ema) = &self.ema {
+            files.push(Staged {
+                name: rundir::EMA_FILE,
+                weights: self.ema_weights(
+                    ema,
+                    CheckpointMeta {
+                        epoch: Some(s.epochs_done),
+                        batches_into_next_epoch: Some(s.batches_done),
+                        step: Some(s.global_step),
+                        ..CheckpointMeta::default()
+                    },
+                )?,
+            });
+        }
         if let Some((acc, epoch, split)) = best {
+            let meta = CheckpointMeta {
+                epoch: Some(epoch),
+                val_accuracy: Some(acc),
+                val_split: Some(split),
+                step: Some(s.global_step),
+                ..CheckpointMeta::default()
+            };
+            let weights = match &self.ema {
+                Some(ema) if self.selects_ema() => self.ema_weights(ema, meta)?,
+                _ => self.weights(meta)?,
+            };
             files.push(Staged {
                 name: rundir::BEST_FILE,
-                weights: self.weights(CheckpointMeta {
-                    epoch: Some(epoch),
-                    val_accuracy: Some(acc),
-                    val_split: Some(split),
-                    step: Some(s.global_step),
-                    ..CheckpointMeta::default()
-                })?,
+                weights,
             });
         }
         commit(&self.dir, files, s)
+    }
+}
+
+/// Whether `recipe` exports (and selects its best epoch by) the EMA weights: `train.ema` on
+/// and `export.weights` not `raw`.
+pub fn selects_ema(recipe: &Recipe) -> bool {
+    recipe.train.ema.is_some() && recipe.export.weights != Some(wrnc_recipe::ExportWeights::Raw)
+}
+
+/// The run-directory file the ONNX export reads: `best.safetensors` when the per-epoch
+/// evaluation ran on a validation split, else the last weights (`ema.safetensors` when the
+/// EMA is exported, `last.safetensors` otherwise).
+pub fn export_weights_file(recipe: &Recipe, eval_split: Split) -> &'static str {
+    if eval_split == Split::Val {
+        rundir::BEST_FILE
+    } else if selects_ema(recipe) {
+        rundir::EMA_FILE
+    } else {
+        rundir::LAST_FILE
     }
 }
 
@@ -565,8 +619,28 @@ pub fn train_with(
         let mut last = last;
         last.metadata.clear();
         let model = Model::with_precision(graph, &last, &device, DType::F32, compute)?;
-        let mut opt = SgdOptimizer::new(&recipe.train.optimizer, graph);
-        opt.load_state(&model, &optw.tensors)?;
+        let mut opt = Optimizer::new(&recipe.train.optimizer, graph);
+        opt.load_state(&model, &optw.tensors, state.global_step)?;
+        let ema = match &recipe.train.ema {
+            None => None,
+            Some(cfg) => {
+                let w = Weights::load(&dir.join(rundir::EMA_FILE))?;
+                let tag = w.metadata.get(rundir::COMMIT_KEY).cloned();
+                if tag.as_deref() != Some(state.commit().as_str()) {
+                    return Err(run_dir_err(
+                        &dir,
+                        format!(
+                            "{} does not belong to commit `{}` of {}; the directory was \
+                             modified outside wrnc",
+                            rundir::EMA_FILE,
+                            state.commit(),
+                            rundir::STATE_FILE
+                        ),
+                    ));
+                }
+                Some(EmaState::from_weights(cfg, &model, &w)?)
+            }
+        };
         let run = Run {
             graph,
             recipe,
@@ -574,6 +648,7 @@ pub fn train_with(
             dir: dir.clone(),
             model,
             opt,
+            ema,
             state,
             normalization: None,
             class_names: Vec::new(),
@@ -595,17 +670,27 @@ pub fn train_with(
             .map_err(|e| TrainError::io(&spec_path, e))?;
         truncate_steps(&dir, 0)?;
         rundir::write_metrics(&dir, &[])?;
-        for stale in [rundir::LAST_FILE, rundir::BEST_FILE, rundir::OPTIMIZER_FILE] {
+        for stale in [
+            rundir::LAST_FILE,
+            rundir::BEST_FILE,
+            rundir::OPTIMIZER_FILE,
+            rundir::EMA_FILE,
+        ] {
             let _ = std::fs::remove_file(dir.join(format!("{stale}.next")));
         }
         let model = Model::with_precision(graph, &weights, &device, DType::F32, compute)?;
+        let ema = match &recipe.train.ema {
+            Some(cfg) => Some(EmaState::new(cfg, &model)?),
+            None => None,
+        };
         Run {
             graph,
             recipe,
             opts,
             dir: dir.clone(),
             model,
-            opt: SgdOptimizer::new(&recipe.train.optimizer, graph),
+            ema,
+            opt: Optimizer::new(&recipe.train.optimizer, graph),
             normalization: None,
             class_names: Vec::new(),
             state: RunState {
@@ -833,7 +918,8 @@ fn train_epochs(
                 seed,
                 step: run.state.global_step,
             };
-            let step = run.model.loss_and_grads(&x, &batch.labels, mode)?;
+            let computed = step_grads(&mut run.model, &x, &batch.labels, mode, tc)?;
+            let step = &computed.first;
             let value = step.loss;
             if !value.is_finite() {
                 observer.steps_finished();
@@ -847,7 +933,10 @@ fn train_epochs(
                 });
             }
             run.opt
-                .step_with(&mut run.model, |t| step.grads.get(t), lr)?;
+                .step_with(&mut run.model, |t| computed.grads.get(t), lr)?;
+            if let Some(ema) = &mut run.ema {
+                ema.update(&run.model, run.state.global_step + 1)?;
+            }
             let correct = count_correct(&step.logits, &batch.labels)?;
             let s = &mut run.state;
             s.global_step += 1;
@@ -887,6 +976,26 @@ fn train_epochs(
             tc.eval_batch_size,
             eval_split,
         )?;
+        let ema_ev = match &run.ema {
+            Some(ema) => {
+                let w = ema.to_weights(&run.model)?;
+                let mut m = Model::with_precision(
+                    run.graph,
+                    &w,
+                    run.model.device(),
+                    DType::F32,
+                    run.model.compute_dtype(),
+                )?;
+                Some(evaluate_model(
+                    &mut m,
+                    Arc::clone(&eval_data),
+                    Arc::clone(&data.norm),
+                    tc.eval_batch_size,
+                    eval_split,
+                )?)
+            }
+            None => None,
+        };
         let seen = p.seen.max(1) as f64;
         let row = EpochMetrics {
             epoch: epoch + 1,
@@ -897,19 +1006,25 @@ fn train_epochs(
             val_acc: ev.accuracy,
             seconds: prior_secs + started.elapsed().as_secs_f64(),
             images_per_sec: p.seen as f64 / p.train_seconds.max(1e-9),
+            ema_val_loss: ema_ev.as_ref().map(|e| e.loss),
+            ema_val_acc: ema_ev.as_ref().map(|e| e.accuracy),
+        };
+        let selected_acc = match row.ema_val_acc {
+            Some(a) if run.selects_ema() => a,
+            _ => row.val_acc,
         };
         let s = &mut run.state;
         s.metrics.push(row);
         s.epochs_done = epoch + 1;
         s.batches_done = 0;
         s.partial = PartialEpoch::default();
-        let improved = s.best.is_none_or(|(b, _)| row.val_acc > b);
+        let improved = s.best.is_none_or(|(b, _)| selected_acc > b);
         if improved {
-            s.best = Some((row.val_acc, epoch + 1));
+            s.best = Some((selected_acc, epoch + 1));
             s.best_commit = Some(s.commit());
         }
         log.sync()?;
-        run.checkpoint(improved.then_some((row.val_acc, epoch + 1, eval_split)))?;
+        run.checkpoint(improved.then_some((selected_acc, epoch + 1, eval_split)))?;
         observer.epoch_finished(&EpochEnd {
             epochs: tc.epochs,
             metrics: row,
