@@ -119,13 +119,13 @@ pub struct LayerSpec {
     /// conv: output channels; linear: output features (default: model.classes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out: Option<usize>,
-    /// conv / avg_pool: window size (conv default 3, avg_pool default 2).
+    /// conv / avg_pool / max_pool: window size (conv default 3, pools default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<usize>,
-    /// conv / avg_pool: stride (conv default 1, avg_pool default = kernel).
+    /// conv / avg_pool / max_pool: stride (conv default 1, pools default = kernel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stride: Option<usize>,
-    /// conv / avg_pool: padding (conv default kernel/2, avg_pool default 0).
+    /// conv / avg_pool / max_pool: padding (conv default kernel/2, pools default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub padding: Option<usize>,
     /// conv / linear: whether there is a bias (conv default false, linear default true).
