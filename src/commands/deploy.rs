@@ -84,13 +84,16 @@ pub fn export_metadata(spec: &wrnc_spec::Spec, weights: &Weights) -> Result<Expo
         }
     };
     let training = meta.epoch.map(|_| weights_summary(&meta));
+    // The dataset's class names, where they name the network's classes (a stand-in dataset
+    // of `model.wrn`'s ImageNet form does not): else none, and the file numbers its classes.
+    let names = d.dataset.class_names();
+    let names = if names.len() == spec.graph.classes() {
+        names
+    } else {
+        &[]
+    };
     Ok(ExportMetadata {
-        class_labels: d
-            .dataset
-            .class_names()
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        class_labels: names.iter().map(|s| s.to_string()).collect(),
         normalization,
         spec_yaml: Some(spec.resolved_yaml()),
         training,
