@@ -33,6 +33,8 @@ fn every_example_spec_exports_and_verifies_with_and_without_folding() {
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .map(|p| format!("specs/{}", p.file_name().unwrap().to_string_lossy()))
+        // the ImageNet form (post-activation, 224x224) has its own test below
+        .filter(|s| s != IMAGENET_SPEC)
         .collect();
     assert!(specs.len() >= 7, "{specs:?}");
     for spec in &specs {
@@ -58,6 +60,32 @@ fn every_example_spec_exports_and_verifies_with_and_without_folding() {
             removed == b || removed == b + 1,
             "{spec}: removed {removed} of {b} blocks"
         );
+    }
+}
+
+/// WRN-50-2, the ImageNet form of `model.wrn`.
+const IMAGENET_SPEC: &str = "specs/wrn-50-2-imagenet.yaml";
+
+/// WRN-50-2 (68.9M parameters, 224x224) exports with and without BN folding, and each file
+/// verifies in tract at batch 1 and 2 against the Candle model: about half a minute on 2 cores.
+#[test]
+fn wrn_50_2_exports_and_verifies_in_tract() {
+    let dir = tempdir();
+    let w = dir.path().join("w.safetensors");
+    init(IMAGENET_SPEC, &w, &["--seed", "5"]);
+    for fold in [true, false] {
+        let out = dir.path().join("m.onnx");
+        let extra: &[&str] = if fold { &[] } else { &["--no-fold-bn"] };
+        let r = export(IMAGENET_SPEC, &w, &out, extra);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        // every BN follows a conv (post-activation) and folds into it
+        let bns = onnx_ops(&out, "BatchNormalization");
+        assert_eq!(bns, if fold { 0 } else { 53 }, "fold {fold}");
+        assert_eq!(onnx_ops(&out, "MaxPool"), 1);
+        assert_eq!(onnx_ops(&out, "Conv"), 53);
+        let v = verify(&out, IMAGENET_SPEC, &w, &["--batch", "2"]);
+        assert_eq!(v.code, 0, "fold {fold}: {}{}", v.stdout, v.stderr);
+        assert!(v.stdout.contains("batch 1:") && v.stdout.contains("batch 2:"));
     }
 }
 

@@ -44,6 +44,109 @@ fn paper_parameter_counts() {
 }
 
 #[test]
+fn wrn_50_2_has_torchvisions_parameter_count_and_names() {
+    // torchvision.models.wide_resnet50_2(): sum(p.numel() for p in m.parameters()).
+    let r = wrnc(&["summary", "--json", "specs/wrn-50-2-imagenet.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["params"]["trainable"], 68_883_240);
+    // BN running statistics: 2 per channel of the 53 BNs (34,112 channels; torchvision also
+    // has one num_batches_tracked counter per BN, which wrnc does not keep).
+    assert_eq!(v["params"]["non_trainable"], 2 * 34_112);
+    assert_eq!(v["input_shape"], serde_json::json!([3, 224, 224]));
+    let layers = v["layers"].as_array().unwrap();
+    let find = |name: &str| {
+        layers
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("no layer `{name}`"))
+    };
+    // torchvision's module names and shapes at 224x224
+    assert_eq!(
+        find("conv1")["output_shape"],
+        serde_json::json!([64, 112, 112])
+    );
+    assert_eq!(
+        find("maxpool")["output_shape"],
+        serde_json::json!([64, 56, 56])
+    );
+    assert_eq!(find("layer1.0.conv2")["params"], 128 * 128 * 9);
+    assert_eq!(find("layer1.0.downsample.0")["params"], 64 * 256);
+    assert_eq!(
+        find("layer2.0.conv2")["output_shape"],
+        serde_json::json!([256, 28, 28])
+    );
+    assert_eq!(
+        find("layer4.2.conv3")["output_shape"],
+        serde_json::json!([2048, 7, 7])
+    );
+    assert_eq!(find("fc")["params"], 2048 * 1000 + 1000);
+    let convs = layers.iter().filter(|l| l["op"] == "conv").count();
+    assert_eq!(convs, 53, "49 block convs + 4 shortcuts + the stem");
+    assert!(!layers.iter().any(|l| l["name"] == "layer1.1.downsample.0"));
+    // 11.4 G multiply-adds at 224x224, as torchvision documents (2 FLOPs each)
+    let flops = v["forward_flops"].as_u64().unwrap();
+    assert!((22_700_000_000..22_900_000_000).contains(&flops), "{flops}");
+    let sizes = v["forward_flops_at_sizes"].as_array().unwrap();
+    let at = |hw: usize| {
+        sizes
+            .iter()
+            .find(|s| s["input_shape"] == serde_json::json!([3, hw, hw]))
+            .unwrap()["forward_flops"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(at(224), flops);
+    assert!(at(128) < at(160) && at(160) < at(224) && at(224) < at(320));
+
+    let r = wrnc(&["summary", "specs/wrn-50-2-imagenet.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("Trainable params:"));
+    assert!(line.unwrap().ends_with(" 68,883,240"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("Forward cost at common input sizes"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("[3, 160, 160]"), "{}", r.stdout);
+    // the other forms keep their summary: no cost table
+    let r = wrnc(&["summary", "specs/wrn-16-4.yaml"]);
+    assert!(!r.stdout.contains("common input sizes"), "{}", r.stdout);
+}
+
+#[test]
+fn wrn_imagenet_form_runs_at_any_size_with_the_same_parameters() {
+    for (hw, pooled) in [(64, 16), (97, 25), (32, 8)] {
+        let input = format!("model.input=[3, {hw}, {hw}]");
+        let args = ["specs/wrn-50-2-imagenet.yaml", "--set", &input];
+        assert_eq!(trainable(&args), 68_883_240, "{hw}");
+        let r = wrnc(&["summary", "--json", args[0], args[1], args[2]]);
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        let pool = v["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == "maxpool")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            pool["output_shape"],
+            serde_json::json!([64, pooled, pooled])
+        );
+    }
+    // WRN-101-2: torchvision's wide_resnet101_2 has 126,886,696 parameters
+    let args = [
+        "specs/wrn-50-2-imagenet.yaml",
+        "--set",
+        "model.wrn.depth=101",
+    ];
+    assert_eq!(trainable(&args), 126_886_696);
+}
+
+#[test]
 fn summary_json_has_the_documented_shape() {
     let r = wrnc(&["summary", "--json", "specs/wrn-16-4.yaml"]);
     assert_eq!(r.code, 0);
@@ -238,6 +341,27 @@ fn generic_layers_form_builds_a_residual_net() {
     assert_eq!(v["params"]["non_trainable"], 16);
 }
 
+#[test]
+fn generic_layers_take_max_pool() {
+    let dir = tempdir();
+    let yaml = LAYERS.replace(
+        "{op: global_avg_pool, name: pool}",
+        "{op: max_pool, name: mp, kernel: 3, stride: 2, padding: 1}\n    - {op: max_pool, \
+         name: pool, kernel: 4}",
+    );
+    let spec = write(dir.path(), "net.yaml", &yaml);
+    let r = wrnc(&["summary", "--json", &spec]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let layers = v["layers"].as_array().unwrap();
+    assert_eq!(layers[5]["op"], "max_pool");
+    assert_eq!(layers[5]["output_shape"], serde_json::json!([8, 4, 4]));
+    assert_eq!(layers[6]["output_shape"], serde_json::json!([8, 1, 1]));
+    let r = wrnc(&["graph", &spec]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("max_pool 3x3/2 p1"), "{}", r.stdout);
+}
+
 struct Case {
     name: &'static str,
     yaml: String,
@@ -316,6 +440,49 @@ fn validation_errors_name_file_field_line_and_fix() {
             name: "unknown enum value",
             yaml: wrn_spec("{depth: 10, width: 1, shortcut: raw}", ""),
             needles: &["model.wrn.shortcut", "`preact` or `input`"],
+        },
+        Case {
+            name: "bottleneck with the CIFAR stem",
+            yaml: wrn_spec("{depth: 50, width: 2, block: bottleneck}", ""),
+            needles: &["model.wrn.stem", "needs `stem: imagenet`"],
+        },
+        Case {
+            name: "ImageNet stem with basic blocks",
+            yaml: wrn_spec("{depth: 28, width: 2,\n        stem: imagenet}", ""),
+            needles: &[":3:9:", "model.wrn.stem", "goes with `block: bottleneck`"],
+        },
+        Case {
+            name: "bottleneck depth",
+            yaml: wrn_spec(
+                "{depth: 28, width: 2, block: bottleneck, stem: imagenet}",
+                "",
+            ),
+            needles: &[
+                "model.wrn.depth",
+                "not a bottleneck depth",
+                "50, 101 or 152",
+            ],
+        },
+        Case {
+            name: "bottleneck dropout",
+            yaml: wrn_spec(
+                "{depth: 50, block: bottleneck, stem: imagenet, dropout: 0.3}",
+                "",
+            ),
+            needles: &["model.wrn.dropout", "basic blocks only", "use 0"],
+        },
+        Case {
+            name: "bottleneck shortcut variant",
+            yaml: wrn_spec(
+                "{depth: 50, block: bottleneck, stem: imagenet, shortcut: input}",
+                "",
+            ),
+            needles: &["model.wrn.shortcut", "basic (pre-activation) blocks only"],
+        },
+        Case {
+            name: "unknown block",
+            yaml: wrn_spec("{depth: 50, block: bottlenek}", ""),
+            needles: &["model.wrn.block", "`basic` or `bottleneck`"],
         },
         Case {
             name: "bad opset",
@@ -418,6 +585,31 @@ fn layer_errors_point_at_the_layer() {
         (
             LAYERS.replace("op: softmax", "op: softmx"),
             &["model.layers[8].op", "did you mean `softmax`"],
+        ),
+        (
+            LAYERS.replace(
+                "{op: global_avg_pool, name: pool}",
+                "{op: max_pool, name: pool, kernel: 3, padding: 2}",
+            ),
+            &[
+                ":10:5:",
+                "model.layers[5]",
+                "padding may be at most half the kernel",
+            ],
+        ),
+        (
+            LAYERS.replace(
+                "{op: global_avg_pool, name: pool}",
+                "{op: max_pool, name: pool, kernel: 0}",
+            ),
+            &[":10:", "model.layers[5].kernel", "at least 1"],
+        ),
+        (
+            LAYERS.replace(
+                "{op: global_avg_pool, name: pool}",
+                "{op: max_pool, name: pool, out: 4}",
+            ),
+            &["model.layers[5]", "`out` does not apply to op `max_pool`"],
         ),
     ];
     for (yaml, needles) in cases {

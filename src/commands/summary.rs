@@ -11,9 +11,31 @@ use std::process::ExitCode;
 pub struct Args {
     #[command(flatten)]
     spec: SpecArgs,
-    /// Print JSON: {"name", "params": {"total", "trainable", "non_trainable"}, "layers": [...]}.
+    /// Print JSON: {"name", "params": {"total", "trainable", "non_trainable"}, "layers": [...]}
+    /// (and "forward_flops_at_sizes" for the ImageNet form of `model.wrn`).
     #[arg(long)]
     json: bool,
+}
+
+/// Square image sizes the ImageNet form is commonly run at (training and evaluation crops).
+const IMAGENET_SIZES: [usize; 6] = [128, 160, 192, 224, 256, 320];
+
+/// The forward FLOPs per image of the spec's network at common input sizes: for the ImageNet
+/// form of `model.wrn`, which runs at any size; none for the other networks, which run at
+/// their dataset's size.
+fn costs_at_common_sizes(spec: &wrnc_spec::Spec) -> Vec<([usize; 3], u64)> {
+    if !spec.is_imagenet_wrn() {
+        return Vec::new();
+    }
+    let c = spec.graph.input_shape()[0];
+    IMAGENET_SIZES
+        .iter()
+        .filter_map(|&hw| {
+            let input = [c, hw, hw];
+            let g = spec.graph_for_input(input).ok()?;
+            Some((input, g.stats().forward_flops))
+        })
+        .collect()
 }
 
 fn shape(s: &[usize]) -> String {
@@ -39,6 +61,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let spec = a.spec.load()?;
     let g = &spec.graph;
     let st = g.stats();
+    let costs = costs_at_common_sizes(&spec);
     let text = if a.json {
         let layers: Vec<_> = st
             .layers
@@ -48,7 +71,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                        "params": l.params, "flops": l.flops})
             })
             .collect();
-        let v = json!({
+        let mut v = json!({
             "name": g.name,
             "input_shape": g.input_shape(),
             "classes": g.classes(),
@@ -57,6 +80,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "forward_flops": st.forward_flops,
             "layers": layers,
         });
+        if !costs.is_empty() {
+            v["forward_flops_at_sizes"] = costs
+                .iter()
+                .map(|(input, flops)| json!({"input_shape": input, "forward_flops": flops}))
+                .collect();
+        }
         serde_json::to_string_pretty(&v)? + "\n"
     } else {
         let name_w = st
@@ -106,6 +135,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
             thousands(st.forward_flops),
             flops_unit(st.forward_flops)
         )?;
+        if !costs.is_empty() {
+            writeln!(
+                s,
+                "Forward cost at common input sizes (the parameters do not change):"
+            )?;
+            for (input, flops) in &costs {
+                writeln!(
+                    s,
+                    "  {:<15}  {:>16} FLOPs/image  ({:.3} GFLOP)",
+                    shape(input),
+                    thousands(*flops),
+                    *flops as f64 / 1e9
+                )?;
+            }
+        }
         s
     };
     write_output(None, &text)?;

@@ -27,6 +27,7 @@ fn colour(op: &Op) -> &'static str {
         Op::Relu
         | Op::Dropout { .. }
         | Op::AvgPool { .. }
+        | Op::MaxPool { .. }
         | Op::GlobalAvgPool
         | Op::Flatten
         | Op::Softmax => "#f8f9fa",

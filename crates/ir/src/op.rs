@@ -28,6 +28,8 @@ pub enum OpKind {
     Add,
     /// See [`Op::AvgPool`].
     AvgPool,
+    /// See [`Op::MaxPool`].
+    MaxPool,
     /// See [`Op::GlobalAvgPool`].
     GlobalAvgPool,
     /// See [`Op::Flatten`].
@@ -48,6 +50,7 @@ impl OpKind {
             OpKind::Dropout => "dropout",
             OpKind::Add => "add",
             OpKind::AvgPool => "avg_pool",
+            OpKind::MaxPool => "max_pool",
             OpKind::GlobalAvgPool => "global_avg_pool",
             OpKind::Flatten => "flatten",
             OpKind::Linear => "linear",
@@ -64,6 +67,7 @@ impl OpKind {
             | OpKind::Relu
             | OpKind::Dropout
             | OpKind::AvgPool
+            | OpKind::MaxPool
             | OpKind::GlobalAvgPool
             | OpKind::Flatten
             | OpKind::Linear
@@ -79,7 +83,7 @@ impl OpKind {
             OpKind::Conv => &["out", "kernel", "stride", "padding", "bias"],
             OpKind::BatchNorm => &["eps", "momentum"],
             OpKind::Dropout => &["p"],
-            OpKind::AvgPool => &["kernel", "stride", "padding"],
+            OpKind::AvgPool | OpKind::MaxPool => &["kernel", "stride", "padding"],
             OpKind::Linear => &["out", "bias"],
             OpKind::Relu
             | OpKind::Add
@@ -152,6 +156,17 @@ pub enum Op {
         /// Padding.
         padding: usize,
     },
+    /// Max pooling, square window, PyTorch semantics: padding is -inf (never the maximum),
+    /// the output size rounds down (`ceil_mode = false`), and the gradient of a window goes to
+    /// its first maximum in row-major window order.
+    MaxPool {
+        /// Window size.
+        kernel: usize,
+        /// Stride.
+        stride: usize,
+        /// Padding (at most half the kernel, as in PyTorch).
+        padding: usize,
+    },
     /// Mean over all spatial positions: `[C, H, W] -> [C, 1, 1]`.
     GlobalAvgPool,
     /// `[C, H, W] -> [C*H*W]`.
@@ -216,6 +231,15 @@ impl Op {
         }
     }
 
+    /// A max-pooling layer's op.
+    pub const fn max_pool(kernel: usize, stride: usize, padding: usize) -> Op {
+        Op::MaxPool {
+            kernel,
+            stride,
+            padding,
+        }
+    }
+
     /// A fully connected layer's op, its parameters not yet created (their ids are
     /// [`ParamId::UNSET`]; `bias` asks for a bias).
     pub const fn linear(out_features: usize, bias: bool) -> Op {
@@ -235,6 +259,7 @@ impl Op {
             Op::Dropout { .. } => OpKind::Dropout,
             Op::Add => OpKind::Add,
             Op::AvgPool { .. } => OpKind::AvgPool,
+            Op::MaxPool { .. } => OpKind::MaxPool,
             Op::GlobalAvgPool => OpKind::GlobalAvgPool,
             Op::Flatten => OpKind::Flatten,
             Op::Linear { .. } => OpKind::Linear,
@@ -292,6 +317,7 @@ impl Op {
             | Op::Dropout { .. }
             | Op::Add
             | Op::AvgPool { .. }
+            | Op::MaxPool { .. }
             | Op::GlobalAvgPool
             | Op::Flatten
             | Op::Softmax => Vec::new(),
@@ -368,8 +394,13 @@ impl Op {
                 kernel,
                 stride,
                 padding,
+            }
+            | Op::MaxPool {
+                kernel,
+                stride,
+                padding,
             } => {
-                let (c, h, w) = spatial(layer, &x, "avg_pool")?;
+                let (c, h, w) = spatial(layer, &x, self.kind())?;
                 if 2 * padding > *kernel {
                     return Err(shape_err(
                         layer,
@@ -424,6 +455,7 @@ impl Op {
             | Op::Dropout { .. }
             | Op::Add
             | Op::AvgPool { .. }
+            | Op::MaxPool { .. }
             | Op::GlobalAvgPool
             | Op::Flatten
             | Op::Softmax => 0,
@@ -447,6 +479,11 @@ impl Op {
                 stride,
                 padding,
             } => format!("avg_pool {kernel}x{kernel}/{stride} p{padding}"),
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => format!("max_pool {kernel}x{kernel}/{stride} p{padding}"),
             Op::Linear { out_features, .. } => format!("linear -> {out_features}"),
             Op::BatchNorm { .. }
             | Op::Relu
@@ -580,6 +617,11 @@ mod tests {
                 bias: None,
             },
             Op::Softmax,
+            Op::MaxPool {
+                kernel: 3,
+                stride: 2,
+                padding: 1,
+            },
         ]
     }
 
@@ -633,5 +675,30 @@ mod tests {
         let err = ops[4].infer_shape("a", &[&img]).unwrap_err();
         assert_eq!(err.to_string(), "layer `a`: takes 2 input(s), got 1");
         assert_eq!(ops[0].describe(), "conv 3x3/1 p1 -> 4");
+    }
+
+    #[test]
+    fn max_pool_rounds_down_and_refuses_wide_padding() {
+        let v = |shape: &[usize]| Value {
+            name: "x".into(),
+            shape: shape.to_vec(),
+        };
+        // PyTorch's floor mode: (112 + 2 - 3) / 2 + 1 = 56 (the ResNet stem), (7 + 2 - 3) / 2 + 1 = 4
+        let pool = Op::max_pool(3, 2, 1);
+        assert_eq!(
+            pool.infer_shape("p", &[&v(&[64, 112, 112])]).unwrap(),
+            [64, 56, 56]
+        );
+        assert_eq!(pool.infer_shape("p", &[&v(&[2, 7, 8])]).unwrap(), [2, 4, 4]);
+        assert_eq!(pool.describe(), "max_pool 3x3/2 p1");
+        assert_eq!(pool.flops(&[64, 112, 112], &[64, 56, 56]), 0);
+        let wide = Op::max_pool(3, 1, 2).infer_shape("w", &[&v(&[1, 8, 8])]);
+        assert!(wide.unwrap_err().to_string().contains("at most half"));
+        let flat = pool.infer_shape("f", &[&v(&[16])]).unwrap_err();
+        assert!(
+            flat.to_string()
+                .contains("max_pool needs a [C, H, W] input"),
+            "{flat}"
+        );
     }
 }

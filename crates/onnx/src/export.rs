@@ -390,6 +390,23 @@ fn lower(g: &Graph, w: &Weights) -> Result<GraphProto> {
                     ],
                 )
             }
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => {
+                let (k, s, p) = (*kernel as i64, *stride as i64, *padding as i64);
+                (
+                    "MaxPool",
+                    vec![
+                        AttributeProto::ints("kernel_shape", &[k, k]),
+                        AttributeProto::ints("strides", &[s, s]),
+                        AttributeProto::ints("pads", &[p, p, p, p]),
+                        AttributeProto::ints("dilations", &[1, 1]),
+                        AttributeProto::int("ceil_mode", 0),
+                    ],
+                )
+            }
             Op::GlobalAvgPool => ("GlobalAveragePool", Vec::new()),
             Op::Flatten => ("Flatten", vec![AttributeProto::int("axis", 1)]),
             Op::Linear { weight, bias, .. } => {

@@ -30,7 +30,7 @@ pub mod suggest;
 pub mod validate;
 
 pub use error::{Location, SpecError};
-pub use model::{LayerSpec, ModelSection, Shortcut, SpecFile, WrnSpec};
+pub use model::{Block, LayerSpec, ModelSection, Shortcut, SpecFile, Stem, WrnSpec};
 
 use locate::{parse_path, Locator, Segment};
 use std::path::Path;
@@ -84,6 +84,25 @@ impl Spec {
     /// The expanded spec as YAML.
     pub fn expanded_yaml(&self) -> String {
         serde_yaml::to_string(&self.expanded()).unwrap_or_default()
+    }
+
+    /// The spec's network for `[C, H, W]` images of another size: the same layers and
+    /// parameters, with the shapes (and so the FLOPs) of that size; or why the layers do not
+    /// fit it.
+    pub fn graph_for_input(&self, input: [usize; 3]) -> Result<Graph, String> {
+        let m = &self.resolved.model;
+        let layers = expand::model_layers(m);
+        lower::lower(self.name(), input, m.classes.unwrap_or(2), &layers).map_err(|e| e.message)
+    }
+
+    /// Whether the network is `model.wrn`'s ImageNet form (`stem: imagenet`), which runs at
+    /// any image size.
+    pub fn is_imagenet_wrn(&self) -> bool {
+        self.resolved
+            .model
+            .wrn
+            .as_ref()
+            .is_some_and(|w| w.stem == Stem::Imagenet)
     }
 }
 

@@ -82,6 +82,14 @@ fn kind_of(l: &LayerSpec, i: usize, classes: usize) -> Result<Op, LayerError> {
                 l.padding.unwrap_or(0),
             )
         }
+        OpKind::MaxPool => {
+            let kernel = pos(l.kernel.unwrap_or(2), "kernel")?;
+            Op::max_pool(
+                kernel,
+                pos(l.stride.unwrap_or(kernel), "stride")?,
+                l.padding.unwrap_or(0),
+            )
+        }
         OpKind::GlobalAvgPool => Op::GlobalAvgPool,
         OpKind::Flatten => Op::Flatten,
         OpKind::Linear => Op::linear(

@@ -57,14 +57,47 @@ pub enum Shortcut {
     Input,
 }
 
+/// The residual block of `model.wrn`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Block {
+    /// The paper's CIFAR block: pre-activation BN-ReLU-conv3x3-BN-ReLU-conv3x3.
+    #[default]
+    Basic,
+    /// The paper's ImageNet block, laid out as torchvision's `wide_resnet50_2`
+    /// (post-activation ResNet v1.5): conv1x1-BN-ReLU-conv3x3 (the stride)-BN-ReLU-conv1x1
+    /// (4x the stage's base width)-BN, plus the shortcut, then ReLU.
+    Bottleneck,
+}
+
+/// The stem of `model.wrn`: the layers before the first residual stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Stem {
+    /// One 3x3 stride-1 conv with 16 channels (CIFAR-sized images).
+    #[default]
+    Cifar,
+    /// A 7x7 stride-2 conv with 64 channels, BN, ReLU and a 3x3 stride-2 max pool with
+    /// padding 1 (ImageNet-sized images: 4x smaller feature maps).
+    Imagenet,
+}
+
 /// `model.wrn`: WRN-depth-width.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WrnSpec {
-    /// Number of conv layers n = 6N + 4.
+    /// Number of layers with weights: n = 6N + 4 for basic blocks; 50, 101 or 152 for
+    /// bottleneck blocks (stages of 3-4-6-3, 3-4-23-3, 3-8-36-3 blocks).
     pub depth: usize,
-    /// Widening factor k: group widths 16k, 32k, 64k.
+    /// Widening factor k: group widths 16k, 32k, 64k (basic); inner widths 64k, 128k,
+    /// 256k, 512k of the bottlenecks (bottleneck; their outputs stay 256, 512, 1024, 2048).
     pub width: usize,
+    /// The residual block (`basic` unless written; omitted from the resolved spec then).
+    #[serde(skip_serializing_if = "is_default")]
+    pub block: Block,
+    /// The stem (`cifar` unless written; omitted from the resolved spec then).
+    #[serde(skip_serializing_if = "is_default")]
+    pub stem: Stem,
     /// Dropout between the two 3x3 convs of each block (0 = none).
     pub dropout: f64,
     /// Shortcut variant.
@@ -75,11 +108,18 @@ pub struct WrnSpec {
     pub bn_momentum: f64,
 }
 
+/// Whether `v` is its type's default (a key left out of the resolved spec).
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
 impl Default for WrnSpec {
     fn default() -> Self {
         WrnSpec {
             depth: 28,
             width: 10,
+            block: Block::Basic,
+            stem: Stem::Cifar,
             dropout: 0.0,
             shortcut: Shortcut::Preact,
             bn_eps: 1e-5,
@@ -123,13 +163,13 @@ pub struct LayerSpec {
     /// conv: output channels; linear: output features (default: model.classes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub out: Option<usize>,
-    /// conv / avg_pool: window size (conv default 3, avg_pool default 2).
+    /// conv / avg_pool / max_pool: window size (conv default 3, pools default 2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<usize>,
-    /// conv / avg_pool: stride (conv default 1, avg_pool default = kernel).
+    /// conv / avg_pool / max_pool: stride (conv default 1, pools default = kernel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stride: Option<usize>,
-    /// conv / avg_pool: padding (conv default kernel/2, avg_pool default 0).
+    /// conv / avg_pool / max_pool: padding (conv default kernel/2, pools default 0).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub padding: Option<usize>,
     /// conv / linear: whether there is a bias (conv default false, linear default true).

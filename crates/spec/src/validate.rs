@@ -1,8 +1,8 @@
 //! The validate phase: fills the defaults that depend on other fields, then checks ranges and
 //! consistency, each problem naming its field.
 
-use crate::expand::wrn_param_counts;
-use crate::model::SpecFile;
+use crate::expand::{bottleneck_stages, wrn_param_counts};
+use crate::model::{Block, Shortcut, SpecFile, Stem, WrnSpec};
 use wrnc_ir::builder::check_param_budget;
 use wrnc_recipe::{OptimizerKind, Schedule};
 
@@ -273,6 +273,56 @@ pub fn nearest_depths(d: usize) -> Vec<usize> {
 /// Largest depth accepted (far beyond any published WRN; bounds the graph's size).
 pub const MAX_DEPTH: usize = 1000;
 
+/// Checks that `model.wrn`'s block, stem and options form one of the two networks of the
+/// paper: the CIFAR form (`block: basic`, `stem: cifar`, dropout and shortcut variants) or the
+/// ImageNet form (`block: bottleneck`, `stem: imagenet`, torchvision's `wide_resnet50_2`
+/// layout, which has neither).
+fn wrn_form(w: &WrnSpec) -> Result<(), Problem> {
+    match (w.block, w.stem) {
+        (Block::Basic, Stem::Cifar) | (Block::Bottleneck, Stem::Imagenet) => {}
+        (Block::Bottleneck, Stem::Cifar) => {
+            return Err(p(
+                "model.wrn.stem",
+                "`block: bottleneck` is the paper's ImageNet network and needs \
+                 `stem: imagenet` (7x7 stride-2 conv, 3x3 stride-2 max pool); the CIFAR stem \
+                 goes with `block: basic`"
+                    .into(),
+            ))
+        }
+        (Block::Basic, Stem::Imagenet) => {
+            return Err(p(
+                "model.wrn.stem",
+                "`stem: imagenet` goes with `block: bottleneck` (the paper's ImageNet \
+                 network, e.g. WRN-50-2: depth 50, width 2); `block: basic` uses \
+                 `stem: cifar`"
+                    .into(),
+            ))
+        }
+    }
+    if w.block == Block::Bottleneck {
+        if w.dropout != 0.0 {
+            return Err(p(
+                "model.wrn.dropout",
+                format!(
+                    "applies to basic blocks only: bottleneck blocks (torchvision's \
+                     wide_resnet50_2) have no dropout; use 0, got {}",
+                    w.dropout
+                ),
+            ));
+        }
+        if w.shortcut != Shortcut::Preact {
+            return Err(p(
+                "model.wrn.shortcut",
+                "applies to basic (pre-activation) blocks only: a bottleneck's shortcut is a \
+                 1x1 conv + BN of the block input where the shape changes, else the input; \
+                 remove the key"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks everything that can be checked without building the graph. The spec must already
 /// have `model.input` and `model.classes` resolved.
 pub fn validate(s: &SpecFile) -> Result<(), Problem> {
@@ -354,7 +404,19 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
         check_labels(labels, classes)?;
     }
     if let Some(w) = &m.wrn {
-        if w.depth < 10 || (w.depth - 4) % 6 != 0 || w.depth > MAX_DEPTH {
+        wrn_form(w)?;
+        if w.block == Block::Bottleneck {
+            if bottleneck_stages(w.depth).is_none() {
+                return Err(p(
+                    "model.wrn.depth",
+                    format!(
+                        "{} is not a bottleneck depth: use 50, 101 or 152 (torchvision's \
+                         ResNet-50/101/152 stages: 3-4-6-3, 3-4-23-3, 3-8-36-3 blocks)",
+                        w.depth
+                    ),
+                ));
+            }
+        } else if w.depth < 10 || (w.depth - 4) % 6 != 0 || w.depth > MAX_DEPTH {
             let near: Vec<String> = nearest_depths(w.depth.min(MAX_DEPTH))
                 .iter()
                 .map(|d| d.to_string())
@@ -370,12 +432,13 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
             ));
         }
         if w.width < 1 {
+            let widths = match w.block {
+                Block::Basic => "group widths are 16k, 32k, 64k",
+                Block::Bottleneck => "bottleneck widths are 64k, 128k, 256k, 512k",
+            };
             return Err(p(
                 "model.wrn.width",
-                format!(
-                    "must be at least 1 (group widths are 16k, 32k, 64k), got {}",
-                    w.width
-                ),
+                format!("must be at least 1 ({widths}), got {}", w.width),
             ));
         }
         number(
@@ -391,7 +454,7 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
             Range::Unit,
             BN_MOMENTUM,
         )?;
-        if input[1] < 4 || input[2] < 4 {
+        if w.stem == Stem::Cifar && (input[1] < 4 || input[2] < 4) {
             return Err(p(
                 "model.input",
                 format!(

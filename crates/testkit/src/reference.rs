@@ -2,7 +2,7 @@
 //!
 //! It exists to check other executors (tract running the exported ONNX, or the trainer)
 //! against an independent, obviously-correct implementation: direct loops, no im2col, no
-//! fused kernels. Dropout is the identity and BatchNorm uses its running statistics.
+//! fused kernels. Dropout is the identity, max pooling ignores its padding and BatchNorm uses its running statistics.
 
 use std::fmt;
 use wrnc_ir::{passes, Graph, Op, ParamId, Weights};
@@ -170,6 +170,37 @@ fn run_one(g: &Graph, w: &Weights, img: &[f32]) -> Result<Vec<Vec<f64>>> {
                                 }
                             }
                             y[(ci * oh + i) * ow + j] = acc / cnt.max(1) as f64;
+                        }
+                    }
+                }
+                y
+            }
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => {
+                let (c, h, wd) = (xs[0], xs[1], xs[2]);
+                let (oh, ow) = (ys[1], ys[2]);
+                let (k, s, pd) = (*kernel, *stride, *padding as isize);
+                let mut y = vec![f64::NEG_INFINITY; c * oh * ow];
+                for ci in 0..c {
+                    for i in 0..oh {
+                        for j in 0..ow {
+                            let out = &mut y[(ci * oh + i) * ow + j];
+                            for ki in 0..k {
+                                let yy = (i * s + ki) as isize - pd;
+                                for kj in 0..k {
+                                    let xx = (j * s + kj) as isize - pd;
+                                    if yy >= 0 && yy < h as isize && xx >= 0 && xx < wd as isize {
+                                        let v = x[(ci * h + yy as usize) * wd + xx as usize];
+                                        // PyTorch: padding never wins, NaN propagates
+                                        if v > *out || v.is_nan() {
+                                            *out = v;
+                                        }
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -155,6 +155,8 @@ fn activation_values(graph: &Graph, path: StepPath) -> (u64, u64) {
             StepPath::Autograd => match node.op {
                 Op::BatchNorm { .. } => 5 * n,
                 Op::Dropout { .. } => 2 * n,
+                // the window gathers and their comparison masks, per output value
+                Op::MaxPool { kernel, .. } => 2 * (kernel * kernel) as u64 * n,
                 Op::Conv { .. }
                 | Op::Relu
                 | Op::Add

@@ -546,6 +546,11 @@ impl Model {
                 stride,
                 padding,
             } => ops::avg_pool(x, *kernel, *stride, *padding)?.into(),
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => ops::max_pool(x, *kernel, *stride, *padding)?.into(),
             Op::GlobalAvgPool => x.mean_keepdim((2, 3))?.into(),
             Op::Flatten => x.flatten_from(1)?.into(),
             Op::Linear { weight, bias, .. } => {

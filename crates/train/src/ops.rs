@@ -1,5 +1,5 @@
 //! Layer functions built from Candle primitives so that autograd differentiates them:
-//! batch normalisation, dropout masks, average pooling and the loss.
+//! batch normalisation, dropout masks, average and max pooling and the loss.
 
 use crate::error::{Result, TrainError};
 use candle_core::{DType, Device, Tensor, D};
@@ -191,6 +191,131 @@ pub fn avg_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Res
     Ok(sums.broadcast_mul(&inv)?.reshape((n, c, oh, ow))?)
 }
 
+/// The windows of a max pooling over one `[N, C, H, W]` input: the input padded with -inf
+/// and, per window offset, the rows and columns it reads (stride apart).
+struct PoolWindows {
+    padded: Tensor,
+    /// `rows[a]`: the padded rows `a, a + s, ..` read at window row `a`.
+    rows: Vec<Tensor>,
+    /// `cols[b]`: the padded columns `b, b + s, ..` read at window column `b`.
+    cols: Vec<Tensor>,
+    /// Input height and width.
+    hw: (usize, usize),
+    padding: usize,
+}
+
+impl PoolWindows {
+    fn new(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<PoolWindows> {
+        let (n, c, h, w) = x.dims4()?;
+        let (hp, wp) = (h + 2 * padding, w + 2 * padding);
+        if kernel == 0 || stride == 0 || hp < kernel || wp < kernel {
+            return Err(TrainError::Internal(format!(
+                "max pool {kernel}/{stride} p{padding} does not fit input {:?}",
+                x.dims()
+            )));
+        }
+        let (oh, ow) = ((hp - kernel) / stride + 1, (wp - kernel) / stride + 1);
+        let padded = if padding == 0 {
+            x.clone()
+        } else {
+            let fill = |shape: (usize, usize, usize, usize)| -> Result<Tensor> {
+                Ok(Tensor::full(f32::NEG_INFINITY, shape, x.device())?.to_dtype(x.dtype())?)
+            };
+            let side = fill((n, c, h, padding))?;
+            let x = Tensor::cat(&[&side, x, &side], 3)?;
+            let band = fill((n, c, padding, wp))?;
+            Tensor::cat(&[&band, &x, &band], 2)?
+        };
+        let offsets = |out: usize| -> Result<Vec<Tensor>> {
+            (0..kernel)
+                .map(|a| {
+                    let idx: Vec<u32> = (0..out).map(|i| (a + i * stride) as u32).collect();
+                    Ok(Tensor::from_vec(idx, out, x.device())?)
+                })
+                .collect()
+        };
+        Ok(PoolWindows {
+            padded,
+            rows: offsets(oh)?,
+            cols: offsets(ow)?,
+            hw: (h, w),
+            padding,
+        })
+    }
+
+    /// The input rows of window row `a` (`[N, C, OH, W + 2p]`).
+    fn window_rows(&self, a: usize) -> Result<Tensor> {
+        Ok(self.padded.index_select(&self.rows[a], 2)?)
+    }
+
+    /// The maximum of every window and, with `with_index`, the index `a * k + b` of the first
+    /// maximum in row-major window order (strictly greater values replace the best so far).
+    fn maxima(&self, with_index: bool) -> Result<(Tensor, Option<Tensor>)> {
+        let k = self.rows.len();
+        let mut best: Option<Tensor> = None;
+        let mut which: Option<Tensor> = None;
+        for a in 0..k {
+            let rows = self.window_rows(a)?;
+            for b in 0..k {
+                let cand = rows.index_select(&self.cols[b], 3)?;
+                let Some(prev) = best.take() else {
+                    if with_index {
+                        which = Some(Tensor::zeros(cand.shape(), DType::U32, cand.device())?);
+                    }
+                    best = Some(cand);
+                    continue;
+                };
+                let wins = cand.gt(&prev)?;
+                if let Some(w) = which.take() {
+                    let here = Tensor::full((a * k + b) as u32, cand.shape(), cand.device())?;
+                    which = Some(wins.where_cond(&here, &w)?);
+                }
+                best = Some(wins.where_cond(&cand, &prev)?);
+            }
+        }
+        let best = best.ok_or_else(|| TrainError::Internal("max pool without window".into()))?;
+        Ok((best, which))
+    }
+}
+
+/// Max pooling with PyTorch's semantics: padding is -inf (never the maximum), the output size
+/// rounds down, and each window's output is its first maximum in row-major window order, which
+/// is where autograd sends the gradient (as PyTorch's CPU kernel does). Built from Candle ops
+/// (select, compare, where), so it runs on every device and autograd differentiates it.
+pub fn max_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    Ok(PoolWindows::new(x, kernel, stride, padding)?
+        .maxima(false)?
+        .0)
+}
+
+/// The gradient of [`max_pool`] with respect to its input `x`, given the gradient `dy` of its
+/// output: each output's gradient goes to its window's first maximum (the taped backward).
+pub fn max_pool_backward(
+    x: &Tensor,
+    dy: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<Tensor> {
+    let windows = PoolWindows::new(x, kernel, stride, padding)?;
+    let (_, which) = windows.maxima(true)?;
+    let which = which.ok_or_else(|| TrainError::Internal("max pool without index".into()))?;
+    let zeros = dy.zeros_like()?;
+    let mut dx = windows.padded.zeros_like()?;
+    for a in 0..kernel {
+        let mut rows = windows.window_rows(a)?.zeros_like()?;
+        for b in 0..kernel {
+            let here = which.eq((a * kernel + b) as u32)?;
+            let g = here.where_cond(dy, &zeros)?;
+            rows = rows.index_add(&windows.cols[b], &g, 3)?;
+        }
+        dx = dx.index_add(&windows.rows[a], &rows, 2)?;
+    }
+    let (h, w) = windows.hw;
+    let p = windows.padding;
+    Ok(dx.narrow(2, p, h)?.narrow(3, p, w)?)
+}
+
 /// Mean cross-entropy of `logits` `[N, K]` against class indices `labels` `[N]` (u32),
 /// through `log_softmax`.
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
@@ -315,6 +440,65 @@ mod tests {
         close(&y[5..7], &[3.0, 4.0], 1e-6);
         let z = v(&avg_pool(&t(&[1., 2., 3., 4.], &[1, 1, 2, 2]), 2, 2, 0).unwrap());
         close(&z, &[2.5], 1e-6);
+    }
+
+    #[test]
+    fn max_pool_pads_with_minus_infinity_and_rounds_down() {
+        // Every value negative: zero padding would win the border windows, -inf never does.
+        let x: Vec<f32> = (1..=16).map(|v| -(v as f32)).collect();
+        let y = max_pool(&t(&x, &[1, 1, 4, 4]), 3, 2, 1).unwrap();
+        assert_eq!(y.dims(), [1, 1, 2, 2]);
+        close(&v(&y), &[-1.0, -2.0, -5.0, -6.0], 0.0);
+        // floor mode: a 5-wide input with kernel 2 / stride 2 gives 2 columns, not 3
+        let x: Vec<f32> = (0..10).map(|v| v as f32).collect();
+        let y = max_pool(&t(&x, &[1, 1, 2, 5]), 2, 2, 0).unwrap();
+        close(&v(&y), &[6.0, 8.0], 0.0);
+    }
+
+    #[test]
+    fn max_pool_gradient_goes_to_the_first_maximum() {
+        // All equal: every window's first element (row-major) takes its gradient. Overlapping
+        // 3x3/2 windows with padding 1 over 4x4: window origins at -1 and 1 on each axis, so
+        // the first real element of each window is (0,0), (0,1), (1,0), (1,1).
+        let x = candle_core::Var::from_tensor(&t(&[1.0; 16], &[1, 1, 4, 4])).unwrap();
+        let y = max_pool(&x, 3, 2, 1).unwrap();
+        let dy = t(&[1.0, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
+        let grads = (&y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+        let mut want = [0f32; 16];
+        want[0] = 1.0;
+        want[1] = 2.0;
+        want[4] = 3.0;
+        want[5] = 4.0;
+        close(&v(grads.get(&x).unwrap()), &want, 0.0);
+        let taped = max_pool_backward(&x, &dy, 3, 2, 1).unwrap();
+        close(&v(&taped), &want, 0.0);
+
+        // Distinct values, stride 1: a maximum shared by overlapping windows collects the
+        // gradient of each; the explicit backward agrees with autograd.
+        let data: Vec<f32> = [
+            3., 1., 4., 1., 5., 9., 2., 6., 5., 3., 5., 8., 9., 7., 9., 3.,
+        ]
+        .to_vec();
+        let x = candle_core::Var::from_tensor(&t(&data, &[1, 1, 4, 4])).unwrap();
+        let y = max_pool(&x, 2, 1, 0).unwrap();
+        close(&v(&y), &[9., 9., 6., 9., 9., 8., 9., 9., 9.], 0.0);
+        let dy = t(&[1., 2., 3., 4., 5., 6., 7., 8., 9.], &[1, 1, 3, 3]);
+        let grads = (&y * &dy).unwrap().sum_all().unwrap().backward().unwrap();
+        let auto = v(grads.get(&x).unwrap());
+        // the 9 at (1,1) wins windows 0, 1, 3, 4; the 6 at (1,3) window 2; the 8 at (2,3)
+        // window 5; the 9 at (3,0) window 6; the 9 at (3,2) windows 7 and 8
+        let mut want = [0f32; 16];
+        want[5] = 1. + 2. + 4. + 5.;
+        want[7] = 3.;
+        want[11] = 6.;
+        want[12] = 7.;
+        want[14] = 8. + 9.;
+        close(&auto, &want, 0.0);
+        close(
+            &v(&max_pool_backward(&x, &dy, 2, 1, 0).unwrap()),
+            &want,
+            0.0,
+        );
     }
 
     #[test]

@@ -12,8 +12,8 @@
 
 use crate::conv::{self, ConvParams};
 use crate::error::{Result, TrainError};
-use crate::kernels;
 use crate::model::{dropout_mask, Mode, Model, NodeRun};
+use crate::{kernels, ops};
 use candle_core::{DType, Tensor, TensorId};
 use std::collections::HashMap;
 use wrnc_ir::{Graph, Op, ParamId, ValueId};
@@ -65,6 +65,7 @@ impl Tape {
             | Op::Relu
             | Op::Dropout { .. }
             | Op::Add
+            | Op::MaxPool { .. }
             | Op::GlobalAvgPool
             | Op::Flatten
             | Op::Linear { .. } => true,
@@ -75,8 +76,9 @@ impl Tape {
     /// Records one node as the forward pass ran it.
     pub(crate) fn record(&mut self, op: &Op, run: NodeRun<'_>) {
         // Ops with parameters need their input for the weight gradient (BN also for its
-        // input gradient); the others' backward reads only the output gradient and shapes.
-        let keep_ins = !op.params().is_empty();
+        // input gradient), max pooling to find each window's maximum; the others' backward
+        // reads only the output gradient and shapes.
+        let keep_ins = !op.params().is_empty() || matches!(op, Op::MaxPool { .. });
         self.records.push(Record {
             node: run.node,
             in_dims: run.ins[0].dims().to_vec(),
@@ -160,6 +162,14 @@ impl Tape {
                 Op::Add => {
                     to_inputs[0] = Some(dy.clone());
                     to_inputs[1] = Some(dy);
+                }
+                Op::MaxPool {
+                    kernel,
+                    stride,
+                    padding,
+                } => {
+                    let dx = ops::max_pool_backward(&rec.ins[0], &dy, *kernel, *stride, *padding)?;
+                    to_inputs[0] = Some(dx);
                 }
                 Op::GlobalAvgPool => {
                     let dims = rec.in_dims.clone();
@@ -274,7 +284,7 @@ mod tests {
     use crate::ops;
     use crate::step::Gradients;
     use candle_core::Device;
-    use wrnc_ir::{Graph, GraphBuilder};
+    use wrnc_ir::GraphBuilder;
 
     /// A residual network with every op the tape knows: a standalone ReLU, dropout, conv
     /// bias, a BN without ReLU, an add whose inputs fan out, pooling and a linear layer.
@@ -302,31 +312,66 @@ mod tests {
         b.finish().unwrap()
     }
 
+    /// A post-activation ResNet stem and bottleneck block (conv-BN-ReLU, a padded max pool,
+    /// 1x1 / 3x3 / 1x1 convs each followed by BN, a projection shortcut conv + BN, ReLU after
+    /// the add), the ImageNet form of `model.wrn`.
+    fn pooled_net() -> Graph {
+        let mut b = GraphBuilder::new("pooled", [3, 8, 8]).unwrap();
+        let bn = Op::batch_norm(1e-5, 0.1);
+        let input = b.input();
+        let mut layer = |name: &str, op: Op, ins: &[ValueId]| b.layer(name, &op, ins).unwrap();
+        let x = layer("conv1", Op::conv(6, 3, 1, 1, false), &[input]);
+        let x = layer("bn1", bn.clone(), &[x]);
+        let x = layer("relu", Op::Relu, &[x]);
+        let x = layer("maxpool", Op::max_pool(3, 2, 1), &[x]);
+        let y = layer("b.conv1", Op::conv(4, 1, 1, 0, false), &[x]);
+        let y = layer("b.bn1", bn.clone(), &[y]);
+        let y = layer("b.relu1", Op::Relu, &[y]);
+        let y = layer("b.conv2", Op::conv(4, 3, 2, 1, false), &[y]);
+        let y = layer("b.bn2", bn.clone(), &[y]);
+        let y = layer("b.relu2", Op::Relu, &[y]);
+        let y = layer("b.conv3", Op::conv(8, 1, 1, 0, false), &[y]);
+        let y = layer("b.bn3", bn.clone(), &[y]);
+        let s = layer("b.down", Op::conv(8, 1, 2, 0, false), &[x]);
+        let s = layer("b.down_bn", bn, &[s]);
+        let a = layer("b.add", Op::Add, &[y, s]);
+        let a = layer("b.relu", Op::Relu, &[a]);
+        let p = layer("pool", Op::GlobalAvgPool, &[a]);
+        let f = layer("flat", Op::Flatten, &[p]);
+        layer("fc", Op::linear(5, true), &[f]);
+        b.finish().unwrap()
+    }
+
     #[test]
     fn taped_gradients_match_candle_autograd() {
-        tape_matches_autograd(0.0);
+        assert_taped_matches_autograd(&net(), 0.0);
     }
 
     #[test]
     fn taped_label_smoothing_matches_candle_autograd() {
-        tape_matches_autograd(0.1);
+        assert_taped_matches_autograd(&net(), 0.1);
     }
 
-    /// The taped backward (fast kernels) against Candle's autograd over the reference ops,
-    /// with label smoothing `eps`.
-    fn tape_matches_autograd(eps: f64) {
-        let g = net();
-        let w = init_weights(&g, 3);
+    #[test]
+    fn taped_max_pool_and_bottleneck_match_candle_autograd() {
+        assert_taped_matches_autograd(&pooled_net(), 0.0);
+    }
+
+    /// One training step of `g` (3x8x8 inputs, 5 classes) on the tape (fast kernels) and on
+    /// Candle's autograd over the reference ops, with label smoothing `eps`: the same loss and
+    /// the same gradient for every parameter.
+    fn assert_taped_matches_autograd(g: &Graph, eps: f64) {
+        let w = init_weights(g, 3);
         let n = 4;
         let images: Vec<f32> = (0..n * 3 * 64)
             .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
             .collect();
         let labels = [0u32, 3, 1, 4];
         let mode = Mode::Train { seed: 5, step: 2 };
-        let mut fast = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+        let mut fast = Model::new(g, &w, &Device::Cpu, DType::F32).unwrap();
         fast.set_reference_ops(false);
         assert!(fast.tape_applies(mode));
-        let mut auto = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+        let mut auto = Model::new(g, &w, &Device::Cpu, DType::F32).unwrap();
         auto.set_reference_ops(true);
         assert!(!auto.tape_applies(mode));
         let x = fast.input_tensor(&images, n).unwrap();

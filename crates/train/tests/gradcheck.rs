@@ -119,3 +119,20 @@ fn dropout_avgpool_linear_gradients_match_finite_differences() {
     let worst = check(&g, 6);
     assert!(worst < 1e-5, "worst relative error {worst}");
 }
+
+#[test]
+fn max_pool_gradients_match_finite_differences() {
+    // The ResNet stem's pool (3x3, stride 2, padding 1: overlapping, padded windows) after a
+    // strided conv, and a non-overlapping 2x2 pool over an odd size (floor mode).
+    let mut b = Net::new("pools", [2, 9, 9]);
+    let c = b.then("conv", conv_bias(4, 3, 1), b.input());
+    let n = b.then("bn", BN, c);
+    let r = b.then("relu", Op::Relu, n);
+    let p = b.then("pool", Op::max_pool(3, 2, 1), r);
+    let p = b.then("pool2", Op::max_pool(2, 2, 0), p);
+    let f = b.then("flat", Op::Flatten, p);
+    b.then("fc", Op::linear(3, true), f);
+    let g = b.finish();
+    let worst = check(&g, 3);
+    assert!(worst < 1e-5, "worst relative error {worst}");
+}

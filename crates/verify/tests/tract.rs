@@ -35,6 +35,29 @@ fn preact() -> Graph {
     b.finish()
 }
 
+/// The ImageNet form in small: a 7x7 stride-2 stem conv, BN, ReLU, the 3x3 stride-2 max pool
+/// with padding 1, one post-activation bottleneck with a projection shortcut (conv + BN),
+/// ReLU after the add, and a non-overlapping max pool over an odd size before the head.
+fn pooled() -> Graph {
+    let mut b = Net::new("pooled", [3, 13, 13]);
+    let x = b.then("conv1", Op::conv(6, 7, 2, 3, false), b.input());
+    let x = b.bn_relu("bn1", "relu", x);
+    let x = b.then("maxpool", Op::max_pool(3, 2, 1), x);
+    let y = b.then("b.conv1", conv(4, 1, 1), x);
+    let y = b.bn_relu("b.bn1", "b.relu1", y);
+    let y = b.then("b.conv2", conv(4, 3, 1), y);
+    let y = b.bn_relu("b.bn2", "b.relu2", y);
+    let y = b.then("b.conv3", conv(8, 1, 1), y);
+    let y = b.then("b.bn3", wrnc_testkit::graphs::BN, y);
+    let s = b.then("b.down.0", conv(8, 1, 1), x);
+    let s = b.then("b.down.1", wrnc_testkit::graphs::BN, s);
+    let z = b.layer("b.add", &Op::Add, &[y, s]);
+    let z = b.then("b.relu3", Op::Relu, z);
+    let z = b.then("pool2", Op::max_pool(2, 2, 0), z);
+    b.classifier(z, 6, true);
+    b.finish()
+}
+
 fn meta(classes: usize) -> ExportMetadata {
     ExportMetadata {
         class_labels: (0..classes).map(|i| format!("class{i}")).collect(),
@@ -55,7 +78,7 @@ fn probs_of(logits: &[f32], classes: usize) -> Vec<f32> {
 #[test]
 fn every_opset_runs_in_tract_and_matches_reference() {
     let (mut worst, mut largest) = (0.0f32, 0.0f32);
-    for (g, seed) in [(plain(3), 1), (preact(), 2)] {
+    for (g, seed) in [(plain(3), 1), (preact(), 2), (pooled(), 3)] {
         let w = weights(&g, seed);
         let classes = g.classes();
         for opset in 13..=17 {
