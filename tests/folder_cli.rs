@@ -246,7 +246,11 @@ fn folder_with_val_and_no_test_evaluates_and_exports_on_val() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(v["count"], 12);
-    // A finished run resumed exports the weights chosen on val again.
+    // A finished run resumed without its ONNX file exports the weights chosen on val again.
+    let r = wrnc(&["train", "--resume", "--out", utf8(&run)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains("nothing to do"), "{}", r.stderr);
+    std::fs::remove_file(run.join("model.onnx")).unwrap();
     let r = wrnc(&["train", "--resume", "--out", utf8(&run)]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("already finished"), "{}", r.stderr);

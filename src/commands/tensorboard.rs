@@ -13,10 +13,12 @@
 use std::path::PathBuf;
 use wrnc_report::tensorboard::EventWriter;
 use wrnc_train::{
-    rundir::TB_DIR, EpochEnd, EpochStart, MemoryEstimate, Notice, StepProgress, TrainObserver,
+    rundir::TB_DIR, DecodeProgress, EpochEnd, EpochStart, FolderReport, MemoryEstimate, Notice,
+    StepProgress, TrainObserver,
 };
 
-/// Forwards to `inner` and, when enabled, logs scalars to an event file.
+/// Forwards to `inner` and, when enabled, logs scalars to an event file. (Every method of
+/// [`TrainObserver`] must be forwarded: the trait's methods have empty defaults.)
 pub struct TensorBoard<'a> {
     inner: &'a mut dyn TrainObserver,
     /// The folder of the event files; None when disabled or after a write failed.
@@ -116,5 +118,13 @@ impl TrainObserver for TensorBoard<'_> {
 
     fn memory_estimate(&mut self, estimate: &MemoryEstimate) {
         self.inner.memory_estimate(estimate);
+    }
+
+    fn decode_progress(&mut self, progress: &DecodeProgress) {
+        self.inner.decode_progress(progress);
+    }
+
+    fn data_loaded(&mut self, report: &FolderReport) {
+        self.inner.data_loaded(report);
     }
 }
