@@ -177,11 +177,29 @@ fn render(r: &wrnc_data::inspect::InspectReport) -> String {
             "no test/ folder: the final evaluation uses val/ (or the val_size split)"
         );
     }
-    let shapes: Vec<String> = r
+    // The most frequent sizes; the rest summarised (a folder of photos has hundreds).
+    const SHOWN: usize = 8;
+    let mut shapes: Vec<String> = r
         .shapes
         .iter()
+        .take(SHOWN)
         .map(|s| format!("{}: {}", s.label(), n(s.count)))
         .collect();
+    if r.shapes.len() > SHOWN {
+        let rest = &r.shapes[SHOWN..];
+        let range = |f: fn(&wrnc_data::inspect::ShapeCount) -> u32| {
+            let lo = r.shapes.iter().map(f).min().unwrap_or(0);
+            let hi = r.shapes.iter().map(f).max().unwrap_or(0);
+            format!("{lo}-{hi}")
+        };
+        shapes.push(format!(
+            "and {} other sizes and modes ({} images); widths {}, heights {} pixels",
+            n(rest.len()),
+            n(rest.iter().map(|s| s.count).sum()),
+            range(|s| s.width),
+            range(|s| s.height),
+        ));
+    }
     let _ = writeln!(
         out,
         "sizes and modes: {}",

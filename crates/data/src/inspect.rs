@@ -85,6 +85,10 @@ pub struct ShapeCount {
     pub count: usize,
 }
 
+/// Square input sides [`InspectReport::suggested_input`] chooses from for images of varied
+/// sizes (MNIST's 28, CIFAR's 32, ImageNet's 224, and the usual steps between).
+pub const STANDARD_SIDES: [usize; 11] = [8, 16, 28, 32, 48, 64, 96, 128, 160, 224, 256];
+
 impl ShapeCount {
     /// `32x32 RGB8`.
     pub fn label(&self) -> String {
@@ -466,11 +470,48 @@ impl InspectReport {
             .collect()
     }
 
-    /// A spec to start from: a WRN-16-4 on `dataset: folder` at this root, with `model.input`
-    /// from the most common size and mode and the class count of the folder (None when no
-    /// image decoded).
+    /// The `model.input` to suggest, `[C, H, W]`, and whether the images are too varied for
+    /// one size to stand for them: the most common size and mode when it covers at least
+    /// half of the images; else a square side, the standard size ([`STANDARD_SIDES`])
+    /// nearest to the median shorter side, with the most common mode's channels (the
+    /// images are then best brought to it with `resize: {mode: shorter_side}`).
+    pub fn suggested_input(&self) -> Option<([usize; 3], bool)> {
+        let top = self.most_common()?;
+        let total: usize = self.shapes.iter().map(|s| s.count).sum();
+        if 2 * top.count >= total {
+            return Some((
+                [top.channels(), top.height as usize, top.width as usize],
+                false,
+            ));
+        }
+        let mut sides: Vec<(u32, usize)> = self
+            .shapes
+            .iter()
+            .map(|s| (s.width.min(s.height), s.count))
+            .collect();
+        sides.sort_unstable();
+        let mut seen = 0;
+        let median = sides
+            .iter()
+            .find(|(_, n)| {
+                seen += n;
+                2 * seen >= total
+            })
+            .map_or(top.width.min(top.height), |(side, _)| *side);
+        let side = STANDARD_SIDES
+            .iter()
+            .copied()
+            .min_by_key(|&s| (s as i64 - median as i64).abs())
+            .unwrap_or(32);
+        Some(([top.channels(), side, side], true))
+    }
+
+    /// A spec to start from: a WRN-16-4 on `dataset: folder` at this root, with
+    /// [`InspectReport::suggested_input`] as `model.input` and the class count of the folder
+    /// (None when no image decoded).
     pub fn spec_snippet(&self) -> Option<String> {
         let s = self.most_common()?;
+        let ([c, h, w], varied) = self.suggested_input()?;
         let name = self
             .root
             .file_name()
@@ -478,17 +519,28 @@ impl InspectReport {
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "my-images".into());
         let root = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
+        let why = if varied {
+            format!(
+                "the images vary in size: a standard side near their median shorter side ({} \
+                 are {})",
+                s.count,
+                s.label()
+            )
+        } else {
+            format!("the most common images: {}", s.label())
+        };
         let mut text = format!(
-            "name: {}\nmodel:\n  wrn: {{depth: 16, width: 4}}\n  input: [{}, {}, {}]   # the \
-             most common images: {}\n  classes: {}\ndata:\n  dataset: folder\n  root: {}\n",
+            "name: {}\nmodel:\n  wrn: {{depth: 16, width: 4}}\n  input: [{c}, {h}, {w}]   # \
+             {why}\n  classes: {}\ndata:\n  dataset: folder\n  root: {}\n",
             yaml_quoted(&name),
-            s.channels(),
-            s.height,
-            s.width,
-            s.label(),
             self.classes.len(),
             yaml_quoted(&root.display().to_string()),
         );
+        if varied {
+            text.push_str(
+                "  resize: {mode: shorter_side, filter: triangle}   # scale, then centre crop\n",
+            );
+        }
         if self.split("val").is_none() {
             let train = self.split("train").map_or(0, SplitReport::images);
             text.push_str(&format!(
@@ -496,7 +548,7 @@ impl InspectReport {
                 (train / 10).max(1)
             ));
         }
-        if self.shapes.len() > 1 {
+        if self.shapes.len() > 1 && !varied {
             text.push_str("  # images of other sizes are resized to model.input (data.resize)\n");
         }
         if !self.corrupt.is_empty() {
@@ -566,6 +618,36 @@ mod tests {
         img(&r.join("test/bird/x.png"), 8, 8, false, 5);
         std::fs::create_dir_all(r.join("extra")).unwrap();
         d
+    }
+
+    #[test]
+    fn images_of_varied_sizes_suggest_a_standard_square_input_and_a_shorter_side_resize() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        // shorter sides 20, 25, ..., 50 (median 35): no size holds half of the images
+        for (i, side) in (20u32..=50).step_by(5).enumerate() {
+            for class in ["a", "b"] {
+                img(
+                    &r.join(format!("train/{class}/{i}.png")),
+                    side + 7,
+                    side,
+                    false,
+                    1,
+                );
+            }
+        }
+        let rep = inspect(r).unwrap();
+        assert_eq!(rep.suggested_input(), Some(([3, 32, 32], true)));
+        let snippet = rep.spec_snippet().unwrap();
+        assert!(snippet.contains("input: [3, 32, 32]"), "{snippet}");
+        assert!(snippet.contains("resize: {mode: shorter_side"), "{snippet}");
+        // one size for most images: that size, no resize suggested
+        for i in 0..20 {
+            img(&r.join(format!("train/a/same{i}.png")), 40, 30, true, 2);
+        }
+        let rep = inspect(r).unwrap();
+        assert_eq!(rep.suggested_input(), Some(([1, 30, 40], false)));
+        assert!(!rep.spec_snippet().unwrap().contains("resize:"));
     }
 
     #[test]
