@@ -78,6 +78,7 @@ pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod inspect;
+pub mod mask;
 pub mod normalize;
 pub mod pixels;
 pub mod split;
