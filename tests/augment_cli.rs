@@ -85,3 +85,49 @@ fn bad_cutout_and_erasing_settings_are_usage_errors() {
     ]);
     assert_usage_error(&r, &["data.augment.random_erasing.value", "`random`"]);
 }
+
+#[test]
+fn data_preview_writes_a_grid_that_shows_cutout() {
+    let dir = tempdir();
+    let preview = |name: &str, sets: &[&str]| -> image::GrayImage {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "data",
+            "preview",
+            "specs/quickstart.yaml",
+            "-o",
+            out.to_str().unwrap(),
+            "--count",
+            "12",
+        ];
+        for s in sets {
+            args.push("--set");
+            args.push(s);
+        }
+        let r = wrnc(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        image::open(&out).unwrap().to_luma8()
+    };
+    let plain = preview("plain.png", &[]);
+    // 12 images: 4 columns x 3 rows of 8x8 digits shown 8x (64 px) with 2 px gaps.
+    assert_eq!(plain.dimensions(), (4 * 66 + 2, 3 * 66 + 2));
+    let cut = preview("cut.png", &["data.augment.cutout={size: 4}"]);
+    assert_eq!(cut.dimensions(), plain.dimensions());
+    assert_ne!(cut.as_raw(), plain.as_raw());
+    // The same seed gives the same grid.
+    assert_eq!(preview("again.png", &[]).as_raw(), plain.as_raw());
+    // A missing dataset is a clear error, and no file is written.
+    let out = dir.path().join("none.png");
+    let r = wrnc(&[
+        "data",
+        "preview",
+        "specs/wrn-16-4.yaml",
+        "--set",
+        "data.root=/nonexistent-wrnc-data",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("wrnc data fetch cifar10"), "{}", r.stderr);
+    assert!(!out.exists());
+}

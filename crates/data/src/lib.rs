@@ -81,6 +81,7 @@ pub mod inspect;
 pub mod mask;
 pub mod normalize;
 pub mod pixels;
+pub mod preview;
 pub mod split;
 #[cfg(any(test, feature = "testing"))]
 pub mod testutil;
