@@ -1,5 +1,7 @@
 //! `wrnc data fetch cifar10|cifar100|fashion_mnist|mnist [--dir DIR] [--archive PATH]`: get a
 //! dataset. `wrnc data inspect DIR [--json]`: what an image folder holds.
+//! `wrnc data preview SPEC -o GRID.png [--count N] [--seed S]`: a grid of augmented training
+//! images.
 
 use super::common::thousands;
 use crate::exit::UsageError;
@@ -27,6 +29,24 @@ enum DataCommand {
     /// class and split, sizes and modes, skipped, corrupt and duplicate files, and a spec to
     /// start from.
     Inspect(InspectArgs),
+    /// Write a PNG grid of augmented training images (as the first training batch of
+    /// epoch 1 would see them, denormalised and upscaled with nearest neighbour).
+    Preview(PreviewArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct PreviewArgs {
+    #[command(flatten)]
+    spec: super::common::SpecArgs,
+    /// The PNG file to write.
+    #[arg(short = 'o', long = "out", value_name = "GRID.png")]
+    out: PathBuf,
+    /// Number of images.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    count: u64,
+    /// Seed of the shuffle and augmentation draws (default: train.seed).
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -61,7 +81,51 @@ pub fn run(a: Args) -> Result<ExitCode> {
     match a.command {
         DataCommand::Fetch(f) => fetch_cmd(f),
         DataCommand::Inspect(i) => inspect_cmd(i),
+        DataCommand::Preview(p) => preview_cmd(p),
     }
+}
+
+/// Smallest side in pixels of one cell of the preview grid.
+const PREVIEW_CELL: usize = 64;
+
+fn preview_cmd(a: PreviewArgs) -> Result<ExitCode> {
+    let spec = a.spec.load()?;
+    let recipe = spec.recipe();
+    let data = wrnc_train::data::load_run_data(&spec.graph, &recipe)?;
+    let train = &data.train;
+    let (c, h, w) = (train.channels(), train.height(), train.width());
+    let mut cfg = wrnc_train::data::train_batch_config(&recipe);
+    cfg.batch_size = a.count as usize;
+    cfg.drop_last = false;
+    let seed = a.seed.unwrap_or(recipe.train.seed);
+    let batch = wrnc_data::epoch_batches(train.clone(), data.norm.clone(), &cfg, 0, seed)?
+        .next()
+        .context("the training split holds no images")?;
+    let size = c * h * w;
+    let images = batch
+        .images
+        .chunks_exact(size)
+        .map(|v| {
+            let mut px = vec![0u8; size];
+            data.norm.denormalize_into(v, &mut px).map(|()| px)
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let (g, canvas) = wrnc_data::preview::grid(&images, c, h, w, PREVIEW_CELL);
+    let png = wrnc_data::preview::encode_png(&g, c, &canvas)?;
+    super::common::output_folder(&a.out)?;
+    wrnc_ir::atomic::write_atomic(&a.out, &png)
+        .map_err(|e| super::common::cannot_write(&a.out, &e))?;
+    super::common::print_line(&format!(
+        "wrote {}: {} augmented training images, {}x{} grid, each {}x{} pixels shown {}x",
+        printable_path(&a.out),
+        images.len(),
+        g.cols,
+        g.rows,
+        w,
+        h,
+        g.scale
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// How many files of a list the text report names.

@@ -22,6 +22,7 @@ use rand::Rng;
 use wrnc_recipe::{Augment, PadMode};
 
 use crate::error::{DataError, Result};
+use crate::mask;
 
 /// The random choices for one image: crop offsets in padded coordinates
 /// (`0..=2p`; `p, p` is the identity) or the window of a random resized crop, and whether to
@@ -36,6 +37,10 @@ pub struct AugmentParams {
     pub flip: bool,
     /// The window of a random resized crop (`None` for the padded crop).
     pub resized: Option<Window>,
+    /// The cutout square (zeroed after normalisation), when cutout is on.
+    pub cutout: Option<Window>,
+    /// The random erasing rectangle (filled after normalisation), when one is erased.
+    pub erase: Option<Window>,
 }
 
 /// A window of an image: top-left corner `(top, left)` and size `height x width`.
@@ -175,7 +180,8 @@ fn check_crop(pad: usize, mode: PadMode, height: usize, width: usize) -> Result<
 /// Draws the parameters for one `height x width` image. RNG use, in order: `ox` then `oy`
 /// (each uniform in `0..=2p`, only if the crop padding `p > 0`) or the random resized crop's
 /// window ([`random_resized_window`], only with that crop), then the flip (a Bernoulli(0.5),
-/// only if `aug.flip`).
+/// only if `aug.flip`), then the cutout centre ([`crate::mask::cutout_window`], only with
+/// cutout), then random erasing's draws ([`crate::mask::erase_window`], only with it).
 pub fn sample<R: Rng + ?Sized>(
     aug: &Augment,
     height: usize,
@@ -194,12 +200,47 @@ pub fn sample<R: Rng + ?Sized>(
         (0, 0)
     };
     let flip = aug.flip && rng.random_bool(0.5);
+    let cutout = aug
+        .cutout
+        .map(|c| mask::cutout_window(c, height, width, rng));
+    let erase = aug
+        .random_erasing
+        .and_then(|re| mask::erase_window(&re, height, width, rng));
     AugmentParams {
         ox,
         oy,
         flip,
         resized,
+        cutout,
+        erase,
     }
+}
+
+/// Applies the parts of `params` that act on the normalised CHW image `img`: zeroes the
+/// cutout square, then fills the random erasing rectangle with `aug`'s value (standard
+/// normal draws from `rng` for `value: random`).
+pub fn apply_masks<R: Rng + ?Sized>(
+    aug: &Augment,
+    params: &AugmentParams,
+    img: &mut [f32],
+    channels: usize,
+    height: usize,
+    width: usize,
+    rng: &mut R,
+) -> Result<()> {
+    if img.len() != channels * height * width {
+        return Err(DataError::invalid(
+            "mask input",
+            format!("{} values, expected {channels}x{height}x{width}", img.len()),
+        ));
+    }
+    if let Some(win) = params.cutout {
+        mask::fill_window(img, channels, height, width, win, || 0.0);
+    }
+    if let (Some(win), Some(re)) = (params.erase, aug.random_erasing) {
+        mask::erase(img, channels, height, width, win, re.value, rng);
+    }
+    Ok(())
 }
 
 /// Applies `params` drawn for `aug` to the CHW image `src` (`channels x height x width`),
@@ -427,6 +468,7 @@ mod tests {
                 kind: CropKind::Padded,
             }),
             flip: true,
+            ..Augment::NONE
         };
         let mut out = vec![0u8; 9];
         // Crop first (window at 2,2) then flip.
@@ -437,6 +479,8 @@ mod tests {
                 oy: 2,
                 flip: true,
                 resized: None,
+                cutout: None,
+                erase: None,
             },
             &IMG,
             1,
@@ -453,6 +497,8 @@ mod tests {
                 oy: 0,
                 flip: false,
                 resized: None,
+                cutout: None,
+                erase: None,
             },
             &IMG,
             1,
@@ -475,6 +521,7 @@ mod tests {
                 kind: CropKind::Padded,
             }),
             flip: true,
+            ..Augment::NONE
         };
         let mut rng = ChaCha8Rng::seed_from_u64(42);
         let per_cell = 400;
@@ -525,6 +572,8 @@ mod tests {
                 oy: 0,
                 flip: false,
                 resized: None,
+                cutout: None,
+                erase: None,
             }
         );
         // A crop of padding 0 draws nothing either.
@@ -535,6 +584,7 @@ mod tests {
                 kind: CropKind::Padded,
             }),
             flip: false,
+            ..Augment::NONE
         };
         assert!(zero_crop.is_identity());
         assert_eq!(sample(&zero_crop, 3, 3, &mut rng), a);
@@ -560,6 +610,8 @@ mod tests {
             oy: 5,
             flip: true,
             resized: None,
+            cutout: None,
+            erase: None,
         };
         apply(&aug, p, &src, 2, h, w, &mut out).unwrap();
         assert_eq!(&out[..w], &[0, 14, 13, 12, 11]);
@@ -610,6 +662,7 @@ mod tests {
                 &Augment {
                     crop: Toggle::On(Crop::RANDOM_RESIZED),
                     flip: true,
+                    ..Augment::NONE
                 },
                 40,
                 30,

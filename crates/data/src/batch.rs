@@ -28,7 +28,7 @@ pub struct Batch {
 }
 
 /// How an epoch is cut into batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchConfig {
     /// Images per batch (must be > 0).
     pub batch_size: usize,
@@ -36,7 +36,8 @@ pub struct BatchConfig {
     pub shuffle: bool,
     /// Skip a final batch smaller than `batch_size`.
     pub drop_last: bool,
-    /// Augmentation applied to each image before normalisation.
+    /// Augmentation applied to each image: crop and flip before normalisation, cutout and
+    /// random erasing after.
     pub augment: Augment,
     /// Number of batches prepared ahead by the background thread (at least 1 is used).
     pub prefetch: usize,
@@ -167,6 +168,9 @@ fn build_batch(
             let params = augment::sample(aug, h, w, rng);
             augment::apply(aug, params, src, c, h, w, &mut scratch)?;
             norm.apply_into(&scratch, out)?;
+            if aug.masks() {
+                augment::apply_masks(aug, &params, out, c, h, w, rng)?;
+            }
         }
         labels.push(label);
     }
@@ -351,6 +355,7 @@ mod tests {
                 kind: CropKind::Padded,
             }),
             flip: true,
+            ..Augment::NONE
         };
         let cfg = BatchConfig::train(16, aug);
         let run = || -> Vec<f32> {
@@ -403,5 +408,66 @@ mod tests {
         assert_eq!(num_batches(10, 4, false), 3);
         assert_eq!(num_batches(10, 4, true), 2);
         assert_eq!(num_batches(0, 4, false), 0);
+    }
+
+    #[test]
+    fn masks_act_after_normalisation() {
+        // 32 constant 6x6 images of value 255; mean_std normalisation of a constant set gives
+        // 0 everywhere, so use `none` (1.0) and look for the zeros cutout writes.
+        let d = Arc::new(
+            Dataset::new(
+                vec![255u8; 32 * 36],
+                vec![0; 32],
+                [1, 6, 6],
+                vec!["x".into()],
+            )
+            .unwrap(),
+        );
+        let n = identity_norm(&d);
+        let cut = Augment {
+            cutout: Some(wrnc_recipe::Cutout { size: 2 }),
+            ..Augment::NONE
+        };
+        let run = |aug: Augment| -> Vec<f32> {
+            epoch_batches(d.clone(), n.clone(), &BatchConfig::train(8, aug), 1, 3)
+                .unwrap()
+                .flat_map(|b| b.images)
+                .collect()
+        };
+        let a = run(cut);
+        assert_eq!(a, run(cut), "deterministic per seed and epoch");
+        let mut centres = std::collections::BTreeSet::new();
+        for img in a.chunks(36) {
+            // A 2x2 square, clipped to 1 or 2 pixels at the top and left borders.
+            let zeros: Vec<usize> = (0..36).filter(|&i| img[i] == 0.0).collect();
+            assert!([1, 2, 4].contains(&zeros.len()), "{zeros:?}");
+            assert!(img.iter().all(|&v| v == 0.0 || v == 1.0));
+            centres.insert(zeros[zeros.len() - 1]);
+        }
+        assert!(centres.len() > 5, "{centres:?}");
+        // Random erasing with p = 0 leaves every image as it was; with `random` values the
+        // erased pixels are normal draws, not 0 or 1.
+        let off = Augment {
+            random_erasing: Some(wrnc_recipe::RandomErasing {
+                p: 0.0,
+                ..Default::default()
+            }),
+            ..Augment::NONE
+        };
+        assert!(run(off).iter().all(|&v| v == 1.0));
+        let noisy = Augment {
+            random_erasing: Some(wrnc_recipe::RandomErasing {
+                p: 1.0,
+                value: wrnc_recipe::EraseValue::Random,
+                ..Default::default()
+            }),
+            ..Augment::NONE
+        };
+        let b = run(noisy);
+        let changed = b
+            .chunks(36)
+            .filter(|img| img.iter().any(|&v| v != 1.0))
+            .count();
+        assert!(changed > 25, "{changed}");
     }
 }

@@ -78,8 +78,10 @@ pub mod fetch;
 pub mod folder;
 pub mod idx;
 pub mod inspect;
+pub mod mask;
 pub mod normalize;
 pub mod pixels;
+pub mod preview;
 pub mod split;
 #[cfg(any(test, feature = "testing"))]
 pub mod testutil;

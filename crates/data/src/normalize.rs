@@ -265,6 +265,35 @@ impl Normalizer {
         Ok(())
     }
 
+    /// The inverse of [`Normalizer::apply_into`] for viewing: maps normalised CHW `values`
+    /// back to pixels, rounded and clamped to `0..=255`.
+    pub fn denormalize_into(&self, values: &[f32], out: &mut [u8]) -> Result<()> {
+        let size = self.image_size();
+        if values.len() != size || out.len() != size {
+            return Err(DataError::invalid(
+                "denormalize input",
+                format!(
+                    "{} values and output {}, expected {size}",
+                    values.len(),
+                    out.len()
+                ),
+            ));
+        }
+        let plane = self.height * self.width;
+        for (i, (o, &v)) in out.iter_mut().zip(values).enumerate() {
+            let ch = i / plane;
+            let x = match self.mode {
+                Normalize::None => v,
+                Normalize::PerPixelMean => v + self.mean_image[i],
+                Normalize::PerChannelMean | Normalize::MeanStd => {
+                    v * self.std.get(ch).copied().unwrap_or(1.0) + self.mean[ch]
+                }
+            };
+            *o = (x * 255.0).round().clamp(0.0, 255.0) as u8;
+        }
+        Ok(())
+    }
+
     /// Normalises one CHW `image` into a new vector.
     pub fn apply(&self, image: &[u8]) -> Result<Vec<f32>> {
         let mut out = vec![0.0; self.image_size()];
@@ -293,6 +322,28 @@ mod tests {
         assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
         for (x, y) in a.iter().zip(b) {
             assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+        }
+    }
+
+    #[test]
+    fn denormalize_inverts_every_mode() {
+        let d = data();
+        let imgs: [&[u8]; 2] = [&[0, 255, 51, 51], &[255, 255, 102, 0]];
+        for mode in Normalize::ALL {
+            let n = Normalizer::fit(mode, &d).unwrap();
+            for img in imgs {
+                let mut back = [0u8; 4];
+                n.denormalize_into(&n.apply(img).unwrap(), &mut back)
+                    .unwrap();
+                assert_eq!(&back, img, "{mode}");
+            }
+            // 0 after normalisation is the mean pixel: ch0 mean 191.25 -> 191 (mean_std).
+            let mut mean = [0u8; 4];
+            n.denormalize_into(&[0.0; 4], &mut mean).unwrap();
+            if mode == Normalize::MeanStd {
+                assert_eq!(mean, [191, 191, 51, 51]);
+            }
+            assert!(n.denormalize_into(&[0.0; 3], &mut mean).is_err());
         }
     }
 

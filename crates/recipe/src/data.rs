@@ -187,14 +187,105 @@ impl Serialize for Crop {
     }
 }
 
-/// Training-time augmentation.
+/// `data.augment.cutout`: one `size x size` square per training image set to zero after
+/// normalisation (DeVries & Taylor 2017), its centre uniform over the image and the square
+/// clipped at the borders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cutout {
+    /// Side of the square in pixels.
+    pub size: usize,
+}
+
+/// What random erasing writes into the erased rectangle (after normalisation): a number or
+/// the word `random`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EraseValue {
+    /// One constant for every erased value (0: the mean pixel).
+    Constant(f64),
+    /// `random`: each erased value drawn from a standard normal (torchvision's
+    /// `value='random'`).
+    Random,
+}
+
+impl Serialize for EraseValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            EraseValue::Constant(v) => s.serialize_f64(*v),
+            EraseValue::Random => s.serialize_str("random"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EraseValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = EraseValue;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number or `random`")
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<EraseValue, E> {
+                Ok(EraseValue::Constant(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<EraseValue, E> {
+                Ok(EraseValue::Constant(v as f64))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EraseValue, E> {
+                Ok(EraseValue::Constant(v as f64))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EraseValue, E> {
+                if v == "random" {
+                    Ok(EraseValue::Random)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `data.augment.random_erasing`: Zhong et al.'s random erasing with torchvision's
+/// `RandomErasing` semantics, applied after normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RandomErasing {
+    /// Probability that an image is erased.
+    pub p: f64,
+    /// Range of the erased area as a fraction of the image.
+    pub scale: [f64; 2],
+    /// Range of the rectangle's aspect ratio (height / width), drawn log-uniformly.
+    pub ratio: [f64; 2],
+    /// The value written.
+    pub value: EraseValue,
+}
+
+impl Default for RandomErasing {
+    fn default() -> Self {
+        RandomErasing {
+            p: 0.5,
+            scale: [0.02, 0.33],
+            ratio: [0.3, 3.3],
+            value: EraseValue::Constant(0.0),
+        }
+    }
+}
+
+/// Training-time augmentation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Augment {
     /// Random crop with independent x and y offsets, or `none`.
     pub crop: Toggle<Crop>,
     /// Random horizontal flip with probability 0.5.
     pub flip: bool,
+    /// Cutout (off when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cutout: Option<Cutout>,
+    /// Random erasing (off when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub random_erasing: Option<RandomErasing>,
 }
 
 impl Default for Augment {
@@ -208,6 +299,8 @@ impl Augment {
     pub const NONE: Augment = Augment {
         crop: Toggle::Off,
         flip: false,
+        cutout: None,
+        random_erasing: None,
     };
 
     /// The usual CIFAR recipe: a crop with padding 4 filled by `mode`, plus flips.
@@ -219,6 +312,8 @@ impl Augment {
                 kind: CropKind::Padded,
             }),
             flip: true,
+            cutout: None,
+            random_erasing: None,
         }
     }
 
@@ -239,7 +334,16 @@ impl Augment {
 
     /// `true` when the settings never change an image.
     pub fn is_identity(&self) -> bool {
-        self.crop_padding() == 0 && !self.flip && !self.random_resized()
+        self.crop_padding() == 0
+            && !self.flip
+            && !self.random_resized()
+            && self.cutout.is_none()
+            && self.random_erasing.is_none()
+    }
+
+    /// `true` when some augmentation acts on the normalised image (cutout, random erasing).
+    pub fn masks(&self) -> bool {
+        self.cutout.is_some() || self.random_erasing.is_some()
     }
 }
 

@@ -36,6 +36,8 @@ pub fn key_paths() -> &'static [String] {
             s.data.augment = Toggle::On(Augment {
                 crop: Toggle::On(Crop::default()),
                 flip: true,
+                cutout: Some(wrnc_recipe::Cutout { size: 1 }),
+                random_erasing: Some(wrnc_recipe::RandomErasing::default()),
             });
             s.train.schedule = schedule;
             // The keys that are left unsaid when off.
@@ -88,6 +90,11 @@ mod tests {
             "model.layers",
             "data.root",
             "data.augment.crop.padding",
+            "data.augment.cutout.size",
+            "data.augment.random_erasing.p",
+            "data.augment.random_erasing.scale",
+            "data.augment.random_erasing.ratio",
+            "data.augment.random_erasing.value",
             "train.optimizer.lr",
             "train.schedule.kind",
             "train.schedule.milestones",

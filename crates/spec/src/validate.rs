@@ -53,6 +53,52 @@ fn number(field: &str, v: f64, range: Range, note: &str) -> Result<(), Problem> 
     }
 }
 
+/// Checks cutout's size and random erasing's `p`, `scale` and `ratio` against the
+/// `C x H x W` input.
+fn validate_masks(a: &wrnc_recipe::Augment, input: &[usize]) -> Result<(), Problem> {
+    if let Some(c) = a.cutout {
+        let side = input[1].max(input[2]);
+        if c.size == 0 || c.size > side {
+            return Err(p(
+                "data.augment.cutout.size",
+                format!(
+                    "must be between 1 and the image side {side}, got {} \
+                     (the cutout paper uses 16 on CIFAR-10, 8 on CIFAR-100)",
+                    c.size
+                ),
+            ));
+        }
+    }
+    if let Some(e) = a.random_erasing {
+        number("data.augment.random_erasing.p", e.p, Range::Unit, "")?;
+        let [lo, hi] = e.scale;
+        if !(lo > 0.0 && lo <= hi && hi <= 1.0) {
+            return Err(p(
+                "data.augment.random_erasing.scale",
+                format!(
+                    "must be [a, b] with 0 < a <= b <= 1 (default [0.02, 0.33]), got [{lo}, {hi}]"
+                ),
+            ));
+        }
+        let [lo, hi] = e.ratio;
+        if !(lo > 0.0 && lo <= hi && hi.is_finite()) {
+            return Err(p(
+                "data.augment.random_erasing.ratio",
+                format!("must be [a, b] with 0 < a <= b (default [0.3, 3.3]), got [{lo}, {hi}]"),
+            ));
+        }
+        if let wrnc_recipe::EraseValue::Constant(v) = e.value {
+            if !v.is_finite() {
+                return Err(p(
+                    "data.augment.random_erasing.value",
+                    format!("must be a finite number or `random`, got {v}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The validate phase. In: the typed spec as written and the name to use when it has none.
 /// Out: the spec with the defaults that depend on other fields filled in (name, model input and
 /// classes, data root: see [`fill_defaults`]), checked by [`validate`]; or the first problem.
@@ -499,6 +545,7 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
                 ));
             }
         }
+        validate_masks(a, &input)?;
     }
     let t = &s.train;
     if t.epochs == 0 || t.epochs > 100_000 {

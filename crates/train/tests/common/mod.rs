@@ -19,6 +19,7 @@ pub fn digits_recipe(epochs: usize, batch_size: usize, seed: u64) -> Recipe {
             ..Crop::default()
         }),
         flip: false,
+        ..Augment::NONE
     });
     r.train.epochs = epochs;
     r.train.batch_size = batch_size;
