@@ -53,6 +53,7 @@ mod device;
 mod ema;
 mod error;
 mod eval;
+mod finetune;
 mod init;
 mod kernels;
 mod lock;
@@ -86,6 +87,7 @@ pub use error::{ErrorKind, Result, TrainError};
 pub use eval::{
     evaluate, evaluate_detailed, predict_logits, DetailedEvaluation, EvalResult, Evaluation,
 };
+pub use finetune::{load_init, InitLoad};
 pub use init::init_weights;
 pub use kernels::threads as kernel_threads;
 pub use memory::MemoryEstimate;
