@@ -69,6 +69,64 @@ fn eval_test(run: &Path, csv: &Path) -> Value {
 }
 
 #[test]
+fn eval_tta_flip_scores_the_averaged_softmax() {
+    let (dir, run) = val_run();
+    let plain = eval_test(run, &dir.path().join("pred-plain.csv"));
+    assert!(plain.get("tta").is_none(), "{plain}");
+    let csv = dir.path().join("pred-tta.csv");
+    let r = wrnc(&[
+        "eval",
+        "specs/quickstart.yaml",
+        "--set",
+        "data.val_size=300",
+        "--weights",
+        utf8(&run.join("best.safetensors")),
+        "--split",
+        "test",
+        "--tta",
+        "flip",
+        "--json",
+        "--predictions",
+        utf8(&csv),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["tta"], "flip", "{v}");
+    assert_eq!(v["count"], plain["count"]);
+    // Other scores than without TTA (the digits are not mirror-symmetric) ...
+    assert_ne!(v["loss"], plain["loss"], "{v}");
+    // ... and the predictions file agrees with them: accuracy from its rows.
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    let right = rows.iter().filter(|r| r[1] == r[2]).count();
+    let acc = v["accuracy"].as_f64().unwrap();
+    assert!(
+        (right as f64 / rows.len() as f64 - acc).abs() < 1e-12,
+        "{v}"
+    );
+    let r = wrnc(&[
+        "eval",
+        "specs/quickstart.yaml",
+        "--set",
+        "data.val_size=300",
+        "--weights",
+        utf8(&run.join("best.safetensors")),
+        "--tta",
+        "flip",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("test split (tta: flip): 360 images"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
 fn eval_json_has_the_confusion_matrix_per_class_scores_top5_and_predictions() {
     let (dir, run) = val_run();
     let csv = dir.path().join("pred-a.csv");

@@ -1,4 +1,4 @@
-//! `wrnc eval SPEC --weights FILE [--split val|test] [--json] [--predictions FILE.csv]`: loss,
+//! `wrnc eval SPEC --weights FILE [--split val|test] [--tta none|flip] [--json] [--predictions FILE.csv]`: loss,
 //! accuracy, and (with `--json`) the confusion matrix, per-class scores and top-5 accuracy.
 
 use super::common::{print_line, write_output, SpecArgs};
@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wrnc_train::Split;
+use wrnc_train::{Split, Tta};
 
 /// Which split to evaluate.
 #[derive(clap::ValueEnum, Debug, Clone, Copy)]
@@ -19,6 +19,15 @@ pub enum SplitArg {
     Test,
     /// The training split (no augmentation).
     Train,
+}
+
+/// Test-time augmentation.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum TtaArg {
+    /// None.
+    None,
+    /// The image and its horizontal mirror.
+    Flip,
 }
 
 /// Arguments of `wrnc eval`.
@@ -40,6 +49,11 @@ pub struct Args {
     /// `confusion_matrix[true][predicted]`; `top5` only with more than 5 classes).
     #[arg(long)]
     json: bool,
+    /// Test-time augmentation: `flip` averages the softmax of each image and of its
+    /// horizontal mirror; loss, accuracy and predictions are those of the averaged
+    /// probabilities (`--json` then says `"tta": "flip"`).
+    #[arg(long, value_enum, default_value = "none")]
+    tta: TtaArg,
     /// Also write one CSV row per image: index,true,predicted,probability,true_name,
     /// predicted_name.
     #[arg(long, value_name = "FILE.csv")]
@@ -65,7 +79,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
         SplitArg::Train => Split::Train,
     };
     let weights = load_weights(&a.weights, &spec.graph)?;
-    let d = wrnc_train::evaluate_detailed(&spec.graph, &weights, &recipe, split, a.device.into())?;
+    let tta = match a.tta {
+        TtaArg::None => Tta::None,
+        TtaArg::Flip => Tta::Flip,
+    };
+    let d = wrnc_train::evaluate_detailed_tta(
+        &spec.graph,
+        &weights,
+        &recipe,
+        split,
+        a.device.into(),
+        tta,
+    )?;
     warn_if_fitted(&d.evaluation.normalizer);
     let r = d.evaluation.result;
     let meta = super::deploy::checkpoint_meta(&weights, &a.weights)?;
@@ -79,13 +104,20 @@ pub fn run(a: Args) -> Result<ExitCode> {
         let mut v = json!({"split": r.split.name(), "count": r.count, "loss": r.loss,
                        "accuracy": r.accuracy, "classes": p.class_names(),
                        "confusion_matrix": p.confusion_matrix(), "per_class": p.per_class()});
+        if tta != Tta::None {
+            v["tta"] = json!(tta.name());
+        }
         if let Some(top5) = p.top5() {
             v["top5"] = json!(top5);
         }
         print_line(&serde_json::to_string(&v)?)?;
     } else {
+        let with = match tta {
+            Tta::None => "",
+            Tta::Flip => " (tta: flip)",
+        };
         print_line(&format!(
-            "{} split: {} images, loss {:.4}, accuracy {:.2}%",
+            "{} split{with}: {} images, loss {:.4}, accuracy {:.2}%",
             r.split,
             r.count,
             r.loss,

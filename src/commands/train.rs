@@ -39,6 +39,10 @@ pub struct Args {
     /// Start from these weights (names and shapes are checked) instead of a fresh init.
     #[arg(long, value_name = "WEIGHTS")]
     init: Option<PathBuf>,
+    /// With --init: initialise the parameters whose names match this glob (e.g. `fc.*`) fresh
+    /// instead of loading them (repeatable), e.g. a classifier with another number of classes.
+    #[arg(long = "init-skip", value_name = "PATTERN", requires = "init")]
+    init_skip: Vec<String>,
     /// No progress bar; one line per epoch (for logs).
     #[arg(long)]
     quiet: bool,
@@ -368,6 +372,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     opts.device = a.device.map(Into::into);
     opts.resume = a.resume;
     opts.init_weights = a.init.clone();
+    opts.init_skip = a.init_skip.clone();
     opts.resolved_spec_yaml = spec.resolved_yaml();
     opts.spec_name = spec.name().to_string();
     opts.class_names = spec.resolved.model.labels.clone();

@@ -27,6 +27,27 @@ pub struct EvalResult {
     pub accuracy: f64,
 }
 
+/// Test-time augmentation of `wrnc eval --tta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Tta {
+    /// Each image as it is.
+    #[default]
+    None,
+    /// The mean of the softmax of each image and of its horizontal mirror: the loss is the
+    /// cross-entropy of the averaged probabilities, the prediction their arg-max.
+    Flip,
+}
+
+impl Tta {
+    /// The name used on the command line and in `--json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tta::None => "none",
+            Tta::Flip => "flip",
+        }
+    }
+}
+
 /// Evaluates `model` (inference mode) on `data` with `batch_size` images per forward pass.
 pub fn evaluate_model(
     model: &mut Model,
@@ -35,7 +56,29 @@ pub fn evaluate_model(
     batch_size: usize,
     split: Split,
 ) -> Result<EvalResult> {
-    eval_loop(model, data, norm, batch_size, split, None)
+    eval_loop(model, data, norm, batch_size, split, Tta::None, None)
+}
+
+/// The scores the batch `x` is judged by: its logits, or with [`Tta::Flip`] the log of the
+/// mean of the softmax of `x` and of `x` mirrored along its width (the last axis), computed
+/// stably as `log((exp(a) + exp(b)) / 2)` of the two log-softmaxes. Both give the same
+/// cross-entropy, arg-max and softmax as the probabilities they stand for.
+fn scores(model: &mut Model, x: &Tensor, tta: Tta) -> Result<Tensor> {
+    let logits = model.logits(x, Mode::Eval)?;
+    match tta {
+        Tta::None => Ok(logits),
+        Tta::Flip => {
+            let w = x.dim(3)?;
+            let rev: Vec<u32> = (0..w as u32).rev().collect();
+            let rev = Tensor::from_vec(rev, w, x.device())?;
+            let mirrored = model.logits(&x.index_select(&rev, 3)?, Mode::Eval)?;
+            let a = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, 1)?;
+            let b = candle_nn::ops::log_softmax(&mirrored.to_dtype(DType::F32)?, 1)?;
+            let m = a.maximum(&b)?;
+            let sum = (a.broadcast_sub(&m)?.exp()? + b.broadcast_sub(&m)?.exp()?)?;
+            Ok((m + (sum * 0.5)?.log()?)?)
+        }
+    }
 }
 
 /// The evaluation loop; with `predictions`, also records every image's prediction.
@@ -45,6 +88,7 @@ fn eval_loop(
     norm: Arc<Normalizer>,
     batch_size: usize,
     split: Split,
+    tta: Tta,
     mut predictions: Option<&mut Vec<Prediction>>,
 ) -> Result<EvalResult> {
     let batches =
@@ -52,7 +96,7 @@ fn eval_loop(
     let (mut loss_sum, mut correct, mut count) = (0f64, 0usize, 0usize);
     for b in batches {
         let x = model.input_tensor(&b.images, b.len)?;
-        let logits = model.logits(&x, Mode::Eval)?;
+        let logits = scores(model, &x, tta)?;
         let labels = Tensor::from_slice(&b.labels, b.len, model.device())?;
         let loss: f64 = cross_entropy(&logits, &labels)?
             .to_dtype(DType::F64)?
@@ -147,6 +191,19 @@ pub fn evaluate_detailed(
     split: Split,
     device: DeviceKind,
 ) -> Result<DetailedEvaluation> {
+    evaluate_detailed_tta(graph, weights, recipe, split, device, Tta::None)
+}
+
+/// [`evaluate_detailed`] with test-time augmentation `tta` (scores, predictions and their
+/// probabilities are those of the averaged softmax).
+pub fn evaluate_detailed_tta(
+    graph: &Graph,
+    weights: &Weights,
+    recipe: &Recipe,
+    split: Split,
+    device: DeviceKind,
+    tta: Tta,
+) -> Result<DetailedEvaluation> {
     let meta = CheckpointMeta::from_metadata(&weights.metadata)?;
     let dev = select_device(device)?;
     let run_data = load_run_data(graph, recipe)?;
@@ -162,6 +219,7 @@ pub fn evaluate_detailed(
         Arc::clone(&normalizer.normalizer),
         recipe.train.eval_batch_size,
         split,
+        tta,
         Some(&mut rows),
     )?;
     let class_names = data.class_names().to_vec();
@@ -189,4 +247,63 @@ pub fn predict_logits(
     let x = model.input_tensor(images, n)?;
     let logits = model.logits(&x, Mode::Eval)?;
     Ok(logits.flatten_all()?.to_vec1()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::init_weights;
+    use wrnc_testkit::graphs::{conv, conv_bn_classifier};
+
+    /// Softmax of one row, in f64.
+    fn softmax(row: &[f32]) -> Vec<f64> {
+        let m = row.iter().fold(f64::MIN, |m, &v| m.max(v as f64));
+        let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.iter().map(|v| v / s).collect()
+    }
+
+    #[test]
+    fn flip_tta_scores_are_the_log_of_the_mean_softmax_of_image_and_mirror() {
+        let (c, h, w, n, k) = (2, 5, 6, 3, 4);
+        let g = conv_bn_classifier([c, h, w], conv(4, 3, 1), k, true);
+        let weights = init_weights(&g, 5);
+        let images: Vec<f32> = (0..n * c * h * w)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+            .collect();
+        // The mirror, built on the host: column x of each row becomes column w-1-x.
+        let mut mirrored = images.clone();
+        for row in 0..n * c * h {
+            mirrored[row * w..(row + 1) * w].reverse();
+        }
+        let plain = predict_logits(&g, &weights, &images, n).unwrap();
+        let flipped = predict_logits(&g, &weights, &mirrored, n).unwrap();
+        assert_ne!(plain, flipped, "the test image must not be symmetric");
+
+        let mut model = Model::new(&g, &weights, &Device::Cpu, DType::F32).unwrap();
+        let x = model.input_tensor(&images, n).unwrap();
+        let got: Vec<Vec<f32>> = scores(&mut model, &x, Tta::Flip)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        for i in 0..n {
+            let a = softmax(&plain[i * k..(i + 1) * k]);
+            let b = softmax(&flipped[i * k..(i + 1) * k]);
+            for j in 0..k {
+                let want = ((a[j] + b[j]) / 2.0).ln();
+                assert!(
+                    (got[i][j] as f64 - want).abs() < 1e-5,
+                    "image {i} class {j}: {} vs {want}",
+                    got[i][j]
+                );
+            }
+        }
+        let none: Vec<f32> = scores(&mut model, &x, Tta::None)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(none, plain);
+    }
 }

@@ -53,6 +53,7 @@ mod device;
 mod ema;
 mod error;
 mod eval;
+mod finetune;
 mod init;
 mod kernels;
 mod lock;
@@ -84,8 +85,10 @@ pub use device::{cuda_built_in, device_name, select_device};
 pub use ema::{ema_decay, EmaState};
 pub use error::{ErrorKind, Result, TrainError};
 pub use eval::{
-    evaluate, evaluate_detailed, predict_logits, DetailedEvaluation, EvalResult, Evaluation,
+    evaluate, evaluate_detailed, evaluate_detailed_tta, predict_logits, DetailedEvaluation,
+    EvalResult, Evaluation, Tta,
 };
+pub use finetune::{load_init, InitLoad};
 pub use init::init_weights;
 pub use kernels::threads as kernel_threads;
 pub use memory::MemoryEstimate;

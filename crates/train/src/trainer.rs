@@ -44,6 +44,9 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Start from these weights instead of the init rules (names and shapes checked).
     pub init_weights: Option<PathBuf>,
+    /// Glob patterns over parameter names (`--init-skip`): these are initialised fresh by the
+    /// init rules instead of being taken from `init_weights`.
+    pub init_skip: Vec<String>,
     /// The resolved spec, written to `spec.resolved.yaml` when the run starts.
     pub resolved_spec_yaml: String,
     /// The spec's name (recorded in weights metadata and `run.json`).
@@ -66,6 +69,7 @@ impl TrainOptions {
             device: None,
             resume: false,
             init_weights: None,
+            init_skip: Vec::new(),
             resolved_spec_yaml: String::new(),
             spec_name: String::new(),
             interrupt: None,
@@ -541,12 +545,15 @@ pub fn train_with(
              the run without --resume",
         ));
     }
+    if opts.init_weights.is_none() && !opts.init_skip.is_empty() {
+        return Err(TrainError::Invalid(
+            "--init-skip needs --init WEIGHTS (it names tensors not to take from them)".into(),
+        ));
+    }
     let init = match &opts.init_weights {
         Some(p) => {
-            let mut w = Weights::load(p)?;
-            w.check_against(graph, &p.display().to_string())?;
-            w.metadata.clear();
-            Some(w)
+            let l = crate::finetune::load_init(p, graph, &opts.init_skip, recipe.train.seed)?;
+            Some(l)
         }
         None => None,
     };
@@ -662,7 +669,14 @@ pub fn train_with(
             return Err(already_a_run());
         }
         let weights = match init {
-            Some(w) => w,
+            Some(l) => {
+                observer.notice(&Notice::Info(format!(
+                    "--init: {} tensors loaded from the weights file, {} initialised fresh \
+                     (--init-skip)",
+                    l.loaded, l.skipped
+                )));
+                l.weights
+            }
             None => init_weights(graph, recipe.train.seed),
         };
         let spec_path = dir.join(rundir::SPEC_FILE);

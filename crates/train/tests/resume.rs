@@ -14,13 +14,18 @@ use wrnc_train::{
 };
 
 fn tiny() -> Graph {
+    tiny_classes(10)
+}
+
+/// [`tiny`] with another number of classes (only `fc.*` differs).
+fn tiny_classes(classes: usize) -> Graph {
     let mut b = Net::new("tiny", [1, 8, 8]);
     let x = b.then("conv0", conv(8, 3, 1), b.input());
     let x = b.bn_relu("bn0", "relu0", x);
     let x = b.then("drop", Op::dropout(0.2), x);
     let x = b.then("conv1", conv(16, 3, 2), x);
     let x = b.bn_relu("bn1", "relu1", x);
-    let x = b.classifier(x, 10, true);
+    let x = b.classifier(x, classes, true);
     b.then("softmax", Op::Softmax, x);
     b.finish()
 }
@@ -305,6 +310,54 @@ fn init_weights_are_checked_and_used() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("missing tensor `fc.bias`"), "{e}");
+}
+
+#[test]
+fn init_skip_takes_the_rest_and_inits_the_skipped_fresh() {
+    // Weights of the same network with 7 classes: every tensor but the classifier fits.
+    let g = tiny();
+    let mut r = recipe(1);
+    r.train.optimizer.lr = 0.0; // the trainable weights stay as they start
+    let root = wrnc_testkit::tempdir();
+    let src = wrnc_train::init_weights(&tiny_classes(7), 99);
+    let init = root.path().join("c7.safetensors");
+    src.save(&init).unwrap();
+    let with = |skip: &[&str], run: &str| TrainOptions {
+        init_weights: Some(init.clone()),
+        init_skip: skip.iter().map(|s| s.to_string()).collect(),
+        ..opts(&root.path().join(run))
+    };
+
+    let e = train(&g, &r, &with(&[], "plain")).unwrap_err().to_string();
+    assert!(
+        e.contains("tensor `fc.weight` has shape [7, 16] in the file, the model needs [10, 16]")
+            && e.contains("--init-skip"),
+        "{e}"
+    );
+    assert!(!root.path().join("plain").exists());
+    let e = train(&g, &r, &with(&["fx.*"], "typo"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--init-skip `fx.*` matches no parameter"), "{e}");
+
+    let o = train(&g, &r, &with(&["fc.*"], "skip")).unwrap();
+    assert_eq!(o.status, RunStatus::Finished);
+    let last = Weights::load(&root.path().join("skip/last.safetensors")).unwrap();
+    let fresh = wrnc_train::init_weights(&g, r.train.seed);
+    let mut loaded = 0;
+    for p in &g.params {
+        let got = last.get(&p.name);
+        if p.name.starts_with("fc.") {
+            assert_eq!(got, fresh.get(&p.name), "{}", p.name);
+        } else if p.name.ends_with(".weight") || p.name.ends_with(".bias") {
+            assert_eq!(got, src.get(&p.name), "{}", p.name);
+            loaded += 1;
+        }
+    }
+    assert!(loaded >= 4, "{loaded}");
+    let l = wrnc_train::load_init(&init, &g, &["fc.*".into()], 3).unwrap();
+    assert_eq!(l.skipped, 2);
+    assert_eq!(l.loaded + l.skipped, g.params.len());
 }
 
 /// What a run reported, one line per event.
