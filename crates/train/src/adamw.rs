@@ -11,7 +11,7 @@
 //! The moments are the optimiser state; the step count is the run's global step.
 
 use crate::error::{Result, TrainError};
-use crate::model::Model;
+use crate::model::{to_host, Model};
 use crate::optim::decays;
 use candle_core::{DType, Tensor};
 use std::collections::BTreeMap;
@@ -99,14 +99,7 @@ impl AdamWOptimizer {
         for (p, mv) in graph.params.iter().zip(&self.moments) {
             if let Some((m, v)) = mv {
                 for (prefix, t) in [(EXP_AVG, m), (EXP_AVG_SQ, v)] {
-                    let data = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                    out.insert(
-                        format!("{prefix}{}", p.name),
-                        HostTensor {
-                            shape: p.shape.clone(),
-                            data,
-                        },
-                    );
+                    out.insert(format!("{prefix}{}", p.name), to_host(t, &p.shape)?);
                 }
             }
         }

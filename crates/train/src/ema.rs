@@ -4,7 +4,7 @@
 //! `ema = d * ema + (1 - d) * value`.
 
 use crate::error::{Result, TrainError};
-use crate::model::Model;
+use crate::model::{to_host, Model};
 use candle_core::{DType, Tensor};
 use wrnc_ir::{ParamId, Weights};
 use wrnc_recipe::Ema;
@@ -88,13 +88,7 @@ impl EmaState {
     pub fn to_weights(&self, model: &Model) -> Result<Weights> {
         let mut w = Weights::default();
         for (p, t) in model.graph().params.iter().zip(&self.values) {
-            w.tensors.insert(
-                p.name.clone(),
-                wrnc_ir::weights::Tensor {
-                    shape: p.shape.clone(),
-                    data: t.flatten_all()?.to_vec1::<f32>()?,
-                },
-            );
+            w.tensors.insert(p.name.clone(), to_host(t, &p.shape)?);
         }
         Ok(w)
     }

@@ -244,18 +244,8 @@ impl Model {
     pub fn to_weights(&self) -> Result<Weights> {
         let mut w = Weights::default();
         for (p, s) in self.graph.params.iter().zip(&self.slots) {
-            let data = s
-                .tensor()
-                .to_dtype(DType::F32)?
-                .flatten_all()?
-                .to_vec1::<f32>()?;
-            w.tensors.insert(
-                p.name.clone(),
-                HostTensor {
-                    shape: p.shape.clone(),
-                    data,
-                },
-            );
+            w.tensors
+                .insert(p.name.clone(), to_host(s.tensor(), &p.shape)?);
         }
         Ok(w)
     }
@@ -569,4 +559,12 @@ impl Model {
 /// The error for a parameter id outside the graph (a bug: ids come from the graph).
 fn no_param(id: ParamId) -> TrainError {
     TrainError::Internal(format!("no parameter #{}", id.0))
+}
+
+/// A device tensor as host f32 values of `shape` (for weights files and checkpoints).
+pub(crate) fn to_host(t: &Tensor, shape: &[usize]) -> Result<HostTensor> {
+    Ok(HostTensor {
+        shape: shape.to_vec(),
+        data: t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
+    })
 }

@@ -12,9 +12,9 @@
 
 use crate::error::{Result, TrainError};
 use crate::kernels::sgd::{sgd_step, SgdStep};
-use crate::model::Model;
+use crate::model::{to_host, Model};
 use candle_core::backprop::GradStore;
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use std::collections::BTreeMap;
 use wrnc_ir::weights::Tensor as HostTensor;
 use wrnc_ir::{Graph, Param, ParamId};
@@ -114,14 +114,7 @@ impl SgdOptimizer {
         let mut out = BTreeMap::new();
         for (p, b) in graph.params.iter().zip(&self.buffers) {
             if let Some(b) = b {
-                let data = b.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                out.insert(
-                    p.name.clone(),
-                    HostTensor {
-                        shape: p.shape.clone(),
-                        data,
-                    },
-                );
+                out.insert(p.name.clone(), to_host(b, &p.shape)?);
             }
         }
         Ok(out)
@@ -214,7 +207,7 @@ impl Optimizer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{DType, Device};
     use wrnc_testkit::graphs::{conv_bias, conv_bn_classifier};
 
     /// conv(1->1, 1x1, bias) -> bn -> gap -> flatten -> linear(2, no bias): tiny and inspectable.
