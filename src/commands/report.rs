@@ -41,21 +41,31 @@ pub fn run(a: Args) -> Result<ExitCode> {
         .output
         .clone()
         .unwrap_or_else(|| a.run_dir.join(rundir::REPORT_FILE));
-    write_report(&a.run_dir, &out, a.device.map(Into::into))?;
+    write_report(&a.run_dir, &out, a.device.map(Into::into), None)?;
     println!("wrote {}", out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 /// Writes the report of the run in `dir` to `dir/report.html` and returns its path (what
-/// `wrnc train` calls at the end of a run).
-pub fn write_for_run(dir: &Path, device: Option<DeviceKind>) -> Result<PathBuf> {
+/// `wrnc train` calls at the end of a run, with the exported weights' test evaluation when it
+/// has measured it).
+pub fn write_for_run(
+    dir: &Path,
+    device: Option<DeviceKind>,
+    test_eval: Option<wrnc_train::DetailedEvaluation>,
+) -> Result<PathBuf> {
     let out = dir.join(rundir::REPORT_FILE);
-    write_report(dir, &out, device)?;
+    write_report(dir, &out, device, test_eval)?;
     Ok(out)
 }
 
-fn write_report(dir: &Path, out: &Path, device: Option<DeviceKind>) -> Result<()> {
-    let report = gather(dir, device)?;
+fn write_report(
+    dir: &Path,
+    out: &Path,
+    device: Option<DeviceKind>,
+    test_eval: Option<wrnc_train::DetailedEvaluation>,
+) -> Result<()> {
+    let report = gather(dir, device, test_eval)?;
     let html = wrnc_report::render(&report)?;
     wrnc_ir::atomic::write_atomic(out, html.as_bytes())
         .with_context(|| format!("cannot write {}", out.display()))
@@ -235,8 +245,13 @@ fn onnx_check(
     ))
 }
 
-/// Everything the report shows, read from the run directory `dir` and measured.
-pub fn gather(dir: &Path, device: Option<DeviceKind>) -> Result<RunReport> {
+/// Everything the report shows, read from the run directory `dir` and measured (the exported
+/// weights' test evaluation only when `test_eval` does not already hold it).
+pub fn gather(
+    dir: &Path,
+    device: Option<DeviceKind>,
+    test_eval: Option<wrnc_train::DetailedEvaluation>,
+) -> Result<RunReport> {
     let spec_path = dir.join(rundir::SPEC_FILE);
     if !spec_path.is_file() {
         return Err(UsageError(format!(
@@ -265,10 +280,13 @@ pub fn gather(dir: &Path, device: Option<DeviceKind>) -> Result<RunReport> {
     let weights_file = wrnc_train::export_weights_file(&recipe, eval_split);
     let device = device.unwrap_or(recipe.train.device);
     let weights = Weights::load_for(&dir.join(weights_file), &spec.graph);
-    let eval = match &weights {
-        Ok(w) => wrnc_train::evaluate_detailed(&spec.graph, w, &recipe, Split::Test, device)
-            .map_err(|e| format!("the test split could not be evaluated: {e}")),
-        Err(e) => Err(format!("{weights_file} could not be read: {e}")),
+    let eval = match (&weights, test_eval) {
+        (Ok(_), Some(known)) => Ok(known),
+        (Ok(w), None) => {
+            wrnc_train::evaluate_detailed(&spec.graph, w, &recipe, Split::Test, device)
+                .map_err(|e| format!("the test split could not be evaluated: {e}"))
+        }
+        (Err(e), _) => Err(format!("{weights_file} could not be read: {e}")),
     };
     let mut report = RunReport {
         title: spec.graph.name.clone(),

@@ -436,7 +436,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
                         eprintln!("{done}; nothing to do");
                     } else {
                         eprintln!("{done}; writing its missing report");
-                        finish_report(&a, &outcome.run_dir, opts.device);
+                        finish_report(&a, &outcome.run_dir, opts.device, None);
                     }
                     return Ok(ExitCode::SUCCESS);
                 }
@@ -452,6 +452,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
             acc * 100.0
         );
     }
+    // The exported weights' test evaluation, measured once for the ONNX metadata and the
+    // report.
+    let mut test_eval = None;
     if recipe.export.onnx {
         let weights = Weights::load(&outcome.run_dir.join(file))
             .with_context(|| format!("cannot read {file} for the ONNX export"))?;
@@ -462,14 +465,17 @@ pub fn run(a: Args) -> Result<ExitCode> {
             // test set, so the file states what the deployed model scores on unseen data.
             // A finished run resumed on a machine without the dataset still exports.
             let device = opts.device.unwrap_or(recipe.train.device);
-            match wrnc_train::evaluate(&spec.graph, &weights, &recipe, Split::Test, device) {
+            match wrnc_train::evaluate_detailed(&spec.graph, &weights, &recipe, Split::Test, device)
+            {
                 Ok(test) => {
+                    let r = &test.evaluation.result;
                     eprintln!(
                         "test accuracy of the exported weights ({file}): {:.2}% on {} images",
-                        test.result.accuracy * 100.0,
-                        test.result.count
+                        r.accuracy * 100.0,
+                        r.count
                     );
-                    summary.test_accuracy = Some(test.result.accuracy);
+                    summary.test_accuracy = Some(r.accuracy);
+                    test_eval = Some(test);
                 }
                 Err(e) => eprintln!(
                     "warning: the exported weights could not be evaluated on the test split \
@@ -490,17 +496,23 @@ pub fn run(a: Args) -> Result<ExitCode> {
         })?;
         eprintln!("exported {} (from {file})", path.display());
     }
-    finish_report(&a, &outcome.run_dir, opts.device);
+    finish_report(&a, &outcome.run_dir, opts.device, test_eval);
     Ok(ExitCode::SUCCESS)
 }
 
 /// Writes the run's `report.html` (unless `--no-report`) and prints its path; a failure is a
-/// warning: the run itself succeeded.
-fn finish_report(a: &Args, dir: &std::path::Path, device: Option<wrnc_recipe::DeviceKind>) {
+/// warning: the run itself succeeded. `test_eval`: the exported weights' test evaluation when
+/// the export already measured it.
+fn finish_report(
+    a: &Args,
+    dir: &std::path::Path,
+    device: Option<wrnc_recipe::DeviceKind>,
+    test_eval: Option<wrnc_train::DetailedEvaluation>,
+) {
     if a.no_report {
         return;
     }
-    match super::report::write_for_run(dir, device) {
+    match super::report::write_for_run(dir, device, test_eval) {
         Ok(path) => eprintln!("report: {}", path.display()),
         Err(e) => eprintln!(
             "warning: the report could not be written ({e:#}); write it with: wrnc report {}",
