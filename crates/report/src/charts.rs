@@ -93,6 +93,16 @@ fn tick(v: f64) -> String {
     }
 }
 
+/// Tick label of a count (epochs, steps): whole numbers only; a fractional position gets
+/// no label.
+fn whole_tick(v: f64) -> String {
+    if (v - v.round()).abs() < 1e-9 * v.abs().max(1.0) {
+        format!("{v:.0}")
+    } else {
+        String::new()
+    }
+}
+
 /// Draws `chart` as an SVG document.
 pub fn line_chart(chart: &LineChart<'_>) -> Result<String> {
     let err = |e: &dyn std::fmt::Display| chart_err(chart.title, e);
@@ -124,9 +134,11 @@ pub fn line_chart(chart: &LineChart<'_>) -> Result<String> {
         c.configure_mesh()
             .x_desc(chart.x_label)
             .y_desc(chart.y_label)
-            .x_labels(8)
+            // x counts whole epochs or steps: no more labels than whole numbers in range,
+            // and none between them
+            .x_labels(((x1 - x0).floor() as usize + 1).clamp(2, 8))
             .y_labels(6)
-            .x_label_formatter(&|v| tick(*v))
+            .x_label_formatter(&|v| whole_tick(*v))
             .y_label_formatter(&|v| tick(*v))
             .light_line_style(RGBColor(240, 240, 240))
             .bold_line_style(RGBColor(215, 215, 215))
@@ -276,6 +288,13 @@ pub fn smooth(points: &[(f64, f64)], weight: f64) -> Vec<(f64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_ticks_are_whole_numbers_only() {
+        assert_eq!(whole_tick(3.0), "3");
+        assert_eq!(whole_tick(1.5), "");
+        assert_eq!(whole_tick(690.0), "690");
+    }
 
     #[test]
     fn ticks_are_short() {
