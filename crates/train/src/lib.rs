@@ -63,6 +63,7 @@ mod model;
 mod observer;
 mod ops;
 mod optim;
+pub mod philox;
 mod predictions;
 pub mod rundir;
 mod sam;

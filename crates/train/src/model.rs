@@ -41,9 +41,10 @@ pub(crate) fn dropout_mask(
 ) -> Result<Option<Tensor>> {
     match mode {
         Mode::Train { seed, step } if p > 0.0 => {
-            let mut rng = ops::dropout_rng(seed, step, index);
             let (dims, dtype, device) = (like.dims(), like.dtype(), like.device());
-            Ok(Some(ops::dropout_mask(&mut rng, dims, p, dtype, device)?))
+            Ok(Some(ops::dropout_mask(
+                seed, step, index, dims, p, dtype, device,
+            )?))
         }
         _ => Ok(None),
     }

@@ -3,8 +3,6 @@
 
 use crate::error::{Result, TrainError};
 use candle_core::{DType, Device, Tensor, D};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 
 /// Output of a training-mode batch norm: the normalised tensor (differentiable through the
 /// batch statistics) and the updated running statistics (detached).
@@ -124,38 +122,29 @@ pub fn batch_norm_eval(x: &Tensor, stats: [&Tensor; 4], eps: f64) -> Result<Tens
         .broadcast_add(&shift.reshape(bshape.as_slice())?)?)
 }
 
-/// The dropout RNG of one layer at one step: ChaCha8 seeded from (seed, step, node), so masks
-/// are reproducible and a resumed run draws exactly the masks it would have drawn.
-pub fn dropout_rng(seed: u64, step: u64, node: usize) -> ChaCha8Rng {
-    let mut key = [0u8; 32];
-    key[..8].copy_from_slice(&seed.to_le_bytes());
-    key[8..16].copy_from_slice(&step.to_le_bytes());
-    key[16..24].copy_from_slice(&(node as u64).to_le_bytes());
-    key[24..].copy_from_slice(b"dropout\0");
-    ChaCha8Rng::from_seed(key)
-}
-
-/// An inverted-dropout mask of `shape`: each element is 0 with probability `p`, else
-/// `1 / (1 - p)`.
+/// The inverted-dropout mask of dropout node `node` at `step` under `seed`, shaped `shape`:
+/// each element is 0 with probability `p`, else `1 / (1 - p)`, drawn with the counter-based
+/// scheme of [`crate::philox`] (the same masks whatever the thread count, on resume, and on
+/// every back end that follows the scheme). Filled in parallel chunks.
 pub fn dropout_mask(
-    rng: &mut ChaCha8Rng,
+    seed: u64,
+    step: u64,
+    node: usize,
     shape: &[usize],
     p: f64,
     dtype: DType,
     device: &Device,
 ) -> Result<Tensor> {
+    use rayon::prelude::*;
+    /// Elements per parallel chunk (a multiple of Philox's four words).
+    const CHUNK: usize = 1 << 14;
     let n: usize = shape.iter().product();
-    let keep = 1.0 - p;
-    let scale = (1.0 / keep) as f32;
-    let data: Vec<f32> = (0..n)
-        .map(|_| {
-            if rng.random::<f64>() < keep {
-                scale
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let mut data = vec![0f32; n];
+    data.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            crate::philox::fill_dropout_mask(seed, step, node, p, i * CHUNK, chunk)
+        });
     Ok(Tensor::from_vec(data, shape, device)?.to_dtype(dtype)?)
 }
 
@@ -503,21 +492,17 @@ mod tests {
 
     #[test]
     fn dropout_masks_are_reproducible_and_scaled() {
-        let mask = |step| {
-            v(&dropout_mask(
-                &mut dropout_rng(1, step, 3),
-                &[1000],
-                0.3,
-                DType::F32,
-                &Device::Cpu,
-            )
-            .unwrap())
-        };
+        let mask =
+            |step| v(&dropout_mask(1, step, 3, &[40_000], 0.3, DType::F32, &Device::Cpu).unwrap());
         let (a, b, c) = (mask(5), mask(5), mask(6));
         assert_eq!(a, b);
         assert_ne!(a, c);
         let zeros = a.iter().filter(|&&x| x == 0.0).count();
-        assert!((240..360).contains(&zeros), "{zeros}");
+        assert!((11_700..12_300).contains(&zeros), "{zeros}");
+        // Chunked in parallel, the mask is the one the scheme defines element by element.
+        let mut serial = vec![0f32; 40_000];
+        crate::philox::fill_dropout_mask(1, 5, 3, 0.3, 0, &mut serial);
+        assert_eq!(a, serial);
         assert!(a.iter().all(|&x| x == 0.0 || (x - 1.0 / 0.7).abs() < 1e-6));
     }
 
