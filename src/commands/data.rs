@@ -375,8 +375,6 @@ fn fetch_cmd(a: FetchArgs) -> Result<ExitCode> {
                     UsageError(format!("{}: no such archive file", archive.display())).into(),
                 );
             }
-            std::fs::create_dir_all(&a.dir)
-                .with_context(|| format!("cannot create {}", a.dir.display()))?;
             fetch::install_archive(archive, spec.md5, &a.dir)?;
             a.dir.join(spec.dir_name)
         }

@@ -235,8 +235,14 @@ fn archive_err(path: &Path, detail: impl Into<String>) -> DataError {
 /// Returns the installed top-level paths (e.g. `dest/cifar-10-batches-bin`),
 /// sorted. A digest mismatch is an error naming both digests, and nothing is
 /// written. Only regular files and directories are unpacked; entries with
-/// absolute or `..` paths are rejected.
+/// absolute or `..` paths are rejected. A `dest` folder created for a failed install is
+/// removed again.
 pub fn install_archive(archive: &Path, expected_md5: &str, dest: &Path) -> Result<Vec<PathBuf>> {
+    undo_new_folder_on_error(dest, || unpack_archive(archive, expected_md5, dest))
+}
+
+/// [`install_archive`] without the clean-up of a new, empty `dest`.
+fn unpack_archive(archive: &Path, expected_md5: &str, dest: &Path) -> Result<Vec<PathBuf>> {
     let actual = md5_file(archive)?;
     let expected = expected_md5.trim().to_ascii_lowercase();
     if actual != expected {
@@ -402,8 +408,14 @@ pub fn verify_idx_file(path: &Path, file: &IdxFile) -> Result<()> {
 /// Installs the four IDX files of `spec` from the folder `src` (each `NAME.gz` or plain
 /// `NAME`, e.g. Debian's `/usr/share/datasets/fashion-mnist`) into `dest/<dir>`, atomically:
 /// every file is checked with [`verify_idx_file`] and copied into a temporary folder first,
-/// and the folder is moved into place only when all four passed. Returns `dest/<dir>`.
+/// and the folder is moved into place only when all four passed. Returns `dest/<dir>`. A
+/// `dest` folder created for a failed install is removed again.
 pub fn install_idx_files(src: &Path, spec: &IdxSpec, dest: &Path) -> Result<PathBuf> {
+    undo_new_folder_on_error(dest, || copy_idx_files(src, spec, dest))
+}
+
+/// [`install_idx_files`] without the clean-up of a new, empty `dest`.
+fn copy_idx_files(src: &Path, spec: &IdxSpec, dest: &Path) -> Result<PathBuf> {
     let mut found = Vec::with_capacity(4);
     for f in &spec.files {
         let base = f.file_name.trim_end_matches(".gz");
@@ -478,8 +490,30 @@ fn fetch_idx(
 /// `dest`, verifies its MD5 and installs it with [`install_archive`]
 /// (Fashion-MNIST, MNIST: the four IDX files, each checked, installed
 /// together). Returns the dataset folder, `dest/<archive dir>`. The archive
-/// is deleted afterwards. Fails for the embedded digits dataset.
+/// is deleted afterwards. Fails for the embedded digits dataset. A failed fetch leaves no
+/// trace: a `dest` folder it had to create is removed again (when still empty).
 pub fn fetch(
+    kind: DatasetKind,
+    dest: &Path,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> Result<PathBuf> {
+    undo_new_folder_on_error(dest, || fetch_into(kind, dest, progress))
+}
+
+/// Runs `work`, which may create `dest`; when `work` fails and `dest` did not exist before,
+/// removes `dest` again if it is empty (never anything inside it).
+fn undo_new_folder_on_error<T>(dest: &Path, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    let existed = dest.exists();
+    let result = work();
+    if result.is_err() && !existed {
+        // `remove_dir` only removes an empty folder; anything else stays as it is.
+        let _ = std::fs::remove_dir(dest);
+    }
+    result
+}
+
+/// [`fetch`] without the clean-up of a new, empty `dest`.
+fn fetch_into(
     kind: DatasetKind,
     dest: &Path,
     progress: &mut dyn FnMut(u64, Option<u64>),
@@ -543,6 +577,42 @@ mod tests {
         make_tar_gz(&src, archive_spec(kind).unwrap().dir_name, &archive);
         let md5 = md5_file(&archive).unwrap();
         (work, src, archive, md5)
+    }
+
+    #[test]
+    fn a_failed_fetch_removes_the_folder_it_created_and_nothing_else() {
+        let root = tempfile::tempdir().unwrap();
+        let fail = || -> Result<()> { Err(DataError::invalid("fetch", "no network")) };
+        // A folder the fetch created (and left empty) goes again.
+        let new = root.path().join("data");
+        let r = undo_new_folder_on_error(&new, || {
+            std::fs::create_dir_all(&new).unwrap();
+            fail()
+        });
+        assert!(r.is_err());
+        assert!(!new.exists());
+        // A folder that existed before stays, even empty.
+        let old = root.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        assert!(undo_new_folder_on_error(&old, fail).is_err());
+        assert!(old.is_dir());
+        // A new folder with something in it is not emptied.
+        let busy = root.path().join("busy");
+        let r = undo_new_folder_on_error(&busy, || {
+            std::fs::create_dir_all(&busy).unwrap();
+            std::fs::write(busy.join("keep"), b"x").unwrap();
+            fail()
+        });
+        assert!(r.is_err());
+        assert!(busy.join("keep").is_file());
+        // Success keeps the new folder.
+        let ok = root.path().join("ok");
+        undo_new_folder_on_error(&ok, || {
+            std::fs::create_dir_all(&ok).unwrap();
+            Ok(())
+        })
+        .unwrap();
+        assert!(ok.is_dir());
     }
 
     #[test]
