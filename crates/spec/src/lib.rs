@@ -66,9 +66,26 @@ impl Spec {
         }
     }
 
-    /// The resolved spec as YAML (`wrnc check`).
+    /// The resolved spec as YAML (`wrnc check`). Keys that do not apply are left out: a
+    /// bottleneck network has no dropout and no shortcut variant.
     pub fn resolved_yaml(&self) -> String {
-        serde_yaml::to_string(&self.resolved).unwrap_or_default()
+        let mut value = match serde_yaml::to_value(&self.resolved) {
+            Ok(v) => v,
+            Err(_) => return String::new(),
+        };
+        let bottleneck =
+            matches!(&self.resolved.model.wrn, Some(w) if w.block == Block::Bottleneck);
+        if bottleneck {
+            if let Some(wrn) = value
+                .get_mut("model")
+                .and_then(|m| m.get_mut("wrn"))
+                .and_then(|w| w.as_mapping_mut())
+            {
+                wrn.shift_remove("dropout");
+                wrn.shift_remove("shortcut");
+            }
+        }
+        serde_yaml::to_string(&value).unwrap_or_default()
     }
 
     /// The resolved spec with the model in the generic `layers:` form (`wrnc expand`).
@@ -180,4 +197,31 @@ pub fn load_str(
 /// Splits a field path into segments (re-exported for callers that locate lines).
 pub fn field_segments(path: &str) -> Vec<Segment> {
     parse_path(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The resolved spec of a bottleneck network leaves out the keys that do not apply to it,
+    /// and reads back to the same spec.
+    #[test]
+    fn a_resolved_bottleneck_spec_omits_dropout_and_shortcut_and_round_trips() {
+        let src = "model:\n  input: [3, 64, 64]\n  classes: 10\n  wrn: {depth: 50, width: 2, \
+                   block: bottleneck, stem: imagenet}\ndata: {dataset: folder, root: imgs}\n";
+        let spec = load_str(src, "b.yaml", "b", &[]).unwrap();
+        let yaml = spec.resolved_yaml();
+        assert!(!yaml.contains("shortcut"), "{yaml}");
+        assert!(!yaml.contains("dropout"), "{yaml}");
+        assert!(yaml.contains("block: bottleneck"), "{yaml}");
+        let again = load_str(&yaml, "r.yaml", "b", &[]).unwrap();
+        assert_eq!(again.resolved, spec.resolved);
+        // A basic network keeps both keys.
+        let basic = load_str("model:\n  wrn: {depth: 10, width: 1}\n", "a.yaml", "a", &[]).unwrap();
+        let yaml = basic.resolved_yaml();
+        assert!(
+            yaml.contains("shortcut: preact") && yaml.contains("dropout: 0.0"),
+            "{yaml}"
+        );
+    }
 }
