@@ -125,6 +125,24 @@ fn preview_cmd(a: PreviewArgs) -> Result<ExitCode> {
         h,
         g.scale
     ))?;
+    if let Some(m) = batch.mix {
+        let how = match m.window {
+            _ if m.lam == 1.0 => "not mixed (the draw against `prob` said no)".to_string(),
+            None => format!("mixup with lam {:.4}", m.lam),
+            Some(b) => format!(
+                "CutMix, rows {}..{} and columns {}..{} from the partner, lam {:.4}",
+                b.top,
+                b.top + b.height,
+                b.left,
+                b.left + b.width,
+                m.lam
+            ),
+        };
+        super::common::print_line(&format!(
+            "the batch is mixed with itself reversed (image i with image {}-i): {how}",
+            images.len() - 1
+        ))?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -14,6 +14,7 @@ use wrnc_recipe::Augment;
 use crate::augment;
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
+use crate::mix::{self, Mixed};
 use crate::normalize::Normalizer;
 
 /// One mini-batch.
@@ -25,6 +26,9 @@ pub struct Batch {
     pub labels: Vec<u32>,
     /// Number of images in the batch (the last batch may be smaller).
     pub len: usize,
+    /// How the batch was mixed with itself reversed, when mixup or CutMix is on
+    /// ([`crate::mix`]; `lam` 1 for a batch the draw left unmixed); `None` otherwise.
+    pub mix: Option<Mixed>,
 }
 
 /// How an epoch is cut into batches.
@@ -178,12 +182,14 @@ fn build_batch(
         images,
         len: labels.len(),
         labels,
+        mix: None,
     })
 }
 
 /// The batches of epoch `epoch` of `data` (see [`epoch_rng`] for determinism):
 /// a resumed run asking for epoch `e` gets exactly the batches an
-/// uninterrupted run got.
+/// uninterrupted run got. With mixup or CutMix on, batch `b` is mixed with the draws of
+/// [`mix::mix_rng`]`(seed, epoch * batches per epoch + b)` (the run's global step).
 ///
 /// Fails if the batch size is 0, the normaliser's shape differs from the
 /// dataset's, or the augmentation does not fit the image size.
@@ -211,6 +217,7 @@ pub fn epoch_batches(
     augment::check_fits(&cfg.augment, data.height(), data.width())?;
     let cfg = *cfg;
     let total = num_batches(data.len(), cfg.batch_size, cfg.drop_last);
+    let mixing = cfg.augment.mixing();
     let (tx, rx) = sync_channel(cfg.prefetch.max(1));
     let handle = std::thread::Builder::new()
         .name(format!("wrnc-data-epoch-{epoch}"))
@@ -220,11 +227,18 @@ pub fn epoch_batches(
             if cfg.shuffle {
                 order.shuffle(&mut rng);
             }
-            for chunk in order.chunks(cfg.batch_size).take(total) {
+            for (b, chunk) in order.chunks(cfg.batch_size).take(total).enumerate() {
                 // Inputs were validated above, so this cannot fail; stop quietly if it does.
-                let Ok(batch) = build_batch(&data, &norm, &cfg.augment, chunk, &mut rng) else {
+                let Ok(mut batch) = build_batch(&data, &norm, &cfg.augment, chunk, &mut rng) else {
                     return;
                 };
+                if let Some(m) = &mixing {
+                    let step = epoch * total as u64 + b as u64;
+                    let (c, h, w) = (data.channels(), data.height(), data.width());
+                    let mixed = mix::draw(m, h, w, &mut mix::mix_rng(seed, step));
+                    mix::apply(&mut batch.images, batch.len, c, h, w, &mixed);
+                    batch.mix = Some(mixed);
+                }
                 if tx.send(batch).is_err() {
                     return; // consumer dropped the iterator
                 }
@@ -469,5 +483,86 @@ mod tests {
             .filter(|img| img.iter().any(|&v| v != 1.0))
             .count();
         assert!(changed > 25, "{changed}");
+    }
+
+    #[test]
+    fn mixing_acts_on_the_batches_the_run_would_see_otherwise() {
+        // Flips and cutout as usual; adding mixup or CutMix keeps the shuffle and the
+        // per-image draws (the labels and the unmixed images are those without mixing), and
+        // each mixed image is the f64 mix of the plain batch with itself reversed.
+        let d = Arc::new(
+            Dataset::new(
+                (0..40 * 12).map(|i| (i * 37 % 251) as u8).collect(),
+                (0..40).map(|i| i % 4).collect(),
+                [1, 3, 4],
+                vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            )
+            .unwrap(),
+        );
+        let n = identity_norm(&d);
+        let plain = Augment {
+            flip: true,
+            cutout: Some(wrnc_recipe::Cutout { size: 2 }),
+            ..Augment::NONE
+        };
+        let batches = |aug: Augment| -> Vec<Batch> {
+            epoch_batches(d.clone(), n.clone(), &BatchConfig::train(7, aug), 2, 9)
+                .unwrap()
+                .collect()
+        };
+        let before = batches(plain);
+        assert!(before.iter().all(|b| b.mix.is_none()));
+        let on = wrnc_recipe::Mixing {
+            alpha: 1.0,
+            prob: None,
+            switch_prob: None,
+        };
+        for (mixup, cutmix) in [(Some(on), None), (None, Some(on)), (Some(on), Some(on))] {
+            let after = batches(Augment {
+                mixup,
+                cutmix,
+                ..plain
+            });
+            let mut windows = 0;
+            for (bi, (a, b)) in before.iter().zip(&after).enumerate() {
+                assert_eq!(a.labels, b.labels);
+                let m = b.mix.unwrap();
+                // The draw is that of the global step (6 batches per epoch, epoch 2).
+                let want = crate::mix::draw(
+                    &Augment {
+                        mixup,
+                        cutmix,
+                        ..plain
+                    }
+                    .mixing()
+                    .unwrap(),
+                    3,
+                    4,
+                    &mut crate::mix::mix_rng(9, 12 + bi as u64),
+                );
+                assert_eq!(m, want);
+                windows += usize::from(m.window.is_some());
+                let len = a.len;
+                for i in 0..len {
+                    let j = len - 1 - i;
+                    for p in 0..12 {
+                        let (own, other) = (a.images[i * 12 + p], a.images[j * 12 + p]);
+                        let want = match m.window {
+                            None => m.lam * f64::from(own) + (1.0 - m.lam) * f64::from(other),
+                            Some(w) => {
+                                let (y, x) = (p / 4, p % 4);
+                                let inside = (w.top..w.top + w.height).contains(&y)
+                                    && (w.left..w.left + w.width).contains(&x);
+                                f64::from(if inside { other } else { own })
+                            }
+                        };
+                        assert!((f64::from(b.images[i * 12 + p]) - want).abs() < 1e-6);
+                    }
+                }
+            }
+            if cutmix.is_some() && mixup.is_none() {
+                assert!(windows > 0);
+            }
+        }
     }
 }

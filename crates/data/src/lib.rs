@@ -79,6 +79,7 @@ pub mod folder;
 pub mod idx;
 pub mod inspect;
 pub mod mask;
+pub mod mix;
 pub mod normalize;
 pub mod pixels;
 pub mod preview;
@@ -97,6 +98,7 @@ pub use batch::{
 pub use dataset::{Dataset, TrainTest};
 pub use error::{DataError, MissingFiles, Result};
 pub use folder::{load_folder, DecodeProgress, FolderOptions, FolderReport};
+pub use mix::Mixed;
 pub use normalize::Normalizer;
 pub use split::{make_splits, split_indices, Splits};
 

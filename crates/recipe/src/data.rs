@@ -272,6 +272,45 @@ impl Default for RandomErasing {
     }
 }
 
+/// `data.augment.mixup` or `data.augment.cutmix`: mixing each training batch with itself
+/// reversed, as timm's `Mixup` in its default `batch` mode (mixup: Zhang et al. 2018;
+/// CutMix: Yun et al. 2019). `prob` and `switch_prob` are shared by the two: when both are
+/// on, a value may be given in either block (in both only if equal).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mixing {
+    /// The Beta(alpha, alpha) distribution of the mixing weight lambda (must be > 0).
+    pub alpha: f64,
+    /// Probability that a batch is mixed at all (timm's `mix_prob`; default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prob: Option<f64>,
+    /// Probability of cutmix instead of mixup when both are on (timm's `switch_prob`;
+    /// default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_prob: Option<f64>,
+}
+
+/// The resolved batch mixing of [`Augment::mixing`]: timm's `Mixup(mixup_alpha,
+/// cutmix_alpha, prob, switch_prob, mode='batch', correct_lam=True)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchMix {
+    /// Mixup's alpha (0: mixup off).
+    pub mixup_alpha: f64,
+    /// CutMix's alpha (0: cutmix off).
+    pub cutmix_alpha: f64,
+    /// Probability that a batch is mixed.
+    pub prob: f64,
+    /// Probability of cutmix instead of mixup when both are on.
+    pub switch_prob: f64,
+}
+
+impl BatchMix {
+    /// timm's default `mix_prob`.
+    pub const DEFAULT_PROB: f64 = 1.0;
+    /// timm's default `switch_prob`.
+    pub const DEFAULT_SWITCH_PROB: f64 = 0.5;
+}
+
 /// Training-time augmentation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -286,6 +325,12 @@ pub struct Augment {
     /// Random erasing (off when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub random_erasing: Option<RandomErasing>,
+    /// Mixup of each batch with itself reversed (off when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mixup: Option<Mixing>,
+    /// CutMix of each batch with itself reversed (off when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cutmix: Option<Mixing>,
 }
 
 impl Default for Augment {
@@ -301,6 +346,8 @@ impl Augment {
         flip: false,
         cutout: None,
         random_erasing: None,
+        mixup: None,
+        cutmix: None,
     };
 
     /// The usual CIFAR recipe: a crop with padding 4 filled by `mode`, plus flips.
@@ -314,6 +361,8 @@ impl Augment {
             flip: true,
             cutout: None,
             random_erasing: None,
+            mixup: None,
+            cutmix: None,
         }
     }
 
@@ -332,7 +381,25 @@ impl Augment {
             .is_some_and(|c| c.kind == CropKind::RandomResized)
     }
 
-    /// `true` when the settings never change an image.
+    /// The batch mixing (mixup, cutmix or both), when either is on. `prob` and
+    /// `switch_prob` are taken from whichever block gives them (mixup's first), else timm's
+    /// defaults; the spec's validation refuses two different values.
+    pub fn mixing(&self) -> Option<BatchMix> {
+        if self.mixup.is_none() && self.cutmix.is_none() {
+            return None;
+        }
+        let both = [self.mixup, self.cutmix];
+        let first = |f: fn(&Mixing) -> Option<f64>| both.iter().flatten().find_map(f);
+        Some(BatchMix {
+            mixup_alpha: self.mixup.map_or(0.0, |m| m.alpha),
+            cutmix_alpha: self.cutmix.map_or(0.0, |m| m.alpha),
+            prob: first(|m| m.prob).unwrap_or(BatchMix::DEFAULT_PROB),
+            switch_prob: first(|m| m.switch_prob).unwrap_or(BatchMix::DEFAULT_SWITCH_PROB),
+        })
+    }
+
+    /// `true` when the settings never change an image (of a single image: batch mixing,
+    /// [`Augment::mixing`], is not counted).
     pub fn is_identity(&self) -> bool {
         self.crop_padding() == 0
             && !self.flip

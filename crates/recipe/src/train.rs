@@ -231,6 +231,11 @@ pub struct TrainConfig {
     /// Exponential moving average of the weights.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ema: Option<Ema>,
+    /// Glob patterns over parameter names (as `--init-skip`'s, e.g. `conv0.*`): the matching
+    /// trainable tensors are frozen, as PyTorch's `requires_grad = False` (no gradient, no
+    /// weight decay, no optimiser state; BN running statistics still update).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub freeze: Vec<String>,
     /// Also write the scalars as TensorBoard event files under `RUN_DIR/tb/` (written into
     /// the resolved spec only when on).
     #[serde(skip_serializing_if = "is_false")]
@@ -254,6 +259,7 @@ impl Default for TrainConfig {
             label_smoothing: 0.0,
             grad_clip: None,
             ema: None,
+            freeze: Vec::new(),
             tensorboard: false,
         }
     }

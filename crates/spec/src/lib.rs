@@ -187,6 +187,7 @@ pub fn load_str(
     let resolved = validate::resolve(written, default_name).map_err(problem)?;
     let layers = expand::model_layers(&resolved.model);
     let graph = lower::graph(&resolved, &layers).map_err(problem)?;
+    validate::freeze_patterns(&resolved, &graph).map_err(problem)?;
     Ok(Spec {
         file: file.to_string(),
         resolved,

@@ -7,6 +7,13 @@ use std::collections::BTreeSet;
 use std::sync::OnceLock;
 use wrnc_recipe::{Augment, Crop, Schedule, Toggle};
 
+/// Batch mixing with every key present.
+const MIXING: wrnc_recipe::Mixing = wrnc_recipe::Mixing {
+    alpha: 1.0,
+    prob: Some(1.0),
+    switch_prob: Some(0.5),
+};
+
 /// The dotted paths of every mapping key of the spec schema, sections included (`train`,
 /// `train.optimizer`, `train.optimizer.lr`, ...). The items of `model.layers` are not
 /// included (their keys are suggested among their siblings).
@@ -38,6 +45,8 @@ pub fn key_paths() -> &'static [String] {
                 flip: true,
                 cutout: Some(wrnc_recipe::Cutout { size: 1 }),
                 random_erasing: Some(wrnc_recipe::RandomErasing::default()),
+                mixup: Some(MIXING),
+                cutmix: Some(MIXING),
             });
             s.train.schedule = schedule;
             // The keys that are left unsaid when off.
@@ -48,6 +57,7 @@ pub fn key_paths() -> &'static [String] {
             s.train.optimizer.eps = Some(0.0);
             s.train.label_smoothing = 1.0;
             s.train.grad_clip = Some(0.0);
+            s.train.freeze = vec![String::new()];
             s.train.ema = Some(wrnc_recipe::Ema {
                 decay: 0.0,
                 warmup: true,

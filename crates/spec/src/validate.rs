@@ -99,6 +99,122 @@ fn validate_masks(a: &wrnc_recipe::Augment, input: &[usize]) -> Result<(), Probl
     Ok(())
 }
 
+/// Checks mixup's and CutMix's `alpha`, `prob` and `switch_prob`: `alpha > 0`, the
+/// probabilities in [0, 1], the shared `prob` / `switch_prob` not given two different values,
+/// and `switch_prob` only when both are on.
+fn validate_mixing(a: &wrnc_recipe::Augment) -> Result<(), Problem> {
+    const ALPHA: &str = " (timm's usual values: mixup 0.8, cutmix 1.0; the mixup paper uses \
+                         0.2 to 0.4 on ImageNet, 1 on CIFAR-10)";
+    let blocks = [("mixup", a.mixup), ("cutmix", a.cutmix)];
+    for (name, m) in blocks {
+        let Some(m) = m else { continue };
+        number(
+            &format!("data.augment.{name}.alpha"),
+            m.alpha,
+            Range::Positive,
+            ALPHA,
+        )?;
+        if let Some(v) = m.prob {
+            number(&format!("data.augment.{name}.prob"), v, Range::Unit, "")?;
+        }
+        if let Some(v) = m.switch_prob {
+            number(
+                &format!("data.augment.{name}.switch_prob"),
+                v,
+                Range::Unit,
+                "",
+            )?;
+            let other = if name == "mixup" { "cutmix" } else { "mixup" };
+            if a.mixup.is_none() || a.cutmix.is_none() {
+                return Err(p(
+                    &format!("data.augment.{name}.switch_prob"),
+                    format!(
+                        "chooses between mixup and cutmix, so it needs both on; add \
+                         `data.augment.{other}: {{alpha: A}}` or remove switch_prob"
+                    ),
+                ));
+            }
+        }
+    }
+    if let (Some(x), Some(y)) = (a.mixup, a.cutmix) {
+        for (key, vx, vy) in [
+            ("prob", x.prob, y.prob),
+            ("switch_prob", x.switch_prob, y.switch_prob),
+        ] {
+            if let (Some(vx), Some(vy)) = (vx, vy) {
+                if vx != vy {
+                    return Err(p(
+                        &format!("data.augment.cutmix.{key}"),
+                        format!(
+                            "is {vy} but data.augment.mixup.{key} is {vx}: mixup and cutmix \
+                             share one {key} (timm's Mixup); give it once"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks `train.freeze` against the parameters of the lowered `graph`: every pattern a glob
+/// that matches at least one trainable parameter, else the problem of `train.freeze[i]` with
+/// the names closest to it.
+pub fn freeze_patterns(s: &SpecFile, graph: &wrnc_ir::Graph) -> Result<(), Problem> {
+    let names: Vec<&str> = graph
+        .params
+        .iter()
+        .filter(|q| q.trainable)
+        .map(|q| q.name.as_str())
+        .collect();
+    for (i, pat) in s.train.freeze.iter().enumerate() {
+        let field = format!("train.freeze[{i}]");
+        let glob = glob::Pattern::new(pat).map_err(|e| {
+            p(
+                &field,
+                format!(
+                    "`{pat}` is not a valid glob pattern ({e}); use `*` for any run of \
+                     characters and `?` for one, e.g. `conv0.*`"
+                ),
+            )
+        })?;
+        if names.iter().any(|n| glob.matches(n)) {
+            continue;
+        }
+        // Candidates: every name and `prefix.*` for every dotted prefix of one
+        // (`group0.*`, `group0.block0.*`, ...).
+        let mut prefixes: Vec<String> = Vec::new();
+        for n in &names {
+            for (i, _) in n.match_indices('.') {
+                let g = format!("{}.*", &n[..i]);
+                if !prefixes.contains(&g) {
+                    prefixes.push(g);
+                }
+            }
+        }
+        let mut cands: Vec<&str> = names.clone();
+        cands.extend(prefixes.iter().map(String::as_str));
+        let near = crate::suggest::hint(pat, &cands);
+        let examples: Vec<String> = prefixes
+            .iter()
+            .filter(|g| g.matches('.').count() == 1)
+            .take(3)
+            .map(|g| format!("`{g}`"))
+            .collect();
+        return Err(p(
+            &field,
+            format!(
+                "`{pat}` matches no trainable parameter of the model{near} (parameter names \
+                 look like `{}`; patterns such as {} or `{}`; see `wrnc summary`)",
+                names.first().copied().unwrap_or("fc.weight"),
+                examples.join(", "),
+                names.last().copied().unwrap_or("fc.bias"),
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The validate phase. In: the typed spec as written and the name to use when it has none.
 /// Out: the spec with the defaults that depend on other fields filled in (name, model input and
 /// classes, data root: see [`fill_defaults`]), checked by [`validate`]; or the first problem.
@@ -546,6 +662,7 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
             }
         }
         validate_masks(a, &input)?;
+        validate_mixing(a)?;
     }
     let t = &s.train;
     if t.epochs == 0 || t.epochs > 100_000 {

@@ -54,11 +54,13 @@ mod ema;
 mod error;
 mod eval;
 mod finetune;
+mod freeze;
 mod init;
 mod kernels;
 mod lock;
 pub mod memlimit;
 pub mod memory;
+mod mixup;
 mod model;
 mod observer;
 mod ops;
@@ -90,17 +92,19 @@ pub use eval::{
     EvalResult, Evaluation, Tta,
 };
 pub use finetune::{load_init, InitLoad};
+pub use freeze::{frozen_count, frozen_params, FrozenCount};
 pub use init::init_weights;
 pub use kernels::threads as kernel_threads;
 pub use memory::MemoryEstimate;
+pub use mixup::{dominant_labels, mixup_targets};
 pub use model::{Mode, Model};
 pub use observer::{EpochEnd, EpochStart, Notice, Silent, StepProgress, TrainObserver};
-pub use ops::{cross_entropy, cross_entropy_smoothed};
+pub use ops::{cross_entropy, cross_entropy_smoothed, soft_cross_entropy};
 pub use optim::{Optimizer, SgdOptimizer};
 pub use predictions::{ClassMetrics, Prediction, Predictions};
 pub use rundir::EpochMetrics;
-pub use sam::{step_grads, StepGrads};
-pub use step::{Gradients, StepOutput};
+pub use sam::{step_grads, step_grads_for, StepGrads};
+pub use step::{Gradients, StepOutput, Targets};
 pub use trainer::{
     compute_dtype, export_weights_file, selects_ema, train, train_with, RunStatus, TrainOptions,
     TrainOutcome,

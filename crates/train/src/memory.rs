@@ -183,15 +183,18 @@ pub fn estimate(
 ) -> MemoryEstimate {
     let (trainable, buffers) = param_counts(graph);
     let t = &recipe.train;
-    // The optimiser's state per trainable parameter: SGD's momentum buffer (none without
-    // momentum), AdamW's two moments; SAM keeps a copy of the weights it perturbs.
+    // The optimiser's state per updated parameter (`train.freeze` leaves some out): SGD's
+    // momentum buffer (none without momentum), AdamW's two moments; SAM keeps a copy of the
+    // weights it perturbs.
+    let frozen = crate::freeze::frozen_count(graph, &t.freeze).map_or(0, |c| c.params as u64);
+    let updated = trainable.saturating_sub(frozen);
     let momentum = match t.optimizer.kind {
-        OptimizerKind::Adamw => 2 * trainable,
-        OptimizerKind::Sgd | OptimizerKind::Sam if t.optimizer.momentum > 0.0 => trainable,
+        OptimizerKind::Adamw => 2 * updated,
+        OptimizerKind::Sgd | OptimizerKind::Sam if t.optimizer.momentum > 0.0 => updated,
         OptimizerKind::Sgd | OptimizerKind::Sam => 0,
     };
     let sam_copy = match t.optimizer.kind {
-        OptimizerKind::Sam => trainable + buffers,
+        OptimizerKind::Sam => updated + buffers,
         OptimizerKind::Sgd | OptimizerKind::Adamw => 0,
     };
     // EMA: an average of every parameter and buffer.
@@ -299,6 +302,18 @@ mod tests {
             })
         });
         assert_eq!(ema - sgd, 4 * (trainable + buffers));
+        // Frozen tensors have no optimiser state: AdamW saves two moments of each.
+        let frozen = |r: &mut Recipe| r.train.freeze = vec!["group0.*".into()];
+        let n = crate::freeze::frozen_count(&g, &["group0.*".into()])
+            .unwrap()
+            .params as u64;
+        assert!(n > 0);
+        assert_eq!(sgd - with(&frozen), 4 * n);
+        let adamw_frozen = with(&|r| {
+            frozen(r);
+            r.train.optimizer.kind = OptimizerKind::Adamw;
+        });
+        assert_eq!(adamw - adamw_frozen, 4 * 2 * n);
     }
 
     #[test]

@@ -325,6 +325,15 @@ pub fn cross_entropy_smoothed(logits: &Tensor, labels: &Tensor, eps: f64) -> Res
     Ok((nll.affine(1.0 - eps, 0.0)? + uniform.affine(eps, 0.0)?)?)
 }
 
+/// Mean soft-target cross-entropy of `logits` `[N, K]` against target distributions
+/// `targets` `[N, K]` (timm's `SoftTargetCrossEntropy`, the loss of mixup and CutMix):
+/// `mean over rows of -sum_j t_j log_softmax(x)_j`.
+pub fn soft_cross_entropy(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let targets = targets.to_dtype(logp.dtype())?;
+    Ok((logp * targets)?.sum(D::Minus1)?.mean_all()?.neg()?)
+}
+
 /// Number of rows of `logits` whose arg-max equals the label.
 pub fn count_correct(logits: &Tensor, labels: &[u32]) -> Result<usize> {
     let pred: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;

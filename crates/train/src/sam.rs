@@ -10,8 +10,9 @@
 
 use crate::clip::{clip_grad_norm, grad_norm};
 use crate::error::Result;
+use crate::freeze::frozen_params;
 use crate::model::{Mode, Model};
-use crate::step::{Gradients, StepOutput};
+use crate::step::{Gradients, StepOutput, Targets};
 use candle_core::Tensor;
 use wrnc_ir::ParamId;
 use wrnc_recipe::{OptimizerKind, TrainConfig};
@@ -37,6 +38,19 @@ fn clipped(model: &Model, grads: Gradients, clip: Option<f64>) -> Result<(Gradie
     }
 }
 
+/// Drops the gradients of the tensors `train.freeze` holds fixed ([`crate::freeze`]).
+fn without_frozen(model: &Model, mut grads: Gradients, frozen: &[bool]) -> Gradients {
+    if !frozen.contains(&true) {
+        return grads;
+    }
+    for (id, var) in model.trainable() {
+        if frozen.get(id.0).copied().unwrap_or(false) {
+            grads.remove(var.as_tensor());
+        }
+    }
+    grads
+}
+
 /// Runs the forward and backward pass(es) of one training step of `tc`'s optimiser on batch
 /// `x` / `labels`.
 pub fn step_grads(
@@ -46,9 +60,23 @@ pub fn step_grads(
     mode: Mode,
     tc: &TrainConfig,
 ) -> Result<StepGrads> {
+    step_grads_for(model, x, Targets::Labels(labels), mode, tc)
+}
+
+/// [`step_grads`] against `targets`: labels (with `tc.label_smoothing`) or the soft targets
+/// of a mixed batch. Tensors `tc.freeze` matches get no gradient (before clipping and SAM).
+pub fn step_grads_for(
+    model: &mut Model,
+    x: &Tensor,
+    targets: Targets<'_>,
+    mode: Mode,
+    tc: &TrainConfig,
+) -> Result<StepGrads> {
     let eps = tc.label_smoothing;
-    let mut first = model.loss_and_grads_smoothed(x, labels, mode, eps)?;
+    let frozen = frozen_params(model.graph(), &tc.freeze)?;
+    let mut first = model.loss_and_grads_for(x, targets, mode, eps)?;
     let grads = std::mem::replace(&mut first.grads, Gradients::Tape(Default::default()));
+    let grads = without_frozen(model, grads, &frozen);
     let (grads, norm) = clipped(model, grads, tc.grad_clip)?;
     if tc.optimizer.kind != OptimizerKind::Sam || !first.loss.is_finite() {
         return Ok(StepGrads { first, grads, norm });
@@ -83,11 +111,12 @@ pub fn step_grads(
         model.set_param(*id, p)?;
     }
     drop(perturbed);
-    let second = model.loss_and_grads_smoothed(x, labels, mode, eps)?;
+    let second = model.loss_and_grads_for(x, targets, mode, eps)?;
     for (id, t) in &saved {
         model.set_param(*id, t)?;
     }
-    let (grads, _) = clipped(model, second.grads, tc.grad_clip)?;
+    let second = without_frozen(model, second.grads, &frozen);
+    let (grads, _) = clipped(model, second, tc.grad_clip)?;
     Ok(StepGrads { first, grads, norm })
 }
 

@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::model::{Mode, Model};
 use crate::ops;
-use crate::tape::{cross_entropy_grad_smoothed, Tape};
+use crate::tape::{cross_entropy_grad_smoothed, soft_cross_entropy_grad, Tape};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, TensorId};
 use std::collections::HashMap;
@@ -27,6 +27,29 @@ impl Gradients {
             Gradients::Tape(g) => g.get(&param.id()).cloned(),
         }
     }
+
+    /// Drops the gradient of a parameter tensor (a frozen one: it then gets no update, as a
+    /// PyTorch parameter whose `grad` is `None`).
+    pub fn remove(&mut self, param: &Tensor) {
+        match self {
+            Gradients::Autograd(g) => {
+                g.remove(param);
+            }
+            Gradients::Tape(g) => {
+                g.remove(&param.id());
+            }
+        }
+    }
+}
+
+/// What the loss of a step compares the logits with.
+#[derive(Debug, Clone, Copy)]
+pub enum Targets<'a> {
+    /// One class per image: cross-entropy, with label smoothing `train.label_smoothing`.
+    Labels(&'a [u32]),
+    /// A distribution over the classes per image (`N x classes` values, row-major; mixup and
+    /// CutMix): soft-target cross-entropy, the smoothing already in the targets.
+    Soft(&'a [f32]),
 }
 
 /// What one training step computed.
@@ -79,6 +102,56 @@ impl Model {
             logits,
             grads: Gradients::Autograd(grads),
         })
+    }
+
+    /// [`Model::loss_and_grads`] against soft targets `targets` (`N x classes` values,
+    /// row-major): timm's `SoftTargetCrossEntropy`, the mean over the batch of
+    /// `-sum_j t_j log_softmax(x)_j`. The taped path covers it (gradient `(softmax - t) / N`).
+    pub fn loss_and_grads_soft(
+        &mut self,
+        x: &Tensor,
+        targets: &[f32],
+        mode: Mode,
+    ) -> Result<StepOutput> {
+        if self.tape_applies(mode) {
+            let mut tape = Tape::new(mode);
+            let target = self.graph().logits();
+            let logits = self.forward(x, mode, target, Some(&mut tape))?;
+            let (loss, dlogits) = soft_cross_entropy_grad(&logits, targets)?;
+            let grads = tape.backward(self, dlogits)?;
+            return Ok(StepOutput {
+                loss,
+                logits,
+                grads: Gradients::Tape(grads),
+            });
+        }
+        let logits = self.logits(x, mode)?;
+        let k = logits.dims2()?.1;
+        let n = targets.len() / k.max(1);
+        let t = Tensor::from_slice(targets, (n, k), self.device())?;
+        let loss = ops::soft_cross_entropy(&logits, &t)?;
+        let value: f32 = loss.to_dtype(DType::F32)?.to_scalar()?;
+        let grads = loss.backward()?;
+        Ok(StepOutput {
+            loss: value,
+            logits,
+            grads: Gradients::Autograd(grads),
+        })
+    }
+
+    /// The loss and gradients of `targets`: [`Model::loss_and_grads_smoothed`] for labels
+    /// (with smoothing `eps`), [`Model::loss_and_grads_soft`] for soft targets.
+    pub fn loss_and_grads_for(
+        &mut self,
+        x: &Tensor,
+        targets: Targets<'_>,
+        mode: Mode,
+        eps: f64,
+    ) -> Result<StepOutput> {
+        match targets {
+            Targets::Labels(labels) => self.loss_and_grads_smoothed(x, labels, mode, eps),
+            Targets::Soft(t) => self.loss_and_grads_soft(x, t, mode),
+        }
     }
 
     /// Whether [`Model::loss_and_grads`] takes the taped path: fast kernels on, training mode

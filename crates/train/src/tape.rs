@@ -277,12 +277,45 @@ pub(crate) fn cross_entropy_grad_smoothed(
     Ok(((total / n as f64) as f32, g))
 }
 
+/// Mean soft-target cross-entropy of `logits` `[N, K]` against the row-major target
+/// distributions `targets` (`N * K` values; timm's `SoftTargetCrossEntropy`, the loss of
+/// mixup and CutMix): per row `-sum_j t_j (x_j - lse)`, whose gradient is
+/// `(softmax - t) / N` (for targets summing to 1 per row).
+pub(crate) fn soft_cross_entropy_grad(logits: &Tensor, targets: &[f32]) -> Result<(f32, Tensor)> {
+    let (n, k) = logits.dims2()?;
+    if targets.len() != n * k {
+        return Err(TrainError::Internal(format!(
+            "{} target values for {n} x {k} logits",
+            targets.len()
+        )));
+    }
+    let rows: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
+    let mut grad = Vec::with_capacity(n * k);
+    let mut total = 0f64;
+    for (row, t) in rows.iter().zip(targets.chunks_exact(k)) {
+        let max = row
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+        let sum: f64 = row.iter().map(|&v| (f64::from(v) - max).exp()).sum();
+        let lse = max + sum.ln();
+        let mass: f64 = t.iter().map(|&q| f64::from(q)).sum();
+        for (&v, &q) in row.iter().zip(t) {
+            let logp = f64::from(v) - lse;
+            total -= f64::from(q) * logp;
+            // d/dx_j of -sum_i t_i (x_i - lse) = softmax_j * sum_i t_i - t_j.
+            grad.push(((logp.exp() * mass - f64::from(q)) / n as f64) as f32);
+        }
+    }
+    let g = Tensor::from_vec(grad, (n, k), logits.device())?.to_dtype(logits.dtype())?;
+    Ok(((total / n as f64) as f32, g))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::init::init_weights;
     use crate::ops;
-    use crate::step::Gradients;
+    use crate::step::{Gradients, Targets};
     use candle_core::Device;
     use wrnc_ir::GraphBuilder;
 
@@ -361,12 +394,25 @@ mod tests {
     /// Candle's autograd over the reference ops, with label smoothing `eps`: the same loss and
     /// the same gradient for every parameter.
     fn assert_taped_matches_autograd(g: &Graph, eps: f64) {
+        assert_taped_matches_autograd_for(g, Targets::Labels(&[0u32, 3, 1, 4]), eps);
+    }
+
+    /// Mixup's soft targets (timm's `mixup_target` of labels [0, 3, 1, 4] with lam 0.3 and
+    /// smoothing 0.1) on the tape and on Candle's autograd: the same loss and gradients.
+    #[test]
+    fn taped_mixup_targets_match_candle_autograd() {
+        let t = crate::mixup::mixup_targets(&[0, 3, 1, 4], 5, 0.3, 0.1);
+        assert_taped_matches_autograd_for(&net(), Targets::Soft(&t), 0.0);
+        assert_taped_matches_autograd_for(&pooled_net(), Targets::Soft(&t), 0.0);
+    }
+
+    /// [`assert_taped_matches_autograd`] against `targets`.
+    fn assert_taped_matches_autograd_for(g: &Graph, targets: Targets<'_>, eps: f64) {
         let w = init_weights(g, 3);
         let n = 4;
         let images: Vec<f32> = (0..n * 3 * 64)
             .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
             .collect();
-        let labels = [0u32, 3, 1, 4];
         let mode = Mode::Train { seed: 5, step: 2 };
         let mut fast = Model::new(g, &w, &Device::Cpu, DType::F32).unwrap();
         fast.set_reference_ops(false);
@@ -375,12 +421,8 @@ mod tests {
         auto.set_reference_ops(true);
         assert!(!auto.tape_applies(mode));
         let x = fast.input_tensor(&images, n).unwrap();
-        let a = fast
-            .loss_and_grads_smoothed(&x, &labels, mode, eps)
-            .unwrap();
-        let b = auto
-            .loss_and_grads_smoothed(&x, &labels, mode, eps)
-            .unwrap();
+        let a = fast.loss_and_grads_for(&x, targets, mode, eps).unwrap();
+        let b = auto.loss_and_grads_for(&x, targets, mode, eps).unwrap();
         assert!(matches!(a.grads, Gradients::Tape(_)));
         assert!(
             (a.loss - b.loss).abs() <= 1e-5 * b.loss.abs(),
@@ -529,5 +571,49 @@ mod tests {
         let (l1, g1) = cross_entropy_grad(&logits, &labels).unwrap();
         assert_eq!(l0.to_bits(), l1.to_bits());
         assert_eq!(g0.to_vec2::<f32>().unwrap(), g1.to_vec2::<f32>().unwrap());
+    }
+
+    /// timm's `SoftTargetCrossEntropy` written out in f64: the loss of a row is
+    /// `-sum_j t_j log p_j` and its gradient `(p - t) / N`; Candle's reference op gives the
+    /// same loss, and one-hot targets give the plain cross-entropy.
+    #[test]
+    fn soft_cross_entropy_matches_an_f64_computation() {
+        let rows = [
+            [1.5f32, -0.5, 0.25, 2.0],
+            [0.0, 3.0, -1.0, 0.5],
+            [0.3, 0.3, 0.3, 0.3],
+        ];
+        let t = [
+            0.1f32, 0.6, 0.1, 0.2, 0.7, 0.0, 0.3, 0.0, 0.25, 0.25, 0.25, 0.25,
+        ];
+        let logits = Tensor::new(&rows, &Device::Cpu).unwrap();
+        let (loss, g) = soft_cross_entropy_grad(&logits, &t).unwrap();
+        let g: Vec<Vec<f32>> = g.to_vec2().unwrap();
+        let mut want = 0.0;
+        for (r, row) in rows.iter().enumerate() {
+            let z: f64 = row.iter().map(|&v| (v as f64).exp()).sum();
+            for (j, &v) in row.iter().enumerate() {
+                let p = (v as f64).exp() / z;
+                let q = t[r * 4 + j] as f64;
+                want -= q * p.ln() / 3.0;
+                assert!((g[r][j] as f64 - (p - q) / 3.0).abs() < 1e-7, "{r},{j}");
+            }
+        }
+        assert!((loss as f64 - want).abs() < 1e-6, "{loss} vs {want}");
+        let tt = Tensor::from_slice(&t, (3, 4), &Device::Cpu).unwrap();
+        let candle: f32 = ops::soft_cross_entropy(&logits, &tt)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!((candle as f64 - want).abs() < 1e-6, "{candle} vs {want}");
+        // The uniform row of logits costs ln 4 whatever its targets.
+        let (u, _) = soft_cross_entropy_grad(&logits.narrow(0, 2, 1).unwrap(), &t[..4]).unwrap();
+        assert!((u as f64 - 4f64.ln()).abs() < 1e-6);
+        let onehot = [0f32, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0];
+        let two = logits.narrow(0, 0, 2).unwrap();
+        let (ls, _) = soft_cross_entropy_grad(&two, &onehot).unwrap();
+        let (lh, _) = cross_entropy_grad(&two, &[3, 0]).unwrap();
+        assert!((ls - lh).abs() < 1e-6);
+        assert!(soft_cross_entropy_grad(&two, &onehot[..4]).is_err());
     }
 }

@@ -12,6 +12,7 @@ use crate::init::init_weights;
 use crate::lock::RunLock;
 use crate::memlimit::{self, MemoryLimit};
 use crate::memory::{self, DataSize, MemoryEstimate, StepPath};
+use crate::mixup::{dominant_labels, mixup_targets};
 use crate::model::{Mode, Model};
 use crate::observer::{EpochEnd, EpochStart, Notice, Silent, StepProgress, TrainObserver};
 use crate::ops::count_correct;
@@ -20,8 +21,9 @@ use crate::rundir::{
     self, commit, read_state, recover, truncate_steps, EpochMetrics, PartialEpoch, RunState,
     Staged, StepLog,
 };
-use crate::sam::step_grads;
+use crate::sam::step_grads_for;
 use crate::schedule::LrSchedule;
+use crate::step::Targets;
 use crate::tape::Tape;
 use candle_core::{DType, Device};
 use std::path::{Path, PathBuf};
@@ -525,6 +527,19 @@ pub fn train_with(
     observer: &mut dyn TrainObserver,
 ) -> Result<TrainOutcome> {
     validate(recipe)?;
+    if !recipe.train.freeze.is_empty() {
+        let c = crate::freeze::frozen_count(graph, &recipe.train.freeze)?;
+        let (tensors, params) = graph
+            .params
+            .iter()
+            .filter(|p| p.trainable)
+            .fold((0, 0), |(t, n), p| (t + 1, n + p.numel()));
+        observer.notice(&Notice::Info(format!(
+            "train.freeze: {} of {tensors} trainable tensors frozen ({} of {params} \
+             parameters); they get no update and no optimiser state",
+            c.tensors, c.params
+        )));
+    }
     // Everything that can refuse the run is checked before the run directory is created, so
     // that a refused run leaves nothing behind: device, precision, --init weights, data.
     let device = select_device(opts.device.unwrap_or(recipe.train.device))?;
@@ -906,6 +921,7 @@ fn train_epochs(
     let seed = tc.seed;
 
     let schedule = LrSchedule::new(tc, steps);
+    let classes = run.graph.classes();
     for epoch in run.state.epochs_done..tc.epochs {
         let skip = run.state.batches_done;
         let batches = epoch_batches(
@@ -932,7 +948,17 @@ fn train_epochs(
                 seed,
                 step: run.state.global_step,
             };
-            let computed = step_grads(&mut run.model, &x, &batch.labels, mode, tc)?;
+            // A mixed batch (mixup, CutMix) learns timm's mixed, smoothed targets and is
+            // scored against each image's dominant label.
+            let mixed = batch.mix.map(|m| {
+                let t = mixup_targets(&batch.labels, classes, m.lam, tc.label_smoothing);
+                (t, dominant_labels(&batch.labels, m.lam))
+            });
+            let (targets, scored) = match &mixed {
+                Some((t, dominant)) => (Targets::Soft(t), dominant.as_slice()),
+                None => (Targets::Labels(&batch.labels), batch.labels.as_slice()),
+            };
+            let computed = step_grads_for(&mut run.model, &x, targets, mode, tc)?;
             let step = &computed.first;
             let value = step.loss;
             if !value.is_finite() {
@@ -951,7 +977,7 @@ fn train_epochs(
             if let Some(ema) = &mut run.ema {
                 ema.update(&run.model, run.state.global_step + 1)?;
             }
-            let correct = count_correct(&step.logits, &batch.labels)?;
+            let correct = count_correct(&step.logits, scored)?;
             let s = &mut run.state;
             s.global_step += 1;
             s.batches_done = bi + 1;

@@ -212,3 +212,69 @@ fn each_option_changes_the_run_and_resumes_exactly() {
         "export.weights raw selects and saves the raw weights"
     );
 }
+
+/// Mixup and CutMix (`data.augment.mixup` / `cutmix`) and `train.freeze` in whole runs: each
+/// changes the run, resumes bit for bit (the mixing is keyed by seed and global step), and
+/// frozen tensors end bit-identical to their init without optimiser state.
+#[test]
+fn mixing_and_freezing_change_the_run_and_resume_exactly() {
+    let root = wrnc_testkit::tempdir();
+    let root = root.path();
+    let g = tiny();
+    let base = root.join("plain");
+    train(&g, &recipe(), &opts(&base, None, false)).unwrap();
+    let base_losses = losses(&base);
+    let on = |alpha| wrnc_recipe::Mixing {
+        alpha,
+        prob: None,
+        switch_prob: None,
+    };
+    let cases = [
+        ("mixup", Some(on(0.4)), None),
+        ("cutmix", None, Some(on(1.0))),
+        ("both", Some(on(0.4)), Some(on(1.0))),
+    ];
+    for (name, mixup, cutmix) in cases {
+        let mut r = recipe();
+        let mut a = r.data.augmentation();
+        a.mixup = mixup;
+        a.cutmix = cutmix;
+        r.data.augment = wrnc_recipe::Toggle::On(a);
+        let d = run_and_resume(&r, root, name);
+        assert_ne!(losses(&d)[0], base_losses[0], "{name}");
+    }
+    // prob 0: every batch unmixed, so the soft-target loss of the plain one-hot targets
+    // gives the plain run up to rounding.
+    let mut r = recipe();
+    let mut a = r.data.augmentation();
+    a.mixup = Some(wrnc_recipe::Mixing {
+        prob: Some(0.0),
+        ..on(1.0)
+    });
+    r.data.augment = wrnc_recipe::Toggle::On(a);
+    let d = root.join("prob0");
+    train(&g, &r, &opts(&d, None, false)).unwrap();
+    for (x, y) in losses(&d).iter().zip(&base_losses) {
+        let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+        assert!((x - y).abs() < 1e-3 * y.abs().max(1.0), "{x} vs {y}");
+    }
+
+    let mut r = recipe();
+    r.train.freeze = vec!["conv0.*".into(), "bn1.weight".into()];
+    let d = run_and_resume(&r, root, "freeze");
+    let init = wrnc_train::init_weights(&g, r.train.seed);
+    let last = bits(&d.join("last.safetensors"));
+    let state = Weights::load(&d.join("optimizer.safetensors")).unwrap();
+    for (name, t) in &init.tensors {
+        let frozen = name.starts_with("conv0.") || name == "bn1.weight";
+        let init_bits: Vec<u32> = t.data.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(last[name] == init_bits, frozen, "{name}");
+        let has_state = state
+            .tensors
+            .keys()
+            .any(|k| k == name || k.ends_with(&format!(".{name}")));
+        if frozen {
+            assert!(!has_state, "{name} has optimiser state");
+        }
+    }
+}
