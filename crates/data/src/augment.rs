@@ -22,7 +22,9 @@ use rand::Rng;
 use wrnc_recipe::{Augment, PadMode};
 
 use crate::error::{DataError, Result};
+use crate::imageops::Shape;
 use crate::mask;
+use crate::policy::{self, PolicyDraw};
 
 /// The random choices for one image: crop offsets in padded coordinates
 /// (`0..=2p`; `p, p` is the identity) or the window of a random resized crop, and whether to
@@ -41,6 +43,8 @@ pub struct AugmentParams {
     pub cutout: Option<Window>,
     /// The random erasing rectangle (filled after normalisation), when one is erased.
     pub erase: Option<Window>,
+    /// The ops of the augmentation policy (applied after the flip), when a policy is on.
+    pub policy: Option<PolicyDraw>,
 }
 
 /// A window of an image: top-left corner `(top, left)` and size `height x width`.
@@ -180,7 +184,8 @@ fn check_crop(pad: usize, mode: PadMode, height: usize, width: usize) -> Result<
 /// Draws the parameters for one `height x width` image. RNG use, in order: `ox` then `oy`
 /// (each uniform in `0..=2p`, only if the crop padding `p > 0`) or the random resized crop's
 /// window ([`random_resized_window`], only with that crop), then the flip (a Bernoulli(0.5),
-/// only if `aug.flip`), then the cutout centre ([`crate::mask::cutout_window`], only with
+/// only if `aug.flip`), then the policy's ops ([`crate::policy::sample`], only with a
+/// policy), then the cutout centre ([`crate::mask::cutout_window`], only with
 /// cutout), then random erasing's draws ([`crate::mask::erase_window`], only with it).
 pub fn sample<R: Rng + ?Sized>(
     aug: &Augment,
@@ -200,6 +205,7 @@ pub fn sample<R: Rng + ?Sized>(
         (0, 0)
     };
     let flip = aug.flip && rng.random_bool(0.5);
+    let policy = policy::sample(aug, rng);
     let cutout = aug
         .cutout
         .map(|c| mask::cutout_window(c, height, width, rng));
@@ -213,6 +219,7 @@ pub fn sample<R: Rng + ?Sized>(
         resized,
         cutout,
         erase,
+        policy,
     }
 }
 
@@ -244,7 +251,7 @@ pub fn apply_masks<R: Rng + ?Sized>(
 }
 
 /// Applies `params` drawn for `aug` to the CHW image `src` (`channels x height x width`),
-/// writing `dst`.
+/// writing `dst`: the crop, the flip, then the policy's ops.
 pub fn apply(
     aug: &Augment,
     params: AugmentParams,
@@ -274,6 +281,15 @@ pub fn apply(
     }
     if params.flip {
         hflip_in_place(dst, channels, height, width)?;
+    }
+    if let Some(draw) = &params.policy {
+        policy::check_channels(aug, channels)?;
+        let s = Shape {
+            c: channels,
+            h: height,
+            w: width,
+        };
+        policy::apply(aug, draw, dst, s);
     }
     Ok(())
 }
@@ -481,6 +497,7 @@ mod tests {
                 resized: None,
                 cutout: None,
                 erase: None,
+                policy: None,
             },
             &IMG,
             1,
@@ -499,6 +516,7 @@ mod tests {
                 resized: None,
                 cutout: None,
                 erase: None,
+                policy: None,
             },
             &IMG,
             1,
@@ -574,6 +592,7 @@ mod tests {
                 resized: None,
                 cutout: None,
                 erase: None,
+                policy: None,
             }
         );
         // A crop of padding 0 draws nothing either.
@@ -612,6 +631,7 @@ mod tests {
             resized: None,
             cutout: None,
             erase: None,
+            policy: None,
         };
         apply(&aug, p, &src, 2, h, w, &mut out).unwrap();
         assert_eq!(&out[..w], &[0, 14, 13, 12, 11]);

@@ -36,8 +36,8 @@ pub struct BatchConfig {
     pub shuffle: bool,
     /// Skip a final batch smaller than `batch_size`.
     pub drop_last: bool,
-    /// Augmentation applied to each image: crop and flip before normalisation, cutout and
-    /// random erasing after.
+    /// Augmentation applied to each image: crop, flip and the policy before normalisation,
+    /// cutout and random erasing after.
     pub augment: Augment,
     /// Number of batches prepared ahead by the background thread (at least 1 is used).
     pub prefetch: usize,
@@ -209,6 +209,7 @@ pub fn epoch_batches(
         ));
     }
     augment::check_fits(&cfg.augment, data.height(), data.width())?;
+    crate::policy::check_channels(&cfg.augment, data.channels())?;
     let cfg = *cfg;
     let total = num_batches(data.len(), cfg.batch_size, cfg.drop_last);
     let (tx, rx) = sync_channel(cfg.prefetch.max(1));

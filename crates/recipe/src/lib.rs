@@ -19,8 +19,8 @@ pub mod toggle;
 pub mod train;
 
 pub use data::{
-    Augment, BadImages, Crop, CropKind, Cutout, DataConfig, EraseValue, Normalize, PadMode,
-    RandomErasing, Resize, ResizeFilter, ResizeMode,
+    Augment, AugmentPolicy, BadImages, Crop, CropKind, Cutout, DataConfig, EraseValue, Normalize,
+    PadMode, RandAugment, RandomErasing, Resize, ResizeFilter, ResizeMode,
 };
 pub use dataset::{
     DatasetKind, CIFAR100_CLASSES, CIFAR100_DIR, CIFAR10_CLASSES, CIFAR10_DIR, DATA_DIR,
