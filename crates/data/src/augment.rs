@@ -612,6 +612,56 @@ mod tests {
     }
 
     #[test]
+    fn policy_draws_come_after_the_crop_and_flip_and_only_with_a_policy() {
+        use wrnc_recipe::{AugmentPolicy, Cutout};
+        let base = Augment {
+            cutout: Some(Cutout { size: 2 }),
+            ..Augment::standard(PadMode::Reflect)
+        };
+        let with = Augment {
+            policy: Some(AugmentPolicy::TrivialAugment),
+            ..base
+        };
+        for seed in 0..20 {
+            let mut a = ChaCha8Rng::seed_from_u64(seed);
+            let mut b = a.clone();
+            let plain = sample(&base, 8, 8, &mut a);
+            let pol = sample(&with, 8, 8, &mut b);
+            // The crop and flip draws are the same; the policy's come next.
+            assert_eq!((plain.ox, plain.oy, plain.flip), (pol.ox, pol.oy, pol.flip));
+            assert!(plain.policy.is_none() && pol.policy.is_some());
+            // Without a policy, the cutout draw follows the flip directly.
+            let mut c = ChaCha8Rng::seed_from_u64(seed);
+            let (_, _): (usize, usize) = (c.random_range(0..=8), c.random_range(0..=8));
+            let _: bool = c.random_bool(0.5);
+            let win = mask::cutout_window(Cutout { size: 2 }, 8, 8, &mut c);
+            assert_eq!(plain.cutout, Some(win));
+        }
+        // An image whose policy drew AutoContrast: the image stretched to 0..255.
+        let aug = Augment {
+            policy: Some(AugmentPolicy::TrivialAugment),
+            ..Augment::NONE
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let params = (0..1000)
+            .map(|_| sample(&aug, 3, 3, &mut rng))
+            .find(|p| {
+                p.policy.is_some_and(|d| {
+                    d.ops()
+                        .all(|o| o.op == crate::policy::PolicyOp::AutoContrast)
+                })
+            })
+            .unwrap();
+        let mut out = [0u8; 9];
+        apply(&aug, params, &IMG, 1, 3, 3, &mut out).unwrap();
+        let mut want = IMG;
+        crate::imageops::autocontrast(&mut want, Shape { c: 1, h: 3, w: 3 });
+        assert_eq!(out, want);
+        // (The maximum becomes 254 in f32, as in torchvision.)
+        assert_eq!((out[0], out[8]), (0, 254));
+    }
+
+    #[test]
     fn padded_crop_and_flip_at_any_size() {
         // A 2-channel 3x5 (H x W) image: pixel value 10*y + x (+100 in channel 1).
         let (h, w) = (3usize, 5usize);

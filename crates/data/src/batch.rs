@@ -381,6 +381,51 @@ mod tests {
     }
 
     #[test]
+    fn policy_batches_depend_only_on_seed_and_epoch() {
+        // 32 random-looking 3x6x5 RGB images: a policy changes them, the same (seed, epoch)
+        // repeats them exactly (as a resumed run asks), and a 2-channel dataset is refused.
+        let (c, h, w) = (3usize, 6usize, 5usize);
+        let pixels: Vec<u8> = (0..32 * c * h * w)
+            .map(|i| ((i * 7919) % 251) as u8)
+            .collect();
+        let d = Arc::new(Dataset::new(pixels, vec![0; 32], [c, h, w], vec!["x".into()]).unwrap());
+        let n = identity_norm(&d);
+        let run = |aug: Augment, epoch: u64| -> Vec<f32> {
+            epoch_batches(d.clone(), n.clone(), &BatchConfig::train(8, aug), epoch, 9)
+                .unwrap()
+                .flat_map(|b| b.images)
+                .collect()
+        };
+        let plain = run(Augment::NONE, 1);
+        for p in wrnc_recipe::AugmentPolicy::ALL {
+            let aug = Augment {
+                policy: Some(p),
+                ..Augment::NONE
+            };
+            let a = run(aug, 1);
+            assert_ne!(a, plain, "{p}");
+            assert_eq!(run(aug, 1), a, "{p}");
+            assert_ne!(run(aug, 2), a, "{p}");
+        }
+        let grey2 =
+            Arc::new(Dataset::new(vec![0; 2 * 4], vec![0], [2, 2, 2], vec!["x".into()]).unwrap());
+        let aug = Augment {
+            policy: Some(wrnc_recipe::AugmentPolicy::RandAugment),
+            ..Augment::NONE
+        };
+        let e = epoch_batches(
+            grey2.clone(),
+            identity_norm(&grey2),
+            &BatchConfig::train(1, aug),
+            0,
+            0,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("1- or 3-channel"), "{e}");
+    }
+
+    #[test]
     fn early_drop_stops_thread() {
         let d = ramp(200);
         let n = identity_norm(&d);
