@@ -640,6 +640,34 @@ mod tests {
     }
 
     #[test]
+    fn policy_words() {
+        for p in AugmentPolicy::ALL {
+            let a: Augment = serde_yaml::from_str(&format!("policy: {p}")).unwrap();
+            assert_eq!(a.policy, Some(p));
+            assert!(!a.is_identity());
+            assert_eq!(a.randaugment_settings(), RandAugment { n: 2, m: 9 });
+            assert_eq!(a.fill(), 0);
+        }
+        let a: Augment =
+            serde_yaml::from_str("policy: randaugment\nrandaugment: {n: 3}\npolicy_fill: 128")
+                .unwrap();
+        assert_eq!(a.randaugment_settings(), RandAugment { n: 3, m: 9 });
+        assert_eq!(a.fill(), 128);
+        assert_eq!(
+            serde_yaml::to_string(&a).unwrap(),
+            "crop:\n  padding: 4\n  mode: reflect\nflip: true\npolicy: randaugment\n\
+             randaugment:\n  n: 3\n  m: 9\npolicy_fill: 128\n"
+        );
+        let e = serde_yaml::from_str::<Augment>("policy: autoaugment")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("autoaugment_cifar10"), "{e}");
+        // Without a policy nothing new is written, so existing specs print as before.
+        let y = serde_yaml::to_string(&Augment::default()).unwrap();
+        assert!(!y.contains("policy") && !y.contains("randaugment"), "{y}");
+    }
+
+    #[test]
     fn resize_and_bad_image_words() {
         let r: Resize = serde_yaml::from_str("{mode: shorter_side, filter: catmull_rom}").unwrap();
         assert_eq!(r.mode, ResizeMode::ShorterSide);
