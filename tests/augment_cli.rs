@@ -131,3 +131,136 @@ fn data_preview_writes_a_grid_that_shows_cutout() {
     assert!(r.stderr.contains("wrnc data fetch cifar10"), "{}", r.stderr);
     assert!(!out.exists());
 }
+
+#[test]
+fn bad_policy_settings_are_usage_errors_with_their_line() {
+    let dir = tempdir();
+    let spec = |name: &str, augment: &str| {
+        let path = dir.path().join(name);
+        let text = format!(
+            "name: t\nmodel:\n  wrn: {{depth: 10, width: 1}}\ndata:\n  dataset: digits\n  augment:\n{augment}"
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let check = |p: &Path| wrnc(&["check", p.to_str().unwrap()]);
+    // An unknown policy lists the valid ones (and suggests the nearest) at its line.
+    let p = spec("unknown.yaml", "    policy: rand_augment\n");
+    let r = check(&p);
+    assert_usage_error(
+        &r,
+        &[
+            "unknown.yaml:7:",
+            "data.augment.policy",
+            "did you mean `randaugment`",
+            "`autoaugment_cifar10`, `randaugment` or `trivialaugment`",
+        ],
+    );
+    // RandAugment's settings need `policy: randaugment`.
+    let p = spec(
+        "orphan.yaml",
+        "    policy: autoaugment_cifar10\n    randaugment: {n: 2, m: 9}\n",
+    );
+    assert_usage_error(
+        &check(&p),
+        &[
+            "orphan.yaml:8:",
+            "data.augment.randaugment",
+            "only with `policy: randaugment`",
+            "autoaugment_cifar10",
+        ],
+    );
+    let p = spec("none.yaml", "    randaugment: {n: 2}\n");
+    assert_usage_error(&check(&p), &["none.yaml:7:", "no policy"]);
+    // Out-of-range n and m name their field, line and range.
+    let p = spec(
+        "n.yaml",
+        "    policy: randaugment\n    randaugment: {n: 0, m: 9}\n",
+    );
+    assert_usage_error(
+        &check(&p),
+        &[
+            "n.yaml:8:",
+            "data.augment.randaugment.n",
+            "between 1 and 10",
+            "got 0",
+        ],
+    );
+    let p = spec(
+        "m.yaml",
+        "    policy: randaugment\n    randaugment: {n: 2, m: 31}\n",
+    );
+    assert_usage_error(
+        &check(&p),
+        &[
+            "m.yaml:8:",
+            "data.augment.randaugment.m",
+            "between 0 and 30",
+            "got 31",
+        ],
+    );
+    let p = spec(
+        "fill.yaml",
+        "    policy: trivialaugment\n    policy_fill: 256\n",
+    );
+    assert_usage_error(
+        &check(&p),
+        &["fill.yaml:8:", "data.augment.policy_fill", "0 and 255"],
+    );
+    // The published recipe is accepted.
+    let r = wrnc(&["check", "specs/wrn-28-10-autoaugment.yaml"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("policy: autoaugment_cifar10"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn data_preview_shows_each_policy_reproducibly() {
+    let dir = tempdir();
+    let preview = |name: &str, sets: &[&str]| -> Vec<u8> {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "data",
+            "preview",
+            "specs/quickstart.yaml",
+            "-o",
+            out.to_str().unwrap(),
+            "--count",
+            "16",
+        ];
+        for s in sets {
+            args.push("--set");
+            args.push(s);
+        }
+        let r = wrnc(&args);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        image::open(&out).unwrap().to_luma8().into_raw()
+    };
+    let plain = preview("plain.png", &[]);
+    let mut grids = Vec::new();
+    for p in ["autoaugment_cifar10", "randaugment", "trivialaugment"] {
+        let set = format!("data.augment.policy={p}");
+        let grid = preview(&format!("{p}.png"), &[&set]);
+        assert_ne!(grid, plain, "{p} changed nothing");
+        assert_eq!(
+            preview(&format!("{p}-again.png"), &[&set]),
+            grid,
+            "{p}: the same seed gives the same grid"
+        );
+        grids.push(grid);
+    }
+    assert_ne!(grids[0], grids[1]);
+    assert_ne!(grids[1], grids[2]);
+    // RandAugment's settings change the result.
+    let strong = preview(
+        "ra-strong.png",
+        &[
+            "data.augment.policy=randaugment",
+            "data.augment.randaugment={n: 4, m: 20}",
+        ],
+    );
+    assert_ne!(strong, grids[1]);
+}

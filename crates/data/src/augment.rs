@@ -22,7 +22,9 @@ use rand::Rng;
 use wrnc_recipe::{Augment, PadMode};
 
 use crate::error::{DataError, Result};
+use crate::imageops::Shape;
 use crate::mask;
+use crate::policy::{self, PolicyDraw};
 
 /// The random choices for one image: crop offsets in padded coordinates
 /// (`0..=2p`; `p, p` is the identity) or the window of a random resized crop, and whether to
@@ -41,6 +43,8 @@ pub struct AugmentParams {
     pub cutout: Option<Window>,
     /// The random erasing rectangle (filled after normalisation), when one is erased.
     pub erase: Option<Window>,
+    /// The ops of the augmentation policy (applied after the flip), when a policy is on.
+    pub policy: Option<PolicyDraw>,
 }
 
 /// A window of an image: top-left corner `(top, left)` and size `height x width`.
@@ -180,7 +184,8 @@ fn check_crop(pad: usize, mode: PadMode, height: usize, width: usize) -> Result<
 /// Draws the parameters for one `height x width` image. RNG use, in order: `ox` then `oy`
 /// (each uniform in `0..=2p`, only if the crop padding `p > 0`) or the random resized crop's
 /// window ([`random_resized_window`], only with that crop), then the flip (a Bernoulli(0.5),
-/// only if `aug.flip`), then the cutout centre ([`crate::mask::cutout_window`], only with
+/// only if `aug.flip`), then the policy's ops ([`crate::policy::sample`], only with a
+/// policy), then the cutout centre ([`crate::mask::cutout_window`], only with
 /// cutout), then random erasing's draws ([`crate::mask::erase_window`], only with it).
 pub fn sample<R: Rng + ?Sized>(
     aug: &Augment,
@@ -200,6 +205,7 @@ pub fn sample<R: Rng + ?Sized>(
         (0, 0)
     };
     let flip = aug.flip && rng.random_bool(0.5);
+    let policy = policy::sample(aug, rng);
     let cutout = aug
         .cutout
         .map(|c| mask::cutout_window(c, height, width, rng));
@@ -213,6 +219,7 @@ pub fn sample<R: Rng + ?Sized>(
         resized,
         cutout,
         erase,
+        policy,
     }
 }
 
@@ -244,7 +251,7 @@ pub fn apply_masks<R: Rng + ?Sized>(
 }
 
 /// Applies `params` drawn for `aug` to the CHW image `src` (`channels x height x width`),
-/// writing `dst`.
+/// writing `dst`: the crop, the flip, then the policy's ops.
 pub fn apply(
     aug: &Augment,
     params: AugmentParams,
@@ -274,6 +281,15 @@ pub fn apply(
     }
     if params.flip {
         hflip_in_place(dst, channels, height, width)?;
+    }
+    if let Some(draw) = &params.policy {
+        policy::check_channels(aug, channels)?;
+        let s = Shape {
+            c: channels,
+            h: height,
+            w: width,
+        };
+        policy::apply(aug, draw, dst, s);
     }
     Ok(())
 }
@@ -481,6 +497,7 @@ mod tests {
                 resized: None,
                 cutout: None,
                 erase: None,
+                policy: None,
             },
             &IMG,
             1,
@@ -499,6 +516,7 @@ mod tests {
                 resized: None,
                 cutout: None,
                 erase: None,
+                policy: None,
             },
             &IMG,
             1,
@@ -574,6 +592,7 @@ mod tests {
                 resized: None,
                 cutout: None,
                 erase: None,
+                policy: None,
             }
         );
         // A crop of padding 0 draws nothing either.
@@ -590,6 +609,56 @@ mod tests {
         assert_eq!(sample(&zero_crop, 3, 3, &mut rng), a);
         assert!(check_fits(&Augment::standard(PadMode::Reflect), 3, 3).is_err());
         assert!(check_fits(&Augment::standard(PadMode::Zero), 3, 3).is_ok());
+    }
+
+    #[test]
+    fn policy_draws_come_after_the_crop_and_flip_and_only_with_a_policy() {
+        use wrnc_recipe::{AugmentPolicy, Cutout};
+        let base = Augment {
+            cutout: Some(Cutout { size: 2 }),
+            ..Augment::standard(PadMode::Reflect)
+        };
+        let with = Augment {
+            policy: Some(AugmentPolicy::TrivialAugment),
+            ..base
+        };
+        for seed in 0..20 {
+            let mut a = ChaCha8Rng::seed_from_u64(seed);
+            let mut b = a.clone();
+            let plain = sample(&base, 8, 8, &mut a);
+            let pol = sample(&with, 8, 8, &mut b);
+            // The crop and flip draws are the same; the policy's come next.
+            assert_eq!((plain.ox, plain.oy, plain.flip), (pol.ox, pol.oy, pol.flip));
+            assert!(plain.policy.is_none() && pol.policy.is_some());
+            // Without a policy, the cutout draw follows the flip directly.
+            let mut c = ChaCha8Rng::seed_from_u64(seed);
+            let (_, _): (usize, usize) = (c.random_range(0..=8), c.random_range(0..=8));
+            let _: bool = c.random_bool(0.5);
+            let win = mask::cutout_window(Cutout { size: 2 }, 8, 8, &mut c);
+            assert_eq!(plain.cutout, Some(win));
+        }
+        // An image whose policy drew AutoContrast: the image stretched to 0..255.
+        let aug = Augment {
+            policy: Some(AugmentPolicy::TrivialAugment),
+            ..Augment::NONE
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let params = (0..1000)
+            .map(|_| sample(&aug, 3, 3, &mut rng))
+            .find(|p| {
+                p.policy.is_some_and(|d| {
+                    d.ops()
+                        .all(|o| o.op == crate::policy::PolicyOp::AutoContrast)
+                })
+            })
+            .unwrap();
+        let mut out = [0u8; 9];
+        apply(&aug, params, &IMG, 1, 3, 3, &mut out).unwrap();
+        let mut want = IMG;
+        crate::imageops::autocontrast(&mut want, Shape { c: 1, h: 3, w: 3 });
+        assert_eq!(out, want);
+        // (The maximum becomes 254 in f32, as in torchvision.)
+        assert_eq!((out[0], out[8]), (0, 254));
     }
 
     #[test]
@@ -612,6 +681,7 @@ mod tests {
             resized: None,
             cutout: None,
             erase: None,
+            policy: None,
         };
         apply(&aug, p, &src, 2, h, w, &mut out).unwrap();
         assert_eq!(&out[..w], &[0, 14, 13, 12, 11]);

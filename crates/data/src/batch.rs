@@ -40,8 +40,8 @@ pub struct BatchConfig {
     pub shuffle: bool,
     /// Skip a final batch smaller than `batch_size`.
     pub drop_last: bool,
-    /// Augmentation applied to each image: crop and flip before normalisation, cutout and
-    /// random erasing after.
+    /// Augmentation applied to each image: crop, flip and the policy before normalisation,
+    /// cutout and random erasing after.
     pub augment: Augment,
     /// Number of batches prepared ahead by the background thread (at least 1 is used).
     pub prefetch: usize,
@@ -215,6 +215,7 @@ pub fn epoch_batches(
         ));
     }
     augment::check_fits(&cfg.augment, data.height(), data.width())?;
+    crate::policy::check_channels(&cfg.augment, data.channels())?;
     let cfg = *cfg;
     let total = num_batches(data.len(), cfg.batch_size, cfg.drop_last);
     let mixing = cfg.augment.mixing();
@@ -391,6 +392,51 @@ mod tests {
             .flat_map(|b| b.images)
             .collect();
         assert!(e.chunks(2).all(|p| p == [0.0, 1.0]));
+    }
+
+    #[test]
+    fn policy_batches_depend_only_on_seed_and_epoch() {
+        // 32 random-looking 3x6x5 RGB images: a policy changes them, the same (seed, epoch)
+        // repeats them exactly (as a resumed run asks), and a 2-channel dataset is refused.
+        let (c, h, w) = (3usize, 6usize, 5usize);
+        let pixels: Vec<u8> = (0..32 * c * h * w)
+            .map(|i| ((i * 7919) % 251) as u8)
+            .collect();
+        let d = Arc::new(Dataset::new(pixels, vec![0; 32], [c, h, w], vec!["x".into()]).unwrap());
+        let n = identity_norm(&d);
+        let run = |aug: Augment, epoch: u64| -> Vec<f32> {
+            epoch_batches(d.clone(), n.clone(), &BatchConfig::train(8, aug), epoch, 9)
+                .unwrap()
+                .flat_map(|b| b.images)
+                .collect()
+        };
+        let plain = run(Augment::NONE, 1);
+        for p in wrnc_recipe::AugmentPolicy::ALL {
+            let aug = Augment {
+                policy: Some(p),
+                ..Augment::NONE
+            };
+            let a = run(aug, 1);
+            assert_ne!(a, plain, "{p}");
+            assert_eq!(run(aug, 1), a, "{p}");
+            assert_ne!(run(aug, 2), a, "{p}");
+        }
+        let grey2 =
+            Arc::new(Dataset::new(vec![0; 2 * 4], vec![0], [2, 2, 2], vec!["x".into()]).unwrap());
+        let aug = Augment {
+            policy: Some(wrnc_recipe::AugmentPolicy::RandAugment),
+            ..Augment::NONE
+        };
+        let e = epoch_batches(
+            grey2.clone(),
+            identity_norm(&grey2),
+            &BatchConfig::train(1, aug),
+            0,
+            0,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("1- or 3-channel"), "{e}");
     }
 
     #[test]

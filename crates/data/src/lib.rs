@@ -27,7 +27,10 @@
 //!   split only; it serialises itself (serde) for storage in model metadata.
 //! * Augmentation ([`augment`], settings [`wrnc_recipe::Augment`]): random
 //!   padded crop with independent uniform x/y offsets in `0..=2p` (reflect or
-//!   zero padding) and horizontal flip with probability 0.5.
+//!   zero padding) and horizontal flip with probability 0.5, then an automatic augmentation
+//!   policy on the `u8` pixels ([`policy`]: AutoAugment's CIFAR-10 policy, RandAugment,
+//!   TrivialAugmentWide, with torchvision's ops, [`imageops`]); cutout and random erasing
+//!   after normalisation ([`mask`]).
 //! * Batching ([`epoch_batches`], [`eval_batches`]): an iterator of
 //!   [`Batch`]es prepared on a background thread with a bounded prefetch
 //!   queue; the order and augmentation of epoch `e` depend only on
@@ -77,11 +80,13 @@ pub mod error;
 pub mod fetch;
 pub mod folder;
 pub mod idx;
+pub mod imageops;
 pub mod inspect;
 pub mod mask;
 pub mod mix;
 pub mod normalize;
 pub mod pixels;
+pub mod policy;
 pub mod preview;
 pub mod split;
 #[cfg(any(test, feature = "testing"))]

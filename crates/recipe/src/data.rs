@@ -311,6 +311,75 @@ impl BatchMix {
     pub const DEFAULT_SWITCH_PROB: f64 = 0.5;
 }
 
+/// `data.augment.policy`: an automatic augmentation policy applied to the `u8` image after
+/// the crop and flip, before normalisation (torchvision's `AutoAugment`, `RandAugment`,
+/// `TrivialAugmentWide` with nearest interpolation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AugmentPolicy {
+    /// The CIFAR-10 AutoAugment policy of Cubuk et al. 2019 (25 sub-policies of two ops,
+    /// torchvision's `AutoAugmentPolicy.CIFAR10`).
+    #[serde(rename = "autoaugment_cifar10")]
+    AutoAugmentCifar10,
+    /// RandAugment (Cubuk et al. 2020): `n` ops drawn uniformly from 14, each at magnitude
+    /// bin `m` of 31 (settings in [`Augment::randaugment`]).
+    #[serde(rename = "randaugment")]
+    RandAugment,
+    /// TrivialAugment (Müller & Hutter 2021), torchvision's `TrivialAugmentWide`: one op
+    /// drawn uniformly from 14 at a magnitude bin drawn uniformly from 31.
+    #[serde(rename = "trivialaugment")]
+    TrivialAugment,
+}
+
+impl AugmentPolicy {
+    /// All policies.
+    pub const ALL: [AugmentPolicy; 3] = [
+        AugmentPolicy::AutoAugmentCifar10,
+        AugmentPolicy::RandAugment,
+        AugmentPolicy::TrivialAugment,
+    ];
+
+    /// The spec word: `autoaugment_cifar10`, `randaugment` or `trivialaugment`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AugmentPolicy::AutoAugmentCifar10 => "autoaugment_cifar10",
+            AugmentPolicy::RandAugment => "randaugment",
+            AugmentPolicy::TrivialAugment => "trivialaugment",
+        }
+    }
+}
+
+impl fmt::Display for AugmentPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `data.augment.randaugment`: RandAugment's number of ops per image and magnitude bin
+/// (torchvision's `num_ops` and `magnitude`, defaults 2 and 9, of 31 bins).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RandAugment {
+    /// Ops applied one after the other (1 to [`RandAugment::MAX_N`]).
+    pub n: usize,
+    /// The magnitude bin of every op (0 to 30).
+    pub m: usize,
+}
+
+impl RandAugment {
+    /// The largest `n` accepted.
+    pub const MAX_N: usize = 10;
+    /// The number of magnitude bins (torchvision's `num_magnitude_bins` default), so `m` is
+    /// at most `BINS - 1`.
+    pub const BINS: usize = 31;
+}
+
+impl Default for RandAugment {
+    fn default() -> Self {
+        RandAugment { n: 2, m: 9 }
+    }
+}
+
 /// Training-time augmentation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -331,6 +400,18 @@ pub struct Augment {
     /// CutMix of each batch with itself reversed (off when absent).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cutmix: Option<Mixing>,
+    /// An automatic augmentation policy on the `u8` image after crop and flip (off when
+    /// absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<AugmentPolicy>,
+    /// RandAugment's settings (only with `policy: randaugment`; defaults `n: 2, m: 9` when
+    /// absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub randaugment: Option<RandAugment>,
+    /// The grey level (0 to 255, every channel) of the pixels a policy's shear, translation
+    /// or rotation uncovers (torchvision's `fill`; absent: 0, black).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_fill: Option<usize>,
 }
 
 impl Default for Augment {
@@ -348,6 +429,9 @@ impl Augment {
         random_erasing: None,
         mixup: None,
         cutmix: None,
+        policy: None,
+        randaugment: None,
+        policy_fill: None,
     };
 
     /// The usual CIFAR recipe: a crop with padding 4 filled by `mode`, plus flips.
@@ -363,6 +447,9 @@ impl Augment {
             random_erasing: None,
             mixup: None,
             cutmix: None,
+            policy: None,
+            randaugment: None,
+            policy_fill: None,
         }
     }
 
@@ -406,6 +493,17 @@ impl Augment {
             && !self.random_resized()
             && self.cutout.is_none()
             && self.random_erasing.is_none()
+            && self.policy.is_none()
+    }
+
+    /// RandAugment's settings: those given, else the defaults.
+    pub fn randaugment_settings(&self) -> RandAugment {
+        self.randaugment.unwrap_or_default()
+    }
+
+    /// The fill grey level of the policy's geometric ops (0 unless `policy_fill` says).
+    pub fn fill(&self) -> u8 {
+        self.policy_fill.map_or(0, |v| v.min(255) as u8)
     }
 
     /// `true` when some augmentation acts on the normalised image (cutout, random erasing).
@@ -606,6 +704,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("mapping of settings"), "{e}");
+    }
+
+    #[test]
+    fn policy_words() {
+        for p in AugmentPolicy::ALL {
+            let a: Augment = serde_yaml::from_str(&format!("policy: {p}")).unwrap();
+            assert_eq!(a.policy, Some(p));
+            assert!(!a.is_identity());
+            assert_eq!(a.randaugment_settings(), RandAugment { n: 2, m: 9 });
+            assert_eq!(a.fill(), 0);
+        }
+        let a: Augment =
+            serde_yaml::from_str("policy: randaugment\nrandaugment: {n: 3}\npolicy_fill: 128")
+                .unwrap();
+        assert_eq!(a.randaugment_settings(), RandAugment { n: 3, m: 9 });
+        assert_eq!(a.fill(), 128);
+        assert_eq!(
+            serde_yaml::to_string(&a).unwrap(),
+            "crop:\n  padding: 4\n  mode: reflect\nflip: true\npolicy: randaugment\n\
+             randaugment:\n  n: 3\n  m: 9\npolicy_fill: 128\n"
+        );
+        let e = serde_yaml::from_str::<Augment>("policy: autoaugment")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("autoaugment_cifar10"), "{e}");
+        // Without a policy nothing new is written, so existing specs print as before.
+        let y = serde_yaml::to_string(&Augment::default()).unwrap();
+        assert!(!y.contains("policy") && !y.contains("randaugment"), "{y}");
     }
 
     #[test]

@@ -19,8 +19,8 @@ pub mod toggle;
 pub mod train;
 
 pub use data::{
-    Augment, BadImages, BatchMix, Crop, CropKind, Cutout, DataConfig, EraseValue, Mixing,
-    Normalize, PadMode, RandomErasing, Resize, ResizeFilter, ResizeMode,
+    Augment, AugmentPolicy, BadImages, BatchMix, Crop, CropKind, Cutout, DataConfig, EraseValue,
+    Mixing, Normalize, PadMode, RandAugment, RandomErasing, Resize, ResizeFilter, ResizeMode,
 };
 pub use dataset::{
     DatasetKind, CIFAR100_CLASSES, CIFAR100_DIR, CIFAR10_CLASSES, CIFAR10_DIR, DATA_DIR,

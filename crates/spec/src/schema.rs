@@ -47,6 +47,9 @@ pub fn key_paths() -> &'static [String] {
                 random_erasing: Some(wrnc_recipe::RandomErasing::default()),
                 mixup: Some(MIXING),
                 cutmix: Some(MIXING),
+                policy: Some(wrnc_recipe::AugmentPolicy::RandAugment),
+                randaugment: Some(wrnc_recipe::RandAugment::default()),
+                policy_fill: Some(0),
             });
             s.train.schedule = schedule;
             // The keys that are left unsaid when off.
@@ -105,6 +108,10 @@ mod tests {
             "data.augment.random_erasing.scale",
             "data.augment.random_erasing.ratio",
             "data.augment.random_erasing.value",
+            "data.augment.policy",
+            "data.augment.randaugment.n",
+            "data.augment.randaugment.m",
+            "data.augment.policy_fill",
             "train.optimizer.lr",
             "train.schedule.kind",
             "train.schedule.milestones",

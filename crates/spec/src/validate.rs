@@ -215,6 +215,70 @@ pub fn freeze_patterns(s: &SpecFile, graph: &wrnc_ir::Graph) -> Result<(), Probl
     Ok(())
 }
 
+/// Checks the augmentation policy's settings: `randaugment` only with `policy: randaugment`,
+/// `n` and `m` in range, `policy_fill` a grey level, and a 1- or 3-channel input.
+fn validate_policy(a: &wrnc_recipe::Augment, input: &[usize]) -> Result<(), Problem> {
+    use wrnc_recipe::{AugmentPolicy, RandAugment};
+    if let Some(ra) = a.randaugment {
+        if a.policy != Some(AugmentPolicy::RandAugment) {
+            let now = a
+                .policy
+                .map_or("no policy".to_string(), |p| format!("policy {p}"));
+            return Err(p(
+                "data.augment.randaugment",
+                format!("applies only with `policy: randaugment` (the spec has {now})"),
+            ));
+        }
+        if ra.n == 0 || ra.n > RandAugment::MAX_N {
+            return Err(p(
+                "data.augment.randaugment.n",
+                format!(
+                    "must be between 1 and {}, got {} (torchvision's default is 2)",
+                    RandAugment::MAX_N,
+                    ra.n
+                ),
+            ));
+        }
+        if ra.m >= RandAugment::BINS {
+            return Err(p(
+                "data.augment.randaugment.m",
+                format!(
+                    "must be a magnitude bin between 0 and {}, got {} (torchvision's default is 9)",
+                    RandAugment::BINS - 1,
+                    ra.m
+                ),
+            ));
+        }
+    }
+    if let Some(f) = a.policy_fill {
+        if a.policy.is_none() {
+            return Err(p(
+                "data.augment.policy_fill",
+                "applies only with a `policy` (autoaugment_cifar10, randaugment, trivialaugment)"
+                    .into(),
+            ));
+        }
+        if f > 255 {
+            return Err(p(
+                "data.augment.policy_fill",
+                format!("must be a grey level between 0 and 255, got {f}"),
+            ));
+        }
+    }
+    if let Some(pol) = a.policy {
+        if input[0] != 1 && input[0] != 3 {
+            return Err(p(
+                "data.augment.policy",
+                format!(
+                    "{pol} works on 1- or 3-channel images (as torchvision's), the model input has {} channels",
+                    input[0]
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The validate phase. In: the typed spec as written and the name to use when it has none.
 /// Out: the spec with the defaults that depend on other fields filled in (name, model input and
 /// classes, data root: see [`fill_defaults`]), checked by [`validate`]; or the first problem.
@@ -663,6 +727,7 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
         }
         validate_masks(a, &input)?;
         validate_mixing(a)?;
+        validate_policy(a, &input)?;
     }
     let t = &s.train;
     if t.epochs == 0 || t.epochs > 100_000 {
