@@ -79,6 +79,7 @@ pub fn fill_dropout_mask(seed: u64, step: u64, node: usize, p: f64, start: usize
         let block = e / 4;
         let words = philox4x32_10([block as u32, c1, c2, c3], key);
         let lane_end = ((block + 1) * 4).min(end);
+        #[allow(clippy::needless_range_loop)] // the lane is the counter's word index
         for lane in (e % 4)..(lane_end - block * 4) {
             out[i] = if (words[lane] >> 8) < threshold {
                 scale
