@@ -186,3 +186,27 @@ fn calibration_dir_images_calibrate_a_model_without_its_dataset() {
     assert_eq!(q["calibration"]["images"], 16);
     assert!(q.get("accuracy").is_none());
 }
+
+#[test]
+fn bench_times_the_int8_and_fp16_forms_in_tract() {
+    let r = wrnc(&[
+        "bench",
+        QS,
+        "--batch",
+        "2",
+        "--steps",
+        "1",
+        "--quantize",
+        "int8",
+        "--fp16",
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    let v: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    for k in ["tract", "tract_int8", "tract_fp16"] {
+        assert!(v[k]["images_per_sec"].as_f64().unwrap() > 0.0, "{k}: {v}");
+    }
+    let r = wrnc(&["bench", QS, "--batch", "2", "--steps", "1", "--no-tract"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("t-int8"));
+}
