@@ -26,6 +26,12 @@ pub struct Args {
     /// Skip the tract inference phase.
     #[arg(long)]
     no_tract: bool,
+    /// Also time tract on the int8 QDQ form of the export (calibrated on the synthetic batch).
+    #[arg(long, value_name = "int8")]
+    quantize: Option<wrnc_recipe::Quantize>,
+    /// Also time tract on the float16 form of the export.
+    #[arg(long)]
+    fp16: bool,
     /// Print JSON: {"train": {"images_per_sec", "gflops", ...}, "eval": {...},
     /// "tract": {...}, "peak_rss_bytes", ...}.
     #[arg(long)]
@@ -41,7 +47,45 @@ fn bench_tract(
     let meta = wrnc_onnx::ExportMetadata::default();
     let model = wrnc_onnx::export(graph, weights, &wrnc_onnx::ExportOptions::default(), &meta)
         .context("exporting the graph to ONNX")?;
-    let bytes = wrnc_onnx::to_bytes(&model);
+    bench_tract_model(graph, &model, opts)
+}
+
+/// The float export of the bench's weights converted to `form` (`int8`: calibrated by
+/// minmax on the synthetic batch; `fp16`).
+fn converted(
+    graph: &wrnc_ir::Graph,
+    weights: &wrnc_ir::Weights,
+    opts: &BenchOptions,
+    form: &str,
+) -> Result<wrnc_onnx::ModelProto> {
+    let meta = wrnc_onnx::ExportMetadata::default();
+    let model = wrnc_onnx::export(graph, weights, &wrnc_onnx::ExportOptions::default(), &meta)
+        .context("exporting the graph to ONNX")?;
+    if form == "fp16" {
+        return Ok(wrnc_onnx::quantize::fp16::to_fp16(&model)?);
+    }
+    let (images, _) = wrnc_train::synthetic_batch(graph, opts.batch, opts.seed);
+    let shape: [usize; 3] = graph
+        .input_shape()
+        .try_into()
+        .context("the input is not [C, H, W]")?;
+    let ranges = wrnc_verify::calibrate(
+        &model,
+        &images,
+        shape,
+        opts.batch,
+        wrnc_recipe::CalibrationMethod::Minmax,
+    )?;
+    Ok(wrnc_onnx::quantize::qdq::rewrite(&model, &ranges)?.0)
+}
+
+/// Times tract on an already exported model.
+fn bench_tract_model(
+    graph: &wrnc_ir::Graph,
+    model: &wrnc_onnx::ModelProto,
+    opts: &BenchOptions,
+) -> Result<Throughput> {
+    let bytes = wrnc_onnx::to_bytes(model);
     let tract = wrnc_verify::TractModel::load(bytes.as_slice(), Some(opts.batch))
         .context("loading the export into tract")?;
     let (images, _) = wrnc_train::synthetic_batch(graph, opts.batch, opts.seed);
@@ -100,6 +144,18 @@ pub fn run(a: Args) -> Result<ExitCode> {
     } else {
         Some(bench_tract(graph, &weights, &opts)?)
     };
+    let mut forms = Vec::new();
+    if a.quantize.is_some() {
+        forms.push("int8");
+    }
+    if a.fp16 {
+        forms.push("fp16");
+    }
+    let mut tract_forms = Vec::new();
+    for form in forms {
+        let m = converted(graph, &weights, &opts, form)?;
+        tract_forms.push((form, bench_tract_model(graph, &m, &opts)?));
+    }
     let device_name = wrnc_train::device_name(&device);
     if a.json {
         let v = json!({
@@ -115,6 +171,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "train": train,
             "eval": eval,
             "tract": tract,
+            "tract_int8": tract_forms.iter().find(|f| f.0 == "int8").map(|f| &f.1),
+            "tract_fp16": tract_forms.iter().find(|f| f.0 == "fp16").map(|f| &f.1),
             "train_peak_rss_bytes": train_rss,
             "peak_rss_bytes": wrnc_train::peak_rss_bytes(),
         });
@@ -131,6 +189,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
         super::common::print_line(&line("eval", &eval))?;
         if let Some(t) = &tract {
             super::common::print_line(&line("tract", t))?;
+        }
+        for (form, t) in &tract_forms {
+            super::common::print_line(&line(&format!("t-{form}"), t))?;
         }
         if let Some(b) = wrnc_train::peak_rss_bytes() {
             super::common::print_line(&format!(

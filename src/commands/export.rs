@@ -1,4 +1,5 @@
-//! `wrnc export SPEC --weights FILE [-o model.onnx] [--opset N] [--no-fold-bn]`.
+//! `wrnc export SPEC --weights FILE [-o model.onnx] [--opset N] [--no-fold-bn]
+//! [--quantize int8 [--calibrate M] [--calibration N] [--calibration-dir D]] [--dtype fp16]`.
 
 use super::common::{cannot_write, output_folder, print_line, SpecArgs};
 use super::deploy::{check_opset, export_metadata, load_weights};
@@ -25,6 +26,36 @@ pub struct Args {
     /// Keep every BatchNormalization instead of folding it into the conv before it.
     #[arg(long)]
     no_fold_bn: bool,
+    /// Also write an int8 QDQ copy next to the output (`model.int8.onnx`), calibrated on
+    /// training images (default: the spec's export.quantize).
+    #[arg(long, value_name = "int8")]
+    quantize: Option<wrnc_recipe::Quantize>,
+    /// How activation ranges are calibrated: minmax, percentile or entropy (default: the
+    /// spec's export.calibrate, minmax).
+    #[arg(long, value_name = "METHOD")]
+    calibrate: Option<wrnc_recipe::CalibrationMethod>,
+    /// Calibration images (default: the spec's export.calibration, 512).
+    #[arg(long, value_name = "N")]
+    calibration: Option<usize>,
+    /// Calibrate on the .png/.jpg images of this folder instead of the training split.
+    #[arg(long, value_name = "DIR")]
+    calibration_dir: Option<PathBuf>,
+    /// Also write a float16 copy next to the output (`model.fp16.onnx`; float32 input and
+    /// outputs, with a Cast at each edge).
+    #[arg(long, value_name = "fp16")]
+    dtype: Option<Dtype>,
+    /// Test images the accuracy of the int8/fp16 copy is measured on.
+    #[arg(long, default_value_t = super::quantize::DEFAULT_EVAL_IMAGES, value_name = "N")]
+    eval_images: usize,
+}
+
+/// `--dtype` values.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    /// float32 (the main file).
+    Fp32,
+    /// float16 initialisers and activations.
+    Fp16,
 }
 
 /// Runs the command.
@@ -39,16 +70,53 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let meta = export_metadata(&spec, &weights)?;
     output_folder(&a.output)?;
-    let bytes =
-        wrnc_onnx::write(&a.output, &spec.graph, &weights, &opts, &meta).map_err(|e| match e {
-            wrnc_onnx::OnnxError::Io { source, .. } => cannot_write(&a.output, &source),
-            other => other.into(),
-        })?;
+    let export = &spec.resolved.export;
+    let quantize = a.quantize.or(export.quantize);
+    let calibration = super::quantize::Calibration {
+        method: a.calibrate.or(export.calibrate).unwrap_or_default(),
+        images: a
+            .calibration
+            .or(export.calibration)
+            .unwrap_or(wrnc_recipe::DEFAULT_CALIBRATION_IMAGES),
+        dir: a.calibration_dir.clone(),
+    };
+    if quantize.is_none()
+        && (a.calibrate.is_some() || a.calibration.is_some() || a.calibration_dir.is_some())
+    {
+        return Err(UsageError(
+            "--calibrate, --calibration and --calibration-dir apply to --quantize int8".into(),
+        )
+        .into());
+    }
+    let model = wrnc_onnx::export(&spec.graph, &weights, &opts, &meta)?;
+    // Calibrate and convert before writing anything, so that a bad request writes nothing.
+    let mut extra = Vec::new();
+    if quantize.is_some() {
+        extra.push((
+            "int8",
+            super::quantize::int8(&spec, &model, &calibration, a.eval_images)?,
+        ));
+    }
+    if a.dtype == Some(Dtype::Fp16) {
+        extra.push((
+            "fp16",
+            super::quantize::float16(&spec, &model, a.eval_images)?,
+        ));
+    }
+    let bytes = wrnc_onnx::write_model(&a.output, &model).map_err(|e| match e {
+        wrnc_onnx::OnnxError::Io { source, .. } => cannot_write(&a.output, &source),
+        other => other.into(),
+    })?;
     print_line(&format!(
         "wrote {} ({bytes} bytes, opset {opset}, BN folding {})",
         a.output.display(),
         if opts.fold_bn { "on" } else { "off" }
     ))?;
+    for (suffix, c) in &extra {
+        for l in super::quantize::write_next_to(&a.output, bytes, suffix, c)? {
+            print_line(&l)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

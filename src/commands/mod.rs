@@ -11,6 +11,7 @@ pub mod export;
 pub mod graph;
 pub mod init;
 pub mod predict;
+pub mod quantize;
 pub mod report;
 pub mod summary;
 pub mod tensorboard;

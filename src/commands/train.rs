@@ -495,9 +495,40 @@ pub fn run(a: Args) -> Result<ExitCode> {
             )
         })?;
         eprintln!("exported {} (from {file})", path.display());
+        if let Some(q) = recipe.export.quantize {
+            export_quantized(&spec, &path, q)?;
+        }
     }
     finish_report(&a, &outcome.run_dir, opts.device, test_eval);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the quantized copy the spec asks for (`export.quantize`) next to the exported
+/// float file `path`, calibrated as `export.calibrate` / `export.calibration` say.
+fn export_quantized(spec: &wrnc_spec::Spec, path: &Path, q: wrnc_recipe::Quantize) -> Result<()> {
+    let e = &spec.resolved.export;
+    let calibration = super::quantize::Calibration {
+        method: e.calibrate.unwrap_or_default(),
+        images: e
+            .calibration
+            .unwrap_or(wrnc_recipe::DEFAULT_CALIBRATION_IMAGES),
+        dir: None,
+    };
+    let model = wrnc_onnx::read_model_file(path, &wrnc_onnx::ReadLimits::default())?;
+    let float_bytes = wrnc_onnx::to_bytes(&model).len();
+    let converted = match q {
+        wrnc_recipe::Quantize::Int8 => super::quantize::int8(
+            spec,
+            &model,
+            &calibration,
+            super::quantize::DEFAULT_EVAL_IMAGES,
+        ),
+    }
+    .with_context(|| format!("the {q} export of {} failed", path.display()))?;
+    for l in super::quantize::write_next_to(path, float_bytes, q.as_str(), &converted)? {
+        eprintln!("{l}");
+    }
+    Ok(())
 }
 
 /// Writes the run's `report.html` (unless `--no-report`) and prints its path; a failure is a

@@ -34,6 +34,15 @@ pub struct Args {
     /// Relative tolerance: an element passes when |onnx - candle| <= atol + rtol * |candle|.
     #[arg(long, default_value_t = 0.0)]
     rtol: f64,
+    /// int8/fp16 files: least top-1 agreement with the float32 computation, in percent.
+    #[arg(long, default_value_t = 99.0, value_name = "PERCENT")]
+    min_agreement: f64,
+    /// int8/fp16 files: largest accuracy drop against the float32 computation, in points.
+    #[arg(long, default_value_t = 0.5, value_name = "POINTS")]
+    max_accuracy_drop: f64,
+    /// int8/fp16 files: test images compared (seeded random inputs without the dataset).
+    #[arg(long, default_value_t = super::quantize::DEFAULT_EVAL_IMAGES, value_name = "N")]
+    images: usize,
 }
 
 /// Largest `--batch`: the inputs, Candle's activations and tract's plan grow with it.
@@ -203,6 +212,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let classes = spec.graph.classes();
     let data = data_and_norm(&spec, &meta)?;
     let mut ok = check_normalization(&spec, info.normalization.as_ref(), &data)?;
+    if let Some(q) = wrnc_onnx::QuantizationInfo::from_model(&proto).map_err(|e| in_file(&e))? {
+        return verify_converted(&a, &spec, &weights, &proto, &q, ok);
+    }
     let (all, what) = inputs(&spec, &data, a.batch)?;
     super::common::print_line(&format!("inputs: {what}"))?;
     let numel: usize = shape.iter().product();
@@ -241,6 +253,52 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "error: {shown} differs from the weights (input normalisation, or logits beyond \
              atol {:e} / rtol {:e}; see above)",
             a.atol, a.rtol
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `wrnc verify` of an int8 or float16 file (metadata `quantization`): agreement and
+/// accuracy criteria instead of `--atol`.
+fn verify_converted(
+    a: &Args,
+    spec: &wrnc_spec::Spec,
+    weights: &wrnc_ir::Weights,
+    proto: &wrnc_onnx::ModelProto,
+    q: &wrnc_onnx::QuantizationInfo,
+    normalization_ok: bool,
+) -> Result<ExitCode> {
+    if !(0.0..=100.0).contains(&a.min_agreement)
+        || a.max_accuracy_drop.is_nan()
+        || a.max_accuracy_drop < 0.0
+    {
+        return Err(UsageError(
+            "--min-agreement must be a percentage (0 to 100) and --max-accuracy-drop >= 0".into(),
+        )
+        .into());
+    }
+    if a.images == 0 {
+        return Err(UsageError("--images must be at least 1".into()).into());
+    }
+    let criteria = super::quantize::Criteria {
+        min_agreement: a.min_agreement,
+        max_drop: a.max_accuracy_drop,
+        images: a.images,
+    };
+    let bytes = wrnc_onnx::to_bytes(proto);
+    let ok = super::quantize::verify(spec, weights, proto, &bytes, q, &criteria)?;
+    let shown = wrnc_verify::printable_path(&a.model);
+    if ok && normalization_ok {
+        super::common::print_line(&format!(
+            "verified: {shown} ({}) agrees with the float32 computation of the weights",
+            q.dtype
+        ))?;
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "error: {shown} ({}) differs from the weights (input normalisation, top-1 \
+             agreement below {}% or accuracy drop above {} points; see above)",
+            q.dtype, a.min_agreement, a.max_accuracy_drop
         );
         Ok(ExitCode::from(1))
     }

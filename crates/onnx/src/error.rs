@@ -61,6 +61,9 @@ pub enum OnnxError {
     /// A size limit was exceeded while reading.
     #[error("refusing ONNX file: {0}")]
     TooLarge(String),
+    /// The model cannot be quantized or converted to float16.
+    #[error("cannot quantize: {0}")]
+    Quantize(String),
     /// The model is structurally invalid; one line per problem.
     #[error("invalid ONNX model:\n{}", .0.iter().map(|p| format!("  {p}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<String>),

@@ -19,6 +19,7 @@ pub mod error;
 pub mod export;
 pub mod metadata;
 pub mod proto;
+pub mod quantize;
 pub mod read;
 
 pub use error::{OnnxError, Result};
@@ -32,6 +33,7 @@ pub use metadata::{
     TrainingSummary,
 };
 pub use proto::ModelProto;
+pub use quantize::{AccuracyInfo, CalibrationInfo, QuantizationInfo};
 pub use read::{
     check_structure, read_model, read_model_file, read_model_with, ReadLimits, MAX_NODES,
 };

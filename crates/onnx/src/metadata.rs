@@ -61,11 +61,13 @@ pub enum MetaKey {
     WeightsFile,
     /// `resize`: JSON [`ResizeInfo`], the resize of images to the input size.
     Resize,
+    /// `quantization`: JSON [`crate::QuantizationInfo`] of an int8 or float16 file.
+    Quantization,
 }
 
 impl MetaKey {
     /// Every key, in the order the exporter writes them.
-    pub const ALL: [MetaKey; 14] = [
+    pub const ALL: [MetaKey; 15] = [
         MetaKey::WrncVersion,
         MetaKey::ModelName,
         MetaKey::ClassLabels,
@@ -80,6 +82,7 @@ impl MetaKey {
         MetaKey::Training,
         MetaKey::WeightsFile,
         MetaKey::Resize,
+        MetaKey::Quantization,
     ];
 
     /// The key as stored in the file.
@@ -99,6 +102,7 @@ impl MetaKey {
             MetaKey::Training => "training",
             MetaKey::WeightsFile => "weights_file",
             MetaKey::Resize => "resize",
+            MetaKey::Quantization => "quantization",
         }
     }
 

@@ -820,6 +820,31 @@ pub fn validate(s: &SpecFile) -> Result<(), Problem> {
             "is `ema`, but train.ema is off; set train.ema: {decay: 0.999} or use `raw`".into(),
         ));
     }
+    check_quantize(e)
+}
+
+/// `export.quantize` and its calibration keys.
+fn check_quantize(e: &wrnc_recipe::ExportConfig) -> Result<(), Problem> {
+    if e.calibration == Some(0) {
+        return Err(p(
+            "export.calibration",
+            "must be at least 1 image (default 512)".into(),
+        ));
+    }
+    if e.quantize.is_none() && (e.calibrate.is_some() || e.calibration.is_some()) {
+        let key = if e.calibrate.is_some() {
+            "export.calibrate"
+        } else {
+            "export.calibration"
+        };
+        return Err(p(key, "applies only with export.quantize: int8".into()));
+    }
+    if e.quantize.is_some() && !e.onnx {
+        return Err(p(
+            "export.quantize",
+            "needs export.onnx: true (the int8 file is made from the float export)".into(),
+        ));
+    }
     Ok(())
 }
 

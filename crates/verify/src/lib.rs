@@ -7,14 +7,18 @@
 //!   difference, top-1 agreement).
 //! * [`predict`] classifies PNG/JPEG images using the preprocessing recorded in the file's
 //!   metadata, one image at a time.
+//! * [`calibrate`] runs the float model on calibration images and returns the int8
+//!   activation ranges (`wrnc export --quantize int8`).
 //! * [`printable`] escapes control characters in text read from files before it is printed.
 
+pub mod calibrate;
 pub mod compare;
 pub mod error;
 pub mod model;
 pub mod predict;
 pub mod text;
 
+pub use calibrate::{calibrate, TensorTap};
 pub use compare::{
     argmax, compare, max_abs_diff, max_rel_diff, normalization_difference, top1_agreement,
     Comparison,
