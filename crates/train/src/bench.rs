@@ -206,24 +206,32 @@ mod tests {
     /// 3x3 conv and a 1x1 shortcut, a second BN-ReLU-conv, the add, a final BN-ReLU,
     /// pooling and a linear classifier (every op the fast kernels touch, the fusion and the
     /// shared ReLU output included). On 12x12 inputs the stride-1 8->8 conv runs on 6x6 maps:
-    /// Winograd with partial tiles, im2col for the others.
-    fn tiny_wrn() -> Graph {
+    /// Winograd with partial tiles, im2col for the others. With `dropout`, the second
+    /// BN-ReLU is followed by a dropout of that rate (the WRN block's, fused into the BN on
+    /// the fast kernels) and the add's output by a standalone one.
+    fn tiny_wrn(dropout: Option<f64>) -> Graph {
         let mut b = Net::new("tiny", [3, 12, 12]);
         let c0 = b.then("stem", conv(4, 3, 1), b.input());
         let r1 = b.bn_relu("bn1", "relu1", c0);
         let c1 = b.then("conv1", conv(8, 3, 2), r1);
         let sc = b.then("short", conv(8, 1, 2), r1);
-        let r2 = b.bn_relu("bn2", "relu2", c1);
+        let mut r2 = b.bn_relu("bn2", "relu2", c1);
+        if let Some(p) = dropout {
+            r2 = b.then("drop2", Op::dropout(p), r2);
+        }
         let c2 = b.then("conv2", conv(8, 3, 1), r2);
-        let a = b.layer("add", &Op::Add, &[c2, sc]);
+        let mut a = b.layer("add", &Op::Add, &[c2, sc]);
+        if let Some(p) = dropout {
+            a = b.then("drop3", Op::dropout(p), a);
+        }
         let r3 = b.bn_relu("bn3", "relu3", a);
         b.classifier(r3, 5, true);
         b.finish()
     }
 
     /// The losses of 20 fixed-seed steps (a fresh batch each step) and the final weights.
-    fn run(reference: bool) -> (Vec<f32>, Weights) {
-        let g = tiny_wrn();
+    fn run(reference: bool, dropout: Option<f64>) -> (Vec<f32>, Weights) {
+        let g = tiny_wrn(dropout);
         let mut model = Model::new(&g, &init_weights(&g, 7), &Device::Cpu, DType::F32).unwrap();
         model.set_reference_ops(reference);
         assert_eq!(model.uses_fast_kernels(), !reference);
@@ -240,8 +248,19 @@ mod tests {
 
     #[test]
     fn fast_kernels_follow_the_reference_loss_curve() {
-        let (fast, wf) = run(false);
-        let (reference, wr) = run(true);
+        assert_same_curve(None);
+    }
+
+    #[test]
+    fn fast_kernels_follow_the_reference_loss_curve_with_dropout() {
+        assert_same_curve(Some(0.3));
+    }
+
+    /// The fast kernels' 20-step run of [`tiny_wrn`] against Candle's reference ops: losses
+    /// and every final tensor (BN running statistics included) within 1e-4 relative.
+    fn assert_same_curve(dropout: Option<f64>) {
+        let (fast, wf) = run(false, dropout);
+        let (reference, wr) = run(true, dropout);
         for (step, (a, b)) in fast.iter().zip(&reference).enumerate() {
             assert!(
                 (a - b).abs() <= 1e-4 * b.abs(),
@@ -261,7 +280,7 @@ mod tests {
 
     #[test]
     fn throughput_and_memory_are_reported() {
-        let g = tiny_wrn();
+        let g = tiny_wrn(None);
         let w = init_weights(&g, 0);
         let opts = BenchOptions {
             batch: 4,
