@@ -86,9 +86,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         steps: a.steps as usize,
         warmup: 2,
         seed: recipe.train.seed,
-        sgd: recipe.train.optimizer.clone(),
-        precision: recipe.train.precision,
-        tf32: recipe.train.tf32,
+        train: recipe.train.clone(),
     };
     let weights = wrnc_train::init_weights(graph, opts.seed);
     let fast = wrnc_train::fast_kernels(&device);
@@ -106,8 +104,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "model": graph.name,
             "device": device_name,
             "fast_kernels": fast,
-            "precision": opts.precision,
-            "tf32": opts.tf32,
+            "precision": opts.train.precision,
+            "tf32": opts.train.tf32,
             "batch": opts.batch,
             "steps": opts.steps,
             "threads": rayon_threads(),

@@ -1,18 +1,21 @@
-//! Throughput measurement of the Candle back end: warm training steps (forward, backward,
-//! SGD) and inference forwards on a fixed synthetic batch, with FLOP rates from the IR's
+//! Throughput measurement of the Candle back end: warm training steps (the step `wrnc train`
+//! runs: forward, loss with the spec's label smoothing, backward, clipping, SAM's second
+//! pass, the spec's optimiser, the EMA update, the batch's accuracy) and inference forwards
+//! on a fixed synthetic batch, with FLOP rates from the IR's
 //! count ([`wrnc_ir::GraphStats::forward_flops`]; a training step counts as three forwards)
 //! and the process's peak resident memory. `wrnc bench` adds tract inference on top.
 
+use crate::ema::EmaState;
 use crate::error::{Result, TrainError};
 use crate::model::{Mode, Model};
-use crate::optim::SgdOptimizer;
+use crate::optim::Optimizer;
 use candle_core::{DType, Device};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::time::Instant;
 use wrnc_ir::{Graph, Weights};
-use wrnc_recipe::{Precision, Sgd};
+use wrnc_recipe::TrainConfig;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -23,14 +26,11 @@ pub struct BenchOptions {
     pub steps: usize,
     /// Untimed warm-up steps (allocations, caches, momentum buffers).
     pub warmup: usize,
-    /// Seed of the weights and the synthetic data.
+    /// Seed of the weights, the synthetic data and the dropout masks.
     pub seed: u64,
-    /// The optimiser.
-    pub sgd: Sgd,
-    /// Compute precision (bf16 needs CUDA).
-    pub precision: Precision,
-    /// Allow TF32 on CUDA.
-    pub tf32: bool,
+    /// What a training step does, as in `wrnc train`: the optimiser (its initial rate is
+    /// used), label smoothing, gradient clipping, the EMA, the precision and TF32.
+    pub train: TrainConfig,
 }
 
 impl Default for BenchOptions {
@@ -40,9 +40,7 @@ impl Default for BenchOptions {
             steps: 5,
             warmup: 2,
             seed: 0,
-            sgd: Sgd::default(),
-            precision: Precision::F32,
-            tf32: false,
+            train: TrainConfig::default(),
         }
     }
 }
@@ -84,19 +82,45 @@ pub fn synthetic_batch(graph: &Graph, batch: usize, seed: u64) -> (Vec<f32>, Vec
     (images, labels)
 }
 
-/// One training step (forward, cross-entropy, backward, SGD with `lr`); returns the loss.
-pub fn train_step(
+/// What one training step keeps between steps: the optimiser's state and the EMA.
+pub(crate) struct StepState {
+    opt: Optimizer,
+    ema: Option<EmaState>,
+}
+
+impl StepState {
+    /// A fresh optimiser (and EMA, when `tc` has one) for `model`.
+    pub(crate) fn new(model: &Model, tc: &TrainConfig) -> Result<StepState> {
+        Ok(StepState {
+            opt: Optimizer::new(&tc.optimizer, model.graph()),
+            ema: tc
+                .ema
+                .as_ref()
+                .map(|e| EmaState::new(e, model))
+                .transpose()?,
+        })
+    }
+}
+
+/// One training step as `wrnc train` runs it, at rate `lr`: the gradients of `tc`'s loss
+/// (label smoothing, clipping, SAM's second pass), the optimiser's update, the EMA's update
+/// (`update` counts from 1) and the batch's correct predictions. Returns the loss.
+pub(crate) fn train_step(
     model: &mut Model,
-    opt: &mut SgdOptimizer,
-    images: &[f32],
-    labels: &[u32],
+    state: &mut StepState,
+    (images, labels): (&[f32], &[u32]),
     mode: Mode,
+    tc: &TrainConfig,
     lr: f64,
 ) -> Result<f32> {
     let x = model.input_tensor(images, labels.len())?;
-    let step = model.loss_and_grads(&x, labels, mode)?;
-    opt.step_with(model, |t| step.grads.get(t), lr)?;
-    Ok(step.loss)
+    let computed = crate::sam::step_grads(model, &x, labels, mode, tc)?;
+    state.opt.step_with(model, |t| computed.grads.get(t), lr)?;
+    if let (Some(ema), Mode::Train { step, .. }) = (&mut state.ema, mode) {
+        ema.update(model, step + 1)?;
+    }
+    crate::ops::count_correct(&computed.first.logits, labels)?;
+    Ok(computed.first.loss)
 }
 
 /// The model a benchmark runs: f32 master weights computing in the requested precision, with
@@ -107,8 +131,8 @@ fn bench_model(
     device: &Device,
     opts: &BenchOptions,
 ) -> Result<Model> {
-    crate::device::set_tf32(device, opts.tf32);
-    let compute = crate::trainer::compute_dtype(opts.precision, device)?;
+    crate::device::set_tf32(device, opts.train.tf32);
+    let compute = crate::trainer::compute_dtype(opts.train.precision, device)?;
     Model::with_precision(graph, weights, device, DType::F32, compute)
 }
 
@@ -122,14 +146,16 @@ pub fn bench_train(
 ) -> Result<Throughput> {
     check(opts)?;
     let mut model = bench_model(graph, weights, device, opts)?;
-    let mut opt = SgdOptimizer::new(&opts.sgd, graph);
+    let tc = &opts.train;
+    let mut state = StepState::new(&model, tc)?;
     let (images, labels) = synthetic_batch(graph, opts.batch, opts.seed);
     let seconds = timed(opts, |step| {
         let mode = Mode::Train {
             seed: opts.seed,
             step: step as u64,
         };
-        train_step(&mut model, &mut opt, &images, &labels, mode, opts.sgd.lr).map(drop)
+        let batch = (images.as_slice(), labels.as_slice());
+        train_step(&mut model, &mut state, batch, mode, tc, tc.optimizer.lr).map(drop)
     })?;
     let flops = 3.0 * graph.stats().forward_flops as f64;
     Ok(Throughput::new(opts.batch, opts.steps, seconds, flops))
@@ -235,12 +261,14 @@ mod tests {
         let mut model = Model::new(&g, &init_weights(&g, 7), &Device::Cpu, DType::F32).unwrap();
         model.set_reference_ops(reference);
         assert_eq!(model.uses_fast_kernels(), !reference);
-        let mut opt = SgdOptimizer::new(&Sgd::default(), &g);
+        let tc = TrainConfig::default();
+        let mut state = StepState::new(&model, &tc).unwrap();
         let losses = (0..20)
             .map(|step| {
                 let (images, labels) = synthetic_batch(&g, 6, 100 + step);
                 let mode = Mode::Train { seed: 1, step };
-                train_step(&mut model, &mut opt, &images, &labels, mode, 0.05).unwrap()
+                let batch = (images.as_slice(), labels.as_slice());
+                train_step(&mut model, &mut state, batch, mode, &tc, 0.05).unwrap()
             })
             .collect();
         (losses, model.to_weights().unwrap())
@@ -276,6 +304,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn the_benchmark_step_is_the_training_step_of_the_spec() {
+        // SAM's second pass, label smoothing and clipping change the step's gradients, so
+        // one step from the same weights ends elsewhere than plain SGD's; the EMA follows.
+        let g = tiny_wrn(Some(0.3));
+        let w = init_weights(&g, 2);
+        let (images, labels) = synthetic_batch(&g, 6, 9);
+        let after = |tc: &TrainConfig| {
+            let mut model = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+            let mut state = StepState::new(&model, tc).unwrap();
+            let mode = Mode::Train { seed: 1, step: 0 };
+            let batch = (images.as_slice(), labels.as_slice());
+            let loss = train_step(&mut model, &mut state, batch, mode, tc, 0.1).unwrap();
+            (loss, model.to_weights().unwrap(), state.ema.is_some())
+        };
+        let plain = TrainConfig::default();
+        let (loss0, w0, ema0) = after(&plain);
+        let mut tc = plain.clone();
+        tc.optimizer.kind = wrnc_recipe::OptimizerKind::Sam;
+        tc.label_smoothing = 0.1;
+        tc.grad_clip = Some(0.5);
+        tc.ema = Some(wrnc_recipe::Ema {
+            decay: 0.9,
+            warmup: false,
+        });
+        let (loss1, w1, ema1) = after(&tc);
+        assert!(!ema0 && ema1);
+        assert_ne!(loss0, loss1, "label smoothing changes the loss");
+        assert_ne!(
+            w0.tensors["conv2.weight"].data,
+            w1.tensors["conv2.weight"].data
+        );
+        let opts = BenchOptions {
+            batch: 4,
+            steps: 1,
+            warmup: 1,
+            train: tc,
+            ..BenchOptions::default()
+        };
+        assert!(
+            bench_train(&g, &w, &Device::Cpu, &opts)
+                .unwrap()
+                .images_per_sec
+                > 0.0
+        );
     }
 
     #[test]
