@@ -51,23 +51,31 @@ fn bench_tract(
         .context("the input is not [C, H, W]")?;
     let shape = [opts.batch, c, h, w];
     let mut started = Instant::now();
+    let mut cpu = wrnc_train::cpu_seconds();
     for step in 0..opts.warmup + opts.steps {
         if step == opts.warmup {
             started = Instant::now();
+            cpu = wrnc_train::cpu_seconds();
         }
         tract.run(&images, shape)?;
     }
+    let used = cpu.zip(wrnc_train::cpu_seconds()).map(|(a, b)| b - a);
     Ok(Throughput::new(
         opts.batch,
         opts.steps,
         started.elapsed().as_secs_f64(),
         graph.stats().forward_flops as f64,
-    ))
+    )
+    .with_cpu_seconds(opts.steps, used))
 }
 
 fn line(name: &str, t: &Throughput) -> String {
+    let cpu = t
+        .cpu_seconds_per_step
+        .map(|c| format!(" {:>9.1} CPU ms/step", c * 1e3))
+        .unwrap_or_default();
     format!(
-        "{name:<6} {:>10.1} images/s {:>8.1} GFLOP/s {:>9.1} ms/step",
+        "{name:<6} {:>10.1} images/s {:>8.1} GFLOP/s {:>9.1} ms/step{cpu}",
         t.images_per_sec,
         t.gflops,
         t.seconds_per_step * 1e3

@@ -54,6 +54,10 @@ pub struct Throughput {
     pub gflops: f64,
     /// Seconds per step.
     pub seconds_per_step: f64,
+    /// CPU seconds (user and system, all threads) the process spent per step, where the
+    /// platform reports it: on a shared machine it varies less with the load than the
+    /// elapsed time.
+    pub cpu_seconds_per_step: Option<f64>,
 }
 
 impl Throughput {
@@ -66,8 +70,29 @@ impl Throughput {
             images_per_sec: images / secs,
             gflops: images * flops_per_image / secs / 1e9,
             seconds_per_step: secs / steps.max(1) as f64,
+            cpu_seconds_per_step: None,
         }
     }
+
+    /// The same rates with `cpu_seconds` of CPU time spent in the `steps` steps.
+    pub fn with_cpu_seconds(self, steps: usize, cpu_seconds: Option<f64>) -> Throughput {
+        Throughput {
+            cpu_seconds_per_step: cpu_seconds.map(|c| c / steps.max(1) as f64),
+            ..self
+        }
+    }
+}
+
+/// The CPU time (user and system, all threads) this process has used so far, in seconds.
+pub fn cpu_seconds() -> Option<f64> {
+    // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a valid value.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return None;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    Some(t(u.ru_utime) + t(u.ru_stime))
 }
 
 /// A deterministic synthetic batch: standard-normal-ish images and uniform labels.
@@ -149,7 +174,7 @@ pub fn bench_train(
     let tc = &opts.train;
     let mut state = StepState::new(&model, tc)?;
     let (images, labels) = synthetic_batch(graph, opts.batch, opts.seed);
-    let seconds = timed(opts, |step| {
+    let (seconds, cpu) = timed(opts, |step| {
         let mode = Mode::Train {
             seed: opts.seed,
             step: step as u64,
@@ -158,7 +183,7 @@ pub fn bench_train(
         train_step(&mut model, &mut state, batch, mode, tc, tc.optimizer.lr).map(drop)
     })?;
     let flops = 3.0 * graph.stats().forward_flops as f64;
-    Ok(Throughput::new(opts.batch, opts.steps, seconds, flops))
+    Ok(Throughput::new(opts.batch, opts.steps, seconds, flops).with_cpu_seconds(opts.steps, cpu))
 }
 
 /// Times inference forwards (running statistics, no dropout) of one synthetic batch.
@@ -172,27 +197,33 @@ pub fn bench_eval(
     let mut model = bench_model(graph, weights, device, opts)?;
     let (images, _) = synthetic_batch(graph, opts.batch, opts.seed);
     let x = model.input_tensor(&images, opts.batch)?;
-    let seconds = timed(opts, |_| {
+    let (seconds, cpu) = timed(opts, |_| {
         let logits = model.logits(&x, Mode::Eval)?;
         // Force the computation to finish (asynchronous devices).
         let _: Vec<f32> = logits.flatten_all()?.narrow(0, 0, 1)?.to_vec1()?;
         Ok(())
     })?;
     let flops = graph.stats().forward_flops as f64;
-    Ok(Throughput::new(opts.batch, opts.steps, seconds, flops))
+    Ok(Throughput::new(opts.batch, opts.steps, seconds, flops).with_cpu_seconds(opts.steps, cpu))
 }
 
 /// Runs `step(0..)` for `opts.warmup` untimed then `opts.steps` timed steps; returns the
-/// seconds the timed ones took.
-fn timed(opts: &BenchOptions, mut step: impl FnMut(usize) -> Result<()>) -> Result<f64> {
+/// seconds the timed ones took and the CPU seconds they used.
+fn timed(
+    opts: &BenchOptions,
+    mut step: impl FnMut(usize) -> Result<()>,
+) -> Result<(f64, Option<f64>)> {
     let mut started = Instant::now();
+    let mut cpu = cpu_seconds();
     for i in 0..opts.warmup + opts.steps {
         if i == opts.warmup {
             started = Instant::now();
+            cpu = cpu_seconds();
         }
         step(i)?;
     }
-    Ok(started.elapsed().as_secs_f64())
+    let used = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
+    Ok((started.elapsed().as_secs_f64(), used))
 }
 
 fn check(opts: &BenchOptions) -> Result<()> {
@@ -365,6 +396,9 @@ mod tests {
         };
         let t = bench_train(&g, &w, &Device::Cpu, &opts).unwrap();
         assert!(t.images_per_sec > 0.0 && t.gflops > 0.0);
+        if cfg!(target_os = "linux") {
+            assert!(t.cpu_seconds_per_step.unwrap() > 0.0);
+        }
         let e = bench_eval(&g, &w, &Device::Cpu, &opts).unwrap();
         assert!(e.images_per_sec > 0.0);
         let bad = BenchOptions { batch: 1, ..opts };
