@@ -442,9 +442,21 @@ mod tests {
 
     #[test]
     fn fast_eval_matches_the_reference_ops() {
+        assert_fast_eval_matches_the_reference(&net());
+        // a fused BN-ReLU-dropout is the identity in eval mode
+        assert_fast_eval_matches_the_reference(&wrnc_testkit::graphs::wrn(
+            [3, 8, 8],
+            10,
+            1,
+            5,
+            0.3,
+        ));
+    }
+
+    fn assert_fast_eval_matches_the_reference(g: &Graph) {
         // eval-mode BN (+ fused ReLU) kernels against Candle's ops, after a training step has
         // moved the running statistics away from their initial values
-        let g = net();
+        let g = g.clone();
         let w = init_weights(&g, 4);
         let images: Vec<f32> = (0..2 * 3 * 64)
             .map(|i| ((i * 53 % 97) as f32 / 40.0) - 1.2)
