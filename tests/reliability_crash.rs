@@ -1,11 +1,11 @@
 //! Crash safety of `wrnc train` (issue 6): SIGKILL at random moments and inside every kind of
 //! checkpoint write, `--resume` after each kill, the run-directory lock, and write failures.
 //!
-//! Every scenario trains the same tiny run (WRN-10-1 on the embedded digits, 3 epochs of 11
-//! steps) and must end bit-identical to one uninterrupted run of it. Kills inside writes use
-//! the test-only fault hook of `wrnc_ir::atomic` (`WRNC_FAULT=kill:FILE:N:PHASE`); random
-//! kills are timed from outside (`WRNC_CRASH_SEED` replays a sequence, `WRNC_CRASH_KILLS`
-//! sets how many).
+//! Every scenario trains the same tiny run (WRN-10-1 with dropout 0.3 on the embedded digits,
+//! 3 epochs of 11 steps) and must end bit-identical to one uninterrupted run of it. Kills
+//! inside writes use the test-only fault hook of `wrnc_ir::atomic`
+//! (`WRNC_FAULT=kill:FILE:N:PHASE`); random kills are timed from outside (`WRNC_CRASH_SEED`
+//! replays a sequence, `WRNC_CRASH_KILLS` sets how many).
 
 mod common;
 
@@ -21,9 +21,11 @@ use wrnc_ir::Weights;
 use wrnc_train::rundir::RunState;
 
 const EPOCHS: usize = 3;
-const SETS: [&str; 6] = [
+// Dropout on: its masks (drawn from seed, step and node) must come out the same after a kill.
+const SETS: [&str; 7] = [
     "model.wrn.depth=10",
     "model.wrn.width=1",
+    "model.wrn.dropout=0.3",
     "train.epochs=3",
     "train.batch_size=32",
     "data.val_size=1100",

@@ -3,10 +3,12 @@
 BN-ReLU, global average pool, linear), He-normal fan-out convolution init, SGD Nesterov
 (lr 0.1, momentum 0.9, weight decay 5e-4), f32, synthetic data.
 
-    python bench_vs_pytorch.py train --width W [--depth 16] [--batch 128] [--steps 5]
+    python bench_vs_pytorch.py train --width W [--depth 16] [--dropout P] [--batch 128] [--steps 5]
     python bench_vs_pytorch.py export --width W --out FILE   (torch.onnx export, eval mode)
     python bench_vs_pytorch.py ort FILE [--batch 64] [--steps 5]  (onnxruntime inference)
-    python bench_vs_pytorch.py all --wrnc BIN [--steps 5] [--rounds 2]  (the whole comparison)
+    python bench_vs_pytorch.py all --wrnc BIN [--steps 5] [--rounds 2] [--models M ...]
+        (the whole comparison; a model is DEPTH-WIDTH[-dP][@BATCH], default
+        16-1 16-4 16-4-d0.3 28-10@32: WRN-16-4 with dropout 0.3, WRN-28-10 at batch 32)
 
 Each prints one JSON line. Threads: torch.set_num_threads($THREADS, default 2)."""
 import argparse, json, os, resource, subprocess, sys, tempfile, time
@@ -16,12 +18,12 @@ def threads():
     return int(os.environ.get("THREADS", "2"))
 
 
-def build(depth, width, classes=10):
-    # The network of tools/torch_wrn_bench.py (next to this file), without dropout.
+def build(depth, width, classes=10, dropout=0.0):
+    # The network of tools/torch_wrn_bench.py (next to this file).
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from torch_wrn_bench import WRN
 
-    return WRN(depth, width, classes)
+    return WRN(depth, width, classes, dropout)
 
 
 def cmd_train(a):
@@ -29,7 +31,7 @@ def cmd_train(a):
 
     torch.set_num_threads(threads())
     torch.manual_seed(0)
-    model = build(a.depth, a.width)
+    model = build(a.depth, a.width, dropout=a.dropout)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
                           weight_decay=5e-4)
     x = torch.randn(a.batch, 3, 32, 32)
@@ -94,6 +96,17 @@ def median(xs):
     return xs[len(xs) // 2]
 
 
+def parse_model(m):
+    """`DEPTH-WIDTH[-dP][@BATCH]` as (depth, width, dropout, batch or None)."""
+    batch = None
+    if "@" in m:
+        m, b = m.split("@")
+        batch = int(b)
+    parts = m.split("-")
+    dropout = float(parts[2][1:]) if len(parts) > 2 else 0.0
+    return int(parts[0]), int(parts[1]), dropout, batch
+
+
 def cmd_all(a):
     """Side by side, alternating wrnc and PyTorch runs (the machine may be shared), the
     median of `rounds` runs each; then onnxruntime on both exports of WRN-16-4."""
@@ -101,23 +114,30 @@ def cmd_all(a):
                OMP_NUM_THREADS=str(threads()))
     me = [sys.executable, os.path.abspath(__file__)]
     spec = os.path.join(a.root, "specs", "wrn-16-4.yaml")
-    print(f"threads {threads()}, batch {a.batch}, {a.steps} timed steps, "
+    print(f"threads {threads()}, batch {a.batch} unless noted, {a.steps} timed steps, "
           f"median of {a.rounds} alternating runs")
-    print(f"{'model':<10} {'wrnc img/s':>11} {'torch img/s':>12} {'ratio':>6} "
+    print(f"{'model':<20} {'wrnc img/s':>11} {'torch img/s':>12} {'ratio':>6} "
           f"{'wrnc MiB':>9} {'torch MiB':>10} {'mem ratio':>9}")
-    for width in a.widths:
+    for m in a.models:
+        depth, width, dropout, batch = parse_model(m)
+        batch = batch or a.batch
         w_runs, t_runs = [], []
         for _ in range(a.rounds):
-            w_runs.append(run_json([a.wrnc, "bench", spec, "--set", f"model.wrn.width={width}",
-                                    "--batch", str(a.batch), "--steps", str(a.steps),
+            w_runs.append(run_json([a.wrnc, "bench", spec, "--set", f"model.wrn.depth={depth}",
+                                    "--set", f"model.wrn.width={width}",
+                                    "--set", f"model.wrn.dropout={dropout}",
+                                    "--batch", str(batch), "--steps", str(a.steps),
                                     "--no-tract", "--json"], env))
-            t_runs.append(run_json(me + ["train", "--width", str(width), "--batch",
-                                         str(a.batch), "--steps", str(a.steps)], env))
+            t_runs.append(run_json(me + ["train", "--depth", str(depth), "--width", str(width),
+                                         "--dropout", str(dropout), "--batch", str(batch),
+                                         "--steps", str(a.steps)], env))
         wi = median([r["train"]["images_per_sec"] for r in w_runs])
         ti = median([r["images_per_sec"] for r in t_runs])
         wm = max(r["train_peak_rss_bytes"] for r in w_runs) / 2**20
         tm = max(r["peak_rss_bytes"] for r in t_runs) / 2**20
-        print(f"WRN-16-{width:<3} {wi:>11.1f} {ti:>12.1f} {wi / ti:>5.2f}x "
+        name = f"WRN-{depth}-{width}" + (f" d{dropout}" if dropout else "") + (
+            f" b{batch}" if batch != a.batch else "")
+        print(f"{name:<20} {wi:>11.1f} {ti:>12.1f} {wi / ti:>5.2f}x "
               f"{wm:>9.0f} {tm:>10.0f} {wm / tm:>8.2f}x", flush=True)
     with tempfile.TemporaryDirectory() as d:
         w, ours, theirs = (os.path.join(d, f) for f in ("w.safetensors", "wrnc.onnx", "torch.onnx"))
@@ -147,6 +167,7 @@ def main():
         q.add_argument("--width", type=int, required=True)
     t.add_argument("--batch", type=int, default=128)
     t.add_argument("--steps", type=int, default=5)
+    t.add_argument("--dropout", type=float, default=0.0)
     e.add_argument("--out", required=True)
     o = sub.add_parser("ort")
     o.add_argument("file")
@@ -158,7 +179,7 @@ def main():
     al.add_argument("--batch", type=int, default=128)
     al.add_argument("--steps", type=int, default=5)
     al.add_argument("--rounds", type=int, default=2)
-    al.add_argument("--widths", type=int, nargs="+", default=[1, 4])
+    al.add_argument("--models", nargs="+", default=["16-1", "16-4", "16-4-d0.3", "28-10@32"])
     a = p.parse_args()
     {"train": cmd_train, "export": cmd_export, "ort": cmd_ort, "all": cmd_all}[a.cmd](a)
 

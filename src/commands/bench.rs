@@ -95,23 +95,31 @@ fn bench_tract_model(
         .context("the input is not [C, H, W]")?;
     let shape = [opts.batch, c, h, w];
     let mut started = Instant::now();
+    let mut cpu = wrnc_train::cpu_seconds();
     for step in 0..opts.warmup + opts.steps {
         if step == opts.warmup {
             started = Instant::now();
+            cpu = wrnc_train::cpu_seconds();
         }
         tract.run(&images, shape)?;
     }
+    let used = cpu.zip(wrnc_train::cpu_seconds()).map(|(a, b)| b - a);
     Ok(Throughput::new(
         opts.batch,
         opts.steps,
         started.elapsed().as_secs_f64(),
         graph.stats().forward_flops as f64,
-    ))
+    )
+    .with_cpu_seconds(opts.steps, used))
 }
 
 fn line(name: &str, t: &Throughput) -> String {
+    let cpu = t
+        .cpu_seconds_per_step
+        .map(|c| format!(" {:>9.1} CPU ms/step", c * 1e3))
+        .unwrap_or_default();
     format!(
-        "{name:<6} {:>10.1} images/s {:>8.1} GFLOP/s {:>9.1} ms/step",
+        "{name:<6} {:>10.1} images/s {:>8.1} GFLOP/s {:>9.1} ms/step{cpu}",
         t.images_per_sec,
         t.gflops,
         t.seconds_per_step * 1e3
@@ -130,9 +138,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         steps: a.steps as usize,
         warmup: 2,
         seed: recipe.train.seed,
-        sgd: recipe.train.optimizer.clone(),
-        precision: recipe.train.precision,
-        tf32: recipe.train.tf32,
+        train: recipe.train.clone(),
     };
     let weights = wrnc_train::init_weights(graph, opts.seed);
     let fast = wrnc_train::fast_kernels(&device);
@@ -162,8 +168,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "model": graph.name,
             "device": device_name,
             "fast_kernels": fast,
-            "precision": opts.precision,
-            "tf32": opts.tf32,
+            "precision": opts.train.precision,
+            "tf32": opts.train.tf32,
             "batch": opts.batch,
             "steps": opts.steps,
             "threads": rayon_threads(),

@@ -1,18 +1,21 @@
-//! Throughput measurement of the Candle back end: warm training steps (forward, backward,
-//! SGD) and inference forwards on a fixed synthetic batch, with FLOP rates from the IR's
+//! Throughput measurement of the Candle back end: warm training steps (the step `wrnc train`
+//! runs: forward, loss with the spec's label smoothing, backward, clipping, SAM's second
+//! pass, the spec's optimiser, the EMA update, the batch's accuracy) and inference forwards
+//! on a fixed synthetic batch, with FLOP rates from the IR's
 //! count ([`wrnc_ir::GraphStats::forward_flops`]; a training step counts as three forwards)
 //! and the process's peak resident memory. `wrnc bench` adds tract inference on top.
 
+use crate::ema::EmaState;
 use crate::error::{Result, TrainError};
 use crate::model::{Mode, Model};
-use crate::optim::SgdOptimizer;
+use crate::optim::Optimizer;
 use candle_core::{DType, Device};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 use std::time::Instant;
 use wrnc_ir::{Graph, Weights};
-use wrnc_recipe::{Precision, Sgd};
+use wrnc_recipe::TrainConfig;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -23,14 +26,11 @@ pub struct BenchOptions {
     pub steps: usize,
     /// Untimed warm-up steps (allocations, caches, momentum buffers).
     pub warmup: usize,
-    /// Seed of the weights and the synthetic data.
+    /// Seed of the weights, the synthetic data and the dropout masks.
     pub seed: u64,
-    /// The optimiser.
-    pub sgd: Sgd,
-    /// Compute precision (bf16 needs CUDA).
-    pub precision: Precision,
-    /// Allow TF32 on CUDA.
-    pub tf32: bool,
+    /// What a training step does, as in `wrnc train`: the optimiser (its initial rate is
+    /// used), label smoothing, gradient clipping, the EMA, the precision and TF32.
+    pub train: TrainConfig,
 }
 
 impl Default for BenchOptions {
@@ -40,9 +40,7 @@ impl Default for BenchOptions {
             steps: 5,
             warmup: 2,
             seed: 0,
-            sgd: Sgd::default(),
-            precision: Precision::F32,
-            tf32: false,
+            train: TrainConfig::default(),
         }
     }
 }
@@ -56,6 +54,10 @@ pub struct Throughput {
     pub gflops: f64,
     /// Seconds per step.
     pub seconds_per_step: f64,
+    /// CPU seconds (user and system, all threads) the process spent per step, where the
+    /// platform reports it: on a shared machine it varies less with the load than the
+    /// elapsed time.
+    pub cpu_seconds_per_step: Option<f64>,
 }
 
 impl Throughput {
@@ -68,8 +70,29 @@ impl Throughput {
             images_per_sec: images / secs,
             gflops: images * flops_per_image / secs / 1e9,
             seconds_per_step: secs / steps.max(1) as f64,
+            cpu_seconds_per_step: None,
         }
     }
+
+    /// The same rates with `cpu_seconds` of CPU time spent in the `steps` steps.
+    pub fn with_cpu_seconds(self, steps: usize, cpu_seconds: Option<f64>) -> Throughput {
+        Throughput {
+            cpu_seconds_per_step: cpu_seconds.map(|c| c / steps.max(1) as f64),
+            ..self
+        }
+    }
+}
+
+/// The CPU time (user and system, all threads) this process has used so far, in seconds.
+pub fn cpu_seconds() -> Option<f64> {
+    // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a valid value.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } != 0 {
+        return None;
+    }
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    Some(t(u.ru_utime) + t(u.ru_stime))
 }
 
 /// A deterministic synthetic batch: standard-normal-ish images and uniform labels.
@@ -84,19 +107,45 @@ pub fn synthetic_batch(graph: &Graph, batch: usize, seed: u64) -> (Vec<f32>, Vec
     (images, labels)
 }
 
-/// One training step (forward, cross-entropy, backward, SGD with `lr`); returns the loss.
-pub fn train_step(
+/// What one training step keeps between steps: the optimiser's state and the EMA.
+pub(crate) struct StepState {
+    opt: Optimizer,
+    ema: Option<EmaState>,
+}
+
+impl StepState {
+    /// A fresh optimiser (and EMA, when `tc` has one) for `model`.
+    pub(crate) fn new(model: &Model, tc: &TrainConfig) -> Result<StepState> {
+        Ok(StepState {
+            opt: Optimizer::new(&tc.optimizer, model.graph()),
+            ema: tc
+                .ema
+                .as_ref()
+                .map(|e| EmaState::new(e, model))
+                .transpose()?,
+        })
+    }
+}
+
+/// One training step as `wrnc train` runs it, at rate `lr`: the gradients of `tc`'s loss
+/// (label smoothing, clipping, SAM's second pass), the optimiser's update, the EMA's update
+/// (`update` counts from 1) and the batch's correct predictions. Returns the loss.
+pub(crate) fn train_step(
     model: &mut Model,
-    opt: &mut SgdOptimizer,
-    images: &[f32],
-    labels: &[u32],
+    state: &mut StepState,
+    (images, labels): (&[f32], &[u32]),
     mode: Mode,
+    tc: &TrainConfig,
     lr: f64,
 ) -> Result<f32> {
     let x = model.input_tensor(images, labels.len())?;
-    let step = model.loss_and_grads(&x, labels, mode)?;
-    opt.step_with(model, |t| step.grads.get(t), lr)?;
-    Ok(step.loss)
+    let computed = crate::sam::step_grads(model, &x, labels, mode, tc)?;
+    state.opt.step_with(model, |t| computed.grads.get(t), lr)?;
+    if let (Some(ema), Mode::Train { step, .. }) = (&mut state.ema, mode) {
+        ema.update(model, step + 1)?;
+    }
+    crate::ops::count_correct(&computed.first.logits, labels)?;
+    Ok(computed.first.loss)
 }
 
 /// The model a benchmark runs: f32 master weights computing in the requested precision, with
@@ -107,8 +156,8 @@ fn bench_model(
     device: &Device,
     opts: &BenchOptions,
 ) -> Result<Model> {
-    crate::device::set_tf32(device, opts.tf32);
-    let compute = crate::trainer::compute_dtype(opts.precision, device)?;
+    crate::device::set_tf32(device, opts.train.tf32);
+    let compute = crate::trainer::compute_dtype(opts.train.precision, device)?;
     Model::with_precision(graph, weights, device, DType::F32, compute)
 }
 
@@ -122,17 +171,19 @@ pub fn bench_train(
 ) -> Result<Throughput> {
     check(opts)?;
     let mut model = bench_model(graph, weights, device, opts)?;
-    let mut opt = SgdOptimizer::new(&opts.sgd, graph);
+    let tc = &opts.train;
+    let mut state = StepState::new(&model, tc)?;
     let (images, labels) = synthetic_batch(graph, opts.batch, opts.seed);
-    let seconds = timed(opts, |step| {
+    let (seconds, cpu) = timed(opts, |step| {
         let mode = Mode::Train {
             seed: opts.seed,
             step: step as u64,
         };
-        train_step(&mut model, &mut opt, &images, &labels, mode, opts.sgd.lr).map(drop)
+        let batch = (images.as_slice(), labels.as_slice());
+        train_step(&mut model, &mut state, batch, mode, tc, tc.optimizer.lr).map(drop)
     })?;
     let flops = 3.0 * graph.stats().forward_flops as f64;
-    Ok(Throughput::new(opts.batch, opts.steps, seconds, flops))
+    Ok(Throughput::new(opts.batch, opts.steps, seconds, flops).with_cpu_seconds(opts.steps, cpu))
 }
 
 /// Times inference forwards (running statistics, no dropout) of one synthetic batch.
@@ -146,27 +197,33 @@ pub fn bench_eval(
     let mut model = bench_model(graph, weights, device, opts)?;
     let (images, _) = synthetic_batch(graph, opts.batch, opts.seed);
     let x = model.input_tensor(&images, opts.batch)?;
-    let seconds = timed(opts, |_| {
+    let (seconds, cpu) = timed(opts, |_| {
         let logits = model.logits(&x, Mode::Eval)?;
         // Force the computation to finish (asynchronous devices).
         let _: Vec<f32> = logits.flatten_all()?.narrow(0, 0, 1)?.to_vec1()?;
         Ok(())
     })?;
     let flops = graph.stats().forward_flops as f64;
-    Ok(Throughput::new(opts.batch, opts.steps, seconds, flops))
+    Ok(Throughput::new(opts.batch, opts.steps, seconds, flops).with_cpu_seconds(opts.steps, cpu))
 }
 
 /// Runs `step(0..)` for `opts.warmup` untimed then `opts.steps` timed steps; returns the
-/// seconds the timed ones took.
-fn timed(opts: &BenchOptions, mut step: impl FnMut(usize) -> Result<()>) -> Result<f64> {
+/// seconds the timed ones took and the CPU seconds they used.
+fn timed(
+    opts: &BenchOptions,
+    mut step: impl FnMut(usize) -> Result<()>,
+) -> Result<(f64, Option<f64>)> {
     let mut started = Instant::now();
+    let mut cpu = cpu_seconds();
     for i in 0..opts.warmup + opts.steps {
         if i == opts.warmup {
             started = Instant::now();
+            cpu = cpu_seconds();
         }
         step(i)?;
     }
-    Ok(started.elapsed().as_secs_f64())
+    let used = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
+    Ok((started.elapsed().as_secs_f64(), used))
 }
 
 fn check(opts: &BenchOptions) -> Result<()> {
@@ -206,33 +263,43 @@ mod tests {
     /// 3x3 conv and a 1x1 shortcut, a second BN-ReLU-conv, the add, a final BN-ReLU,
     /// pooling and a linear classifier (every op the fast kernels touch, the fusion and the
     /// shared ReLU output included). On 12x12 inputs the stride-1 8->8 conv runs on 6x6 maps:
-    /// Winograd with partial tiles, im2col for the others.
-    fn tiny_wrn() -> Graph {
+    /// Winograd with partial tiles, im2col for the others. With `dropout`, the second
+    /// BN-ReLU is followed by a dropout of that rate (the WRN block's, fused into the BN on
+    /// the fast kernels) and the add's output by a standalone one.
+    fn tiny_wrn(dropout: Option<f64>) -> Graph {
         let mut b = Net::new("tiny", [3, 12, 12]);
         let c0 = b.then("stem", conv(4, 3, 1), b.input());
         let r1 = b.bn_relu("bn1", "relu1", c0);
         let c1 = b.then("conv1", conv(8, 3, 2), r1);
         let sc = b.then("short", conv(8, 1, 2), r1);
-        let r2 = b.bn_relu("bn2", "relu2", c1);
+        let mut r2 = b.bn_relu("bn2", "relu2", c1);
+        if let Some(p) = dropout {
+            r2 = b.then("drop2", Op::dropout(p), r2);
+        }
         let c2 = b.then("conv2", conv(8, 3, 1), r2);
-        let a = b.layer("add", &Op::Add, &[c2, sc]);
+        let mut a = b.layer("add", &Op::Add, &[c2, sc]);
+        if let Some(p) = dropout {
+            a = b.then("drop3", Op::dropout(p), a);
+        }
         let r3 = b.bn_relu("bn3", "relu3", a);
         b.classifier(r3, 5, true);
         b.finish()
     }
 
     /// The losses of 20 fixed-seed steps (a fresh batch each step) and the final weights.
-    fn run(reference: bool) -> (Vec<f32>, Weights) {
-        let g = tiny_wrn();
+    fn run(reference: bool, dropout: Option<f64>) -> (Vec<f32>, Weights) {
+        let g = tiny_wrn(dropout);
         let mut model = Model::new(&g, &init_weights(&g, 7), &Device::Cpu, DType::F32).unwrap();
         model.set_reference_ops(reference);
         assert_eq!(model.uses_fast_kernels(), !reference);
-        let mut opt = SgdOptimizer::new(&Sgd::default(), &g);
+        let tc = TrainConfig::default();
+        let mut state = StepState::new(&model, &tc).unwrap();
         let losses = (0..20)
             .map(|step| {
                 let (images, labels) = synthetic_batch(&g, 6, 100 + step);
                 let mode = Mode::Train { seed: 1, step };
-                train_step(&mut model, &mut opt, &images, &labels, mode, 0.05).unwrap()
+                let batch = (images.as_slice(), labels.as_slice());
+                train_step(&mut model, &mut state, batch, mode, &tc, 0.05).unwrap()
             })
             .collect();
         (losses, model.to_weights().unwrap())
@@ -240,8 +307,19 @@ mod tests {
 
     #[test]
     fn fast_kernels_follow_the_reference_loss_curve() {
-        let (fast, wf) = run(false);
-        let (reference, wr) = run(true);
+        assert_same_curve(None);
+    }
+
+    #[test]
+    fn fast_kernels_follow_the_reference_loss_curve_with_dropout() {
+        assert_same_curve(Some(0.3));
+    }
+
+    /// The fast kernels' 20-step run of [`tiny_wrn`] against Candle's reference ops: losses
+    /// and every final tensor (BN running statistics included) within 1e-4 relative.
+    fn assert_same_curve(dropout: Option<f64>) {
+        let (fast, wf) = run(false, dropout);
+        let (reference, wr) = run(true, dropout);
         for (step, (a, b)) in fast.iter().zip(&reference).enumerate() {
             assert!(
                 (a - b).abs() <= 1e-4 * b.abs(),
@@ -260,8 +338,55 @@ mod tests {
     }
 
     #[test]
+    fn the_benchmark_step_is_the_training_step_of_the_spec() {
+        // SAM's second pass, label smoothing and clipping change the step's gradients, so
+        // one step from the same weights ends elsewhere than plain SGD's; the EMA follows.
+        let g = tiny_wrn(Some(0.3));
+        let w = init_weights(&g, 2);
+        let (images, labels) = synthetic_batch(&g, 6, 9);
+        let after = |tc: &TrainConfig| {
+            let mut model = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+            let mut state = StepState::new(&model, tc).unwrap();
+            let mode = Mode::Train { seed: 1, step: 0 };
+            let batch = (images.as_slice(), labels.as_slice());
+            let loss = train_step(&mut model, &mut state, batch, mode, tc, 0.1).unwrap();
+            (loss, model.to_weights().unwrap(), state.ema.is_some())
+        };
+        let plain = TrainConfig::default();
+        let (loss0, w0, ema0) = after(&plain);
+        let mut tc = plain.clone();
+        tc.optimizer.kind = wrnc_recipe::OptimizerKind::Sam;
+        tc.label_smoothing = 0.1;
+        tc.grad_clip = Some(0.5);
+        tc.ema = Some(wrnc_recipe::Ema {
+            decay: 0.9,
+            warmup: false,
+        });
+        let (loss1, w1, ema1) = after(&tc);
+        assert!(!ema0 && ema1);
+        assert_ne!(loss0, loss1, "label smoothing changes the loss");
+        assert_ne!(
+            w0.tensors["conv2.weight"].data,
+            w1.tensors["conv2.weight"].data
+        );
+        let opts = BenchOptions {
+            batch: 4,
+            steps: 1,
+            warmup: 1,
+            train: tc,
+            ..BenchOptions::default()
+        };
+        assert!(
+            bench_train(&g, &w, &Device::Cpu, &opts)
+                .unwrap()
+                .images_per_sec
+                > 0.0
+        );
+    }
+
+    #[test]
     fn throughput_and_memory_are_reported() {
-        let g = tiny_wrn();
+        let g = tiny_wrn(None);
         let w = init_weights(&g, 0);
         let opts = BenchOptions {
             batch: 4,
@@ -271,6 +396,9 @@ mod tests {
         };
         let t = bench_train(&g, &w, &Device::Cpu, &opts).unwrap();
         assert!(t.images_per_sec > 0.0 && t.gflops > 0.0);
+        if cfg!(target_os = "linux") {
+            assert!(t.cpu_seconds_per_step.unwrap() > 0.0);
+        }
         let e = bench_eval(&g, &w, &Device::Cpu, &opts).unwrap();
         assert!(e.images_per_sec > 0.0);
         let bad = BenchOptions { batch: 1, ..opts };

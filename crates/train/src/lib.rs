@@ -77,8 +77,8 @@ mod trainer;
 pub use adamw::AdamWOptimizer;
 pub use backend::Kernels;
 pub use bench::{
-    bench_eval, bench_train, fast_kernels, peak_rss_bytes, synthetic_batch, BenchOptions,
-    Throughput,
+    bench_eval, bench_train, cpu_seconds, fast_kernels, peak_rss_bytes, synthetic_batch,
+    BenchOptions, Throughput,
 };
 pub use checkpoint::{input_normalizer, CheckpointMeta, InputNormalizer, NormalizerSource};
 pub use clip::{clip_grad_norm, grad_norm};

@@ -137,6 +137,20 @@ fn fused_bn(graph: &Graph, last_uses: &[Option<usize>], i: usize) -> bool {
         && graph.shape(node.output).len() == 3
 }
 
+/// Whether node `i` is a ReLU fused into the batch norm before it whose only reader is the
+/// dropout right after it, which the fast kernels fuse as well (the ReLU's output is never
+/// materialised; the dropout's is).
+fn fused_relu(graph: &Graph, last_uses: &[Option<usize>], i: usize) -> bool {
+    let (Some(prev), Some(next)) = (i.checked_sub(1), graph.nodes.get(i + 1)) else {
+        return false;
+    };
+    let relu = &graph.nodes[i];
+    fused_bn(graph, last_uses, prev)
+        && matches!(next.op, Op::Dropout { .. })
+        && next.inputs == [relu.output]
+        && last_uses[relu.output.0] == Some(i + 1)
+}
+
 /// Per image, in values: (kept for the backward pass, largest single value). The input is
 /// kept (the first layer reads it in its backward pass).
 fn activation_values(graph: &Graph, path: StepPath) -> (u64, u64) {
@@ -149,6 +163,7 @@ fn activation_values(graph: &Graph, path: StepPath) -> (u64, u64) {
         kept += match path {
             StepPath::Device => 0,
             StepPath::Tape if fused_bn(graph, &last_uses, i) => 0,
+            StepPath::Tape if fused_relu(graph, &last_uses, i) => 0,
             StepPath::Tape => n,
             // Candle's batch norm keeps the centred input, its square, the normalised value
             // and the scaled one besides its output; dropout keeps its mask.
@@ -357,6 +372,22 @@ mod tests {
                 .map(|v| v.shape.iter().product::<usize>() as u64)
                 .max()
                 .unwrap()
+        );
+    }
+
+    #[test]
+    fn a_fused_dropout_keeps_its_output_but_not_the_relus() {
+        // with dropout each block's second BN-ReLU-dropout keeps one value, not two
+        let plain = graphs::wrn([3, 32, 32], 10, 1, 10, 0.0);
+        let dropped = graphs::wrn([3, 32, 32], 10, 1, 10, 0.3);
+        let last_uses = dropped.last_uses();
+        let fused = (0..dropped.nodes.len())
+            .filter(|&i| fused_relu(&dropped, &last_uses, i))
+            .count();
+        assert_eq!(fused, 3, "one per block of WRN-10");
+        assert_eq!(
+            activation_values(&dropped, StepPath::Tape),
+            activation_values(&plain, StepPath::Tape)
         );
     }
 

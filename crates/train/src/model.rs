@@ -50,6 +50,43 @@ pub(crate) fn dropout_mask(
     }
 }
 
+/// The fast kernels' mask of dropout node `index` (rate `p`) in `mode`: `None` outside
+/// training or with `p = 0` (identity). Draws the same masks as [`dropout_mask`].
+pub(crate) fn dropout_kernel(
+    mode: Mode,
+    index: usize,
+    p: f64,
+) -> Option<kernels::dropout::Dropout> {
+    match mode {
+        Mode::Train { seed, step } if p > 0.0 => {
+            Some(kernels::dropout::Dropout::new(seed, step, index, p))
+        }
+        _ => None,
+    }
+}
+
+/// What a node absorbs of the nodes after it (fast kernels): a batch norm the ReLU that
+/// follows it, and that ReLU the dropout that follows it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fused {
+    /// The absorbed ReLU's output.
+    relu: Option<ValueId>,
+    /// The absorbed dropout: its node index, output and rate.
+    dropout: Option<(usize, ValueId, f64)>,
+}
+
+impl Fused {
+    /// The value the fused nodes produce.
+    fn output(&self) -> Option<ValueId> {
+        self.dropout.map(|(_, v, _)| v).or(self.relu)
+    }
+
+    /// How many graph nodes the fused run covers besides the first.
+    fn absorbed(&self) -> usize {
+        usize::from(self.relu.is_some()) + usize::from(self.dropout.is_some())
+    }
+}
+
 /// One node as a forward pass ran it: what a [`Tape`] records.
 pub(crate) struct NodeRun<'a> {
     /// Index of the node in the graph.
@@ -328,26 +365,26 @@ impl Model {
                 .collect::<Result<Vec<Tensor>>>()?;
             // Mixed precision: batch norm (statistics included) runs in the master dtype.
             let master_op = self.compute != self.dtype && matches!(node.op, Op::BatchNorm { .. });
-            // Fast kernels: a BN absorbs the ReLU that follows it (training and eval).
-            let fused_relu = self.fuses_relu(i, target);
+            // Fast kernels: a BN absorbs the ReLU that follows it (training and eval), and the
+            // dropout after that ReLU.
+            let fused = self.fusion(i, target);
             let LayerOut { y: out, bn } = if master_op {
                 let ins = ins
                     .iter()
                     .map(|t| t.to_dtype(self.dtype))
                     .collect::<candle_core::Result<Vec<_>>>()?;
-                self.run_op(i, &node.op, &ins, pass, fused_relu)
-                    .and_then(|o| {
-                        Ok(LayerOut {
-                            y: o.y.to_dtype(self.compute)?,
-                            bn: o.bn,
-                        })
+                self.run_op(i, &node.op, &ins, pass, fused).and_then(|o| {
+                    Ok(LayerOut {
+                        y: o.y.to_dtype(self.compute)?,
+                        bn: o.bn,
                     })
+                })
             } else {
-                self.run_op(i, &node.op, &ins, pass, fused_relu)
+                self.run_op(i, &node.op, &ins, pass, fused)
             }
             .map_err(|e| e.in_layer(&node.name))?;
-            // A fused ReLU's output stands in for the next node's.
-            let output = fused_relu.unwrap_or(node.output);
+            // A fused ReLU's (or dropout's) output stands in for the absorbed nodes'.
+            let output = fused.output().unwrap_or(node.output);
             if let Some(tape) = tape.as_deref_mut() {
                 tape.record(
                     &node.op,
@@ -369,7 +406,7 @@ impl Model {
                     values[v.0] = None;
                 }
             }
-            i += if fused_relu.is_some() { 2 } else { 1 };
+            i += 1 + fused.absorbed();
         }
         Err(TrainError::Internal(format!(
             "value #{} is not produced by the graph",
@@ -392,6 +429,28 @@ impl Model {
         fusable.then_some(next.output)
     }
 
+    /// What node `i` absorbs ([`Fused`]): the ReLU of [`Model::fuses_relu`], and then a
+    /// dropout that is the only reader of that ReLU's output (which is not `target`).
+    fn fusion(&self, i: usize, target: ValueId) -> Fused {
+        let Some(relu) = self.fuses_relu(i, target) else {
+            return Fused::default();
+        };
+        let dropout = self.graph.nodes.get(i + 2).and_then(|next| match next.op {
+            Op::Dropout { p }
+                if next.inputs == [relu]
+                    && self.last_uses[relu.0] == Some(i + 2)
+                    && relu != target =>
+            {
+                Some((i + 2, next.output, p))
+            }
+            _ => None,
+        });
+        Fused {
+            relu: Some(relu),
+            dropout,
+        }
+    }
+
     /// A batch norm's `[gamma, beta, running_mean, running_var]`.
     fn bn_tensors(&self, params: [ParamId; 4], detached: bool) -> Result<[Tensor; 4]> {
         let [g, b, rm, rv] = params;
@@ -403,20 +462,21 @@ impl Model {
         ])
     }
 
-    /// Training-mode batch norm (followed by a ReLU when `relu`), running statistics
-    /// updated. The fused kernel serves 4-D inputs when the fast kernels are on.
+    /// Training-mode batch norm (followed by a ReLU when `relu`, and by `dropout` after it),
+    /// running statistics updated. The fused kernel serves 4-D inputs when the fast kernels
+    /// are on.
     fn batch_norm_train(
         &mut self,
         x: &Tensor,
         params: [ParamId; 4],
         (eps, momentum): (f64, f64),
-        relu: bool,
+        (relu, dropout): (bool, Option<kernels::dropout::Dropout>),
         detached: bool,
     ) -> Result<LayerOut> {
         let [_, _, running_mean, running_var] = params;
         let [g, b, rm, rv] = self.bn_tensors(params, detached)?;
         if self.kernels.is_cpu_fast() && x.rank() == 4 {
-            let out = kernels::bn::batch_norm_train(x, &g, &b, eps, relu)?;
+            let out = kernels::bn::batch_norm_train(x, &g, &b, eps, relu, dropout)?;
             let (n, _, h, w) = x.dims4()?;
             let count = (n * h * w) as f64;
             let c = out.mean.len();
@@ -461,7 +521,7 @@ impl Model {
         op: &Op,
         ins: &[Tensor],
         pass: Pass,
-        fused_relu: Option<ValueId>,
+        fused: Fused,
     ) -> Result<LayerOut> {
         let Pass { mode, detached } = pass;
         let x = ins
@@ -505,7 +565,12 @@ impl Model {
                     x,
                     [*weight, *bias, *running_mean, *running_var],
                     (*eps, *momentum),
-                    fused_relu.is_some(),
+                    (
+                        fused.relu.is_some(),
+                        fused
+                            .dropout
+                            .and_then(|(node, _, p)| dropout_kernel(mode, node, p)),
+                    ),
                     detached,
                 )?,
                 Mode::Eval => {
@@ -513,7 +578,7 @@ impl Model {
                     let tensors = self.bn_tensors(params, detached)?;
                     let stats = tensors.each_ref();
                     if self.kernels.is_cpu_fast() && x.rank() == 4 {
-                        kernels::bn::batch_norm_eval(x, stats, *eps, fused_relu.is_some())?
+                        kernels::bn::batch_norm_eval(x, stats, *eps, fused.relu.is_some())?
                     } else {
                         ops::batch_norm_eval(x, stats, *eps)?
                     }
@@ -521,6 +586,14 @@ impl Model {
                 }
             },
             Op::Relu => x.relu()?.into(),
+            Op::Dropout { p } if self.kernels.is_cpu_fast() => {
+                match dropout_kernel(mode, index, *p) {
+                    Some(d) if detached => d.apply(&x.contiguous()?)?,
+                    Some(d) => d.apply_differentiable(&x.contiguous()?)?,
+                    None => x.clone(),
+                }
+                .into()
+            }
             Op::Dropout { p } => match dropout_mask(mode, index, *p, x)? {
                 Some(mask) => (x * mask)?,
                 None => x.clone(),

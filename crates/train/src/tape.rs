@@ -12,7 +12,7 @@
 
 use crate::conv::{self, ConvParams};
 use crate::error::{Result, TrainError};
-use crate::model::{dropout_mask, Mode, Model, NodeRun};
+use crate::model::{dropout_kernel, dropout_mask, Mode, Model, NodeRun};
 use crate::{kernels, ops};
 use candle_core::{DType, Tensor, TensorId};
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ struct Record {
     in_dims: Vec<usize>,
     /// The value whose gradient flows back into this node (a fused ReLU's output).
     output: ValueId,
-    /// The output itself, for a standalone ReLU's mask.
+    /// The output itself, for a standalone ReLU's mask and a batch norm's fused dropout.
     out: Option<Tensor>,
     /// A training-mode batch norm's op (statistics and ReLU flag).
     bn: Option<kernels::bn::BnRelu>,
@@ -88,7 +88,8 @@ impl Tape {
                 Vec::new()
             },
             output: run.output,
-            out: (*op == Op::Relu).then(|| run.out.clone()),
+            out: (*op == Op::Relu || run.bn.as_ref().is_some_and(|b| b.needs_output()))
+                .then(|| run.out.clone()),
             bn: run.bn,
         });
     }
@@ -141,7 +142,8 @@ impl Tape {
                     })?;
                     let g = model.param_detached(*weight)?;
                     let b = model.param_detached(*bias)?;
-                    let (dx, dg, db) = bn.backward(&rec.ins[0], &g, &b, &dy)?;
+                    let out = rec.out.as_ref().unwrap_or(&dy);
+                    let (dx, dg, db) = bn.backward(&rec.ins[0], &g, &b, out, &dy)?;
                     add_param(*weight, dg)?;
                     add_param(*bias, db)?;
                     to_inputs[0] = Some(dx);
@@ -154,9 +156,16 @@ impl Tape {
                 }
                 Op::Dropout { p } => {
                     // the forward's mask, drawn again from the same stream
-                    to_inputs[0] = Some(match dropout_mask(mode, rec.node, *p, &dy)? {
-                        Some(mask) => (dy * mask)?,
-                        None => dy,
+                    to_inputs[0] = Some(if model.uses_fast_kernels() {
+                        match dropout_kernel(mode, rec.node, *p) {
+                            Some(d) => d.apply(&dy.contiguous()?)?,
+                            None => dy,
+                        }
+                    } else {
+                        match dropout_mask(mode, rec.node, *p, &dy)? {
+                            Some(mask) => (dy * mask)?,
+                            None => dy,
+                        }
                     });
                 }
                 Op::Add => {
@@ -386,6 +395,13 @@ mod tests {
     }
 
     #[test]
+    fn taped_fused_dropout_matches_candle_autograd() {
+        // BN-ReLU-dropout in every block: the dropout runs inside the batch norm
+        let g = wrnc_testkit::graphs::wrn([3, 8, 8], 10, 1, 5, 0.3);
+        assert_taped_matches_autograd(&g, 0.0);
+    }
+
+    #[test]
     fn taped_max_pool_and_bottleneck_match_candle_autograd() {
         assert_taped_matches_autograd(&pooled_net(), 0.0);
     }
@@ -468,9 +484,21 @@ mod tests {
 
     #[test]
     fn fast_eval_matches_the_reference_ops() {
+        assert_fast_eval_matches_the_reference(&net());
+        // a fused BN-ReLU-dropout is the identity in eval mode
+        assert_fast_eval_matches_the_reference(&wrnc_testkit::graphs::wrn(
+            [3, 8, 8],
+            10,
+            1,
+            5,
+            0.3,
+        ));
+    }
+
+    fn assert_fast_eval_matches_the_reference(g: &Graph) {
         // eval-mode BN (+ fused ReLU) kernels against Candle's ops, after a training step has
         // moved the running statistics away from their initial values
-        let g = net();
+        let g = g.clone();
         let w = init_weights(&g, 4);
         let images: Vec<f32> = (0..2 * 3 * 64)
             .map(|i| ((i * 53 % 97) as f32 / 40.0) - 1.2)

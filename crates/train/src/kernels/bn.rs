@@ -6,7 +6,13 @@
 //! `(n, c)` planes to normalise. Backward: one pass for `Σ dy'` and `Σ dy'·x̂` per channel
 //! (`dy'` is `dy` masked by the ReLU), one pass for
 //! `dx = γ/σ/m · (m·dy' − Σ dy' − x̂ · Σ dy'·x̂)`.
+//!
+//! A dropout that follows the fused ReLU can be fused as well: the normalise pass multiplies
+//! by the mask it draws ([`Dropout`]), and the backward keeps the gradient where the output is
+//! positive (kept and rectified), scaled by `1 / (1 - p)` — exactly dropout's and the ReLU's
+//! backward, read off the stored output instead of a stored mask.
 
+use super::dropout::{Dropout, GROUP};
 use super::simd::multiversion;
 use super::{f32_slice, tensor, with_f32, written_vec};
 use candle_core::{bail, CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
@@ -27,6 +33,8 @@ pub(crate) struct BnRelu {
     dims: [usize; 4],
     stats: Arc<Stats>,
     relu: bool,
+    /// A dropout fused after the ReLU (training with `p > 0`).
+    dropout: Option<Dropout>,
 }
 
 /// Result of [`batch_norm_train`].
@@ -96,6 +104,41 @@ multiversion! {
 }
 
 multiversion! {
+    /// `y = max(0, x · scale + shift) · m` over one plane (`m` the dropout mask).
+    fn plane_affine_dropout(x: &[f32], m: &[f32], y: &mut [MaybeUninit<f32>], scale: f32, shift: f32) {
+        assert!(x.len() == y.len() && m.len() == y.len());
+        for ((o, &v), &m) in y.iter_mut().zip(x).zip(m) {
+            o.write((v * scale + shift).max(0.0) * m);
+        }
+    }
+}
+
+multiversion! {
+    /// [`plane_grad_sums`] behind a fused ReLU and dropout: `g' = g · dscale` where the output
+    /// `y` is positive, else 0.
+    fn plane_grad_sums_dropout(x: &[f32], y: &[f32], g: &[f32], mean: f32, dscale: f32) -> (f64, f64) {
+        let (mut sg, mut sgx) = ([0f32; LANES], [0f32; LANES]);
+        let (xc, yc, gc) = (x.chunks_exact(LANES), y.chunks_exact(LANES), g.chunks_exact(LANES));
+        let (xr, yr, gr) = (xc.remainder(), yc.remainder(), gc.remainder());
+        let keep = |y: f32, g: f32| if y > 0.0 { g * dscale } else { 0.0 };
+        for ((xs, ys), gs) in xc.zip(yc).zip(gc) {
+            for l in 0..LANES {
+                let gm = keep(ys[l], gs[l]);
+                sg[l] += gm;
+                sgx[l] += gm * (xs[l] - mean);
+            }
+        }
+        let (mut sg, mut sgx) = (total(&sg), total(&sgx));
+        for ((&x, &y), &g) in xr.iter().zip(yr).zip(gr) {
+            let gm = f64::from(keep(y, g));
+            sg += gm;
+            sgx += gm * f64::from(x - mean);
+        }
+        (sg, sgx)
+    }
+}
+
+multiversion! {
     /// `(Σ g', Σ g'·(x - mean))` over one plane, `g'` the gradient masked by the fused ReLU
     /// (zero where `x · scale + shift <= 0`).
     fn plane_grad_sums(x: &[f32], g: &[f32], mean: f32, scale: f32, shift: f32, relu: bool) -> (f64, f64) {
@@ -150,14 +193,28 @@ multiversion! {
     }
 }
 
-/// Batch norm (+ ReLU) of `x` `[N, C, H, W]` with scale `gamma` and shift `beta` (`[C]`),
-/// f32 on the CPU.
+multiversion! {
+    /// [`plane_input_grad`] behind a fused ReLU and dropout (`g'` as in
+    /// [`plane_grad_sums_dropout`]).
+    fn plane_input_grad_dropout(x: &[f32], y: &[f32], g: &[f32], dx: &mut [MaybeUninit<f32>], c: GradCoef, dscale: f32) {
+        assert!(x.len() == dx.len() && y.len() == dx.len() && g.len() == dx.len());
+        for (((o, &x), &y), &g) in dx.iter_mut().zip(x).zip(y).zip(g) {
+            let gm = if y > 0.0 { g * dscale } else { 0.0 };
+            let xhat = (x - c.mean) * c.inv_std;
+            o.write(c.k * (c.m * gm - c.sg - xhat * c.sgx));
+        }
+    }
+}
+
+/// Batch norm (+ ReLU (+ dropout)) of `x` `[N, C, H, W]` with scale `gamma` and shift `beta`
+/// (`[C]`), f32 on the CPU. A `dropout` needs `relu` (it is fused after the ReLU).
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
     relu: bool,
+    dropout: Option<Dropout>,
 ) -> Result<BnTrain> {
     let (n, c, h, w) = x.dims4()?;
     let count = n * h * w;
@@ -168,6 +225,9 @@ pub fn batch_norm_train(
             gamma.dims(),
             beta.dims()
         )
+    }
+    if dropout.is_some() && !relu {
+        bail!("batch norm: a fused dropout needs the fused ReLU")
     }
     let dims = [n, c, h, w];
     let x = x.contiguous()?;
@@ -197,7 +257,12 @@ pub fn batch_norm_train(
         mean: mean.clone(),
         inv_std,
     });
-    let op = BnRelu { dims, stats, relu };
+    let op = BnRelu {
+        dims,
+        stats,
+        relu,
+        dropout,
+    };
     let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op.clone())?;
     Ok(BnTrain { y, mean, var, op })
 }
@@ -222,6 +287,39 @@ fn affine_planes(
             })
     };
     // SAFETY: the planes cover `y` and plane_affine writes all of each (it checks lengths).
+    unsafe { written_vec(x.len(), fill) }
+}
+
+/// [`affine_planes`] with the ReLU and then `dropout`'s mask (element `i` of the buffer is
+/// element `i` of the mask).
+fn affine_planes_dropout(
+    x: &[f32],
+    c: usize,
+    hw: usize,
+    dropout: &Dropout,
+    coef: impl Fn(usize) -> (f32, f32) + Sync,
+) -> Vec<f32> {
+    let hw = hw.max(1);
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(hw)
+            .zip(x.par_chunks(hw))
+            .enumerate()
+            .with_min_len(planes_per_task(hw))
+            .for_each_init(
+                || vec![0f32; hw.min(64 * GROUP)],
+                |mask, (p, (yo, xi))| {
+                    let (scale, shift) = coef(p % c);
+                    // planes of any size, through a mask buffer that stays in L1
+                    let len = mask.len();
+                    for (j, (ys, xs)) in yo.chunks_mut(len).zip(xi.chunks(len)).enumerate() {
+                        let m = &mut mask[..xs.len()];
+                        dropout.fill(p * hw + j * len, m);
+                        plane_affine_dropout(xs, m, ys, scale, shift);
+                    }
+                },
+            )
+    };
+    // SAFETY: the planes cover `y`; each chunk of each is written by plane_affine_dropout.
     unsafe { written_vec(x.len(), fill) }
 }
 
@@ -255,19 +353,27 @@ pub fn batch_norm_eval(
 }
 
 impl BnRelu {
-    /// `(dx, dgamma, dbeta)` for the output gradient `grad`, given the forward's input and
-    /// parameters.
+    /// `(dx, dgamma, dbeta)` for the output gradient `grad`, given the forward's input,
+    /// parameters and output `out` (read only with a fused dropout, see
+    /// [`BnRelu::needs_output`]).
     pub(crate) fn backward(
         &self,
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
+        out: &Tensor,
         grad: &Tensor,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        match CustomOp3::bwd(self, x, gamma, beta, grad, grad)? {
+        match CustomOp3::bwd(self, x, gamma, beta, out, grad)? {
             (Some(dx), Some(dg), Some(db)) => Ok((dx, dg, db)),
             _ => bail!("batch norm: incomplete backward"),
         }
+    }
+
+    /// Whether [`BnRelu::backward`] reads the forward's output (a fused dropout: the kept
+    /// elements are where it is positive).
+    pub(crate) fn needs_output(&self) -> bool {
+        self.dropout.is_some()
     }
 
     /// `(scale, shift)` of channel `c`: `y = x * scale + shift`.
@@ -296,7 +402,11 @@ impl CustomOp3 for BnRelu {
         if x.len() != n * c * h * w || gamma.len() != c || beta.len() != c {
             bail!("batch norm: storage does not match {:?}", self.dims)
         }
-        let y = affine_planes(x, c, h * w, self.relu, |ch| self.affine(gamma, beta, ch));
+        let coef = |ch| self.affine(gamma, beta, ch);
+        let y = match &self.dropout {
+            Some(d) => affine_planes_dropout(x, c, h * w, d, coef),
+            None => affine_planes(x, c, h * w, self.relu, coef),
+        };
         Ok((CpuStorage::F32(y), Shape::from(self.dims.to_vec())))
     }
 
@@ -305,18 +415,42 @@ impl CustomOp3 for BnRelu {
         x: &Tensor,
         gamma: &Tensor,
         beta: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        if let Some(d) = &self.dropout {
+            if res.dims() != self.dims {
+                bail!("batch norm: output {:?} for {:?}", res.dims(), self.dims)
+            }
+            let res = res.contiguous()?;
+            return with_f32(&res, |yd| {
+                self.backward_impl(x, gamma, beta, &grad, Some((yd, d.scale())))
+            })?;
+        }
+        self.backward_impl(x, gamma, beta, &grad, None)
+    }
+}
+
+impl BnRelu {
+    /// The backward pass; `dropout` is the forward's output with the mask's scale when a
+    /// dropout is fused.
+    fn backward_impl(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        grad: &Tensor,
+        dropout: Option<(&[f32], f32)>,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let [n, c, h, w] = self.dims;
         let hw = h * w;
         let count = (n * hw) as f64;
-        let grad = grad.contiguous()?;
         let gamma_v: Vec<f32> = gamma.to_vec1()?;
         let beta_v: Vec<f32> = beta.to_vec1()?;
         let st = &self.stats;
         let (dx, dgamma, dbeta) = with_f32(x, |xd| {
-            with_f32(&grad, |gd| {
+            with_f32(grad, |gd| {
                 let sums: Vec<(f64, f64)> = (0..c)
                     .into_par_iter()
                     .map(|ch| {
@@ -324,14 +458,19 @@ impl CustomOp3 for BnRelu {
                         let (mut sg, mut sgx) = (0f64, 0f64);
                         for i in 0..n {
                             let at = (i * c + ch) * hw;
-                            let (a, b) = plane_grad_sums(
-                                &xd[at..at + hw],
-                                &gd[at..at + hw],
-                                st.mean[ch],
-                                scale,
-                                shift,
-                                self.relu,
-                            );
+                            let (xp, gp) = (&xd[at..at + hw], &gd[at..at + hw]);
+                            let (a, b) = match dropout {
+                                Some((yd, dscale)) => plane_grad_sums_dropout(
+                                    xp,
+                                    &yd[at..at + hw],
+                                    gp,
+                                    st.mean[ch],
+                                    dscale,
+                                ),
+                                None => {
+                                    plane_grad_sums(xp, gp, st.mean[ch], scale, shift, self.relu)
+                                }
+                            };
                             sg += a;
                             sgx += b;
                         }
@@ -357,13 +496,18 @@ impl CustomOp3 for BnRelu {
                                 sgx: sgx as f32,
                             };
                             let at = p * hw;
-                            plane_input_grad(
-                                &xd[at..at + hw],
-                                &gd[at..at + hw],
-                                out,
-                                coef,
-                                self.relu,
-                            );
+                            let (xp, gp) = (&xd[at..at + hw], &gd[at..at + hw]);
+                            match dropout {
+                                Some((yd, dscale)) => plane_input_grad_dropout(
+                                    xp,
+                                    &yd[at..at + hw],
+                                    gp,
+                                    out,
+                                    coef,
+                                    dscale,
+                                ),
+                                None => plane_input_grad(xp, gp, out, coef, self.relu),
+                            }
                         });
                 };
                 // SAFETY: the planes cover `dx` and plane_input_grad writes all of each.
@@ -389,6 +533,12 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn check(dims: &[usize], relu: bool, seed: u64) {
+        check_with(dims, relu, None, seed)
+    }
+
+    /// The fused op (BN, ReLU when `relu`, then `dropout` `(node, p)`) against Candle's ops
+    /// and [`ops::dropout_mask`]: output, statistics and gradients.
+    fn check_with(dims: &[usize], relu: bool, dropout: Option<(usize, f64)>, seed: u64) {
         let x =
             Var::from_tensor(&(rand(dims, seed) * 3.0).unwrap().affine(1.0, 0.5).unwrap()).unwrap();
         let c = dims[1];
@@ -396,10 +546,19 @@ mod tests {
         let b = Var::from_tensor(&rand(&[c], seed + 2)).unwrap();
         let zeros = Tensor::zeros(c, candle_core::DType::F32, &Device::Cpu).unwrap();
         let ones = Tensor::ones(c, candle_core::DType::F32, &Device::Cpu).unwrap();
-        let ours = batch_norm_train(&x, &g, &b, 1e-5, relu).unwrap();
+        let drop = dropout.map(|(node, p)| Dropout::new(seed, 3, node, p));
+        let ours = batch_norm_train(&x, &g, &b, 1e-5, relu, drop).unwrap();
         let r = ops::batch_norm_train(&x, [&g, &b, &zeros, &ones], 1e-5, 1.0).unwrap();
         let theirs = if relu { r.y.relu().unwrap() } else { r.y };
-        let what = format!("bn {dims:?} relu={relu}");
+        let theirs = match dropout {
+            Some((node, p)) => {
+                let dt = candle_core::DType::F32;
+                let mask = ops::dropout_mask(seed, 3, node, dims, p, dt, &Device::Cpu).unwrap();
+                (theirs * mask).unwrap()
+            }
+            None => theirs,
+        };
+        let what = format!("bn {dims:?} relu={relu} dropout={dropout:?}");
         assert_close(&ours.y, &theirs, 1e-5, &format!("{what} y"));
         let count = (dims[0] * dims[2] * dims[3]) as f64;
         let unbiased = Tensor::new(ours.var.as_slice(), &Device::Cpu)
@@ -410,7 +569,18 @@ mod tests {
         assert_close(&mean, &r.running_mean, 1e-5, &format!("{what} mean"));
         assert_close(&unbiased, &r.running_var, 1e-5, &format!("{what} var"));
         let dy = rand(dims, seed + 3);
-        let g1 = (ours.y * &dy)
+        // the tape's entry point, outside Candle's autograd
+        let (tdx, tdg, tdb) = ours
+            .op
+            .backward(
+                &x.as_tensor().detach(),
+                &g.detach(),
+                &b.detach(),
+                &ours.y.detach(),
+                &dy,
+            )
+            .unwrap();
+        let g1 = (&ours.y * &dy)
             .unwrap()
             .sum_all()
             .unwrap()
@@ -431,6 +601,24 @@ mod tests {
                 &format!("{what} {name}"),
             );
         }
+        for (t, v, name) in [(&tdx, &x, "dx"), (&tdg, &g, "dgamma"), (&tdb, &b, "dbeta")] {
+            assert_close(t, g2.get(v).unwrap(), 1e-4, &format!("{what} taped {name}"));
+        }
+    }
+
+    #[test]
+    fn a_fused_dropout_matches_candle_and_the_scheme() {
+        // planes of 25 (unaligned mask blocks), 64 and 4,900 (several mask buffers)
+        check_with(&[4, 3, 5, 5], true, Some((7, 0.3)), 5);
+        check_with(&[2, 5, 8, 8], true, Some((2, 0.5)), 6);
+        check_with(&[2, 2, 70, 70], true, Some((11, 0.3)), 7);
+        let x = rand(&[2, 2, 3, 3], 5);
+        let g = rand(&[2], 6);
+        let d = Some(Dropout::new(1, 0, 0, 0.3));
+        assert!(
+            batch_norm_train(&x, &g, &g, 1e-5, false, d).is_err(),
+            "dropout without the ReLU"
+        );
     }
 
     #[test]
@@ -466,8 +654,8 @@ mod tests {
     fn rejects_bad_shapes() {
         let x = rand(&[1, 2, 1, 1], 5);
         let g = rand(&[2], 6);
-        assert!(batch_norm_train(&x, &g, &g, 1e-5, false).is_err());
+        assert!(batch_norm_train(&x, &g, &g, 1e-5, false, None).is_err());
         let x = rand(&[2, 3, 2, 2], 5);
-        assert!(batch_norm_train(&x, &g, &g, 1e-5, false).is_err());
+        assert!(batch_norm_train(&x, &g, &g, 1e-5, false, None).is_err());
     }
 }

@@ -8,6 +8,7 @@
 //!   convolution is a gemm on the input directly), the batch split over the rayon pool;
 //! - [`bn`]: training-mode batch norm with an optional fused ReLU, forward and backward in two
 //!   multithreaded passes each;
+//! - [`dropout`]: dropout masks drawn in vector registers and applied in the same pass;
 //! - [`sgd`]: the SGD update applied in place, one fused pass per tensor.
 //!
 //! Every kernel keeps PyTorch's semantics and is tested against Candle's own ops. Setting the
@@ -17,6 +18,7 @@
 
 pub mod bn;
 pub mod conv;
+pub mod dropout;
 pub mod gemm;
 pub mod sgd;
 pub mod simd;
