@@ -39,15 +39,21 @@ pub fn run(a: Args) -> Result<ExitCode> {
     };
     let meta = export_metadata(&spec, &weights)?;
     output_folder(&a.output)?;
-    let bytes =
-        wrnc_onnx::write(&a.output, &spec.graph, &weights, &opts, &meta).map_err(|e| match e {
-            wrnc_onnx::OnnxError::Io { source, .. } => cannot_write(&a.output, &source),
-            other => other.into(),
-        })?;
+    let tta = spec.resolved.export.tta;
+    let model = wrnc_onnx::export(&spec.graph, &weights, &opts, &meta)
+        .and_then(|m| wrnc_onnx::tta::apply(m, tta))?;
+    let bytes = wrnc_onnx::write_model(&a.output, &model).map_err(|e| match e {
+        wrnc_onnx::OnnxError::Io { source, .. } => cannot_write(&a.output, &source),
+        other => other.into(),
+    })?;
     print_line(&format!(
-        "wrote {} ({bytes} bytes, opset {opset}, BN folding {})",
+        "wrote {} ({bytes} bytes, opset {opset}, BN folding {}{})",
         a.output.display(),
-        if opts.fold_bn { "on" } else { "off" }
+        if opts.fold_bn { "on" } else { "off" },
+        match tta {
+            wrnc_recipe::ExportTta::None => "",
+            wrnc_recipe::ExportTta::Flip => ", test-time augmentation flip: outputs probabilities",
+        }
     ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -20,6 +20,7 @@ pub mod export;
 pub mod metadata;
 pub mod proto;
 pub mod read;
+pub mod tta;
 
 pub use error::{OnnxError, Result};
 pub use export::{

@@ -12,13 +12,14 @@
 //! | `input_name` | `input` |
 //! | `input_layout` | `NCHW` |
 //! | `input_shape` | JSON `[C, H, W]` |
-//! | `outputs` | JSON `["logits", "probabilities"]` |
+//! | `outputs` | JSON `["logits", "probabilities"]` (`["probabilities"]` with `tta`) |
 //! | `normalization` | JSON [`Normalization`] |
 //! | `bn_folded` | `true` / `false` |
 //! | `spec` | the resolved spec YAML (when known) |
 //! | `training` | JSON [`TrainingSummary`] (when known) |
 //! | `weights_file` | the run directory's weights file exported by `wrnc train` (when known) |
 //! | `resize` | JSON [`ResizeInfo`]: how images of another size are brought to `input_shape` (when known) |
+//! | `tta` | `flip`: the graph averages the softmax of each image and its mirror and outputs only `probabilities` (absent: no test-time augmentation) |
 //!
 //! plus any [`ExportMetadata::extra`] entries.
 
@@ -27,7 +28,7 @@ use crate::proto::{Dim, ModelProto};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use wrnc_recipe::{Normalize, Resize, ResizeFilter, ResizeMode};
+use wrnc_recipe::{ExportTta, Normalize, Resize, ResizeFilter, ResizeMode};
 
 /// A metadata key wrnc writes into an ONNX file's `metadata_props`. The key strings are
 /// defined here and nowhere else; [`ExportMetadata::extra`] may not use them.
@@ -61,11 +62,13 @@ pub enum MetaKey {
     WeightsFile,
     /// `resize`: JSON [`ResizeInfo`], the resize of images to the input size.
     Resize,
+    /// `tta`: the test-time augmentation built into the graph (`flip`; see [`crate::tta`]).
+    Tta,
 }
 
 impl MetaKey {
     /// Every key, in the order the exporter writes them.
-    pub const ALL: [MetaKey; 14] = [
+    pub const ALL: [MetaKey; 15] = [
         MetaKey::WrncVersion,
         MetaKey::ModelName,
         MetaKey::ClassLabels,
@@ -80,6 +83,7 @@ impl MetaKey {
         MetaKey::Training,
         MetaKey::WeightsFile,
         MetaKey::Resize,
+        MetaKey::Tta,
     ];
 
     /// The key as stored in the file.
@@ -99,6 +103,7 @@ impl MetaKey {
             MetaKey::Training => "training",
             MetaKey::WeightsFile => "weights_file",
             MetaKey::Resize => "resize",
+            MetaKey::Tta => "tta",
         }
     }
 
@@ -390,6 +395,9 @@ pub struct ModelInfo {
     pub training: Option<TrainingSummary>,
     /// The resize training used, when recorded (its `size` is the input's `[H, W]`).
     pub resize: Option<ResizeInfo>,
+    /// The test-time augmentation built into the graph (`tta` entry; absent: none). With
+    /// [`ExportTta::Flip`] the model outputs probabilities only, no logits.
+    pub tta: ExportTta,
     /// All metadata entries.
     pub metadata: BTreeMap<String, String>,
 }
@@ -524,8 +532,19 @@ impl ModelInfo {
             }
             None => None,
         };
+        let tta = match metadata.get(MetaKey::Tta.as_str()).map(String::as_str) {
+            None => ExportTta::None,
+            Some("flip") => ExportTta::Flip,
+            Some(other) => {
+                return Err(bad(
+                    MetaKey::Tta,
+                    format!("`{other}` is not a test-time augmentation wrnc knows (`flip`)"),
+                ))
+            }
+        };
         Ok(ModelInfo {
             resize,
+            tta,
             ir_version: model.ir_version.unwrap_or(0),
             opset: model.default_opset().unwrap_or(0),
             producer: model.producer_name.clone().unwrap_or_default(),

@@ -30,7 +30,7 @@ pub use dataset::{
     FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, FASHION_MNIST_SYSTEM_DIR, MNIST_CLASSES, MNIST_DIR,
 };
 pub use error::UnknownName;
-pub use export::{ExportConfig, ExportWeights};
+pub use export::{ExportConfig, ExportTta, ExportWeights};
 pub use toggle::Toggle;
 pub use train::{
     DecayOn, DeviceKind, Ema, OptimizerKind, Precision, Schedule, Sgd, TrainConfig,
