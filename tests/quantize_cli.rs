@@ -148,6 +148,23 @@ fn bad_quantization_requests_are_usage_errors_and_write_nothing() {
     assert_usage_error(&r, &["export.calibration"]);
     let r = wrnc(&["check", QS, "--set", "export.calibrate=minmax"]);
     assert_usage_error(&r, &["export.quantize"]);
+    // Test-time augmentation files output probabilities: not quantized (yet).
+    let r = wrnc(&[
+        "check",
+        QS,
+        "--set",
+        "export.quantize=int8",
+        "--set",
+        "export.tta=flip",
+    ]);
+    assert_usage_error(&r, &["export.quantize", "export.tta: flip"]);
+    for flags in [["--quantize", "int8"], ["--dtype", "fp16"]] {
+        let mut args = flags.to_vec();
+        args.extend(["--set", "export.tta=flip"]);
+        let r = export(QS, &w, &out, &args);
+        assert_usage_error(&r, &["export.tta: flip", "--quantize or --dtype"]);
+    }
+    assert!(!out.exists());
 }
 
 #[test]

@@ -628,3 +628,38 @@ fn missing_file_and_bad_usage_exit_2() {
     let r = wrnc(&["frobnicate"]);
     assert_eq!(r.code, 2);
 }
+
+/// Every spec in specs/ passes `wrnc check`, and where its comments state the parameter count
+/// ("# 36,479,194 trainable parameters") `wrnc summary` computes that number.
+#[test]
+fn every_spec_in_specs_passes_check_and_has_the_parameter_count_it_states() {
+    let mut specs: Vec<std::path::PathBuf> = std::fs::read_dir(root().join("specs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    specs.sort();
+    assert!(specs.len() >= 12, "{specs:?}");
+    let mut stated = 0;
+    for path in &specs {
+        let spec = format!("specs/{}", path.file_name().unwrap().to_string_lossy());
+        let r = wrnc(&["check", &spec]);
+        assert_eq!(r.code, 0, "{spec}: {}", r.stderr);
+        let text = std::fs::read_to_string(path).unwrap();
+        let count = text.lines().find_map(|l| {
+            let rest = l.strip_prefix("# ")?;
+            let (n, tail) = rest.split_once(' ')?;
+            tail.starts_with("trainable parameters")
+                .then(|| n.replace(',', "").parse::<u64>().ok())
+                .flatten()
+        });
+        if let Some(n) = count {
+            assert_eq!(trainable(&[&spec]), n, "{spec}");
+            stated += 1;
+        }
+    }
+    assert!(
+        stated >= 8,
+        "only {stated} specs state their parameter count"
+    );
+}

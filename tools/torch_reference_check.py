@@ -17,7 +17,8 @@ EMA, ema.safetensors is compared as well. Example:
 
     tools/torch_reference_check.py SPEC [--epochs N] [--batch-size N] [--wrnc target/release/wrnc]
 
-Set REF_DTYPE=f32 to run PyTorch in f32 (default f64, the exact reference).
+Set REF_DTYPE=f32 to run PyTorch in f32 (default f64, the exact reference), TORCH_THREADS=N
+for PyTorch's thread count (default 2).
 
 Needs torch and numpy (e.g. the venv tools/bench-vs-pytorch makes: target/bench-venv).
 Only the embedded digits dataset is supported (its values are read from the wrnc binary's
@@ -64,13 +65,15 @@ def run(cmd):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("spec")
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=512,
-                    help="few, large steps: f32 rounding differences grow chaotically over many")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=1437,
+                    help="few, large steps (default: the whole training split, one step per "
+                         "epoch): f32 rounding differences grow chaotically over many")
     ap.add_argument("--wrnc", default=os.path.join(ROOT, "target/release/wrnc"))
     ap.add_argument("--set", action="append", default=[], help="extra wrnc --set KEY=VALUE")
     a = ap.parse_args()
     dt = torch.float32 if os.environ.get("REF_DTYPE") == "f32" else torch.float64
+    torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
     torch.set_default_dtype(dt)
     tmp = tempfile.mkdtemp(prefix="wrnc-torch-")
     sets = ["--set", f"train.epochs={a.epochs}", "--set", f"train.batch_size={a.batch_size}", "--set", "data.shuffle=false",

@@ -88,7 +88,19 @@ pub fn run(a: Args) -> Result<ExitCode> {
         )
         .into());
     }
-    let model = wrnc_onnx::export(&spec.graph, &weights, &opts, &meta)?;
+    let tta = export.tta;
+    if tta != wrnc_recipe::ExportTta::None && (quantize.is_some() || a.dtype.is_some()) {
+        return Err(UsageError(format!(
+            "export.tta: {} cannot be combined with --quantize or --dtype yet: the int8 and \
+             float16 files are verified against the network's logits, and a test-time \
+             augmentation file outputs probabilities; export them without it \
+             (`--set export.tta=none`)",
+            tta.as_str()
+        ))
+        .into());
+    }
+    let model = wrnc_onnx::export(&spec.graph, &weights, &opts, &meta)
+        .and_then(|m| wrnc_onnx::tta::apply(m, tta))?;
     // Calibrate and convert before writing anything, so that a bad request writes nothing.
     let mut extra = Vec::new();
     if quantize.is_some() {
@@ -108,9 +120,13 @@ pub fn run(a: Args) -> Result<ExitCode> {
         other => other.into(),
     })?;
     print_line(&format!(
-        "wrote {} ({bytes} bytes, opset {opset}, BN folding {})",
+        "wrote {} ({bytes} bytes, opset {opset}, BN folding {}{})",
         a.output.display(),
-        if opts.fold_bn { "on" } else { "off" }
+        if opts.fold_bn { "on" } else { "off" },
+        match tta {
+            wrnc_recipe::ExportTta::None => "",
+            wrnc_recipe::ExportTta::Flip => ", test-time augmentation flip: outputs probabilities",
+        }
     ))?;
     for (suffix, c) in &extra {
         for l in super::quantize::write_next_to(&a.output, bytes, suffix, c)? {

@@ -228,9 +228,18 @@ fn onnx_check(
     }
     let [c, h, w] = [d.data.channels(), d.data.height(), d.data.width()];
     let tract = wrnc_verify::TractModel::load(onnx, Some(n))?;
-    let (onnx_logits, _) = tract.run(&x, [n, c, h, w])?;
-    let candle = wrnc_train::predict_logits(graph, weights, &x, n)?;
-    let cmp = wrnc_verify::compare(&onnx_logits, &candle, graph.classes())?;
+    // A file with test-time augmentation has probabilities only; Candle computes the same.
+    let (onnx_out, candle) = match tract.tta() {
+        wrnc_recipe::ExportTta::None => (
+            tract.run(&x, [n, c, h, w])?.0,
+            wrnc_train::predict_logits(graph, weights, &x, n)?,
+        ),
+        wrnc_recipe::ExportTta::Flip => (
+            tract.run_probabilities(&x, [n, c, h, w])?,
+            wrnc_train::predict_probabilities(graph, weights, &x, n, wrnc_train::Tta::Flip)?,
+        ),
+    };
+    let cmp = wrnc_verify::compare(&onnx_out, &candle, graph.classes())?;
     Ok(format!(
         "{} on {n} test images (tract against Candle): max abs diff {:.2e}, top-1 agreement \
          {}/{} (tolerance {VERIFY_ATOL:e}); `wrnc verify` checks more",

@@ -487,13 +487,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
         meta.weights_file = Some(file.to_string());
         let opts = ExportOptions::from(&recipe.export);
         let path = onnx_path;
-        wrnc_onnx::write(&path, &spec.graph, &weights, &opts, &meta).with_context(|| {
-            format!(
-                "the ONNX export failed; training finished and its checkpoints are kept. \
+        wrnc_onnx::export(&spec.graph, &weights, &opts, &meta)
+            .and_then(|m| wrnc_onnx::tta::apply(m, recipe.export.tta))
+            .and_then(|m| wrnc_onnx::write_model(&path, &m))
+            .with_context(|| {
+                format!(
+                    "the ONNX export failed; training finished and its checkpoints are kept. \
                  Export again with: {}",
-                resume_hint(&out)
-            )
-        })?;
+                    resume_hint(&out)
+                )
+            })?;
         eprintln!("exported {} (from {file})", path.display());
         if let Some(q) = recipe.export.quantize {
             export_quantized(&spec, &path, q)?;

@@ -28,7 +28,8 @@ pub struct Args {
     /// The larger batch size checked (batch 1 is always checked); at most 1024.
     #[arg(long, default_value_t = 4)]
     batch: usize,
-    /// Absolute tolerance on every logit.
+    /// Absolute tolerance on every logit (on every probability for a file exported with
+    /// `export.tta: flip`, which has no logits).
     #[arg(long, default_value_t = 1e-4)]
     atol: f64,
     /// Relative tolerance: an element passes when |onnx - candle| <= atol + rtol * |candle|.
@@ -222,15 +223,37 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if a.batch > 1 {
         batches.push(a.batch);
     }
+    // A file with test-time augmentation outputs probabilities only: they are compared with
+    // the same averaged softmax computed by Candle (`wrnc eval --tta flip`).
+    let tta = match info.tta {
+        wrnc_recipe::ExportTta::None => None,
+        wrnc_recipe::ExportTta::Flip => Some(wrnc_train::Tta::Flip),
+    };
+    if let Some(t) = tta {
+        super::common::print_line(&format!(
+            "outputs: probabilities averaged over test-time augmentation `{}` (compared with \
+             Candle's; no logits in the file)",
+            t.name()
+        ))?;
+    }
     for n in batches {
         let x = &all[..n * numel];
         let tract = TractModel::load(&a.model, Some(n)).map_err(|e| in_file(&e))?;
-        let (onnx_logits, _) = tract.run(x, [n, shape[0], shape[1], shape[2]])?;
-        let candle_logits = wrnc_train::predict_logits(&spec.graph, &weights, x, n)?;
-        let c = compare(&onnx_logits, &candle_logits, classes)?;
-        let within = onnx_logits
+        let x_shape = [n, shape[0], shape[1], shape[2]];
+        let (onnx_out, candle_out) = match tta {
+            None => (
+                tract.run(x, x_shape)?.0,
+                wrnc_train::predict_logits(&spec.graph, &weights, x, n)?,
+            ),
+            Some(t) => (
+                tract.run_probabilities(x, x_shape)?,
+                wrnc_train::predict_probabilities(&spec.graph, &weights, x, n, t)?,
+            ),
+        };
+        let c = compare(&onnx_out, &candle_out, classes)?;
+        let within = onnx_out
             .iter()
-            .zip(&candle_logits)
+            .zip(&candle_out)
             .all(|(o, r)| ((o - r).abs() as f64) <= a.atol + a.rtol * (r.abs() as f64));
         ok &= within;
         super::common::print_line(&format!(
@@ -250,9 +273,15 @@ pub fn run(a: Args) -> Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     } else {
         eprintln!(
-            "error: {shown} differs from the weights (input normalisation, or logits beyond \
-             atol {:e} / rtol {:e}; see above)",
-            a.atol, a.rtol
+            "error: {shown} differs from the weights (input normalisation, or {} beyond atol \
+             {:e} / rtol {:e}; see above)",
+            if tta.is_some() {
+                "probabilities"
+            } else {
+                "logits"
+            },
+            a.atol,
+            a.rtol
         );
         Ok(ExitCode::from(1))
     }

@@ -21,6 +21,7 @@ pub mod metadata;
 pub mod proto;
 pub mod quantize;
 pub mod read;
+pub mod tta;
 
 pub use error::{OnnxError, Result};
 pub use export::{

@@ -12,13 +12,14 @@
 //! | `input_name` | `input` |
 //! | `input_layout` | `NCHW` |
 //! | `input_shape` | JSON `[C, H, W]` |
-//! | `outputs` | JSON `["logits", "probabilities"]` |
+//! | `outputs` | JSON `["logits", "probabilities"]` (`["probabilities"]` with `tta`) |
 //! | `normalization` | JSON [`Normalization`] |
 //! | `bn_folded` | `true` / `false` |
 //! | `spec` | the resolved spec YAML (when known) |
 //! | `training` | JSON [`TrainingSummary`] (when known) |
 //! | `weights_file` | the run directory's weights file exported by `wrnc train` (when known) |
 //! | `resize` | JSON [`ResizeInfo`]: how images of another size are brought to `input_shape` (when known) |
+//! | `tta` | `flip`: the graph averages the softmax of each image and its mirror and outputs only `probabilities` (absent: no test-time augmentation) |
 //!
 //! plus any [`ExportMetadata::extra`] entries.
 
@@ -27,7 +28,7 @@ use crate::proto::{Dim, ModelProto};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-use wrnc_recipe::{Normalize, Resize, ResizeFilter, ResizeMode};
+use wrnc_recipe::{ExportTta, Normalize, Resize, ResizeFilter, ResizeMode};
 
 /// A metadata key wrnc writes into an ONNX file's `metadata_props`. The key strings are
 /// defined here and nowhere else; [`ExportMetadata::extra`] may not use them.
@@ -63,11 +64,13 @@ pub enum MetaKey {
     Resize,
     /// `quantization`: JSON [`crate::QuantizationInfo`] of an int8 or float16 file.
     Quantization,
+    /// `tta`: the test-time augmentation built into the graph (`flip`; see [`crate::tta`]).
+    Tta,
 }
 
 impl MetaKey {
     /// Every key, in the order the exporter writes them.
-    pub const ALL: [MetaKey; 15] = [
+    pub const ALL: [MetaKey; 16] = [
         MetaKey::WrncVersion,
         MetaKey::ModelName,
         MetaKey::ClassLabels,
@@ -83,6 +86,7 @@ impl MetaKey {
         MetaKey::WeightsFile,
         MetaKey::Resize,
         MetaKey::Quantization,
+        MetaKey::Tta,
     ];
 
     /// The key as stored in the file.
@@ -103,6 +107,7 @@ impl MetaKey {
             MetaKey::WeightsFile => "weights_file",
             MetaKey::Resize => "resize",
             MetaKey::Quantization => "quantization",
+            MetaKey::Tta => "tta",
         }
     }
 
@@ -394,6 +399,9 @@ pub struct ModelInfo {
     pub training: Option<TrainingSummary>,
     /// The resize training used, when recorded (its `size` is the input's `[H, W]`).
     pub resize: Option<ResizeInfo>,
+    /// The test-time augmentation built into the graph (`tta` entry; absent: none). With
+    /// [`ExportTta::Flip`] the model outputs probabilities only, no logits.
+    pub tta: ExportTta,
     /// All metadata entries.
     pub metadata: BTreeMap<String, String>,
 }
@@ -528,8 +536,19 @@ impl ModelInfo {
             }
             None => None,
         };
+        let tta = match metadata.get(MetaKey::Tta.as_str()).map(String::as_str) {
+            None => ExportTta::None,
+            Some("flip") => ExportTta::Flip,
+            Some(other) => {
+                return Err(bad(
+                    MetaKey::Tta,
+                    format!("`{other}` is not a test-time augmentation wrnc knows (`flip`)"),
+                ))
+            }
+        };
         Ok(ModelInfo {
             resize,
+            tta,
             ir_version: model.ir_version.unwrap_or(0),
             opset: model.default_opset().unwrap_or(0),
             producer: model.producer_name.clone().unwrap_or_default(),

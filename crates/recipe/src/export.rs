@@ -12,6 +12,33 @@ pub enum ExportWeights {
     Raw,
 }
 
+/// Test-time augmentation built into the exported ONNX graph (`export.tta`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportTta {
+    /// The plain network: outputs `logits` and `probabilities`.
+    #[default]
+    None,
+    /// The mean of the softmax of each image and of its horizontal mirror, computed inside
+    /// the graph; the file's one output is `probabilities` (there are no logits).
+    Flip,
+}
+
+impl ExportTta {
+    /// The spec word: `none` or `flip`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportTta::None => "none",
+            ExportTta::Flip => "flip",
+        }
+    }
+
+    /// Whether this is [`ExportTta::None`] (the key is then left out of a resolved spec).
+    pub fn is_none(&self) -> bool {
+        *self == ExportTta::None
+    }
+}
+
 /// The `export` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -36,6 +63,9 @@ pub struct ExportConfig {
     /// Training images the calibration runs (default [`DEFAULT_CALIBRATION_IMAGES`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calibration: Option<usize>,
+    /// Test-time augmentation inside the exported graph (default `none`).
+    #[serde(skip_serializing_if = "ExportTta::is_none")]
+    pub tta: ExportTta,
 }
 
 impl Default for ExportConfig {
@@ -49,6 +79,7 @@ impl Default for ExportConfig {
             quantize: None,
             calibrate: None,
             calibration: None,
+            tta: ExportTta::None,
         }
     }
 }

@@ -31,7 +31,7 @@ pub use dataset::{
 };
 pub use error::UnknownName;
 pub use export::{
-    CalibrationMethod, ExportConfig, ExportWeights, Quantize, DEFAULT_CALIBRATION_IMAGES,
+    CalibrationMethod, ExportConfig, ExportTta, ExportWeights, Quantize, DEFAULT_CALIBRATION_IMAGES,
 };
 pub use toggle::Toggle;
 pub use train::{

@@ -66,6 +66,7 @@ pub fn key_paths() -> &'static [String] {
                 warmup: true,
             });
             s.export.weights = Some(wrnc_recipe::ExportWeights::Raw);
+            s.export.tta = wrnc_recipe::ExportTta::Flip;
             if let Ok(v) = serde_yaml::to_value(&s) {
                 collect(&v, "", &mut out);
             }
@@ -125,6 +126,7 @@ mod tests {
             "train.ema.warmup",
             "export.weights",
             "export.opset",
+            "export.tta",
         ] {
             assert!(p.iter().any(|x| x == k), "{k} missing from {p:?}");
         }

@@ -845,6 +845,17 @@ fn check_quantize(e: &wrnc_recipe::ExportConfig) -> Result<(), Problem> {
             "needs export.onnx: true (the int8 file is made from the float export)".into(),
         ));
     }
+    if e.quantize.is_some() && !e.tta.is_none() {
+        return Err(p(
+            "export.quantize",
+            format!(
+                "cannot be combined with export.tta: {} yet (the int8 file is verified \
+                 against the network's logits; a test-time augmentation file outputs \
+                 probabilities): remove one of the two",
+                e.tta.as_str()
+            ),
+        ));
+    }
     Ok(())
 }
 

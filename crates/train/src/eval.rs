@@ -249,6 +249,25 @@ pub fn predict_logits(
     Ok(logits.flatten_all()?.to_vec1()?)
 }
 
+/// Inference-mode probabilities of `n` already-normalised images (`n x C x H x W` f32
+/// values), on the CPU, row-major `[n, classes]`: the softmax of the logits, or with
+/// [`Tta::Flip`] the mean of the softmax of each image and of its mirror (the computation of
+/// `wrnc eval --tta flip`, which an ONNX file exported with `export.tta: flip` does inside
+/// its graph).
+pub fn predict_probabilities(
+    graph: &Graph,
+    weights: &Weights,
+    images: &[f32],
+    n: usize,
+    tta: Tta,
+) -> Result<Vec<f32>> {
+    let mut model = Model::new(graph, weights, &Device::Cpu, DType::F32)?;
+    let x = model.input_tensor(images, n)?;
+    let s = scores(&mut model, &x, tta)?.to_dtype(DType::F32)?;
+    let p = candle_nn::ops::softmax(&s, 1)?;
+    Ok(p.flatten_all()?.to_vec1()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,8 +88,8 @@ pub use device::{cuda_built_in, device_name, select_device};
 pub use ema::{ema_decay, EmaState};
 pub use error::{ErrorKind, Result, TrainError};
 pub use eval::{
-    evaluate, evaluate_detailed, evaluate_detailed_tta, predict_logits, DetailedEvaluation,
-    EvalResult, Evaluation, Tta,
+    evaluate, evaluate_detailed, evaluate_detailed_tta, predict_logits, predict_probabilities,
+    DetailedEvaluation, EvalResult, Evaluation, Tta,
 };
 pub use finetune::{load_init, InitLoad};
 pub use freeze::{frozen_count, frozen_params, FrozenCount};

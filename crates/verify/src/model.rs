@@ -4,6 +4,7 @@ use crate::error::{Result, VerifyError};
 use std::path::Path;
 use tract_onnx::prelude::*;
 use wrnc_onnx::{check_structure, read_model_with, ModelInfo, ReadLimits};
+use wrnc_recipe::ExportTta;
 
 /// Where a model comes from.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +45,8 @@ pub struct TractModel {
     plan: Arc<TypedRunnableModel>,
     info: ModelInfo,
     batch: Option<usize>,
-    logits_ix: usize,
+    /// None for a model with test-time augmentation, which outputs probabilities only.
+    logits_ix: Option<usize>,
     probs_ix: usize,
     notes: Vec<String>,
 }
@@ -109,15 +111,30 @@ impl TractModel {
             .unwrap_or_default();
         let find =
             |name: &str, default: usize| outputs.iter().position(|o| *o == name).unwrap_or(default);
-        let (logits_ix, probs_ix) = (
-            find(wrnc_onnx::LOGITS_NAME, 0),
-            find(wrnc_onnx::PROBABILITIES_NAME, 1),
-        );
-        if outputs.len() < 2 || logits_ix == probs_ix {
-            return Err(VerifyError::Input(format!(
-                "the model must have outputs `logits` and `probabilities`, it has {outputs:?}"
-            )));
-        }
+        let (logits_ix, probs_ix) = match info.tta {
+            ExportTta::None => {
+                let (l, p) = (
+                    find(wrnc_onnx::LOGITS_NAME, 0),
+                    find(wrnc_onnx::PROBABILITIES_NAME, 1),
+                );
+                if outputs.len() < 2 || l == p {
+                    return Err(VerifyError::Input(format!(
+                        "the model must have outputs `logits` and `probabilities`, it has \
+                         {outputs:?}"
+                    )));
+                }
+                (Some(l), p)
+            }
+            ExportTta::Flip => {
+                if outputs != [wrnc_onnx::PROBABILITIES_NAME] {
+                    return Err(VerifyError::Input(format!(
+                        "the model records test-time augmentation `flip`, so its one output \
+                         must be `probabilities`; it has {outputs:?}"
+                    )));
+                }
+                (None, 0)
+            }
+        };
 
         // With a fixed batch, the file's symbolic `N` in value_info and output shapes would
         // not unify with the concrete input fact, so tract is told to ignore those hints.
@@ -167,10 +184,58 @@ impl TractModel {
         self.info.class_labels.len()
     }
 
+    /// The test-time augmentation built into the file ([`ExportTta::Flip`]: the model outputs
+    /// probabilities only; [`TractModel::run`] then fails and
+    /// [`TractModel::run_probabilities`] is the way to run it).
+    pub fn tta(&self) -> ExportTta {
+        self.info.tta
+    }
+
     /// Runs a batch. `input` is row-major `[n, c, h, w]` with `shape = [n, c, h, w]`;
     /// `c, h, w` must be the model's and `n` its fixed batch, if any. Returns
-    /// `(logits, probabilities)`, each row-major `[n, classes]`.
+    /// `(logits, probabilities)`, each row-major `[n, classes]`. A model with test-time
+    /// augmentation has no logits: use [`TractModel::run_probabilities`].
     pub fn run(&self, input: &[f32], shape: [usize; 4]) -> Result<(Vec<f32>, Vec<f32>)> {
+        let Some(logits_ix) = self.logits_ix else {
+            return Err(VerifyError::Input(format!(
+                "the model has no logits output: it averages probabilities over test-time \
+                 augmentation `{}` (metadata `{}`)",
+                self.info.tta.as_str(),
+                wrnc_onnx::MetaKey::Tta
+            )));
+        };
+        let n = shape[0];
+        let out = self.run_plan(input, shape)?;
+        let logits = take(&out, logits_ix)?;
+        let probabilities = take(&out, self.probs_ix)?;
+        if logits.len() != probabilities.len() || !logits.len().is_multiple_of(n) {
+            return Err(VerifyError::Tract(format!(
+                "unexpected output sizes: {} logits and {} probabilities for {n} images",
+                logits.len(),
+                probabilities.len()
+            )));
+        }
+        Ok((logits, probabilities))
+    }
+
+    /// Runs a batch as [`TractModel::run`] does and returns only the probabilities, row-major
+    /// `[n, classes]`: the softmax of the logits, or for a model with test-time augmentation
+    /// its averaged probabilities (never a softmax applied twice).
+    pub fn run_probabilities(&self, input: &[f32], shape: [usize; 4]) -> Result<Vec<f32>> {
+        let n = shape[0];
+        let out = self.run_plan(input, shape)?;
+        let probabilities = take(&out, self.probs_ix)?;
+        if !probabilities.len().is_multiple_of(n) {
+            return Err(VerifyError::Tract(format!(
+                "unexpected output size: {} probabilities for {n} images",
+                probabilities.len()
+            )));
+        }
+        Ok(probabilities)
+    }
+
+    /// Checks the input and runs the plan; the raw outputs.
+    fn run_plan(&self, input: &[f32], shape: [usize; 4]) -> Result<TVec<TValue>> {
         let [n, c, h, w] = shape;
         if [c, h, w] != self.info.input_shape {
             let [mc, mh, mw] = self.info.input_shape;
@@ -198,26 +263,18 @@ impl TractModel {
             )));
         }
         let t = Tensor::from_shape(&[n, c, h, w], input).map_err(VerifyError::tract)?;
-        let out = self.plan.run(tvec!(t.into())).map_err(VerifyError::tract)?;
-        let take = |i: usize| -> Result<Vec<f32>> {
-            let v = out
-                .get(i)
-                .ok_or_else(|| VerifyError::Tract(format!("tract returned no output #{i}")))?;
-            Ok(v.to_plain_array_view::<f32>()
-                .map_err(VerifyError::tract)?
-                .iter()
-                .copied()
-                .collect())
-        };
-        let logits = take(self.logits_ix)?;
-        let probabilities = take(self.probs_ix)?;
-        if logits.len() != probabilities.len() || !logits.len().is_multiple_of(n) {
-            return Err(VerifyError::Tract(format!(
-                "unexpected output sizes: {} logits and {} probabilities for {n} images",
-                logits.len(),
-                probabilities.len()
-            )));
-        }
-        Ok((logits, probabilities))
+        self.plan.run(tvec!(t.into())).map_err(VerifyError::tract)
     }
+}
+
+/// Output `i` of a run as f32 values.
+fn take(out: &TVec<TValue>, i: usize) -> Result<Vec<f32>> {
+    let v = out
+        .get(i)
+        .ok_or_else(|| VerifyError::Tract(format!("tract returned no output #{i}")))?;
+    Ok(v.to_plain_array_view::<f32>()
+        .map_err(VerifyError::tract)?
+        .iter()
+        .copied()
+        .collect())
 }

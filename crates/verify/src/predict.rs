@@ -227,7 +227,9 @@ impl Predictor {
         for img in images {
             input.extend(self.preprocess(img)?);
         }
-        let (_, probs) = self.model.run(&input, [images.len(), c, h, w])?;
+        let probs = self
+            .model
+            .run_probabilities(&input, [images.len(), c, h, w])?;
         let classes = probs.len() / images.len();
         Ok(probs
             .chunks(classes.max(1))
@@ -240,7 +242,7 @@ impl Predictor {
     pub fn predict_file(&self, path: &Path, k: usize) -> Result<Vec<Prediction>> {
         let input = self.preprocess(&load_image(path)?)?;
         let [c, h, w] = self.model.info().input_shape;
-        let (_, probs) = self.model.run(&input, [1, c, h, w])?;
+        let probs = self.model.run_probabilities(&input, [1, c, h, w])?;
         Ok(top_k(&probs, k, self.model.info()))
     }
 
