@@ -89,6 +89,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         sgd: recipe.train.optimizer.clone(),
         precision: recipe.train.precision,
         tf32: recipe.train.tf32,
+        deterministic: recipe.train.deterministic,
     };
     let weights = wrnc_train::init_weights(graph, opts.seed);
     let fast = wrnc_train::fast_kernels(&device);
@@ -108,6 +109,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "fast_kernels": fast,
             "precision": opts.precision,
             "tf32": opts.tf32,
+            "deterministic": opts.deterministic,
             "batch": opts.batch,
             "steps": opts.steps,
             "threads": rayon_threads(),
@@ -117,6 +119,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "tract": tract,
             "train_peak_rss_bytes": train_rss,
             "peak_rss_bytes": wrnc_train::peak_rss_bytes(),
+            "cudnn_plans": cudnn_plans(),
         });
         super::common::print_line(&serde_json::to_string_pretty(&v)?)?;
     } else {
@@ -138,6 +141,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 b as f64 / (1024.0 * 1024.0)
             ))?;
         }
+        for plan in cudnn_plans() {
+            super::common::print_line(&plan)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -145,4 +151,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
 /// Worker threads of the CPU kernels.
 fn rayon_threads() -> usize {
     wrnc_train::kernel_threads()
+}
+
+/// The cuDNN algorithm chosen for each convolution plan of this process (empty on the CPU).
+fn cudnn_plans() -> Vec<String> {
+    wrnc_train::conv_plan::plan_log()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }

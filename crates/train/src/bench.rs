@@ -31,6 +31,8 @@ pub struct BenchOptions {
     pub precision: Precision,
     /// Allow TF32 on CUDA.
     pub tf32: bool,
+    /// Only deterministic cuDNN algorithms (`train.deterministic`).
+    pub deterministic: bool,
 }
 
 impl Default for BenchOptions {
@@ -43,6 +45,7 @@ impl Default for BenchOptions {
             sgd: Sgd::default(),
             precision: Precision::F32,
             tf32: false,
+            deterministic: true,
         }
     }
 }
@@ -108,6 +111,7 @@ fn bench_model(
     opts: &BenchOptions,
 ) -> Result<Model> {
     crate::device::set_tf32(device, opts.tf32);
+    crate::device::set_deterministic(device, opts.deterministic);
     let compute = crate::trainer::compute_dtype(opts.precision, device)?;
     Model::with_precision(graph, weights, device, DType::F32, compute)
 }
@@ -124,7 +128,7 @@ pub fn bench_train(
     let mut model = bench_model(graph, weights, device, opts)?;
     let mut opt = SgdOptimizer::new(&opts.sgd, graph);
     let (images, labels) = synthetic_batch(graph, opts.batch, opts.seed);
-    let seconds = timed(opts, |step| {
+    let seconds = timed(device, opts, |step| {
         let mode = Mode::Train {
             seed: opts.seed,
             step: step as u64,
@@ -146,7 +150,7 @@ pub fn bench_eval(
     let mut model = bench_model(graph, weights, device, opts)?;
     let (images, _) = synthetic_batch(graph, opts.batch, opts.seed);
     let x = model.input_tensor(&images, opts.batch)?;
-    let seconds = timed(opts, |_| {
+    let seconds = timed(device, opts, |_| {
         let logits = model.logits(&x, Mode::Eval)?;
         // Force the computation to finish (asynchronous devices).
         let _: Vec<f32> = logits.flatten_all()?.narrow(0, 0, 1)?.to_vec1()?;
@@ -157,15 +161,24 @@ pub fn bench_eval(
 }
 
 /// Runs `step(0..)` for `opts.warmup` untimed then `opts.steps` timed steps; returns the
-/// seconds the timed ones took.
-fn timed(opts: &BenchOptions, mut step: impl FnMut(usize) -> Result<()>) -> Result<f64> {
+/// seconds the timed ones took. The device is synchronised before both clock reads, so that
+/// on a GPU the time covers exactly the timed steps' work (none of the warm-up's, all of
+/// theirs).
+fn timed(
+    device: &Device,
+    opts: &BenchOptions,
+    mut step: impl FnMut(usize) -> Result<()>,
+) -> Result<f64> {
+    device.synchronize()?;
     let mut started = Instant::now();
     for i in 0..opts.warmup + opts.steps {
         if i == opts.warmup {
+            device.synchronize()?;
             started = Instant::now();
         }
         step(i)?;
     }
+    device.synchronize()?;
     Ok(started.elapsed().as_secs_f64())
 }
 

@@ -46,7 +46,7 @@ mod bench;
 pub mod checkpoint;
 mod clip;
 mod conv;
-mod conv_op;
+pub mod conv_op;
 pub mod conv_plan;
 #[cfg(feature = "cuda")]
 pub mod cuda;
