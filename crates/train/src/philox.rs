@@ -79,12 +79,8 @@ pub fn fill_dropout_mask(seed: u64, step: u64, node: usize, p: f64, start: usize
         let block = e / 4;
         let words = philox4x32_10([block as u32, c1, c2, c3], key);
         let lane_end = ((block + 1) * 4).min(end);
-        for lane in (e % 4)..(lane_end - block * 4) {
-            out[i] = if (words[lane] >> 8) < threshold {
-                scale
-            } else {
-                0.0
-            };
+        for &word in &words[(e % 4)..(lane_end - block * 4)] {
+            out[i] = if (word >> 8) < threshold { scale } else { 0.0 };
             i += 1;
         }
         e = lane_end;
