@@ -170,6 +170,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "fast_kernels": fast,
             "precision": opts.train.precision,
             "tf32": opts.train.tf32,
+            "deterministic": opts.train.deterministic,
             "batch": opts.batch,
             "steps": opts.steps,
             "threads": rayon_threads(),
@@ -181,6 +182,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
             "tract_fp16": tract_forms.iter().find(|f| f.0 == "fp16").map(|f| &f.1),
             "train_peak_rss_bytes": train_rss,
             "peak_rss_bytes": wrnc_train::peak_rss_bytes(),
+            "cudnn_plans": cudnn_plans(),
         });
         super::common::print_line(&serde_json::to_string_pretty(&v)?)?;
     } else {
@@ -205,6 +207,9 @@ pub fn run(a: Args) -> Result<ExitCode> {
                 b as f64 / (1024.0 * 1024.0)
             ))?;
         }
+        for plan in cudnn_plans() {
+            super::common::print_line(&plan)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -212,4 +217,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
 /// Worker threads of the CPU kernels.
 fn rayon_threads() -> usize {
     wrnc_train::kernel_threads()
+}
+
+/// The cuDNN algorithm chosen for each convolution plan of this process (empty on the CPU).
+fn cudnn_plans() -> Vec<String> {
+    wrnc_train::conv_plan::plan_log()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
 }

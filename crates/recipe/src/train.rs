@@ -190,6 +190,10 @@ pub struct Ema {
     pub warmup: bool,
 }
 
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 fn is_zero(v: &f64) -> bool {
     *v == 0.0
 }
@@ -219,6 +223,10 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// Allow TF32 matmuls on CUDA.
     pub tf32: bool,
+    /// Only deterministic cuDNN convolution algorithms on CUDA (bit-identical runs and
+    /// resumes); `false` allows the fastest. Written into the resolved spec only when off.
+    #[serde(skip_serializing_if = "is_true")]
+    pub deterministic: bool,
     /// Device.
     pub device: DeviceKind,
     /// Label smoothing epsilon of the training loss (PyTorch `cross_entropy`'s
@@ -255,6 +263,7 @@ impl Default for TrainConfig {
             drop_last: false,
             precision: Precision::F32,
             tf32: false,
+            deterministic: true,
             device: DeviceKind::Auto,
             label_smoothing: 0.0,
             grad_clip: None,

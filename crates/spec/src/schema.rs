@@ -59,6 +59,7 @@ pub fn key_paths() -> &'static [String] {
             s.train.optimizer.betas = Some([0.0; 2]);
             s.train.optimizer.eps = Some(0.0);
             s.train.label_smoothing = 1.0;
+            s.train.deterministic = false;
             s.train.grad_clip = Some(0.0);
             s.train.freeze = vec![String::new()];
             s.train.ema = Some(wrnc_recipe::Ema {

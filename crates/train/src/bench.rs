@@ -157,6 +157,7 @@ fn bench_model(
     opts: &BenchOptions,
 ) -> Result<Model> {
     crate::device::set_tf32(device, opts.train.tf32);
+    crate::device::set_deterministic(device, opts.train.deterministic);
     let compute = crate::trainer::compute_dtype(opts.train.precision, device)?;
     Model::with_precision(graph, weights, device, DType::F32, compute)
 }
@@ -174,7 +175,7 @@ pub fn bench_train(
     let tc = &opts.train;
     let mut state = StepState::new(&model, tc)?;
     let (images, labels) = synthetic_batch(graph, opts.batch, opts.seed);
-    let (seconds, cpu) = timed(opts, |step| {
+    let (seconds, cpu) = timed(device, opts, |step| {
         let mode = Mode::Train {
             seed: opts.seed,
             step: step as u64,
@@ -197,7 +198,7 @@ pub fn bench_eval(
     let mut model = bench_model(graph, weights, device, opts)?;
     let (images, _) = synthetic_batch(graph, opts.batch, opts.seed);
     let x = model.input_tensor(&images, opts.batch)?;
-    let (seconds, cpu) = timed(opts, |_| {
+    let (seconds, cpu) = timed(device, opts, |_| {
         let logits = model.logits(&x, Mode::Eval)?;
         // Force the computation to finish (asynchronous devices).
         let _: Vec<f32> = logits.flatten_all()?.narrow(0, 0, 1)?.to_vec1()?;
@@ -208,20 +209,26 @@ pub fn bench_eval(
 }
 
 /// Runs `step(0..)` for `opts.warmup` untimed then `opts.steps` timed steps; returns the
-/// seconds the timed ones took and the CPU seconds they used.
+/// seconds the timed ones took and the CPU seconds they used. The device is synchronised
+/// before both clock reads, so that on a GPU the time covers exactly the timed steps' work
+/// (none of the warm-up's, all of theirs).
 fn timed(
+    device: &Device,
     opts: &BenchOptions,
     mut step: impl FnMut(usize) -> Result<()>,
 ) -> Result<(f64, Option<f64>)> {
+    device.synchronize()?;
     let mut started = Instant::now();
     let mut cpu = cpu_seconds();
     for i in 0..opts.warmup + opts.steps {
         if i == opts.warmup {
+            device.synchronize()?;
             started = Instant::now();
             cpu = cpu_seconds();
         }
         step(i)?;
     }
+    device.synchronize()?;
     let used = cpu.zip(cpu_seconds()).map(|(a, b)| b - a);
     Ok((started.elapsed().as_secs_f64(), used))
 }

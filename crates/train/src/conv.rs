@@ -17,7 +17,7 @@ pub struct ConvParams {
 
 /// Convolves `x` `[N, C, H, W]` with `w` `[O, C, k, k]` (no bias), differentiable, with the
 /// implementation `kernels` selects. `need_input_grad = false` (the input is the network
-/// input) lets the fast CPU kernel skip the input gradient.
+/// input) lets the fast CPU kernel and cuDNN skip the input gradient.
 pub fn conv2d(
     x: &Tensor,
     w: &Tensor,
@@ -27,7 +27,7 @@ pub fn conv2d(
 ) -> Result<Tensor> {
     match kernels {
         Kernels::CpuFast => Ok(crate::kernels::conv::conv2d(x, w, params, need_input_grad)?),
-        Kernels::Cudnn => cudnn_conv2d(x, w, params),
+        Kernels::Cudnn => cudnn_conv2d(x, w, params, need_input_grad),
         Kernels::Reference => Ok(reference_conv2d(x, w, params)?),
     }
 }
@@ -43,9 +43,9 @@ fn reference_conv2d(x: &Tensor, w: &Tensor, params: ConvParams) -> candle_core::
 
 /// cuDNN forward, backward-data and backward-filter ([`crate::cuda::conv`]).
 #[cfg(feature = "cudnn")]
-fn cudnn_conv2d(x: &Tensor, w: &Tensor, params: ConvParams) -> Result<Tensor> {
+fn cudnn_conv2d(x: &Tensor, w: &Tensor, params: ConvParams, input_grad: bool) -> Result<Tensor> {
     if x.device().is_cuda() {
-        Ok(crate::cuda::conv::conv2d(x, w, params)?)
+        Ok(crate::conv_op::conv2d(x, w, params, input_grad)?)
     } else {
         Ok(reference_conv2d(x, w, params)?)
     }
@@ -53,7 +53,12 @@ fn cudnn_conv2d(x: &Tensor, w: &Tensor, params: ConvParams) -> Result<Tensor> {
 
 /// Without the `cudnn` feature [`Kernels::select`] never picks cuDNN.
 #[cfg(not(feature = "cudnn"))]
-fn cudnn_conv2d(_x: &Tensor, _w: &Tensor, _params: ConvParams) -> Result<Tensor> {
+fn cudnn_conv2d(
+    _x: &Tensor,
+    _w: &Tensor,
+    _params: ConvParams,
+    _input_grad: bool,
+) -> Result<Tensor> {
     Err(crate::error::TrainError::Internal(
         "cuDNN convolution asked for in a build without the `cudnn` feature".into(),
     ))

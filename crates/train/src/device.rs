@@ -39,13 +39,29 @@ pub fn set_tf32(device: &Device, enabled: bool) {
     let _ = (device, enabled);
 }
 
+/// Applies `train.deterministic` (only deterministic cuDNN convolution algorithms) when
+/// `device` is CUDA; the CPU kernels are deterministic anyway.
+pub fn set_deterministic(device: &Device, enabled: bool) {
+    if device.is_cuda() {
+        crate::conv_plan::set_deterministic(enabled);
+    }
+}
+
+/// Opens GPU 0 and keeps its freed memory in the allocator's pool
+/// ([`crate::cuda::keep_freed_memory`]).
 #[cfg(feature = "cuda")]
 fn open_cuda() -> Result<Device> {
-    Device::new_cuda(0).map_err(|e| {
+    let device = Device::new_cuda(0).map_err(|e| {
         TrainError::Device(format!(
             "CUDA was requested but GPU 0 cannot be opened: {e}"
         ))
-    })
+    })?;
+    if let Device::Cuda(d) = &device {
+        crate::cuda::keep_freed_memory(d).map_err(|e| {
+            TrainError::Device(format!("GPU 0: cannot configure its memory pool: {e}"))
+        })?;
+    }
+    Ok(device)
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -46,10 +46,13 @@ mod bench;
 pub mod checkpoint;
 mod clip;
 mod conv;
+pub mod conv_op;
+pub mod conv_plan;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod data;
 mod device;
+pub mod dropout_device;
 mod ema;
 mod error;
 mod eval;

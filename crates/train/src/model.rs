@@ -182,7 +182,9 @@ impl Model {
                 "mixed precision computes in bf16 or f16, not {compute:?}"
             )));
         }
-        if matches!(compute, DType::BF16 | DType::F16) && !device.is_cuda() {
+        // The crate's unit tests exercise mixed precision on the CPU with f16 compute
+        // (Candle's CPU convolutions and matmuls take f16, not bf16).
+        if matches!(compute, DType::BF16 | DType::F16) && !device.is_cuda() && !cfg!(test) {
             return Err(TrainError::Invalid(format!(
                 "{} compute (train.precision: bf16) needs a CUDA device; use precision f32 \
                  on the CPU",
@@ -327,9 +329,11 @@ impl Model {
         target: ValueId,
         mut tape: Option<&mut Tape>,
     ) -> Result<Tensor> {
+        // Evaluation builds no autograd graph: with tracked parameters Candle would keep
+        // every activation of the pass alive until its output is dropped.
         let pass = Pass {
             mode,
-            detached: tape.is_some(),
+            detached: tape.is_some() || mode == Mode::Eval,
         };
         let graph = Arc::clone(&self.graph);
         let want = graph.input_shape();
@@ -615,7 +619,7 @@ impl Model {
                 stride,
                 padding,
             } => ops::max_pool(x, *kernel, *stride, *padding)?.into(),
-            Op::GlobalAvgPool => x.mean_keepdim((2, 3))?.into(),
+            Op::GlobalAvgPool => global_avg_pool(x)?.into(),
             Op::Flatten => x.flatten_from(1)?.into(),
             Op::Linear { weight, bias, .. } => {
                 let y = x.matmul(&self.pc(*weight, detached)?.t()?)?;
@@ -630,6 +634,18 @@ impl Model {
     }
 }
 
+/// The mean over the spatial axes; half-precision inputs are summed in f32 (a bf16
+/// accumulator over 64 positions of a WRN's last stage would lose most of its bits).
+fn global_avg_pool(x: &Tensor) -> candle_core::Result<Tensor> {
+    match x.dtype() {
+        DType::BF16 | DType::F16 => x
+            .to_dtype(DType::F32)?
+            .mean_keepdim((2, 3))?
+            .to_dtype(x.dtype()),
+        _ => x.mean_keepdim((2, 3)),
+    }
+}
+
 /// The error for a parameter id outside the graph (a bug: ids come from the graph).
 fn no_param(id: ParamId) -> TrainError {
     TrainError::Internal(format!("no parameter #{}", id.0))
@@ -641,4 +657,103 @@ pub(crate) fn to_host(t: &Tensor, shape: &[usize]) -> Result<HostTensor> {
         shape: shape.to_vec(),
         data: t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wrnc_testkit::graphs::conv;
+    use wrnc_testkit::Net;
+
+    /// conv3x3(3->8) -> bn -> relu -> conv3x3 stride 2 (8->16) -> bn -> relu -> gap ->
+    /// flatten -> linear(10).
+    fn small_net() -> Graph {
+        let mut b = Net::new("small", [3, 12, 12]);
+        let mut v = b.input();
+        for (i, (out, stride)) in [(8usize, 1usize), (16, 2)].into_iter().enumerate() {
+            v = b.then(&format!("conv{i}"), conv(out, 3, stride), v);
+            v = b.bn_relu(&format!("bn{i}"), &format!("relu{i}"), v);
+        }
+        b.classifier(v, 10, true);
+        b.finish()
+    }
+
+    fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
+        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        let s = b.abs().unwrap().max_all().unwrap();
+        d.to_scalar::<f32>().unwrap() / s.to_scalar::<f32>().unwrap().max(1e-6)
+    }
+
+    /// Mixed precision (f32 master weights, BN and loss around f16 compute) on the CPU:
+    /// the same code path as bf16 on CUDA, against plain f32.
+    #[test]
+    fn mixed_precision_keeps_master_weights_bn_and_loss_in_f32() {
+        let g = small_net();
+        let w = crate::init_weights(&g, 7);
+        let n = 8;
+        let images = wrnc_testkit::values(n * 3 * 12 * 12, 11);
+        let labels: Vec<u32> = (0..n as u32).map(|i| i % 10).collect();
+        let run = |compute: DType| {
+            let mut m = Model::with_precision(&g, &w, &Device::Cpu, DType::F32, compute).unwrap();
+            m.set_reference_ops(true);
+            let x = m.input_tensor(&images, n).unwrap();
+            let out = m
+                .loss_and_grads(&x, &labels, Mode::Train { seed: 0, step: 0 })
+                .unwrap();
+            (m, out)
+        };
+        let (full, f) = run(DType::F32);
+        let (mixed, h) = run(DType::F16);
+        assert_eq!(mixed.compute_dtype(), DType::F16);
+        assert!(
+            (f.loss - h.loss).abs() < 1e-2 * f.loss.abs().max(1.0),
+            "loss {} vs {}",
+            f.loss,
+            h.loss
+        );
+        for (id, var) in full.trainable() {
+            let name = &g.params[id.0].name;
+            let a = f.grads.get(var.as_tensor()).expect("f32 gradient");
+            let (_, mvar) = mixed
+                .trainable()
+                .into_iter()
+                .find(|(i, _)| *i == id)
+                .unwrap();
+            assert_eq!(mvar.dtype(), DType::F32, "{name}: master weight is f32");
+            let b = h.grads.get(mvar.as_tensor()).expect("mixed gradient");
+            assert_eq!(
+                b.dtype(),
+                DType::F32,
+                "{name}: gradient reaches the f32 weight"
+            );
+            let e = max_rel(&b, &a);
+            assert!(e < 3e-2, "{name}: relative error {e}");
+        }
+        let rm = |m: &Model| {
+            let (id, _) = m.graph().param_by_name("bn1.running_var").unwrap();
+            m.param_tensor(id).unwrap().clone()
+        };
+        assert_eq!(rm(&mixed).dtype(), DType::F32);
+        assert!(max_rel(&rm(&mixed), &rm(&full)) < 1e-2);
+        // The logits come back in the master dtype.
+        let mut m = mixed;
+        let x = m.input_tensor(&images, n).unwrap();
+        assert_eq!(m.logits(&x, Mode::Eval).unwrap().dtype(), DType::F32);
+    }
+
+    #[test]
+    fn evaluation_builds_no_autograd_graph() {
+        let g = small_net();
+        let w = crate::init_weights(&g, 3);
+        let mut m = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+        m.set_reference_ops(true);
+        let x = m
+            .input_tensor(&wrnc_testkit::values(2 * 3 * 12 * 12, 1), 2)
+            .unwrap();
+        assert!(!m.logits(&x, Mode::Eval).unwrap().track_op());
+        assert!(m
+            .logits(&x, Mode::Train { seed: 0, step: 0 })
+            .unwrap()
+            .track_op());
+    }
 }

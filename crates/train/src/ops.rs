@@ -125,7 +125,8 @@ pub fn batch_norm_eval(x: &Tensor, stats: [&Tensor; 4], eps: f64) -> Result<Tens
 /// The inverted-dropout mask of dropout node `node` at `step` under `seed`, shaped `shape`:
 /// each element is 0 with probability `p`, else `1 / (1 - p)`, drawn with the counter-based
 /// scheme of [`crate::philox`] (the same masks whatever the thread count, on resume, and on
-/// every back end that follows the scheme). Filled in parallel chunks.
+/// every back end that follows the scheme). Filled in parallel chunks on the CPU, by a
+/// kernel on a CUDA device ([`crate::dropout_device`]).
 pub fn dropout_mask(
     seed: u64,
     step: u64,
@@ -139,6 +140,12 @@ pub fn dropout_mask(
     /// Elements per parallel chunk (a multiple of Philox's four words).
     const CHUNK: usize = 1 << 14;
     let n: usize = shape.iter().product();
+    // On a GPU the same masks are drawn by a kernel, with no host draw or upload.
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(dev) = device {
+        let launch = crate::dropout_device::DropoutLaunch::new(seed, step, node, p, n);
+        return Ok(crate::cuda::dropout::dropout_mask(&launch, shape, dev)?.to_dtype(dtype)?);
+    }
     let mut data = vec![0f32; n];
     data.par_chunks_mut(CHUNK)
         .enumerate()

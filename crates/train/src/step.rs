@@ -95,8 +95,10 @@ impl Model {
         let y = Tensor::from_slice(labels, labels.len(), self.device())?;
         let logits = self.logits(x, mode)?;
         let loss = ops::cross_entropy_smoothed(&logits, &y, eps)?;
-        let value: f32 = loss.to_dtype(DType::F32)?.to_scalar()?;
+        // The loss is read after the backward pass is queued: on a GPU, reading it first
+        // would synchronise the device between the forward and the backward pass.
         let grads = loss.backward()?;
+        let value: f32 = loss.to_dtype(DType::F32)?.to_scalar()?;
         Ok(StepOutput {
             loss: value,
             logits,

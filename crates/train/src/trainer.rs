@@ -4,7 +4,7 @@
 use crate::backend::Kernels;
 use crate::checkpoint::CheckpointMeta;
 use crate::data::{load_run_data_with, train_batch_config, Split};
-use crate::device::{device_name, select_device, set_tf32};
+use crate::device::{device_name, select_device, set_deterministic, set_tf32};
 use crate::ema::EmaState;
 use crate::error::{Result, TrainError};
 use crate::eval::evaluate_model;
@@ -600,6 +600,7 @@ pub fn train_with(
     // Temporary files of a killed earlier process (the lock is ours, so none is in flight).
     let _ = wrnc_ir::atomic::remove_stale_temps(&dir);
     set_tf32(&device, recipe.train.tf32);
+    set_deterministic(&device, recipe.train.deterministic);
     let settings = settings_json(graph, recipe)?;
     let existing = read_state(&dir)?;
     // A folder dataset's val/ folder gives a validation split with val_size 0: the run's

@@ -275,3 +275,54 @@ fn model_step_on_cuda_f32_and_bf16_matches_cpu() {
     assert_eq!(rm(&gb).dtype(), DType::F32);
     assert!(rel_err(&rm(&gb), &rm(&cpu)) < 2e-2);
 }
+
+#[test]
+fn deterministic_plans_give_bit_identical_gradients() {
+    let Some(dev) = gpu() else { return };
+    wrnc_train::cuda::set_tf32(false);
+    wrnc_train::conv_plan::set_deterministic(true);
+    let (xd, wd, pad, stride) = ([16, 32, 16, 16], [32, 32, 3, 3], 1, 1);
+    let bits = |t: &Tensor| -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    };
+    let a = conv_and_grads(xd, wd, pad, stride, &dev, DType::F32, true);
+    let b = conv_and_grads(xd, wd, pad, stride, &dev, DType::F32, true);
+    assert_eq!(bits(&a.1), bits(&b.1), "dx");
+    assert_eq!(bits(&a.2), bits(&b.2), "dw");
+    let log = wrnc_train::conv_plan::plan_log();
+    assert!(!log.is_empty(), "plans are logged");
+    for choice in log.iter().filter(|c| c.key.deterministic) {
+        assert!(choice.deterministic, "{choice}");
+    }
+    for choice in &log {
+        eprintln!("{choice}");
+    }
+}
+
+#[test]
+fn device_dropout_masks_equal_the_cpu_masks() {
+    let Some(dev) = gpu() else { return };
+    let Device::Cuda(cuda) = &dev else {
+        unreachable!("gpu() opens a CUDA device")
+    };
+    for (seed, step, node, p, shape) in [
+        (0u64, 0u64, 3usize, 0.3, vec![7usize, 13]),
+        (42, 1 << 33, 17, 0.5, vec![128, 160, 8, 8]),
+        (u64::MAX, 5, 1, 0.1, vec![1]),
+    ] {
+        let n: usize = shape.iter().product();
+        let launch = wrnc_train::dropout_device::DropoutLaunch::new(seed, step, node, p, n);
+        let gpu_mask = wrnc_train::cuda::dropout::dropout_mask(&launch, &shape, cuda).unwrap();
+        assert_eq!(gpu_mask.dims(), shape.as_slice());
+        let got = gpu_mask.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mut want = vec![0f32; n];
+        wrnc_train::philox::fill_dropout_mask(seed, step, node, p, 0, &mut want);
+        assert_eq!(got, want, "seed {seed} step {step} node {node}");
+    }
+}
