@@ -674,6 +674,10 @@ mod tests {
         let md5 = md5_file(&archive).unwrap();
         let dest = work.path().join("data");
         assert!(install_archive(&archive, &md5, &dest).is_err());
+        // The folder the install created is gone again; one that existed stays, empty.
+        assert!(!dest.exists());
+        std::fs::create_dir(&dest).unwrap();
+        assert!(install_archive(&archive, &md5, &dest).is_err());
         assert_eq!(std::fs::read_dir(&dest).unwrap().count(), 0);
     }
 
