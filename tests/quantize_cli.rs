@@ -46,6 +46,32 @@ fn a_trained_quick_start_exports_int8_and_fp16_that_verify() {
     assert_eq!(q["calibration"]["method"], "minmax");
     assert_eq!(q["accuracy"]["images"], 360);
     assert!(size(&int8_file) * 10 <= size(&f32_file) * 3);
+    // Resuming the finished run writes a missing int8 copy again, and only that.
+    let int8_bytes = std::fs::read(&int8_file).unwrap();
+    std::fs::remove_file(&int8_file).unwrap();
+    let f32_bytes = std::fs::read(&f32_file).unwrap();
+    let again = [
+        "--set",
+        "train.epochs=4",
+        "--set",
+        "export.quantize=int8",
+        "--set",
+        "export.calibration=128",
+        "--no-report",
+        "--resume",
+    ];
+    let r = train(QS, &run, &again);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("is missing or older than"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(std::fs::read(&int8_file).unwrap(), int8_bytes);
+    assert_eq!(std::fs::read(&f32_file).unwrap(), f32_bytes);
+    let r = train(QS, &run, &again);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("nothing to do"), "{}", r.stderr);
 
     let w = run.join("last.safetensors");
     let out = dir.path().join("m.onnx");

@@ -432,8 +432,25 @@ pub fn run(a: Args) -> Result<ExitCode> {
             );
             match stale {
                 None => {
+                    // The float file is current; a quantized copy the spec asks for may be
+                    // missing (deleted, or the run stopped between the two writes).
+                    let mut wrote = false;
+                    if let Some(q) = recipe.export.quantize.filter(|_| recipe.export.onnx) {
+                        let q_path = outcome.run_dir.join(q.file_name(&recipe.export.file));
+                        if older_than(&q_path, &onnx_path) {
+                            eprintln!(
+                                "{done}; {} is missing or older than {}: writing it",
+                                q_path.display(),
+                                onnx_path.display()
+                            );
+                            export_quantized(&spec, &onnx_path, q)?;
+                            wrote = true;
+                        }
+                    }
                     if a.no_report || outcome.run_dir.join(rundir::REPORT_FILE).exists() {
-                        eprintln!("{done}; nothing to do");
+                        if !wrote {
+                            eprintln!("{done}; nothing to do");
+                        }
                     } else {
                         eprintln!("{done}; writing its missing report");
                         finish_report(&a, &outcome.run_dir, opts.device, None);
@@ -504,6 +521,16 @@ pub fn run(a: Args) -> Result<ExitCode> {
     }
     finish_report(&a, &outcome.run_dir, opts.device, test_eval);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether `file` is missing or was modified before `than` (a copy derived from `than` that
+/// must be written again).
+fn older_than(file: &Path, than: &Path) -> bool {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (modified(file), modified(than)) {
+        (Some(f), Some(t)) => f < t,
+        _ => true,
+    }
 }
 
 /// Writes the quantized copy the spec asks for (`export.quantize`) next to the exported
