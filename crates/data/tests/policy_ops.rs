@@ -16,27 +16,11 @@ fn meta() -> Value {
     serde_json::from_str(JSON).unwrap()
 }
 
-const ALL_OPS: [PolicyOp; 15] = [
-    PolicyOp::Identity,
-    PolicyOp::ShearX,
-    PolicyOp::ShearY,
-    PolicyOp::TranslateX,
-    PolicyOp::TranslateY,
-    PolicyOp::Rotate,
-    PolicyOp::Brightness,
-    PolicyOp::Color,
-    PolicyOp::Contrast,
-    PolicyOp::Sharpness,
-    PolicyOp::Posterize,
-    PolicyOp::Solarize,
-    PolicyOp::AutoContrast,
-    PolicyOp::Equalize,
-    PolicyOp::Invert,
-];
-
 fn op_named(name: &str) -> PolicyOp {
-    *ALL_OPS
-        .iter()
+    // Every op: the 14 of RandAugment / TrivialAugment plus AutoAugment's Invert.
+    OPS.iter()
+        .copied()
+        .chain([PolicyOp::Invert])
         .find(|o| o.name() == name)
         .unwrap_or_else(|| panic!("unknown op {name}"))
 }

@@ -443,13 +443,7 @@ impl Augment {
                 kind: CropKind::Padded,
             }),
             flip: true,
-            cutout: None,
-            random_erasing: None,
-            mixup: None,
-            cutmix: None,
-            policy: None,
-            randaugment: None,
-            policy_fill: None,
+            ..Augment::NONE
         }
     }
 

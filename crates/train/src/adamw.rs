@@ -16,7 +16,7 @@ use crate::optim::decays;
 use candle_core::{DType, Tensor};
 use std::collections::BTreeMap;
 use wrnc_ir::weights::Tensor as HostTensor;
-use wrnc_ir::{Graph, ParamId};
+use wrnc_ir::Graph;
 use wrnc_recipe::Sgd;
 
 /// Name prefix of the first moments in the optimiser state file.
@@ -60,13 +60,7 @@ impl AdamWOptimizer {
         grad_of: impl Fn(&Tensor) -> Option<Tensor>,
         lr: f64,
     ) -> Result<()> {
-        let updates: Vec<(ParamId, Tensor, Tensor)> = model
-            .trainable()
-            .into_iter()
-            .filter_map(|(id, var)| {
-                grad_of(var.as_tensor()).map(|g| (id, var.as_tensor().clone(), g))
-            })
-            .collect();
+        let updates = model.trainable_with_grads(grad_of);
         self.steps += 1;
         let [b1, b2] = self.betas;
         let t = self.steps as i32;

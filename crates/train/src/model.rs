@@ -264,6 +264,21 @@ impl Model {
             .collect()
     }
 
+    /// Every trainable parameter that `grad_of` gives a gradient for: its id, its current
+    /// value and that gradient (what an optimiser step updates; parameters without one are
+    /// skipped, as in PyTorch).
+    pub(crate) fn trainable_with_grads(
+        &self,
+        grad_of: impl Fn(&Tensor) -> Option<Tensor>,
+    ) -> Vec<(ParamId, Tensor, Tensor)> {
+        self.trainable()
+            .into_iter()
+            .filter_map(|(id, var)| {
+                grad_of(var.as_tensor()).map(|g| (id, var.as_tensor().clone(), g))
+            })
+            .collect()
+    }
+
     /// The current value of a parameter or buffer.
     pub fn param_tensor(&self, id: ParamId) -> Option<&Tensor> {
         self.slots.get(id.0).map(Slot::tensor)

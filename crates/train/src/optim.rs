@@ -17,7 +17,7 @@ use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use std::collections::BTreeMap;
 use wrnc_ir::weights::Tensor as HostTensor;
-use wrnc_ir::{Graph, Param, ParamId};
+use wrnc_ir::{Graph, Param};
 use wrnc_recipe::{DecayOn, OptimizerKind, Sgd};
 
 /// Whether weight decay applies to `p` under `on` (never to buffers).
@@ -64,13 +64,7 @@ impl SgdOptimizer {
         grad_of: impl Fn(&Tensor) -> Option<Tensor>,
         lr: f64,
     ) -> Result<()> {
-        let updates: Vec<(ParamId, Tensor, Tensor)> = model
-            .trainable()
-            .into_iter()
-            .filter_map(|(id, var)| {
-                grad_of(var.as_tensor()).map(|g| (id, var.as_tensor().clone(), g))
-            })
-            .collect();
+        let updates = model.trainable_with_grads(grad_of);
         let (m, d, wd) = (self.cfg.momentum, self.cfg.dampening, self.cfg.weight_decay);
         let fast = model.uses_fast_kernels();
         for (id, p, grad) in updates {
