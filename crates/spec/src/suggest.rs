@@ -2,6 +2,17 @@
 
 /// The candidate closest to `word` by Jaro-Winkler/Levenshtein, when close enough.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    // A word that begins exactly one candidate is that candidate cut short
+    // (`autoaugment` for `autoaugment_cifar10`), however far the two are in edits.
+    let lower = word.to_lowercase();
+    if lower.len() >= 4 {
+        let mut starts = candidates
+            .iter()
+            .filter(|c| c.len() > lower.len() && c.to_lowercase().starts_with(&lower));
+        if let (Some(c), None) = (starts.next(), starts.next()) {
+            return Some(c);
+        }
+    }
     let mut best: Option<(&str, usize)> = None;
     for c in candidates {
         let d = strsim::damerau_levenshtein(&word.to_lowercase(), &c.to_lowercase());
@@ -116,5 +127,21 @@ mod tests {
     fn lists_choices() {
         assert_eq!(one_of(&["a", "b", "c"]), "`a`, `b` or `c`");
         assert_eq!(one_of(&["a"]), "`a`");
+    }
+
+    #[test]
+    fn a_cut_short_word_suggests_the_one_candidate_it_begins() {
+        let policies = ["autoaugment_cifar10", "randaugment", "trivialaugment"];
+        assert_eq!(
+            did_you_mean("autoaugment", &policies),
+            Some("autoaugment_cifar10")
+        );
+        // Two candidates begin with it: edit distance decides, as before.
+        assert_eq!(
+            did_you_mean("cifar", &["cifar10", "cifar100"]),
+            Some("cifar10")
+        );
+        // Short words are not taken as prefixes.
+        assert_eq!(did_you_mean("au", &policies), None);
     }
 }
