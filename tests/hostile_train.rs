@@ -110,7 +110,6 @@ fn refused_runs_leave_no_run_directory() {
     let root = format!("data.root={missing}");
     let cases: Vec<Vec<&str>> = vec![
         vec!["--device", "cuda"],
-        vec!["--set", "train.precision=bf16"],
         vec!["--init", &bad_init],
         vec!["--set", "data.dataset=cifar10", "--set", &root],
         vec!["--resume"],
@@ -128,6 +127,34 @@ fn refused_runs_leave_no_run_directory() {
             r.stderr
         );
     }
+}
+
+#[test]
+fn bf16_without_avx512_bf16_is_refused_before_the_run_directory() {
+    // WRNC_SIMD=avx2 stands in for a CPU without AVX-512 BF16 on every machine
+    let dir = tempdir();
+    let run = dir.path().join("run");
+    let spec = quickstart();
+    let mut args = vec![
+        "train",
+        spec.as_str(),
+        "--out",
+        utf8(&run),
+        "--device",
+        "cpu",
+    ];
+    args.extend_from_slice(QUICK);
+    args.extend_from_slice(&["--set", "train.precision=bf16"]);
+    let r = wrnc_env(&args, &[("WRNC_SIMD", "avx2")]);
+    assert_usage_error(
+        &r,
+        &[
+            "train.precision bf16",
+            "AVX-512 BF16",
+            "train.precision=f32",
+        ],
+    );
+    assert!(!run.exists(), "left {run:?} behind:\n{}", r.stderr);
 }
 
 #[test]

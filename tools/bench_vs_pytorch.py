@@ -1,12 +1,13 @@
 """PyTorch side of tools/bench-vs-pytorch: the same pre-activation WRN as wrnc builds
 (3x3 stem, BN-ReLU before each conv, 1x1 projection shortcut when the shape changes, final
 BN-ReLU, global average pool, linear), He-normal fan-out convolution init, SGD Nesterov
-(lr 0.1, momentum 0.9, weight decay 5e-4), f32, synthetic data.
+(lr 0.1, momentum 0.9, weight decay 5e-4), f32, synthetic data. With --bf16: PyTorch's CPU
+autocast to bf16 (f32 weights) against wrnc's `train.precision=bf16`.
 
-    python bench_vs_pytorch.py train --width W [--depth 16] [--dropout P] [--batch 128] [--steps 5]
+    python bench_vs_pytorch.py train --width W [--depth 16] [--dropout P] [--batch 128] [--steps 5] [--bf16]
     python bench_vs_pytorch.py export --width W --out FILE   (torch.onnx export, eval mode)
     python bench_vs_pytorch.py ort FILE [--batch 64] [--steps 5]  (onnxruntime inference)
-    python bench_vs_pytorch.py all --wrnc BIN [--steps 5] [--rounds 2] [--models M ...]
+    python bench_vs_pytorch.py all --wrnc BIN [--steps 5] [--rounds 2] [--models M ...] [--bf16]
         (the whole comparison; a model is DEPTH-WIDTH[-dP][@BATCH], default
         16-1 16-4 16-4-d0.3 28-10@32: WRN-16-4 with dropout 0.3, WRN-28-10 at batch 32)
 
@@ -42,14 +43,16 @@ def cmd_train(a):
         if step == 2:
             t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = loss_fn(model(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss = loss_fn(model(x), y)
         loss.backward()
         opt.step()
     dt = time.perf_counter() - t0
     print(json.dumps({"images_per_sec": a.batch * a.steps / dt,
                       "seconds_per_step": dt / a.steps,
                       "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+                      "torch": torch.__version__, "threads": torch.get_num_threads(),
+                      "bf16": a.bf16}))
 
 
 def cmd_export(a):
@@ -114,8 +117,10 @@ def cmd_all(a):
                OMP_NUM_THREADS=str(threads()))
     me = [sys.executable, os.path.abspath(__file__)]
     spec = os.path.join(a.root, "specs", "wrn-16-4.yaml")
+    precision = ["--set", "train.precision=bf16"] if a.bf16 else []
     print(f"threads {threads()}, batch {a.batch} unless noted, {a.steps} timed steps, "
-          f"median of {a.rounds} alternating runs")
+          f"median of {a.rounds} alternating runs"
+          + (", bf16 (wrnc train.precision=bf16, PyTorch CPU autocast)" if a.bf16 else ", f32"))
     print(f"{'model':<20} {'wrnc img/s':>11} {'torch img/s':>12} {'ratio':>6} "
           f"{'wrnc MiB':>9} {'torch MiB':>10} {'mem ratio':>9}")
     for m in a.models:
@@ -127,10 +132,11 @@ def cmd_all(a):
                                     "--set", f"model.wrn.width={width}",
                                     "--set", f"model.wrn.dropout={dropout}",
                                     "--batch", str(batch), "--steps", str(a.steps),
-                                    "--no-tract", "--json"], env))
+                                    "--no-tract", "--json"] + precision, env))
             t_runs.append(run_json(me + ["train", "--depth", str(depth), "--width", str(width),
                                          "--dropout", str(dropout), "--batch", str(batch),
-                                         "--steps", str(a.steps)], env))
+                                         "--steps", str(a.steps)]
+                                  + (["--bf16"] if a.bf16 else []), env))
         wi = median([r["train"]["images_per_sec"] for r in w_runs])
         ti = median([r["images_per_sec"] for r in t_runs])
         wm = max(r["train_peak_rss_bytes"] for r in w_runs) / 2**20
@@ -139,6 +145,8 @@ def cmd_all(a):
             f" b{batch}" if batch != a.batch else "")
         print(f"{name:<20} {wi:>11.1f} {ti:>12.1f} {wi / ti:>5.2f}x "
               f"{wm:>9.0f} {tm:>10.0f} {wm / tm:>8.2f}x", flush=True)
+    if a.no_ort:
+        return
     with tempfile.TemporaryDirectory() as d:
         w, ours, theirs = (os.path.join(d, f) for f in ("w.safetensors", "wrnc.onnx", "torch.onnx"))
         subprocess.run([a.wrnc, "init", spec, "-o", w], env=env, check=True,
@@ -168,6 +176,7 @@ def main():
     t.add_argument("--batch", type=int, default=128)
     t.add_argument("--steps", type=int, default=5)
     t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--bf16", action="store_true", help="CPU autocast to bf16")
     e.add_argument("--out", required=True)
     o = sub.add_parser("ort")
     o.add_argument("file")
@@ -180,6 +189,9 @@ def main():
     al.add_argument("--steps", type=int, default=5)
     al.add_argument("--rounds", type=int, default=2)
     al.add_argument("--models", nargs="+", default=["16-1", "16-4", "16-4-d0.3", "28-10@32"])
+    al.add_argument("--bf16", action="store_true",
+                    help="wrnc train.precision=bf16 against PyTorch's CPU autocast to bf16")
+    al.add_argument("--no-ort", action="store_true", help="skip the onnxruntime comparison")
     a = p.parse_args()
     {"train": cmd_train, "export": cmd_export, "ort": cmd_ort, "all": cmd_all}[a.cmd](a)
 

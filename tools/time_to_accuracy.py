@@ -11,7 +11,7 @@ kept), CosineAnnealingLR stepped per epoch, the test set evaluated after every e
 whole data set is held in memory as tensors; augmentation runs on the batch tensors.
 
     python3 tools/time_to_accuracy.py [--data /usr/share/datasets/fashion-mnist]
-        [--epochs 2] [--threads 2] [--seed 0]
+        [--epochs 2] [--threads 2] [--seed 0] [--bf16]
 
 Prints one line per epoch and a final JSON line: {"wall_seconds" (the whole run: loading,
 training, evaluation), "test_accuracy" (last epoch), ...}.
@@ -96,6 +96,8 @@ def main():
     ap.add_argument("--width", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bf16", action="store_true",
+                    help="CPU autocast to bf16 (against wrnc's train.precision=bf16)")
     a = ap.parse_args()
     started = time.perf_counter()
     torch.set_num_threads(a.threads)
@@ -118,18 +120,21 @@ def main():
         for i in range(0, len(order), a.batch):
             idx = order[i:i + a.batch]
             xb = augment(xtr[idx], 2)
-            loss = F.cross_entropy(net(xb), ytr[idx])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+                loss = F.cross_entropy(net(xb), ytr[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         sched.step()
-        test_loss, acc = evaluate(net, xte, yte)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            test_loss, acc = evaluate(net, xte, yte)
         print(f"epoch {epoch + 1}/{a.epochs}: train loss {total / len(xtr):.4f}, "
               f"test loss {test_loss:.4f}, test accuracy {100 * acc:.2f}% "
               f"({time.perf_counter() - t0:.1f} s)", flush=True)
     wall = time.perf_counter() - started
     print(json.dumps({"wall_seconds": wall, "test_accuracy": acc, "epochs": a.epochs,
+                      "bf16": a.bf16,
                       "threads": torch.get_num_threads(), "torch": torch.__version__,
                       "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                       * 1024}))

@@ -191,7 +191,12 @@ pub fn run(a: Args) -> Result<ExitCode> {
             graph.name,
             opts.batch,
             opts.steps,
-            if fast { " (wrnc CPU kernels)" } else { "" }
+            match (fast, opts.train.precision) {
+                (true, wrnc_recipe::Precision::Bf16) => " (wrnc CPU kernels, bf16 products)",
+                (true, _) => " (wrnc CPU kernels)",
+                (false, wrnc_recipe::Precision::Bf16) => " (bf16 mixed precision)",
+                (false, _) => "",
+            }
         ))?;
         super::common::print_line(&line("train", &train))?;
         super::common::print_line(&line("eval", &eval))?;

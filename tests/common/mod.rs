@@ -13,8 +13,19 @@ pub struct Run {
 
 /// Runs `wrnc` with `args` in `dir` (the repository root by default).
 pub fn wrnc_in(dir: &Path, args: &[&str]) -> Run {
+    wrnc_env_in(dir, args, &[])
+}
+
+/// Runs `wrnc` from the repository root with extra environment variables.
+pub fn wrnc_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    wrnc_env_in(&root(), args, env)
+}
+
+/// Runs `wrnc` with `args` in `dir` with extra environment variables.
+pub fn wrnc_env_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let out: Output = Command::new(env!("CARGO_BIN_EXE_wrnc"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .output()
         .expect("failed to start wrnc");

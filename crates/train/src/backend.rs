@@ -9,6 +9,10 @@ pub enum Kernels {
     /// wrnc's fast CPU kernels (`kernels`: convolutions, fused BN+ReLU, in-place
     /// SGD) and the taped backward pass (`tape`); f32 on the CPU.
     CpuFast,
+    /// [`Kernels::CpuFast`] with the Winograd convolutions' products in bf16 (f32 sums;
+    /// `train.precision: bf16` on a CPU with AVX-512 BF16, `kernels::gemm_bf16`); tensors,
+    /// batch norm, the other layers and the optimiser stay f32.
+    CpuFastBf16,
     /// Candle's ops on a CUDA device with convolutions through cuDNN
     /// (`cuda::conv`, a build with the `cudnn` feature).
     Cudnn,
@@ -17,7 +21,8 @@ pub enum Kernels {
 }
 
 impl Kernels {
-    /// The kernels for layers computing in `compute` on `device`. `reference` (e.g.
+    /// The kernels for layers computing in `compute` on `device` (bf16 on the CPU: the fast
+    /// kernels with bf16 products where the CPU has AVX-512 BF16). `reference` (e.g.
     /// [`wrnc_ir::knobs::reference_ops`]) turns the fast CPU kernels off; it does not affect
     /// CUDA, whose convolutions use cuDNN whenever the build has it.
     pub fn select(device: &Device, compute: DType, reference: bool) -> Kernels {
@@ -29,6 +34,12 @@ impl Kernels {
             }
         } else if !reference && crate::kernels::supported(device, compute) {
             Kernels::CpuFast
+        } else if !reference
+            && device.is_cpu()
+            && compute == DType::BF16
+            && crate::kernels::gemm_bf16::available()
+        {
+            Kernels::CpuFastBf16
         } else {
             Kernels::Reference
         }
@@ -42,7 +53,7 @@ impl Kernels {
 
     /// Whether these are the fast CPU kernels.
     pub fn is_cpu_fast(self) -> bool {
-        self == Kernels::CpuFast
+        matches!(self, Kernels::CpuFast | Kernels::CpuFastBf16)
     }
 }
 

@@ -295,8 +295,14 @@ mod tests {
 
     /// The losses of 20 fixed-seed steps (a fresh batch each step) and the final weights.
     fn run(reference: bool, dropout: Option<f64>) -> (Vec<f32>, Weights) {
+        run_in(DType::F32, reference, dropout)
+    }
+
+    /// [`run`] with the layers computing in `compute` (bf16: the kernels' bf16 products).
+    fn run_in(compute: DType, reference: bool, dropout: Option<f64>) -> (Vec<f32>, Weights) {
         let g = tiny_wrn(dropout);
-        let mut model = Model::new(&g, &init_weights(&g, 7), &Device::Cpu, DType::F32).unwrap();
+        let w = init_weights(&g, 7);
+        let mut model = Model::with_precision(&g, &w, &Device::Cpu, DType::F32, compute).unwrap();
         model.set_reference_ops(reference);
         assert_eq!(model.uses_fast_kernels(), !reference);
         let tc = TrainConfig::default();
@@ -320,6 +326,23 @@ mod tests {
     #[test]
     fn fast_kernels_follow_the_reference_loss_curve_with_dropout() {
         assert_same_curve(Some(0.3));
+    }
+
+    #[test]
+    fn bf16_products_follow_the_f32_loss_curve_closely() {
+        if !crate::kernels::gemm_bf16::available() {
+            eprintln!("skipped: no AVX-512 BF16 on this CPU");
+            return;
+        }
+        let (bf16, _) = run_in(DType::BF16, false, Some(0.3));
+        let (f32, _) = run(false, Some(0.3));
+        for (step, (a, b)) in bf16.iter().zip(&f32).enumerate() {
+            assert!(
+                (a - b).abs() <= 0.03 * b.abs(),
+                "step {step}: bf16 {a} vs f32 {b}\n{bf16:?}\n{f32:?}"
+            );
+        }
+        assert_ne!(bf16, f32, "bf16 products gave the f32 curve bit for bit");
     }
 
     /// The fast kernels' 20-step run of [`tiny_wrn`] against Candle's reference ops: losses

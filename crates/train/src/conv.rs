@@ -26,15 +26,46 @@ pub fn conv2d(
     need_input_grad: bool,
 ) -> Result<Tensor> {
     match kernels {
-        Kernels::CpuFast => Ok(crate::kernels::conv::conv2d(x, w, params, need_input_grad)?),
+        Kernels::CpuFast | Kernels::CpuFastBf16 => Ok(crate::kernels::conv::conv2d(
+            x,
+            w,
+            params,
+            need_input_grad,
+            winograd_math(kernels),
+        )?),
         Kernels::Cudnn => cudnn_conv2d(x, w, params, need_input_grad),
         Kernels::Reference => Ok(reference_conv2d(x, w, params)?),
     }
 }
 
 /// The gradients `(dx, dw)` of [`conv2d`] outside Candle's autograd (the taped backward
-/// pass, which runs only on the fast CPU kernels).
-pub use crate::kernels::conv::conv2d_backward;
+/// pass, which runs only on the fast CPU kernels), in the precision `kernels` computes in.
+pub fn conv2d_backward(
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    params: ConvParams,
+    need_input_grad: bool,
+    kernels: Kernels,
+) -> Result<(Option<Tensor>, Tensor)> {
+    let math = winograd_math(kernels);
+    Ok(crate::kernels::conv::conv2d_backward(
+        x,
+        w,
+        grad,
+        params,
+        need_input_grad,
+        math,
+    )?)
+}
+
+/// The precision of the Winograd products the fast CPU kernels `kernels` use.
+fn winograd_math(kernels: Kernels) -> crate::kernels::winograd::Math {
+    match kernels {
+        Kernels::CpuFastBf16 => crate::kernels::winograd::Math::Bf16,
+        _ => crate::kernels::winograd::Math::F32,
+    }
+}
 
 /// Candle's own convolution (the reference).
 fn reference_conv2d(x: &Tensor, w: &Tensor, params: ConvParams) -> candle_core::Result<Tensor> {

@@ -97,6 +97,7 @@ pub use eval::{
 pub use finetune::{load_init, InitLoad};
 pub use freeze::{frozen_count, frozen_params, FrozenCount};
 pub use init::init_weights;
+pub use kernels::gemm_bf16::available as cpu_bf16_available;
 pub use kernels::threads as kernel_threads;
 pub use memory::MemoryEstimate;
 pub use mixup::{dominant_labels, mixup_targets};

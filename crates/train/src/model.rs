@@ -149,8 +149,11 @@ pub struct Model {
     device: Device,
     /// Storage dtype of parameters, buffers and returned values (the master copy).
     dtype: DType,
-    /// Dtype the layers compute in: `dtype`, or bf16 for mixed precision (BN in `dtype`).
+    /// Dtype the layers compute in: `dtype`, or bf16 for mixed precision (BN in `dtype`);
+    /// f32 for bf16 on the CPU, where only the kernels' products round to bf16.
     compute: DType,
+    /// The compute dtype asked for, which selects the kernels.
+    kernel_compute: DType,
     slots: Vec<Slot>,
     last_uses: Vec<Option<usize>>,
     /// Which implementation runs the layers.
@@ -182,12 +185,21 @@ impl Model {
                 "mixed precision computes in bf16 or f16, not {compute:?}"
             )));
         }
+        // bf16 on the CPU: the fast kernels' bf16 products (AVX-512 BF16), every tensor f32.
+        let cpu_bf16 = compute == DType::BF16
+            && master == DType::F32
+            && device.is_cpu()
+            && Kernels::select(device, compute, false) == Kernels::CpuFastBf16;
         // The crate's unit tests exercise mixed precision on the CPU with f16 compute
         // (Candle's CPU convolutions and matmuls take f16, not bf16).
-        if matches!(compute, DType::BF16 | DType::F16) && !device.is_cuda() && !cfg!(test) {
+        if matches!(compute, DType::BF16 | DType::F16)
+            && !device.is_cuda()
+            && !cpu_bf16
+            && !cfg!(test)
+        {
             return Err(TrainError::Invalid(format!(
-                "{} compute (train.precision: bf16) needs a CUDA device; use precision f32 \
-                 on the CPU",
+                "{} compute (train.precision: bf16) needs a CUDA device or a CPU with \
+                 AVX-512 BF16; use precision f32 on this CPU",
                 compute.as_str()
             )));
         }
@@ -209,7 +221,8 @@ impl Model {
             graph: Arc::new(graph.clone()),
             device: device.clone(),
             dtype,
-            compute,
+            compute: if cpu_bf16 { master } else { compute },
+            kernel_compute: compute,
             slots,
             last_uses: graph.last_uses(),
             kernels: Kernels::default_for(device, compute),
@@ -219,7 +232,7 @@ impl Model {
     /// Selects Candle's plain ops (`true`) or the fast CPU kernels where they apply (`false`,
     /// the default unless `WRNC_REFERENCE_OPS` is set). Results agree to f32 rounding.
     pub fn set_reference_ops(&mut self, reference: bool) {
-        self.kernels = Kernels::select(&self.device, self.compute, reference);
+        self.kernels = Kernels::select(&self.device, self.kernel_compute, reference);
     }
 
     /// Which implementation runs the layers.

@@ -128,8 +128,14 @@ impl Tape {
                         stride: *stride,
                         padding: *padding,
                     };
-                    let (dx, dw) =
-                        conv::conv2d_backward(&rec.ins[0], &w, &dy, params, need_input_grad)?;
+                    let (dx, dw) = conv::conv2d_backward(
+                        &rec.ins[0],
+                        &w,
+                        &dy,
+                        params,
+                        need_input_grad,
+                        model.kernels(),
+                    )?;
                     add_param(*weight, dw)?;
                     if let Some(b) = bias {
                         add_param(*b, dy.sum((0, 2, 3))?)?;

@@ -356,16 +356,25 @@ fn validate(recipe: &Recipe) -> Result<()> {
 }
 
 /// The dtype the layers compute in for `precision` on `device` (parameters, BN statistics
-/// and the loss stay f32). bf16 is CUDA only.
+/// and the loss stay f32). bf16 needs a CUDA device, or a CPU with AVX-512 BF16 (there the
+/// Winograd convolutions' products round to bf16, `kernels::gemm_bf16`).
 pub fn compute_dtype(precision: Precision, device: &Device) -> Result<DType> {
     match precision {
         Precision::F32 => Ok(DType::F32),
         Precision::Bf16 if device.is_cuda() => Ok(DType::BF16),
-        Precision::Bf16 => Err(TrainError::Invalid(format!(
-            "train.precision bf16 needs a CUDA device, but training runs on {}; use \
-             `--set train.precision=f32` on the CPU (or a CUDA build on a GPU machine)",
-            device_name(device)
-        ))),
+        Precision::Bf16 if wrnc_ir::knobs::reference_ops() => Err(TrainError::Invalid(
+            "train.precision bf16 on the CPU runs on wrnc's kernels, which WRNC_REFERENCE_OPS=1 \
+             turns off; unset it, or use `--set train.precision=f32`"
+                .into(),
+        )),
+        Precision::Bf16 => match crate::kernels::gemm_bf16::unavailable_reason() {
+            None => Ok(DType::BF16),
+            Some(reason) => Err(TrainError::Invalid(format!(
+                "train.precision bf16 needs a CUDA device or a CPU with AVX-512 BF16, but \
+                 training runs on {} and {reason}; use `--set train.precision=f32`",
+                device_name(device)
+            ))),
+        },
     }
 }
 

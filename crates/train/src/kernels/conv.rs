@@ -5,8 +5,10 @@
 //! gradient `Σ dy · col(x)ᵀ`. A 1x1 stride-1 unpadded convolution skips the patch matrix.
 //! Images are spread over the rayon pool; each worker keeps its patch buffer across calls.
 
+use super::f32_slice;
 use super::gemm::{matmul, Mat};
-use super::{f32_slice, winograd};
+use super::gemm_bf16::{self, PackedA, PackedB};
+use super::winograd::{self, Math};
 use crate::conv::ConvParams;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -212,61 +214,105 @@ fn col2im(col: &[f32], g: &ConvGeom, dx: &mut [f32]) {
     }
 }
 
+/// The left operand of a per-image product: an f32 matrix, or one packed in bf16 pairs once
+/// per call (the weights, under [`Math::Bf16`]).
+#[derive(Clone, Copy)]
+enum Lhs<'a> {
+    Plain(Mat<'a>),
+    Packed(&'a PackedA),
+}
+
+thread_local! {
+    /// This worker's packed bf16 operands, kept across calls.
+    static PACKED: RefCell<(PackedA, PackedB)> = RefCell::new(Default::default());
+}
+
+/// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] · rhs[k x n]` in `math`'s precision
+/// (an already packed `lhs` is bf16 whatever `math` says).
+#[allow(clippy::too_many_arguments)]
+fn product(
+    math: Math,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    accumulate: bool,
+    lhs: Lhs,
+    rhs: Mat,
+) {
+    match (math, lhs) {
+        (Math::F32, Lhs::Plain(a)) => matmul(m, n, k, dst, accumulate, a, rhs),
+        (_, lhs) => PACKED.with(|cell| {
+            let (pa, pb) = &mut *cell.borrow_mut();
+            pb.pack(k, n, rhs);
+            let a = match lhs {
+                Lhs::Packed(a) => a,
+                Lhs::Plain(a) => {
+                    pa.pack(m, k, a);
+                    &*pa
+                }
+            };
+            gemm_bf16::matmul(dst, n, accumulate, a, pb);
+        }),
+    }
+}
+
 /// `y = W · col(x)` for one image.
-fn forward_image(x: &[f32], w: &[f32], g: &ConvGeom, y: &mut [f32]) {
+fn forward_image(x: &[f32], w: Lhs, math: Math, g: &ConvGeom, y: &mut [f32]) {
     let (ckk, ohw) = (g.ckk(), g.ohw());
     if g.pointwise() {
-        matmul(
-            g.o,
-            ohw,
-            ckk,
-            y,
-            false,
-            Mat::rows(w, ckk),
-            Mat::rows(x, ohw),
-        );
+        product(math, g.o, ohw, ckk, y, false, w, Mat::rows(x, ohw));
     } else {
         with_cols(ckk * ohw, |col| {
             im2col(x, g, col);
-            matmul(
-                g.o,
-                ohw,
-                ckk,
-                y,
-                false,
-                Mat::rows(w, ckk),
-                Mat::rows(col, ohw),
-            );
+            product(math, g.o, ohw, ckk, y, false, w, Mat::rows(col, ohw));
         });
     }
 }
 
-/// `dx = col2im(Wᵀ · dy)` for one image (`dx` zeroed by the caller).
-fn input_grad_image(dy: &[f32], w: &[f32], g: &ConvGeom, dx: &mut [f32]) {
+/// `dx = col2im(Wᵀ · dy)` for one image (`dx` zeroed by the caller); `wt` is `Wᵀ`.
+fn input_grad_image(dy: &[f32], wt: Lhs, math: Math, g: &ConvGeom, dx: &mut [f32]) {
     let (ckk, ohw) = (g.ckk(), g.ohw());
-    let wt = Mat::transposed(w, ckk);
     if g.pointwise() {
-        matmul(ckk, ohw, g.o, dx, false, wt, Mat::rows(dy, ohw));
+        product(math, ckk, ohw, g.o, dx, false, wt, Mat::rows(dy, ohw));
     } else {
         with_cols(ckk * ohw, |col| {
-            matmul(ckk, ohw, g.o, col, false, wt, Mat::rows(dy, ohw));
+            product(math, ckk, ohw, g.o, col, false, wt, Mat::rows(dy, ohw));
             col2im(col, g, dx);
         });
     }
 }
 
 /// `dw += dy · col(x)ᵀ` for one image.
-fn weight_grad_image(x: &[f32], dy: &[f32], g: &ConvGeom, dw: &mut [f32]) {
+fn weight_grad_image(x: &[f32], dy: &[f32], math: Math, g: &ConvGeom, dw: &mut [f32]) {
     let (ckk, ohw) = (g.ckk(), g.ohw());
+    let dy = Lhs::Plain(Mat::rows(dy, ohw));
     if g.pointwise() {
         let xt = Mat::transposed(x, ohw);
-        matmul(g.o, ckk, ohw, dw, true, Mat::rows(dy, ohw), xt);
+        product(math, g.o, ckk, ohw, dw, true, dy, xt);
     } else {
         with_cols(ckk * ohw, |col| {
             im2col(x, g, col);
             let ct = Mat::transposed(col, ohw);
-            matmul(g.o, ckk, ohw, dw, true, Mat::rows(dy, ohw), ct);
+            product(math, g.o, ckk, ohw, dw, true, dy, ct);
         });
+    }
+}
+
+/// The weights `w` (`[O, C·k·k]`, or its transpose `[C·k·k, O]`) as the left operand of the
+/// per-image products: packed once for every image under [`Math::Bf16`].
+fn weights_lhs(math: Math, rows: usize, cols: usize, w: Mat) -> (Option<PackedA>, Mat) {
+    match math {
+        Math::F32 => (None, w),
+        Math::Bf16 => (Some(PackedA::new(rows, cols, w)), w),
+    }
+}
+
+/// The operand [`weights_lhs`] prepared.
+fn lhs<'a>(packed: &'a Option<PackedA>, plain: Mat<'a>) -> Lhs<'a> {
+    match packed {
+        Some(p) => Lhs::Packed(p),
+        None => Lhs::Plain(plain),
     }
 }
 
@@ -284,6 +330,7 @@ fn sized<'a>(s: &'a CpuStorage, l: &Layout, want: usize, what: &str) -> Result<&
 pub struct Conv2d {
     geom: ConvGeom,
     need_input_grad: bool,
+    math: winograd::Math,
 }
 
 impl CustomOp2 for Conv2d {
@@ -303,13 +350,17 @@ impl CustomOp2 for Conv2d {
         let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
         let shape = Shape::from((g.n, g.o, g.oh, g.ow));
         if let Some(wg) = g.winograd() {
-            return Ok((CpuStorage::F32(winograd::forward(&wg, x, w)), shape));
+            return Ok((
+                CpuStorage::F32(winograd::forward(&wg, x, w, self.math)),
+                shape,
+            ));
         }
         let per = g.o * g.ohw();
         let mut y = vec![0f32; g.n * per];
+        let (packed, plain) = weights_lhs(self.math, g.o, g.ckk(), Mat::rows(w, g.ckk()));
         y.par_chunks_mut(per)
             .zip(x.par_chunks(g.chw()))
-            .for_each(|(yi, xi)| forward_image(xi, w, &g, yi));
+            .for_each(|(yi, xi)| forward_image(xi, lhs(&packed, plain), self.math, &g, yi));
         Ok((CpuStorage::F32(y), shape))
     }
 
@@ -322,18 +373,18 @@ impl CustomOp2 for Conv2d {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
         let dx = if self.need_input_grad {
-            Some(grad.apply_op2_no_bwd(w, &InputGrad(self.geom))?)
+            Some(grad.apply_op2_no_bwd(w, &InputGrad(self.geom, self.math))?)
         } else {
             None
         };
-        let dw = x.apply_op2_no_bwd(&grad, &WeightGrad(self.geom))?;
+        let dw = x.apply_op2_no_bwd(&grad, &WeightGrad(self.geom, self.math))?;
         Ok((dx, Some(dw)))
     }
 }
 
 /// `(dy, w) -> dx`.
 #[derive(Debug, Clone, Copy)]
-struct InputGrad(ConvGeom);
+struct InputGrad(ConvGeom, winograd::Math);
 
 impl CustomOp2 for InputGrad {
     fn name(&self) -> &'static str {
@@ -353,19 +404,23 @@ impl CustomOp2 for InputGrad {
         let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
         let shape = Shape::from((g.n, g.c, g.h, g.w));
         if let Some(wg) = g.winograd() {
-            return Ok((CpuStorage::F32(winograd::input_grad(&wg, dy, w)), shape));
+            return Ok((
+                CpuStorage::F32(winograd::input_grad(&wg, dy, w, self.1)),
+                shape,
+            ));
         }
         let mut dx = vec![0f32; g.n * g.chw()];
+        let (packed, plain) = weights_lhs(self.1, g.ckk(), g.o, Mat::transposed(w, g.ckk()));
         dx.par_chunks_mut(g.chw())
             .zip(dy.par_chunks(per))
-            .for_each(|(dxi, dyi)| input_grad_image(dyi, w, &g, dxi));
+            .for_each(|(dxi, dyi)| input_grad_image(dyi, lhs(&packed, plain), self.1, &g, dxi));
         Ok((CpuStorage::F32(dx), shape))
     }
 }
 
 /// `(x, dy) -> dw`.
 #[derive(Debug, Clone, Copy)]
-struct WeightGrad(ConvGeom);
+struct WeightGrad(ConvGeom, winograd::Math);
 
 impl CustomOp2 for WeightGrad {
     fn name(&self) -> &'static str {
@@ -385,7 +440,10 @@ impl CustomOp2 for WeightGrad {
         let dy = sized(s2, l2, g.n * per, "output gradient")?;
         let shape = Shape::from((g.o, g.c, g.k, g.k));
         if let Some(wg) = g.winograd() {
-            return Ok((CpuStorage::F32(winograd::weight_grad(&wg, x, dy)), shape));
+            return Ok((
+                CpuStorage::F32(winograd::weight_grad(&wg, x, dy, self.1)),
+                shape,
+            ));
         }
         let len = g.o * g.ckk();
         let workers = rayon::current_num_threads().clamp(1, g.n.max(1));
@@ -396,7 +454,7 @@ impl CustomOp2 for WeightGrad {
                 let mut dw = vec![0f32; len];
                 for i in t * chunk..((t + 1) * chunk).min(g.n) {
                     let xi = &x[i * g.chw()..(i + 1) * g.chw()];
-                    weight_grad_image(xi, &dy[i * per..(i + 1) * per], &g, &mut dw);
+                    weight_grad_image(xi, &dy[i * per..(i + 1) * per], self.1, &g, &mut dw);
                 }
                 dw
             })
@@ -410,18 +468,21 @@ impl CustomOp2 for WeightGrad {
 }
 
 /// The gradients `(dx, dw)` of [`conv2d`] for the output gradient `grad` (`dx` only when
-/// `need_input_grad`), for a backward pass run outside Candle's autograd.
+/// `need_input_grad`), for a backward pass run outside Candle's autograd. `math` is the
+/// precision of the Winograd convolutions' products.
 pub fn conv2d_backward(
     x: &Tensor,
     w: &Tensor,
     grad: &Tensor,
     params: ConvParams,
     need_input_grad: bool,
+    math: winograd::Math,
 ) -> Result<(Option<Tensor>, Tensor)> {
     let geom = ConvGeom::new(x.dims(), w.dims(), params.stride, params.padding)?;
     let op = Conv2d {
         geom,
         need_input_grad,
+        math,
     };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     match op.bwd(&x, &w, grad, grad)? {
@@ -432,14 +493,22 @@ pub fn conv2d_backward(
 
 /// Convolves `x` `[N, C, H, W]` with `w` `[O, C, k, k]` (f32, CPU). With
 /// `need_input_grad = false` the backward pass computes only the weight gradient (for a
-/// convolution that reads the network input).
-pub fn conv2d(x: &Tensor, w: &Tensor, params: ConvParams, need_input_grad: bool) -> Result<Tensor> {
+/// convolution that reads the network input). `math` is the precision of the products of
+/// the convolutions that run through Winograd (the others stay f32).
+pub fn conv2d(
+    x: &Tensor,
+    w: &Tensor,
+    params: ConvParams,
+    need_input_grad: bool,
+    math: winograd::Math,
+) -> Result<Tensor> {
     let geom = ConvGeom::new(x.dims(), w.dims(), params.stride, params.padding)?;
     x.contiguous()?.apply_op2(
         &w.contiguous()?,
         Conv2d {
             geom,
             need_input_grad,
+            math,
         },
     )
 }
@@ -464,7 +533,7 @@ mod tests {
             stride,
             padding: pad,
         };
-        let ours = conv2d(&xv, &wv, params, true).unwrap();
+        let ours = conv2d(&xv, &wv, params, true, winograd::Math::F32).unwrap();
         let theirs = xv.conv2d(&wv, pad, stride, 1, 1).unwrap();
         let what = format!("conv {x:?} * {w:?} s{stride} p{pad}");
         assert_close(&ours, &theirs, 1e-5, &format!("{what} forward"));
@@ -505,10 +574,65 @@ mod tests {
     }
 
     #[test]
+    fn bf16_products_follow_candle_within_bf16_rounding() {
+        if !gemm_bf16::available() {
+            eprintln!("skipped: no AVX-512 BF16 on this CPU");
+            return;
+        }
+        // RMS error relative to the RMS of Candle's f32 result: bf16 keeps 8 significant
+        // bits; Winograd's transforms amplify the rounding of its transformed operands
+        let rms_rel = |a: &Tensor, b: &Tensor| {
+            let d = (a - b).unwrap().sqr().unwrap().mean_all().unwrap();
+            let n = b.sqr().unwrap().mean_all().unwrap();
+            (d.to_scalar::<f32>().unwrap() / n.to_scalar::<f32>().unwrap()).sqrt()
+        };
+        // (input, weight, stride, padding, bound): stem, strided 3x3, 1x1 shortcuts, Winograd
+        for (x, w, stride, pad, bound) in [
+            ([2, 3, 9, 9], [8, 3, 3, 3], 1, 1, 1e-2),
+            ([2, 8, 10, 10], [16, 8, 3, 3], 2, 1, 1e-2),
+            ([2, 8, 6, 6], [16, 8, 1, 1], 1, 0, 1e-2),
+            ([2, 8, 6, 6], [16, 8, 1, 1], 2, 0, 1e-2),
+            ([2, 9, 13, 10], [12, 9, 3, 3], 1, 1, 5e-2),
+        ] {
+            let xv = Var::from_tensor(&rand(&x, 3)).unwrap();
+            let wv = Var::from_tensor(&rand(&w, 4)).unwrap();
+            let params = ConvParams {
+                stride,
+                padding: pad,
+            };
+            let ours = conv2d(&xv, &wv, params, true, Math::Bf16).unwrap();
+            let theirs = xv.conv2d(&wv, pad, stride, 1, 1).unwrap();
+            let dy = rand(ours.dims(), 5);
+            let g1 = (&ours * &dy)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g2 = (&theirs * &dy)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for (name, a, b) in [
+                ("y", &ours, &theirs),
+                ("dx", g1.get(&xv).unwrap(), g2.get(&xv).unwrap()),
+                ("dw", g1.get(&wv).unwrap(), g2.get(&wv).unwrap()),
+            ] {
+                let err = rms_rel(a, b);
+                let what = format!("conv {x:?} * {w:?} s{stride} p{pad} {name}");
+                assert!(err < bound, "{what}: bf16 error {err}");
+                assert!(err > 1e-5, "{what}: no bf16 rounding ({err})");
+            }
+        }
+    }
+
+    #[test]
     fn skips_the_input_gradient_when_told() {
         let x = Var::from_tensor(&rand(&[1, 2, 4, 4], 7)).unwrap();
         let w = Var::from_tensor(&rand(&[2, 2, 3, 3], 8)).unwrap();
-        let y = conv2d(&x, &w, ONE, false).unwrap();
+        let y = conv2d(&x, &w, ONE, false, winograd::Math::F32).unwrap();
         let g = y.sum_all().unwrap().backward().unwrap();
         assert!(g.get(&x).is_none());
         assert!(g.get(&w).is_some());
@@ -518,8 +642,8 @@ mod tests {
     fn rejects_mismatched_shapes() {
         let x = rand(&[1, 2, 4, 4], 9);
         let w = rand(&[2, 3, 3, 3], 10);
-        assert!(conv2d(&x, &w, ONE, true).is_err());
+        assert!(conv2d(&x, &w, ONE, true, winograd::Math::F32).is_err());
         let w = rand(&[2, 2, 7, 7], 10);
-        assert!(conv2d(&x, &w, ONE, true).is_err());
+        assert!(conv2d(&x, &w, ONE, true, winograd::Math::F32).is_err());
     }
 }

@@ -20,6 +20,7 @@ pub mod bn;
 pub mod conv;
 pub mod dropout;
 pub mod gemm;
+pub mod gemm_bf16;
 pub mod sgd;
 pub mod simd;
 pub mod winograd;

@@ -19,6 +19,7 @@
 //! are compiled for AVX-512, AVX2+FMA and plain x86-64, picked at run time.
 
 use super::gemm::{matmul_strided as matmul, Mat};
+use super::gemm_bf16::{self, PackedA, PackedB};
 use super::simd::{multiversion, simd_level, SimdLevel};
 use super::written_vec;
 use rayon::prelude::*;
@@ -93,6 +94,17 @@ impl Geom {
             ..*self
         }
     }
+}
+
+/// The precision of the 36 matrix products of a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Math {
+    /// f32 products and sums.
+    #[default]
+    F32,
+    /// Transformed tiles and weights rounded to bf16, products summed in f32
+    /// ([`gemm_bf16`]; `train.precision: bf16` on a CPU with AVX-512 BF16).
+    Bf16,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -530,6 +542,11 @@ thread_local! {
     static BUFFERS: RefCell<[Vec<f32>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
 }
 
+thread_local! {
+    /// This worker's packed bf16 operands (`Math::Bf16`), kept across calls.
+    static PACKED: RefCell<(PackedA, PackedB)> = RefCell::new(Default::default());
+}
+
 /// Runs `f` with this thread's three buffers grown to `lens` elements.
 fn with_buffers<R>(lens: [usize; 3], f: impl FnOnce([&mut [f32]; 3]) -> R) -> R {
     BUFFERS.with(|cell| {
@@ -558,10 +575,18 @@ fn chunk_buffers(g: &Geom, images: usize) -> [usize; 3] {
 }
 
 /// The convolution `y = conv(x, U)` with weights already transformed (`u[p][o][c]`).
-fn convolve(g: &Geom, x: &[f32], u: &[f32]) -> Vec<f32> {
+fn convolve(g: &Geom, x: &[f32], u: &[f32], math: Math) -> Vec<f32> {
     let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
     let ipc = g.images_per_chunk();
     let map = TileMap::new(g, ipc);
+    // bf16: the weights packed once per call, shared by every chunk
+    let packed_u: Vec<PackedA> = match math {
+        Math::F32 => Vec::new(),
+        Math::Bf16 => (0..P)
+            .into_par_iter()
+            .map(|p| PackedA::new(g.o, g.c, Mat::rows(&u[p * g.o * g.c..][..g.o * g.c], g.c)))
+            .collect(),
+    };
     let fill = |y: &mut [MaybeUninit<f32>]| {
         y.par_chunks_mut(ipc * out_img)
             .zip(x.par_chunks(ipc * in_img))
@@ -573,16 +598,25 @@ fn convolve(g: &Geom, x: &[f32], u: &[f32]) -> Vec<f32> {
                     let tiles = map.first(tc);
                     transform_chunk_input(g, xc, tiles, padded, v);
                     for p in 0..P {
-                        matmul(
-                            g.o,
-                            tc,
-                            g.c,
-                            &mut m[p * g.o * tcp..][..g.o * tcp],
-                            tcp,
-                            false,
-                            Mat::rows(&u[p * g.o * g.c..][..g.o * g.c], g.c),
-                            Mat::rows(&v[p * g.c * tcp..][..g.c * tcp], tcp),
-                        );
+                        let mp = &mut m[p * g.o * tcp..][..g.o * tcp];
+                        let vp = Mat::rows(&v[p * g.c * tcp..][..g.c * tcp], tcp);
+                        match math {
+                            Math::F32 => matmul(
+                                g.o,
+                                tc,
+                                g.c,
+                                mp,
+                                tcp,
+                                false,
+                                Mat::rows(&u[p * g.o * g.c..][..g.o * g.c], g.c),
+                                vp,
+                            ),
+                            Math::Bf16 => PACKED.with(|cell| {
+                                let (_, b) = &mut *cell.borrow_mut();
+                                b.pack(g.c, tc, vp);
+                                gemm_bf16::matmul(mp, tcp, false, &packed_u[p], b);
+                            }),
+                        }
                     }
                     output_transform(g, m, tiles, yc);
                 });
@@ -594,23 +628,23 @@ fn convolve(g: &Geom, x: &[f32], u: &[f32]) -> Vec<f32> {
 
 /// Forward: `y[n, o] = Σ_c x[n, c] ⋆ w[o, c]` with zero padding 1; `x` is `[N, C, H, W]`,
 /// `w` `[O, C, 3, 3]`, `y` `[N, O, H, W]`.
-pub fn forward(g: &Geom, x: &[f32], w: &[f32]) -> Vec<f32> {
+pub fn forward(g: &Geom, x: &[f32], w: &[f32], math: Math) -> Vec<f32> {
     let u = weight_transform(g.o, g.c, |oi, ci| kernel_at(w, g.c, oi, ci));
-    convolve(g, x, &u)
+    convolve(g, x, &u, math)
 }
 
 /// Input gradient: `dx` `[N, C, H, W]` from `dy` `[N, O, H, W]` — the convolution of `dy`
 /// with the kernels rotated by 180 degrees, in and out channels swapped.
-pub fn input_grad(g: &Geom, dy: &[f32], w: &[f32]) -> Vec<f32> {
+pub fn input_grad(g: &Geom, dy: &[f32], w: &[f32], math: Math) -> Vec<f32> {
     let u = weight_transform(g.c, g.o, |ci, oi| {
         let k = kernel_at(w, g.c, oi, ci);
         std::array::from_fn(|r| std::array::from_fn(|s| k[2 - r][2 - s]))
     });
-    convolve(&g.swapped(), dy, &u)
+    convolve(&g.swapped(), dy, &u, math)
 }
 
 /// Weight gradient: `dw` `[O, C, 3, 3]` from `x` `[N, C, H, W]` and `dy` `[N, O, H, W]`.
-pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32], math: Math) -> Vec<f32> {
     let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
     let ipc = g.images_per_chunk();
     let map = TileMap::new(g, ipc);
@@ -636,16 +670,18 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
                     transform_chunk_input(g, xc, tiles, padded, v);
                     gradient_transform(g, dyc, tiles, dm);
                     for p in 0..P {
-                        matmul(
-                            g.o,
-                            g.c,
-                            tc,
-                            &mut du[p * g.o * g.c..][..g.o * g.c],
-                            g.c,
-                            true,
-                            Mat::rows(&dm[p * g.o * tcp..][..g.o * tcp], tcp),
-                            Mat::transposed(&v[p * g.c * tcp..][..g.c * tcp], tcp),
-                        );
+                        let dup = &mut du[p * g.o * g.c..][..g.o * g.c];
+                        let dmp = Mat::rows(&dm[p * g.o * tcp..][..g.o * tcp], tcp);
+                        let vpt = Mat::transposed(&v[p * g.c * tcp..][..g.c * tcp], tcp);
+                        match math {
+                            Math::F32 => matmul(g.o, g.c, tc, dup, g.c, true, dmp, vpt),
+                            Math::Bf16 => PACKED.with(|cell| {
+                                let (a, b) = &mut *cell.borrow_mut();
+                                a.pack(g.o, tc, dmp);
+                                b.pack(tc, g.c, vpt);
+                                gemm_bf16::matmul(dup, g.c, true, a, b);
+                            }),
+                        }
                     }
                 });
             }
@@ -733,9 +769,60 @@ mod tests {
             let g = Geom { n, c, o, h, w };
             let x = rand(n * c * h * w, 1);
             let wt = rand(o * c * 9, 2);
-            let err = max_rel(&forward(&g, &x, &wt), &direct(&g, &x, &wt));
+            let err = max_rel(&forward(&g, &x, &wt, Math::F32), &direct(&g, &x, &wt));
             assert!(err < 1e-5, "{g:?}: forward error {err}");
         }
+    }
+
+    #[test]
+    fn bf16_products_stay_within_bf16_rounding_of_the_f32_results() {
+        if !gemm_bf16::available() {
+            eprintln!("skipped: no AVX-512 BF16 on this CPU");
+            return;
+        }
+        // ragged maps, an odd channel count (a zero partner in the last pair)
+        let g = Geom {
+            n: 3,
+            c: 9,
+            o: 12,
+            h: 13,
+            w: 10,
+        };
+        let x = rand(g.n * g.c * g.h * g.w, 7);
+        let w = rand(g.o * g.c * 9, 8);
+        let dy = rand(g.n * g.o * g.h * g.w, 9);
+        // bf16 keeps 8 significant bits (relative rounding 2^-9 per operand); the transforms
+        // amplify it (F(4x4, 3x3)'s output transform has coefficients up to 8 per axis)
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let err = a
+                .iter()
+                .zip(b)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0, f32::max)
+                / scale;
+            // measured: about 5-9% of the largest value at worst, 2-3% RMS
+            assert!(err < 0.2, "{what}: bf16 error {err}");
+            assert!(
+                err > 1e-6,
+                "{what}: bf16 result identical to f32 (products not rounded?)"
+            );
+        };
+        close(
+            &forward(&g, &x, &w, Math::Bf16),
+            &forward(&g, &x, &w, Math::F32),
+            "forward",
+        );
+        close(
+            &input_grad(&g, &dy, &w, Math::Bf16),
+            &input_grad(&g, &dy, &w, Math::F32),
+            "input gradient",
+        );
+        close(
+            &weight_grad(&g, &x, &dy, Math::Bf16),
+            &weight_grad(&g, &x, &dy, Math::F32),
+            "weight gradient",
+        );
     }
 
     #[test]
@@ -751,7 +838,7 @@ mod tests {
         let x = rand(g.n * g.c * g.h * g.w, 3);
         let w = rand(g.o * g.c * 9, 4);
         let dy = rand(g.n * g.o * g.h * g.w, 5);
-        let dx = input_grad(&g, &dy, &w);
+        let dx = input_grad(&g, &dy, &w, Math::F32);
         // reference input gradient: dx[n,c,iy,ix] = Σ dy[n,o,oy,ox] w[o,c,iy-oy+1,ix-ox+1]
         let mut want = vec![0f64; dx.len()];
         for n in 0..g.n {
@@ -776,7 +863,7 @@ mod tests {
         }
         let err = max_rel(&dx, &want);
         assert!(err < 1e-5, "input gradient error {err}");
-        let dw = weight_grad(&g, &x, &dy);
+        let dw = weight_grad(&g, &x, &dy, Math::F32);
         let mut want = vec![0f64; dw.len()];
         for (i, wv) in want.iter_mut().enumerate() {
             // d/dw_i <dy, conv(x, w)> = <dy, conv(x, e_i)>
