@@ -161,7 +161,8 @@ pub enum Precision {
     /// f32 everywhere.
     #[default]
     F32,
-    /// bf16 compute with f32 master weights and BN statistics (CUDA only).
+    /// bf16 compute with f32 master weights and BN statistics (CUDA), or bf16 convolution
+    /// products with f32 sums (a CPU with AVX-512 BF16).
     Bf16,
 }
 

@@ -461,7 +461,9 @@ mod tests {
             let gb = b.grads.get(vb.as_tensor()).unwrap();
             let ga: Vec<f32> = ga.flatten_all().unwrap().to_vec1().unwrap();
             let gb: Vec<f32> = gb.flatten_all().unwrap().to_vec1().unwrap();
-            let scale = gb.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            // the floor: a gradient that is zero in exact arithmetic (a conv bias before batch
+            // norm) is f32 rounding noise of order 1e-7 on both sides
+            let scale = gb.iter().fold(1e-2f32, |m, v| m.max(v.abs()));
             for (p, q) in ga.iter().zip(&gb) {
                 assert!((p - q).abs() <= 1e-4 * scale, "{name}: {p} vs {q}");
             }

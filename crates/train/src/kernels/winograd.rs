@@ -190,29 +190,6 @@ fn rows<const R: usize, const I: usize, const O: usize>(
     }
 }
 
-/// `G g` for one column of three kernel taps (six results).
-fn g_col(g: [f64; 3]) -> [f64; T] {
-    let [g0, g1, g2] = g;
-    [
-        g0 / 4.0,
-        -(g0 + g1 + g2) / 6.0,
-        -(g0 - g1 + g2) / 6.0,
-        g0 / 24.0 + g1 / 12.0 + g2 / 6.0,
-        g0 / 24.0 - g1 / 12.0 + g2 / 6.0,
-        g2,
-    ]
-}
-
-/// `Gᵀ u` for one column of six points (three results): the adjoint of [`g_col`].
-fn gt_col(u: [f64; T]) -> [f64; 3] {
-    let [u0, u1, u2, u3, u4, u5] = u;
-    [
-        u0 / 4.0 - (u1 + u2) / 6.0 + (u3 + u4) / 24.0,
-        (u2 - u1) / 6.0 + (u3 - u4) / 12.0,
-        (u3 + u4 - u1 - u2) / 6.0 + u5,
-    ]
-}
-
 /// `tc` rounded up to whole groups of 16 lanes: the row stride of the transformed tiles, so
 /// that every group loads and stores 16 lanes (the padding lanes hold values nobody reads).
 fn lane_padded(tc: usize) -> usize {
@@ -474,65 +451,126 @@ multiversion! {
     }
 }
 
-/// `U[p][o][c] = (G g Gᵀ)_p` with `g = kernel(o, c)`, for `outs` x `ins` kernels.
+/// `G g` for one column of three kernel taps (six results), in f32 for the lane-wise
+/// transforms.
+#[inline(always)]
+fn g_col32(g: [f32; 3]) -> [f32; T] {
+    let [g0, g1, g2] = g;
+    [
+        g0 / 4.0,
+        -(g0 + g1 + g2) / 6.0,
+        -(g0 - g1 + g2) / 6.0,
+        g0 / 24.0 + g1 / 12.0 + g2 / 6.0,
+        g0 / 24.0 - g1 / 12.0 + g2 / 6.0,
+        g2,
+    ]
+}
+
+/// `Gᵀ u` for one column of six points (three results), in f32: the adjoint of [`g_col32`].
+#[inline(always)]
+fn gt_col32(u: [f32; T]) -> [f32; 3] {
+    let [u0, u1, u2, u3, u4, u5] = u;
+    [
+        u0 / 4.0 - (u1 + u2) / 6.0 + (u3 + u4) / 24.0,
+        (u2 - u1) / 6.0 + (u3 - u4) / 12.0,
+        (u3 + u4 - u1 - u2) / 6.0 + u5,
+    ]
+}
+
+/// The transformed weights of a call: `U_p[o][c] = (G g Gᵀ)_p`, stored output channel by
+/// output channel (`[O][P][C]`), so that each worker writes one contiguous block.
+struct Transformed {
+    data: Vec<f32>,
+    outs: usize,
+    ins: usize,
+}
+
+impl Transformed {
+    /// `U_p` as an `outs x ins` matrix (rows `P · ins` apart).
+    fn point(&self, p: usize) -> Mat<'_> {
+        let rs = P * self.ins;
+        Mat {
+            data: &self.data[p * self.ins..][..(self.outs - 1) * rs + self.ins],
+            rs,
+            cs: 1,
+        }
+    }
+}
+
+multiversion! {
+    /// One output channel's transformed kernels, 16 input channels at a time (one per lane):
+    /// `row[p · ins + c] = (G g Gᵀ)_p` with `g = kernel(c)`.
+    fn transform_row(ins: usize, kernel: &dyn Fn(usize) -> [[f32; 3]; 3], row: &mut [f32]) {
+        let mut k = [[[0f32; L]; 3]; 3];
+        let mut gg = [[[0f32; L]; 3]; T];
+        let mut u = [[[0f32; L]; T]; T];
+        for c0 in (0..ins).step_by(L) {
+            let len = L.min(ins - c0);
+            for l in 0..len {
+                let g = kernel(c0 + l);
+                for (r, kr) in k.iter_mut().enumerate() {
+                    for (s, ks) in kr.iter_mut().enumerate() {
+                        ks[l] = g[r][s];
+                    }
+                }
+            }
+            // G g: 6x3 column by column, then (G g) Gᵀ row by row
+            columns(&k, &mut gg, g_col32);
+            rows(&gg, &mut u, g_col32);
+            for (p, lanes) in u.iter().flatten().enumerate() {
+                row[p * ins + c0..][..len].copy_from_slice(&lanes[..len]);
+            }
+        }
+    }
+}
+
+/// `U_p[o][c] = (G g Gᵀ)_p` with `g = kernel(o, c)`, for `outs` x `ins` kernels.
 fn weight_transform(
     outs: usize,
     ins: usize,
     kernel: impl Fn(usize, usize) -> [[f32; 3]; 3] + Sync,
-) -> Vec<f32> {
-    // per output channel `[ins][P]` first (parallel), then scattered to `[P][outs][ins]`
-    let per: Vec<[f32; P]> = (0..outs * ins)
-        .into_par_iter()
-        .with_min_len(64)
-        .map(|i| {
-            let k = kernel(i / ins, i % ins);
-            // G g: 6x3 column by column, then (G g) Gᵀ row by row
-            let mut gg = [[0f64; 3]; T];
-            for s in 0..3 {
-                let col = g_col(std::array::from_fn(|r| f64::from(k[r][s])));
-                for r in 0..T {
-                    gg[r][s] = col[r];
-                }
-            }
-            let mut u = [0f32; P];
-            for (r, row) in gg.iter().enumerate() {
-                for (s, val) in g_col(*row).iter().enumerate() {
-                    u[r * T + s] = *val as f32;
-                }
-            }
-            u
-        })
-        .collect();
-    let mut u = vec![0f32; P * outs * ins];
-    u.par_chunks_mut(outs * ins)
+) -> Transformed {
+    let mut data = vec![0f32; P * outs * ins];
+    data.par_chunks_mut((P * ins).max(1))
         .enumerate()
-        .for_each(|(p, up)| {
-            for (dst, src) in up.iter_mut().zip(&per) {
-                *dst = src[p];
+        .for_each(|(o, row)| transform_row(ins, &|c| kernel(o, c), row));
+    Transformed { data, outs, ins }
+}
+
+multiversion! {
+    /// The 3x3 weight gradients `Gᵀ dU G` of output channel `o`, 16 input channels at a
+    /// time: `out` is `[C, 3, 3]`, `du[p][o][c]`.
+    fn gradient_row(g: &Geom, o: usize, du: &[f32], out: &mut [f32]) {
+        let c = g.c;
+        let mut d = [[[0f32; L]; T]; T];
+        let mut half = [[[0f32; L]; 3]; T];
+        let mut k = [[[0f32; L]; 3]; 3];
+        for c0 in (0..c).step_by(L) {
+            let len = L.min(c - c0);
+            for (p, lanes) in d.iter_mut().flatten().enumerate() {
+                lanes[..len].copy_from_slice(&du[(p * g.o + o) * c + c0..][..len]);
             }
-        });
-    u
+            // Gᵀ dU G: rows (6 -> 3) then columns (6 -> 3)
+            rows(&d, &mut half, gt_col32);
+            columns(&half, &mut k, gt_col32);
+            for l in 0..len {
+                let dst = &mut out[(c0 + l) * 9..][..9];
+                for (r, kr) in k.iter().enumerate() {
+                    for (s, ks) in kr.iter().enumerate() {
+                        dst[r * 3 + s] = ks[l];
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The 3x3 weight gradient `Gᵀ dU G` of every kernel, `[O, C, 3, 3]` from `du[p][o][c]`.
 fn weight_gradient(g: &Geom, du: &[f32]) -> Vec<f32> {
-    let (o, c) = (g.o, g.c);
-    let mut dw = vec![0f32; o * c * 9];
-    dw.par_chunks_mut(9)
-        .with_min_len(64)
+    let mut dw = vec![0f32; g.o * g.c * 9];
+    dw.par_chunks_mut((g.c * 9).max(1))
         .enumerate()
-        .for_each(|(i, out)| {
-            let at_p = |r: usize, s: usize| f64::from(du[(r * T + s) * o * c + i]);
-            // Gᵀ dU: 3x6, column by column, then (Gᵀ dU) G: 3x3 row by row
-            let cols: [[f64; 3]; T] =
-                std::array::from_fn(|s| gt_col(std::array::from_fn(|r| at_p(r, s))));
-            let half: [[f64; T]; 3] = std::array::from_fn(|r| std::array::from_fn(|s| cols[s][r]));
-            for (r, row) in half.iter().enumerate() {
-                for (s, val) in gt_col(*row).iter().enumerate() {
-                    out[r * 3 + s] = *val as f32;
-                }
-            }
-        });
+        .for_each(|(o, out)| gradient_row(g, o, du, out));
     dw
 }
 
@@ -575,7 +613,7 @@ fn chunk_buffers(g: &Geom, images: usize) -> [usize; 3] {
 }
 
 /// The convolution `y = conv(x, U)` with weights already transformed (`u[p][o][c]`).
-fn convolve(g: &Geom, x: &[f32], u: &[f32], math: Math) -> Vec<f32> {
+fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
     let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
     let ipc = g.images_per_chunk();
     let map = TileMap::new(g, ipc);
@@ -584,7 +622,7 @@ fn convolve(g: &Geom, x: &[f32], u: &[f32], math: Math) -> Vec<f32> {
         Math::F32 => Vec::new(),
         Math::Bf16 => (0..P)
             .into_par_iter()
-            .map(|p| PackedA::new(g.o, g.c, Mat::rows(&u[p * g.o * g.c..][..g.o * g.c], g.c)))
+            .map(|p| PackedA::new(g.o, g.c, u.point(p)))
             .collect(),
     };
     let fill = |y: &mut [MaybeUninit<f32>]| {
@@ -601,16 +639,7 @@ fn convolve(g: &Geom, x: &[f32], u: &[f32], math: Math) -> Vec<f32> {
                         let mp = &mut m[p * g.o * tcp..][..g.o * tcp];
                         let vp = Mat::rows(&v[p * g.c * tcp..][..g.c * tcp], tcp);
                         match math {
-                            Math::F32 => matmul(
-                                g.o,
-                                tc,
-                                g.c,
-                                mp,
-                                tcp,
-                                false,
-                                Mat::rows(&u[p * g.o * g.c..][..g.o * g.c], g.c),
-                                vp,
-                            ),
+                            Math::F32 => matmul(g.o, tc, g.c, mp, tcp, false, u.point(p), vp),
                             Math::Bf16 => PACKED.with(|cell| {
                                 let (_, b) = &mut *cell.borrow_mut();
                                 b.pack(g.c, tc, vp);
@@ -749,7 +778,7 @@ mod tests {
 
     #[test]
     fn transforms_are_adjoint_pairs() {
-        // <at(m), y> == <m, a(y)> and <g_col(k), u> == <k, gt_col(u)>
+        // <at(m), y> == <m, a(y)> and <g_col32(k), u> == <k, gt_col32(u)>
         let m: [f32; T] = std::array::from_fn(|r| r as f32 * 0.7 - 1.3);
         let y: [f32; M] = std::array::from_fn(|i| i as f32 * 1.1 + 0.4);
         let lhs: f32 = at(m).iter().zip(&y).map(|(p, q)| p * q).sum();
@@ -757,9 +786,9 @@ mod tests {
         assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
         let k = [0.3, -1.2, 0.8];
         let u = [0.5, -0.25, 1.5, 2.0, -0.75, 0.1];
-        let lhs: f64 = g_col(k).iter().zip(&u).map(|(p, q)| p * q).sum();
-        let rhs: f64 = k.iter().zip(&gt_col(u)).map(|(p, q)| p * q).sum();
-        assert!((lhs - rhs).abs() < 1e-12, "{lhs} vs {rhs}");
+        let lhs: f32 = g_col32(k).iter().zip(&u).map(|(p, q)| p * q).sum();
+        let rhs: f32 = k.iter().zip(&gt_col32(u)).map(|(p, q)| p * q).sum();
+        assert!((lhs - rhs).abs() < 1e-6, "{lhs} vs {rhs}");
     }
 
     #[test]
