@@ -23,13 +23,15 @@ fn size(p: &Path) -> u64 {
 fn a_trained_quick_start_exports_int8_and_fp16_that_verify() {
     let dir = tempdir();
     let run = dir.path().join("run");
-    // export.quantize in the spec: the run writes model.int8.onnx next to model.onnx.
+    // export.quantize in the spec: the run writes model.int8.onnx next to model.onnx. Eight
+    // epochs: a 4-epoch model sits so close to its decision boundaries that int8 flipped one
+    // test image too many for the default criteria after a change of f32 rounding order.
     let r = train(
         QS,
         &run,
         &[
             "--set",
-            "train.epochs=4",
+            "train.epochs=8",
             "--set",
             "export.quantize=int8",
             "--set",
@@ -52,7 +54,7 @@ fn a_trained_quick_start_exports_int8_and_fp16_that_verify() {
     let f32_bytes = std::fs::read(&f32_file).unwrap();
     let again = [
         "--set",
-        "train.epochs=4",
+        "train.epochs=8",
         "--set",
         "export.quantize=int8",
         "--set",

@@ -34,8 +34,11 @@ const T: usize = 6;
 const P: usize = T * T;
 /// Tiles transformed together, one per SIMD lane.
 const L: usize = 16;
-/// Bytes of transformed tiles (input and output side together) a chunk stays under.
-const CHUNK_BYTES: usize = 3 << 20;
+/// Bytes of transformed tiles (input and output side together) a chunk stays under. Wide
+/// layers need the room: at 640 channels 3 MiB left 16 tiles per chunk, and the products'
+/// operand packing and the weight gradient's accumulation into `dU` then outweighed the
+/// arithmetic (WRN-28-10 at batch 32: about 9% faster at 12 MiB, narrower networks unchanged).
+const CHUNK_BYTES: usize = 12 << 20;
 /// Tiles a chunk aims for: enough columns for an efficient gemm, few enough that thin layers
 /// keep their transformed tiles in cache.
 const CHUNK_TILES: usize = 128;
@@ -77,12 +80,16 @@ impl Geom {
         self.tiles_h() * self.tiles_w()
     }
 
-    /// Images per chunk: enough for about `CHUNK_TILES` tiles, within `CHUNK_BYTES`.
+    /// Images per chunk: enough for about `CHUNK_TILES` tiles, within `CHUNK_BYTES`, and few
+    /// enough that every worker gets a chunk (small maps at a small batch would otherwise
+    /// make one chunk of the whole batch).
     fn images_per_chunk(&self) -> usize {
         let per_image = P * self.tiles_per_image() * (self.c + self.o) * 4;
         let wanted = CHUNK_TILES.div_ceil(self.tiles_per_image());
+        let share = self.n.div_ceil(rayon::current_num_threads().max(1));
         wanted
             .min(CHUNK_BYTES / per_image.max(1))
+            .min(share)
             .clamp(1, self.n.max(1))
     }
 
@@ -499,8 +506,13 @@ impl Transformed {
 
 multiversion! {
     /// One output channel's transformed kernels, 16 input channels at a time (one per lane):
-    /// `row[p · ins + c] = (G g Gᵀ)_p` with `g = kernel(c)`.
-    fn transform_row(ins: usize, kernel: &dyn Fn(usize) -> [[f32; 3]; 3], row: &mut [f32]) {
+    /// `row[p · ins + c] = (G g Gᵀ)_p` with `g = kernel(c)`; every element of `row` is
+    /// written.
+    fn transform_row(
+        ins: usize,
+        kernel: &dyn Fn(usize) -> [[f32; 3]; 3],
+        row: &mut [MaybeUninit<f32>],
+    ) {
         let mut k = [[[0f32; L]; 3]; 3];
         let mut gg = [[[0f32; L]; 3]; T];
         let mut u = [[[0f32; L]; T]; T];
@@ -518,7 +530,9 @@ multiversion! {
             columns(&k, &mut gg, g_col32);
             rows(&gg, &mut u, g_col32);
             for (p, lanes) in u.iter().flatten().enumerate() {
-                row[p * ins + c0..][..len].copy_from_slice(&lanes[..len]);
+                for (dst, &val) in row[p * ins + c0..][..len].iter_mut().zip(lanes) {
+                    dst.write(val);
+                }
             }
         }
     }
@@ -530,10 +544,13 @@ fn weight_transform(
     ins: usize,
     kernel: impl Fn(usize, usize) -> [[f32; 3]; 3] + Sync,
 ) -> Transformed {
-    let mut data = vec![0f32; P * outs * ins];
-    data.par_chunks_mut((P * ins).max(1))
-        .enumerate()
-        .for_each(|(o, row)| transform_row(ins, &|c| kernel(o, c), row));
+    let fill = |data: &mut [MaybeUninit<f32>]| {
+        data.par_chunks_mut((P * ins).max(1))
+            .enumerate()
+            .for_each(|(o, row)| transform_row(ins, &|c| kernel(o, c), row));
+    };
+    // SAFETY: every row holds P blocks of `ins` values, and transform_row writes each.
+    let data = unsafe { written_vec(P * outs * ins, fill) };
     Transformed { data, outs, ins }
 }
 
@@ -586,10 +603,23 @@ thread_local! {
 }
 
 /// Runs `f` with this thread's three buffers grown to `lens` elements.
+/// A worker that steals another chunk while it waits inside a chunk (the points run in
+/// parallel when chunks are few) finds its buffers taken and uses fresh ones.
 fn with_buffers<R>(lens: [usize; 3], f: impl FnOnce([&mut [f32]; 3]) -> R) -> R {
     BUFFERS.with(|cell| {
-        let mut bufs = cell.borrow_mut();
-        let [a, b, c] = &mut *bufs;
+        let mut fresh;
+        let mut held;
+        let bufs: &mut [Vec<f32>; 3] = match cell.try_borrow_mut() {
+            Ok(b) => {
+                held = b;
+                &mut held
+            }
+            Err(_) => {
+                fresh = [Vec::new(), Vec::new(), Vec::new()];
+                &mut fresh
+            }
+        };
+        let [a, b, c] = bufs;
         for (buf, &len) in [&mut *a, &mut *b, &mut *c].into_iter().zip(&lens) {
             if buf.len() < len {
                 buf.resize(len, 0.0);
@@ -612,11 +642,39 @@ fn chunk_buffers(g: &Geom, images: usize) -> [usize; 3] {
     [images * g.c * ph * pw, P * g.c * tcp, P * g.o * tcp]
 }
 
+/// Runs `f(p, out_p)` for the 36 points' blocks of `out` (`per` values each), in parallel
+/// when `parallel` (a call with fewer chunks of images than workers: the chunks alone would
+/// leave workers idle).
+fn for_each_point(
+    parallel: bool,
+    out: &mut [f32],
+    per: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync,
+) {
+    let out = &mut out[..P * per];
+    if parallel {
+        out.par_chunks_mut(per.max(1))
+            .enumerate()
+            .for_each(|(p, o)| f(p, o));
+    } else {
+        out.chunks_mut(per.max(1))
+            .enumerate()
+            .for_each(|(p, o)| f(p, o));
+    }
+}
+
+/// Whether a call with `chunks` chunks of images runs the 36 products of each chunk in
+/// parallel (fewer chunks than workers).
+fn points_in_parallel(chunks: usize) -> bool {
+    chunks < rayon::current_num_threads()
+}
+
 /// The convolution `y = conv(x, U)` with weights already transformed (`u[p][o][c]`).
 fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
     let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
     let ipc = g.images_per_chunk();
     let map = TileMap::new(g, ipc);
+    let parallel = points_in_parallel(g.n.div_ceil(ipc));
     // bf16: the weights packed once per call, shared by every chunk
     let packed_u: Vec<PackedA> = match math {
         Math::F32 => Vec::new(),
@@ -635,8 +693,8 @@ fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
                 with_buffers(chunk_buffers(g, images), |[padded, v, m]| {
                     let tiles = map.first(tc);
                     transform_chunk_input(g, xc, tiles, padded, v);
-                    for p in 0..P {
-                        let mp = &mut m[p * g.o * tcp..][..g.o * tcp];
+                    let v = &*v;
+                    for_each_point(parallel, m, g.o * tcp, |p, mp| {
                         let vp = Mat::rows(&v[p * g.c * tcp..][..g.c * tcp], tcp);
                         match math {
                             Math::F32 => matmul(g.o, tc, g.c, mp, tcp, false, u.point(p), vp),
@@ -646,7 +704,7 @@ fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
                                 gemm_bf16::matmul(mp, tcp, false, &packed_u[p], b);
                             }),
                         }
-                    }
+                    });
                     output_transform(g, m, tiles, yc);
                 });
             });
@@ -681,7 +739,14 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32], math: Math) -> Vec<f32> {
     let chunks = g.n.div_ceil(ipc).max(1);
     // A fixed split of the chunks over the workers, summed in a fixed order: the result does
     // not depend on scheduling, so a resumed run repeats an uninterrupted one bit for bit.
-    let workers = rayon::current_num_threads().clamp(1, chunks);
+    // With fewer chunks than workers, one pass over the chunks runs the 36 products of each
+    // in parallel instead.
+    let parallel = points_in_parallel(chunks);
+    let workers = if parallel {
+        1
+    } else {
+        rayon::current_num_threads().clamp(1, chunks)
+    };
     let per = chunks.div_ceil(workers);
     let partial: Vec<Vec<f32>> = (0..workers)
         .into_par_iter()
@@ -698,8 +763,8 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32], math: Math) -> Vec<f32> {
                     let tiles = map.first(tc);
                     transform_chunk_input(g, xc, tiles, padded, v);
                     gradient_transform(g, dyc, tiles, dm);
-                    for p in 0..P {
-                        let dup = &mut du[p * g.o * g.c..][..g.o * g.c];
+                    let (v, dm) = (&*v, &*dm);
+                    for_each_point(parallel, &mut du, g.o * g.c, |p, dup| {
                         let dmp = Mat::rows(&dm[p * g.o * tcp..][..g.o * tcp], tcp);
                         let vpt = Mat::transposed(&v[p * g.c * tcp..][..g.c * tcp], tcp);
                         match math {
@@ -711,7 +776,7 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32], math: Math) -> Vec<f32> {
                                 gemm_bf16::matmul(dup, g.c, true, a, b);
                             }),
                         }
-                    }
+                    });
                 });
             }
             du
@@ -856,9 +921,16 @@ mod tests {
 
     #[test]
     fn gradients_match_the_direct_adjoints() {
+        // one image: a single chunk, its 36 products in parallel; five: several chunks
+        for n in [1, 5] {
+            gradients_match_the_direct_adjoints_for(n);
+        }
+    }
+
+    fn gradients_match_the_direct_adjoints_for(n: usize) {
         // dx = conv(dy, rot180(w)ᵀ); <dw, w'> = <dy, conv(x, w')> for every w'
         let g = Geom {
-            n: 2,
+            n,
             c: 8,
             o: 10,
             h: 9,
