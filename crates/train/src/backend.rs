@@ -9,7 +9,7 @@ pub enum Kernels {
     /// wrnc's fast CPU kernels (`kernels`: convolutions, fused BN+ReLU, in-place
     /// SGD) and the taped backward pass (`tape`); f32 on the CPU.
     CpuFast,
-    /// [`Kernels::CpuFast`] with the Winograd convolutions' products in bf16 (f32 sums;
+    /// [`Kernels::CpuFast`] with the convolutions' products in bf16 (f32 sums;
     /// `train.precision: bf16` on a CPU with AVX-512 BF16, `kernels::gemm_bf16`); tensors,
     /// batch norm, the other layers and the optimiser stay f32.
     CpuFastBf16,

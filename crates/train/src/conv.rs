@@ -59,7 +59,7 @@ pub fn conv2d_backward(
     )?)
 }
 
-/// The precision of the Winograd products the fast CPU kernels `kernels` use.
+/// The precision of the convolution products the fast CPU kernels `kernels` use.
 fn winograd_math(kernels: Kernels) -> crate::kernels::winograd::Math {
     match kernels {
         Kernels::CpuFastBf16 => crate::kernels::winograd::Math::Bf16,

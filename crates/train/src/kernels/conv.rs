@@ -469,7 +469,7 @@ impl CustomOp2 for WeightGrad {
 
 /// The gradients `(dx, dw)` of [`conv2d`] for the output gradient `grad` (`dx` only when
 /// `need_input_grad`), for a backward pass run outside Candle's autograd. `math` is the
-/// precision of the Winograd convolutions' products.
+/// precision of the products.
 pub fn conv2d_backward(
     x: &Tensor,
     w: &Tensor,
@@ -493,8 +493,8 @@ pub fn conv2d_backward(
 
 /// Convolves `x` `[N, C, H, W]` with `w` `[O, C, k, k]` (f32, CPU). With
 /// `need_input_grad = false` the backward pass computes only the weight gradient (for a
-/// convolution that reads the network input). `math` is the precision of the products of
-/// the convolutions that run through Winograd (the others stay f32).
+/// convolution that reads the network input). `math` is the precision of the products
+/// (Winograd's and im2col's alike).
 pub fn conv2d(
     x: &Tensor,
     w: &Tensor,

@@ -832,6 +832,15 @@ mod tests {
         y
     }
 
+    /// Random input, weight and output gradient for `g` (seeds `seed`, `seed + 1`, `seed + 2`).
+    fn random_case(g: &Geom, seed: u64) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        (
+            rand(g.n * g.c * g.h * g.w, seed),
+            rand(g.o * g.c * 9, seed + 1),
+            rand(g.n * g.o * g.h * g.w, seed + 2),
+        )
+    }
+
     fn max_rel(a: &[f32], b: &[f64]) -> f64 {
         assert_eq!(a.len(), b.len());
         let scale = b.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
@@ -882,9 +891,7 @@ mod tests {
             h: 13,
             w: 10,
         };
-        let x = rand(g.n * g.c * g.h * g.w, 7);
-        let w = rand(g.o * g.c * 9, 8);
-        let dy = rand(g.n * g.o * g.h * g.w, 9);
+        let (x, w, dy) = random_case(&g, 7);
         // bf16 keeps 8 significant bits (relative rounding 2^-9 per operand); the transforms
         // amplify it (F(4x4, 3x3)'s output transform has coefficients up to 8 per axis)
         let close = |a: &[f32], b: &[f32], what: &str| {
@@ -936,9 +943,7 @@ mod tests {
             h: 9,
             w: 6,
         };
-        let x = rand(g.n * g.c * g.h * g.w, 3);
-        let w = rand(g.o * g.c * 9, 4);
-        let dy = rand(g.n * g.o * g.h * g.w, 5);
+        let (x, w, dy) = random_case(&g, 3);
         let dx = input_grad(&g, &dy, &w, Math::F32);
         // reference input gradient: dx[n,c,iy,ix] = Σ dy[n,o,oy,ox] w[o,c,iy-oy+1,ix-ox+1]
         let mut want = vec![0f64; dx.len()];
