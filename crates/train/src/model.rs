@@ -635,7 +635,12 @@ impl Model {
                 let y = ins
                     .get(1)
                     .ok_or_else(|| TrainError::Internal("add needs two inputs".into()))?;
-                (x + y)?.into()
+                // nothing to differentiate through (taped or eval): the rayon kernel
+                if detached && self.kernels.is_cpu_fast() && x.dims() == y.dims() {
+                    kernels::add::add(x, y)?.into()
+                } else {
+                    (x + y)?.into()
+                }
             }
             Op::AvgPool {
                 kernel,

@@ -226,6 +226,9 @@ impl Tape {
 /// Adds the gradient contribution `g` into `slot` (the first one is taken as is).
 fn accumulate(slot: &mut Option<Tensor>, g: Tensor) -> Result<()> {
     *slot = Some(match slot.take() {
+        Some(prev) if prev.dims() == g.dims() && kernels::supported(g.device(), g.dtype()) => {
+            kernels::add::add(&prev, &g)?
+        }
         Some(prev) => (prev + g)?,
         None => g,
     });

@@ -16,6 +16,7 @@
 //! Candle's plain ops instead, and `WRNC_WINOGRAD=0` keeps 3x3 convolutions on im2col + gemm
 //! (both declared in [`wrnc_ir::knobs`]).
 
+pub mod add;
 pub mod bn;
 pub mod conv;
 pub mod dropout;
