@@ -96,6 +96,35 @@ fn assert_same_run(a: &Path, b: &Path) {
 }
 
 #[test]
+fn a_cpu_bf16_run_stopped_mid_epoch_resumes_bit_identically() {
+    if !wrnc_train::cpu_bf16_available() {
+        eprintln!("skipped: no AVX-512 BF16 on this CPU");
+        return;
+    }
+    // bf16 products (with dropout in the graph), stopped inside epoch 2, then resumed
+    let g = tiny();
+    let mut r = recipe(2);
+    r.train.precision = wrnc_recipe::Precision::Bf16;
+    let root = wrnc_testkit::tempdir();
+    let full = root.path().join("full");
+    let out = train(&g, &r, &opts(&full)).unwrap();
+    assert_eq!(out.status, RunStatus::Finished);
+    let b = root.path().join("mid-stop");
+    let o = train(&g, &r, &stopping_after(17, &b)).unwrap();
+    assert_eq!((o.status, o.global_step), (RunStatus::Interrupted, 17));
+    let o = train(&g, &r, &resuming(&b)).unwrap();
+    assert_eq!(o.status, RunStatus::Finished);
+    assert_same_run(&full, &b);
+    // and the products were bf16: an f32 run ends elsewhere
+    let f32_run = root.path().join("f32");
+    train(&g, &recipe(2), &opts(&f32_run)).unwrap();
+    assert!(
+        tensors(&full.join("last.safetensors")) != tensors(&f32_run.join("last.safetensors")),
+        "bf16 and f32 runs ended with the same weights"
+    );
+}
+
+#[test]
 fn stopped_and_resumed_runs_match_an_uninterrupted_run() {
     let (g, r) = (tiny(), recipe(2));
     let root = wrnc_testkit::tempdir();
