@@ -26,19 +26,16 @@ fn a_trained_quick_start_exports_int8_and_fp16_that_verify() {
     // export.quantize in the spec: the run writes model.int8.onnx next to model.onnx. Eight
     // epochs: a 4-epoch model sits so close to its decision boundaries that int8 flipped one
     // test image too many for the default criteria after a change of f32 rounding order.
-    let r = train(
-        QS,
-        &run,
-        &[
-            "--set",
-            "train.epochs=8",
-            "--set",
-            "export.quantize=int8",
-            "--set",
-            "export.calibration=128",
-            "--no-report",
-        ],
-    );
+    let first = [
+        "--set",
+        "train.epochs=8",
+        "--set",
+        "export.quantize=int8",
+        "--set",
+        "export.calibration=128",
+        "--no-report",
+    ];
+    let r = train(QS, &run, &first);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     let (f32_file, int8_file) = (run.join("model.onnx"), run.join("model.int8.onnx"));
     assert!(r.stderr.contains("model.int8.onnx"), "{}", r.stderr);
@@ -52,16 +49,7 @@ fn a_trained_quick_start_exports_int8_and_fp16_that_verify() {
     let int8_bytes = std::fs::read(&int8_file).unwrap();
     std::fs::remove_file(&int8_file).unwrap();
     let f32_bytes = std::fs::read(&f32_file).unwrap();
-    let again = [
-        "--set",
-        "train.epochs=8",
-        "--set",
-        "export.quantize=int8",
-        "--set",
-        "export.calibration=128",
-        "--no-report",
-        "--resume",
-    ];
+    let again = [&first[..], &["--resume"]].concat();
     let r = train(QS, &run, &again);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(

@@ -7,7 +7,7 @@
 
 use super::f32_slice;
 use super::gemm::{matmul, Mat};
-use super::gemm_bf16::{self, PackedA, PackedB};
+use super::gemm_bf16::{self, Lhs, PackedA};
 use super::winograd::{self, Math};
 use crate::conv::ConvParams;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -214,19 +214,6 @@ fn col2im(col: &[f32], g: &ConvGeom, dx: &mut [f32]) {
     }
 }
 
-/// The left operand of a per-image product: an f32 matrix, or one packed in bf16 pairs once
-/// per call (the weights, under [`Math::Bf16`]).
-#[derive(Clone, Copy)]
-enum Lhs<'a> {
-    Plain(Mat<'a>),
-    Packed(&'a PackedA),
-}
-
-thread_local! {
-    /// This worker's packed bf16 operands, kept across calls.
-    static PACKED: RefCell<(PackedA, PackedB)> = RefCell::new(Default::default());
-}
-
 /// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] · rhs[k x n]` in `math`'s precision
 /// (an already packed `lhs` is bf16 whatever `math` says).
 #[allow(clippy::too_many_arguments)]
@@ -242,18 +229,7 @@ fn product(
 ) {
     match (math, lhs) {
         (Math::F32, Lhs::Plain(a)) => matmul(m, n, k, dst, accumulate, a, rhs),
-        (_, lhs) => PACKED.with(|cell| {
-            let (pa, pb) = &mut *cell.borrow_mut();
-            pb.pack(k, n, rhs);
-            let a = match lhs {
-                Lhs::Packed(a) => a,
-                Lhs::Plain(a) => {
-                    pa.pack(m, k, a);
-                    &*pa
-                }
-            };
-            gemm_bf16::matmul(dst, n, accumulate, a, pb);
-        }),
+        (_, lhs) => gemm_bf16::product(m, n, k, dst, n, accumulate, lhs, rhs),
     }
 }
 

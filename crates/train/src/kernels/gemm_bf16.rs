@@ -208,6 +208,49 @@ impl PackedB {
     }
 }
 
+/// The left operand of [`product`]: an f32 matrix, packed on the fly, or one packed already
+/// (weights shared by many products).
+#[derive(Clone, Copy)]
+pub enum Lhs<'a> {
+    /// An f32 matrix.
+    Plain(Mat<'a>),
+    /// A matrix packed by [`PackedA::new`].
+    Packed(&'a PackedA),
+}
+
+thread_local! {
+    /// This worker's packing buffers, kept across calls.
+    static SCRATCH: std::cell::RefCell<(PackedA, PackedB)> = Default::default();
+}
+
+/// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] · rhs[k x n]` with bf16 products (see
+/// [`matmul`]), `dst` rows `dst_rs` apart; the f32 operands are packed into this thread's
+/// buffers.
+#[allow(clippy::too_many_arguments)]
+pub fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Lhs,
+    rhs: Mat,
+) {
+    SCRATCH.with(|cell| {
+        let (pa, pb) = &mut *cell.borrow_mut();
+        pb.pack(k, n, rhs);
+        let a = match lhs {
+            Lhs::Packed(a) => a,
+            Lhs::Plain(a) => {
+                pa.pack(m, k, a);
+                &*pa
+            }
+        };
+        matmul(dst, dst_rs, accumulate, a, pb);
+    })
+}
+
 /// `dst[m x n] = (accumulate ? dst : 0) + a · b` with bf16 products summed in f32, `dst`
 /// row-major with rows `dst_rs` apart. Panics (a programming error) when the operands' inner
 /// sizes differ, `dst` is too short, or [`available`] is false.

@@ -19,7 +19,7 @@
 //! are compiled for AVX-512, AVX2+FMA and plain x86-64, picked at run time.
 
 use super::gemm::{matmul_strided as matmul, Mat};
-use super::gemm_bf16::{self, PackedA, PackedB};
+use super::gemm_bf16::{self, Lhs, PackedA};
 use super::simd::{multiversion, simd_level, SimdLevel};
 use super::written_vec;
 use rayon::prelude::*;
@@ -597,11 +597,6 @@ thread_local! {
     static BUFFERS: RefCell<[Vec<f32>; 3]> = const { RefCell::new([Vec::new(), Vec::new(), Vec::new()]) };
 }
 
-thread_local! {
-    /// This worker's packed bf16 operands (`Math::Bf16`), kept across calls.
-    static PACKED: RefCell<(PackedA, PackedB)> = RefCell::new(Default::default());
-}
-
 /// Runs `f` with this thread's three buffers grown to `lens` elements.
 /// A worker that steals another chunk while it waits inside a chunk (the points run in
 /// parallel when chunks are few) finds its buffers taken and uses fresh ones.
@@ -698,11 +693,10 @@ fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
                         let vp = Mat::rows(&v[p * g.c * tcp..][..g.c * tcp], tcp);
                         match math {
                             Math::F32 => matmul(g.o, tc, g.c, mp, tcp, false, u.point(p), vp),
-                            Math::Bf16 => PACKED.with(|cell| {
-                                let (_, b) = &mut *cell.borrow_mut();
-                                b.pack(g.c, tc, vp);
-                                gemm_bf16::matmul(mp, tcp, false, &packed_u[p], b);
-                            }),
+                            Math::Bf16 => {
+                                let u = Lhs::Packed(&packed_u[p]);
+                                gemm_bf16::product(g.o, tc, g.c, mp, tcp, false, u, vp)
+                            }
                         }
                     });
                     output_transform(g, m, tiles, yc);
@@ -769,12 +763,10 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32], math: Math) -> Vec<f32> {
                         let vpt = Mat::transposed(&v[p * g.c * tcp..][..g.c * tcp], tcp);
                         match math {
                             Math::F32 => matmul(g.o, g.c, tc, dup, g.c, true, dmp, vpt),
-                            Math::Bf16 => PACKED.with(|cell| {
-                                let (a, b) = &mut *cell.borrow_mut();
-                                a.pack(g.o, tc, dmp);
-                                b.pack(tc, g.c, vpt);
-                                gemm_bf16::matmul(dup, g.c, true, a, b);
-                            }),
+                            Math::Bf16 => {
+                                let dm = Lhs::Plain(dmp);
+                                gemm_bf16::product(g.o, g.c, tc, dup, g.c, true, dm, vpt)
+                            }
                         }
                     });
                 });
