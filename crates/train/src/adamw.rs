@@ -161,6 +161,30 @@ mod tests {
     use wrnc_recipe::{DecayOn, OptimizerKind};
     use wrnc_testkit::graphs::{conv_bias, conv_bn_classifier};
 
+    /// Moments computed from the model's variables (the gradients here are) would record
+    /// them for Candle's autograd and keep each step's inputs alive.
+    #[test]
+    fn moments_keep_no_autograd_graph() {
+        let g = conv_bn_classifier([1, 1, 2], conv_bias(1, 1, 1), 2, false);
+        let w = crate::init::init_weights(&g, 4);
+        let cfg = Sgd {
+            kind: OptimizerKind::Adamw,
+            weight_decay: 0.05,
+            ..Sgd::default()
+        };
+        let mut model = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+        let mut opt = AdamWOptimizer::new(&cfg, &g);
+        for _ in 0..3 {
+            opt.step_with(&mut model, |t| t.affine(0.3, 0.1).ok(), 1e-3)
+                .unwrap();
+        }
+        let moments: Vec<_> = opt.moments.iter().flatten().collect();
+        assert!(!moments.is_empty());
+        for (m, v) in moments {
+            assert!(!m.track_op() && !v.track_op());
+        }
+    }
+
     /// Three AdamW steps with gradients `0.3 p + 0.1 k - 0.05` against the same recurrence in
     /// f64, decay on weights only; then the state round-trips.
     #[test]

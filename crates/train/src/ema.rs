@@ -39,7 +39,7 @@ impl EmaState {
                 let t = model
                     .param_tensor(ParamId(i))
                     .ok_or_else(|| TrainError::Internal(format!("no parameter {i}")))?;
-                Ok(t.to_dtype(DType::F32)?.copy()?)
+                Ok(t.to_dtype(DType::F32)?.detach().copy()?)
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(EmaState {
@@ -78,7 +78,10 @@ impl EmaState {
             let v = model
                 .param_tensor(ParamId(i))
                 .ok_or_else(|| TrainError::Internal(format!("no parameter {i}")))?
-                .to_dtype(DType::F32)?;
+                .to_dtype(DType::F32)?
+                .detach();
+            // detached: arithmetic on the model's variable would record it, and each average
+            // would keep the previous one (and its inputs) alive, one model's worth per step
             *e = (e.affine(d, 0.0)? + v.affine(1.0 - d, 0.0)?)?;
         }
         Ok(())
@@ -99,6 +102,31 @@ mod tests {
     use super::*;
     use candle_core::Device;
     use wrnc_testkit::graphs::{conv_bias, conv_bn_classifier};
+
+    /// An average computed from the model's variables recorded them (and the previous
+    /// average) for Candle's autograd: every update kept the last one alive, a model's worth
+    /// of memory per step.
+    #[test]
+    fn the_average_keeps_no_autograd_graph() {
+        let g = conv_bn_classifier([1, 1, 2], conv_bias(1, 1, 1), 2, false);
+        let w0 = crate::init::init_weights(&g, 1);
+        let model = Model::new(&g, &w0, &Device::Cpu, DType::F32).unwrap();
+        let mut ema = EmaState::new(
+            &Ema {
+                decay: 0.9,
+                warmup: false,
+            },
+            &model,
+        )
+        .unwrap();
+        for u in 1..=3 {
+            ema.update(&model, u).unwrap();
+        }
+        assert_eq!(ema.values.len(), g.params.len());
+        for (p, v) in g.params.iter().zip(&ema.values) {
+            assert!(!v.track_op(), "`{}`'s average records its inputs", p.name);
+        }
+    }
 
     #[test]
     fn averages_parameters_and_buffers_like_an_f64_recurrence() {

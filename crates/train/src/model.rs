@@ -279,7 +279,9 @@ impl Model {
 
     /// Every trainable parameter that `grad_of` gives a gradient for: its id, its current
     /// value and that gradient (what an optimiser step updates; parameters without one are
-    /// skipped, as in PyTorch).
+    /// skipped, as in PyTorch). The value is detached from its variable (same storage, so an
+    /// in-place update still reaches the model): arithmetic on a variable records its inputs
+    /// for Candle's autograd, and an optimiser state computed from it would keep them alive.
     pub(crate) fn trainable_with_grads(
         &self,
         grad_of: impl Fn(&Tensor) -> Option<Tensor>,
@@ -287,7 +289,7 @@ impl Model {
         self.trainable()
             .into_iter()
             .filter_map(|(id, var)| {
-                grad_of(var.as_tensor()).map(|g| (id, var.as_tensor().clone(), g))
+                grad_of(var.as_tensor()).map(|g| (id, var.as_tensor().detach(), g.detach()))
             })
             .collect()
     }
@@ -303,7 +305,8 @@ impl Model {
         let value = value.to_dtype(self.dtype)?;
         match slot {
             Slot::Var(v) => v.set(&value)?,
-            Slot::Buffer(t) => *t = value,
+            // a buffer holds a value, never the graph that computed it
+            Slot::Buffer(t) => *t = value.detach(),
         }
         Ok(())
     }

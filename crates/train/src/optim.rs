@@ -202,6 +202,7 @@ impl Optimizer {
 mod tests {
     use super::*;
     use candle_core::{DType, Device};
+    use wrnc_ir::ParamId;
     use wrnc_testkit::graphs::{conv_bias, conv_bn_classifier};
 
     /// conv(1->1, 1x1, bias) -> bn -> gap -> flatten -> linear(2, no bias): tiny and inspectable.
@@ -336,6 +337,38 @@ mod tests {
             assert_tensors_close(&w0.tensors, &w1.tensors);
             assert_eq!(s0.len(), s1.len());
             assert_tensors_close(s0, s1);
+        }
+    }
+
+    /// Arithmetic on a model variable records its inputs for Candle's autograd: a momentum
+    /// buffer computed from the variable kept the previous buffer, the gradient and a scaled
+    /// copy of the weights alive (a model's worth of memory per step on the reference path,
+    /// twice the model once on the fast one). Gradients here are themselves computed from
+    /// the variables, as the worst case.
+    #[test]
+    fn momentum_buffers_keep_no_autograd_graph() {
+        let g = graph();
+        let w = crate::init::init_weights(&g, 5);
+        for reference in [true, false] {
+            let mut model = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+            model.set_reference_ops(reference);
+            let mut opt = SgdOptimizer::new(&sgd(0.9, 0.0, true, 5e-4, DecayOn::All), &g);
+            for k in 0..3 {
+                let grad = |t: &Tensor| t.affine(0.3, 0.1 * k as f64).ok();
+                opt.step_with(&mut model, grad, 0.1).unwrap();
+            }
+            let buffers: Vec<&Tensor> = opt.buffers.iter().flatten().collect();
+            assert!(!buffers.is_empty());
+            for b in buffers {
+                assert!(
+                    !b.track_op(),
+                    "reference {reference}: a buffer records its inputs"
+                );
+            }
+            for i in 0..g.params.len() {
+                let t = model.param_tensor(ParamId(i)).unwrap();
+                assert!(t.is_variable() || !t.track_op(), "parameter {i}");
+            }
         }
     }
 

@@ -88,8 +88,8 @@ pub fn step_grads_for(
     let mut saved: Vec<(ParamId, Tensor)> = Vec::new();
     let mut perturbed: Vec<(ParamId, Tensor)> = Vec::new();
     for (id, var) in model.trainable() {
-        let p = var.as_tensor();
-        if let Some(g) = grads.get(p) {
+        let p = &var.as_tensor().detach();
+        if let Some(g) = grads.get(var.as_tensor()) {
             let g = g.to_dtype(p.dtype())?;
             let e = if adaptive {
                 (p.sqr()? * g)?.affine(scale, 0.0)?
@@ -103,7 +103,7 @@ pub fn step_grads_for(
     for (i, p) in model.graph().params.iter().enumerate() {
         if !p.trainable {
             if let Some(t) = model.param_tensor(ParamId(i)) {
-                saved.push((ParamId(i), t.copy()?));
+                saved.push((ParamId(i), t.detach().copy()?));
             }
         }
     }
