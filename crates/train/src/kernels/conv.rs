@@ -542,6 +542,21 @@ mod tests {
     }
 
     #[test]
+    fn stride_two_matches_candle_on_ragged_maps() {
+        // the strided patch copies and adds: odd and even widths, every padding parity,
+        // even and odd kernels, maps smaller than the kernel reach with its padding
+        // (Candle's own backward fails when the two axes leave different remainders)
+        check(&[2, 3, 7, 7], &[4, 3, 3, 3], 2, 1, 21);
+        check(&[2, 3, 9, 9], &[4, 3, 3, 3], 2, 0, 22);
+        check(&[1, 2, 11, 9], &[3, 2, 5, 5], 2, 2, 23);
+        check(&[2, 2, 6, 8], &[3, 2, 2, 2], 2, 0, 24);
+        check(&[1, 2, 6, 8], &[2, 2, 4, 4], 2, 1, 25);
+        check(&[2, 4, 3, 3], &[2, 4, 3, 3], 2, 1, 26);
+        check(&[1, 1, 1, 1], &[2, 1, 3, 3], 2, 1, 27);
+        check(&[2, 3, 8, 10], &[4, 3, 3, 3], 2, 1, 28);
+    }
+
+    #[test]
     fn winograd_shapes_match_candle() {
         // 3x3 stride-1 pad-1 with 8+ channels on both sides goes through winograd.rs (unless
         // WRNC_WINOGRAD=0); ragged 10x7 maps leave partial tiles
