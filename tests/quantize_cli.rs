@@ -23,12 +23,12 @@ fn size(p: &Path) -> u64 {
 fn a_trained_quick_start_exports_int8_and_fp16_that_verify() {
     let dir = tempdir();
     let run = dir.path().join("run");
-    // export.quantize in the spec: the run writes model.int8.onnx next to model.onnx. Eight
-    // epochs: a 4-epoch model sits so close to its decision boundaries that int8 flipped one
-    // test image too many for the default criteria after a change of f32 rounding order.
+    // export.quantize in the spec: the run writes model.int8.onnx next to model.onnx. The
+    // whole quick start (30 epochs), as a user runs it: shortened runs (4, then 8 epochs) end
+    // so close to their decision boundaries that a change of f32 summation order in training
+    // moved 2-4 of the 360 test images across them under int8, beyond the default criteria
+    // (12, 20 and 30 epochs keep at least 99.7% agreement with either calibration).
     let first = [
-        "--set",
-        "train.epochs=8",
         "--set",
         "export.quantize=int8",
         "--set",

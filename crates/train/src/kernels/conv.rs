@@ -8,6 +8,7 @@
 use super::f32_slice;
 use super::gemm::{matmul, Mat};
 use super::gemm_bf16::{self, Lhs, PackedA};
+use super::stride2;
 use super::winograd::{self, Math};
 use crate::conv::ConvParams;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -98,7 +99,7 @@ impl ConvGeom {
 
     /// For kernel offset `kx` (or `ky`): the first and one-past-last output position whose
     /// input position `o * stride + kx - pad` lies inside `[0, len)`.
-    fn valid(&self, kx: usize, len: usize, out: usize) -> (usize, usize) {
+    pub(super) fn valid(&self, kx: usize, len: usize, out: usize) -> (usize, usize) {
         let lo = self.pad.saturating_sub(kx).div_ceil(self.stride).min(out);
         let hi = if len + self.pad > kx {
             (len + self.pad - kx).div_ceil(self.stride).min(out)
@@ -127,6 +128,9 @@ fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// Writes the `[C·k·k, OH·OW]` patch matrix of one image `x` (`[C, H, W]`).
 fn im2col(x: &[f32], g: &ConvGeom, col: &mut [f32]) {
+    if let Some(plan) = stride2::Plan::new(g) {
+        return im2col_rows(x, g, col, &plan);
+    }
     let ohw = g.ohw();
     for c in 0..g.c {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -160,6 +164,51 @@ fn im2col(x: &[f32], g: &ConvGeom, col: &mut [f32]) {
     }
 }
 
+/// [`im2col`] a whole input row at a time: the kernel columns' patch rows of one output row
+/// come from one load of the input row ([`stride2`]).
+fn im2col_rows(x: &[f32], g: &ConvGeom, col: &mut [f32], plan: &stride2::Plan) {
+    let ohw = g.ohw();
+    for c in 0..g.c {
+        let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.k {
+            let (y0, y1) = g.valid(ky, g.h, g.oh);
+            let rows = &mut col[(c * g.k + ky) * g.k * ohw..][..g.k * ohw];
+            for row in rows.chunks_exact_mut(ohw) {
+                row[..y0 * g.ow].fill(0.0);
+                row[y1 * g.ow..].fill(0.0);
+            }
+            for oy in y0..y1 {
+                let iy = oy * g.stride + ky - g.pad;
+                plan.im2col_row(
+                    &plane[iy * g.w..(iy + 1) * g.w],
+                    &mut rows[oy * g.ow..],
+                    ohw,
+                );
+            }
+        }
+    }
+}
+
+/// [`col2im`] a whole input row at a time ([`stride2`]).
+fn col2im_rows(col: &[f32], g: &ConvGeom, dx: &mut [f32], plan: &stride2::Plan) {
+    let ohw = g.ohw();
+    for c in 0..g.c {
+        let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..g.k {
+            let (y0, y1) = g.valid(ky, g.h, g.oh);
+            let rows = &col[(c * g.k + ky) * g.k * ohw..][..g.k * ohw];
+            for oy in y0..y1 {
+                let iy = oy * g.stride + ky - g.pad;
+                plan.col2im_row(
+                    &rows[oy * g.ow..],
+                    &mut plane[iy * g.w..(iy + 1) * g.w],
+                    ohw,
+                );
+            }
+        }
+    }
+}
+
 /// `dst[i · S] += src[i]`.
 #[inline(always)]
 fn strided_add<const S: usize>(dst: &mut [f32], src: &[f32]) {
@@ -186,6 +235,9 @@ fn strided_copy<const S: usize>(dst: &mut [f32], src: &[f32]) {
 
 /// Adds the patch matrix `col` back onto one image gradient `dx` (`[C, H, W]`).
 fn col2im(col: &[f32], g: &ConvGeom, dx: &mut [f32]) {
+    if let Some(plan) = stride2::Plan::new(g) {
+        return col2im_rows(col, g, dx, &plan);
+    }
     let ohw = g.ohw();
     for c in 0..g.c {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -554,6 +606,10 @@ mod tests {
         check(&[2, 4, 3, 3], &[2, 4, 3, 3], 2, 1, 26);
         check(&[1, 1, 1, 1], &[2, 1, 3, 3], 2, 1, 27);
         check(&[2, 3, 8, 10], &[4, 3, 3, 3], 2, 1, 28);
+        // the widest rows of the vector path (32 in, 16 out) and past it (33 in, 17 out)
+        check(&[1, 2, 32, 32], &[3, 2, 3, 3], 2, 1, 29);
+        check(&[1, 2, 33, 33], &[3, 2, 3, 3], 2, 1, 30);
+        check(&[2, 5, 28, 28], &[4, 5, 1, 1], 2, 0, 31);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub mod gemm;
 pub mod gemm_bf16;
 pub mod sgd;
 pub mod simd;
+mod stride2;
 pub mod winograd;
 
 use candle_core::{bail, CpuStorage, DType, Device, Layout, Result, Storage, Tensor};
