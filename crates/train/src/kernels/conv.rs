@@ -4,6 +4,9 @@
 //! `[C·k·k, OH·OW]` patch matrix; the input gradient is `col2im(Wᵀ · dy)` and the weight
 //! gradient `Σ dy · col(x)ᵀ`. A 1x1 stride-1 unpadded convolution skips the patch matrix.
 //! Images are spread over the rayon pool; each worker keeps its patch buffer across calls.
+//! Output maps under 64 pixels put several images' patch columns side by side in one
+//! product ([`group_size`]); stride-2 patch rows of narrow maps are copied in vector
+//! registers ([`super::stride2`]).
 
 use super::f32_slice;
 use super::gemm::{matmul, Mat};
@@ -126,10 +129,11 @@ fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     })
 }
 
-/// Writes the `[C·k·k, OH·OW]` patch matrix of one image `x` (`[C, H, W]`).
-fn im2col(x: &[f32], g: &ConvGeom, col: &mut [f32]) {
+/// Writes the `[C·k·k, OH·OW]` patch matrix of one image `x` (`[C, H, W]`) into `col`, its
+/// rows `ld` elements apart (`ld >= OH·OW`; the gaps are left alone).
+fn im2col(x: &[f32], g: &ConvGeom, col: &mut [f32], ld: usize) {
     if let Some(plan) = stride2::Plan::new(g) {
-        return im2col_rows(x, g, col, &plan);
+        return im2col_rows(x, g, col, ld, &plan);
     }
     let ohw = g.ohw();
     for c in 0..g.c {
@@ -138,7 +142,7 @@ fn im2col(x: &[f32], g: &ConvGeom, col: &mut [f32]) {
             let (y0, y1) = g.valid(ky, g.h, g.oh);
             for kx in 0..g.k {
                 let (x0, x1) = g.valid(kx, g.w, g.ow);
-                let row = &mut col[((c * g.k + ky) * g.k + kx) * ohw..][..ohw];
+                let row = &mut col[((c * g.k + ky) * g.k + kx) * ld..][..ohw];
                 row[..y0 * g.ow].fill(0.0);
                 row[y1 * g.ow..].fill(0.0);
                 for oy in y0..y1 {
@@ -166,44 +170,38 @@ fn im2col(x: &[f32], g: &ConvGeom, col: &mut [f32]) {
 
 /// [`im2col`] a whole input row at a time: the kernel columns' patch rows of one output row
 /// come from one load of the input row ([`stride2`]).
-fn im2col_rows(x: &[f32], g: &ConvGeom, col: &mut [f32], plan: &stride2::Plan) {
+fn im2col_rows(x: &[f32], g: &ConvGeom, col: &mut [f32], ld: usize, plan: &stride2::Plan) {
     let ohw = g.ohw();
     for c in 0..g.c {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ky in 0..g.k {
             let (y0, y1) = g.valid(ky, g.h, g.oh);
-            let rows = &mut col[(c * g.k + ky) * g.k * ohw..][..g.k * ohw];
-            for row in rows.chunks_exact_mut(ohw) {
+            let first = (c * g.k + ky) * g.k * ld;
+            for kx in 0..g.k {
+                let row = &mut col[first + kx * ld..][..ohw];
                 row[..y0 * g.ow].fill(0.0);
                 row[y1 * g.ow..].fill(0.0);
             }
             for oy in y0..y1 {
                 let iy = oy * g.stride + ky - g.pad;
-                plan.im2col_row(
-                    &plane[iy * g.w..(iy + 1) * g.w],
-                    &mut rows[oy * g.ow..],
-                    ohw,
-                );
+                let src = &plane[iy * g.w..(iy + 1) * g.w];
+                plan.im2col_row(src, &mut col[first + oy * g.ow..], ld);
             }
         }
     }
 }
 
 /// [`col2im`] a whole input row at a time ([`stride2`]).
-fn col2im_rows(col: &[f32], g: &ConvGeom, dx: &mut [f32], plan: &stride2::Plan) {
-    let ohw = g.ohw();
+fn col2im_rows(col: &[f32], g: &ConvGeom, dx: &mut [f32], ld: usize, plan: &stride2::Plan) {
     for c in 0..g.c {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ky in 0..g.k {
             let (y0, y1) = g.valid(ky, g.h, g.oh);
-            let rows = &col[(c * g.k + ky) * g.k * ohw..][..g.k * ohw];
+            let first = (c * g.k + ky) * g.k * ld;
             for oy in y0..y1 {
                 let iy = oy * g.stride + ky - g.pad;
-                plan.col2im_row(
-                    &rows[oy * g.ow..],
-                    &mut plane[iy * g.w..(iy + 1) * g.w],
-                    ohw,
-                );
+                let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
+                plan.col2im_row(&col[first + oy * g.ow..], dst, ld);
             }
         }
     }
@@ -233,10 +231,11 @@ fn strided_copy<const S: usize>(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// Adds the patch matrix `col` back onto one image gradient `dx` (`[C, H, W]`).
-fn col2im(col: &[f32], g: &ConvGeom, dx: &mut [f32]) {
+/// Adds the patch matrix `col` (rows `ld` elements apart) back onto one image gradient `dx`
+/// (`[C, H, W]`).
+fn col2im(col: &[f32], g: &ConvGeom, dx: &mut [f32], ld: usize) {
     if let Some(plan) = stride2::Plan::new(g) {
-        return col2im_rows(col, g, dx, &plan);
+        return col2im_rows(col, g, dx, ld, &plan);
     }
     let ohw = g.ohw();
     for c in 0..g.c {
@@ -245,7 +244,7 @@ fn col2im(col: &[f32], g: &ConvGeom, dx: &mut [f32]) {
             let (y0, y1) = g.valid(ky, g.h, g.oh);
             for kx in 0..g.k {
                 let (x0, x1) = g.valid(kx, g.w, g.ow);
-                let row = &col[((c * g.k + ky) * g.k + kx) * ohw..][..ohw];
+                let row = &col[((c * g.k + ky) * g.k + kx) * ld..][..ohw];
                 for oy in y0..y1 {
                     let iy = oy * g.stride + ky - g.pad;
                     let src = &row[oy * g.ow..(oy + 1) * g.ow];
@@ -285,44 +284,115 @@ fn product(
     }
 }
 
-/// `y = W · col(x)` for one image.
-fn forward_image(x: &[f32], w: Lhs, math: Math, g: &ConvGeom, y: &mut [f32]) {
+/// Output columns a patch-matrix product should span at least: maps under 64 pixels (7x7,
+/// 4x4) share one product among several images, as the gemm crate runs a 49-column product
+/// at about two thirds of its speed on a wide one (it repacks the weights per product, and
+/// its micro-kernel's rows are short).
+const GROUP_COLUMNS: usize = 192;
+
+/// Images per patch-matrix product for `g` (at most a worker's share of the batch).
+fn group_size(g: &ConvGeom) -> usize {
+    if g.pointwise() || g.ohw() >= 64 {
+        return 1;
+    }
+    let share = g.n.div_ceil(rayon::current_num_threads().max(1));
+    GROUP_COLUMNS.div_ceil(g.ohw()).min(share).max(1)
+}
+
+/// Copies the `[imgs, O, OH·OW]` gradient `dy` into `[O, imgs·OH·OW]` (`out`), one product's
+/// operand.
+fn gather_outputs(dy: &[f32], g: &ConvGeom, out: &mut [f32]) {
+    let ohw = g.ohw();
+    let cols = dy.len() / g.o;
+    for (i, dyi) in dy.chunks_exact(g.o * ohw).enumerate() {
+        for (o, row) in dyi.chunks_exact(ohw).enumerate() {
+            out[o * cols + i * ohw..][..ohw].copy_from_slice(row);
+        }
+    }
+}
+
+/// `y = W · col(x)` for a group of images (`x` `[imgs, C, H, W]`, `y` `[imgs, O, OH, OW]`):
+/// one product over all their patch columns.
+fn forward_images(x: &[f32], w: Lhs, math: Math, g: &ConvGeom, y: &mut [f32]) {
     let (ckk, ohw) = (g.ckk(), g.ohw());
+    let imgs = x.len() / g.chw();
     if g.pointwise() {
-        product(math, g.o, ohw, ckk, y, false, w, Mat::rows(x, ohw));
-    } else {
+        for (xi, yi) in x.chunks_exact(g.chw()).zip(y.chunks_exact_mut(g.o * ohw)) {
+            product(math, g.o, ohw, ckk, yi, false, w, Mat::rows(xi, ohw));
+        }
+    } else if imgs == 1 {
         with_cols(ckk * ohw, |col| {
-            im2col(x, g, col);
+            im2col(x, g, col, ohw);
             product(math, g.o, ohw, ckk, y, false, w, Mat::rows(col, ohw));
         });
-    }
-}
-
-/// `dx = col2im(Wᵀ · dy)` for one image (`dx` zeroed by the caller); `wt` is `Wᵀ`.
-fn input_grad_image(dy: &[f32], wt: Lhs, math: Math, g: &ConvGeom, dx: &mut [f32]) {
-    let (ckk, ohw) = (g.ckk(), g.ohw());
-    if g.pointwise() {
-        product(math, ckk, ohw, g.o, dx, false, wt, Mat::rows(dy, ohw));
     } else {
-        with_cols(ckk * ohw, |col| {
-            product(math, ckk, ohw, g.o, col, false, wt, Mat::rows(dy, ohw));
-            col2im(col, g, dx);
+        let cols = imgs * ohw;
+        with_cols(ckk * cols + g.o * cols, |buf| {
+            let (col, out) = buf.split_at_mut(ckk * cols);
+            for (i, xi) in x.chunks_exact(g.chw()).enumerate() {
+                im2col(xi, g, &mut col[i * ohw..], cols);
+            }
+            product(math, g.o, cols, ckk, out, false, w, Mat::rows(col, cols));
+            for (i, yi) in y.chunks_exact_mut(g.o * ohw).enumerate() {
+                for (o, row) in yi.chunks_exact_mut(ohw).enumerate() {
+                    row.copy_from_slice(&out[o * cols + i * ohw..][..ohw]);
+                }
+            }
         });
     }
 }
 
-/// `dw += dy · col(x)ᵀ` for one image.
-fn weight_grad_image(x: &[f32], dy: &[f32], math: Math, g: &ConvGeom, dw: &mut [f32]) {
+/// `dx = col2im(Wᵀ · dy)` for a group of images (`dx` zeroed by the caller); `wt` is `Wᵀ`.
+fn input_grad_images(dy: &[f32], wt: Lhs, math: Math, g: &ConvGeom, dx: &mut [f32]) {
     let (ckk, ohw) = (g.ckk(), g.ohw());
-    let dy = Lhs::Plain(Mat::rows(dy, ohw));
+    let imgs = dx.len() / g.chw();
     if g.pointwise() {
-        let xt = Mat::transposed(x, ohw);
-        product(math, g.o, ckk, ohw, dw, true, dy, xt);
-    } else {
+        for (dyi, dxi) in dy.chunks_exact(g.o * ohw).zip(dx.chunks_exact_mut(g.chw())) {
+            product(math, ckk, ohw, g.o, dxi, false, wt, Mat::rows(dyi, ohw));
+        }
+    } else if imgs == 1 {
         with_cols(ckk * ohw, |col| {
-            im2col(x, g, col);
-            let ct = Mat::transposed(col, ohw);
+            product(math, ckk, ohw, g.o, col, false, wt, Mat::rows(dy, ohw));
+            col2im(col, g, dx, ohw);
+        });
+    } else {
+        let cols = imgs * ohw;
+        with_cols(ckk * cols + g.o * cols, |buf| {
+            let (col, dyg) = buf.split_at_mut(ckk * cols);
+            gather_outputs(dy, g, dyg);
+            product(math, ckk, cols, g.o, col, false, wt, Mat::rows(dyg, cols));
+            for (i, dxi) in dx.chunks_exact_mut(g.chw()).enumerate() {
+                col2im(&col[i * ohw..], g, dxi, cols);
+            }
+        });
+    }
+}
+
+/// `dw += dy · col(x)ᵀ` for a group of images: one product over all their patch columns.
+fn weight_grad_images(x: &[f32], dy: &[f32], math: Math, g: &ConvGeom, dw: &mut [f32]) {
+    let (ckk, ohw) = (g.ckk(), g.ohw());
+    let imgs = x.len() / g.chw();
+    if g.pointwise() {
+        for (xi, dyi) in x.chunks_exact(g.chw()).zip(dy.chunks_exact(g.o * ohw)) {
+            let (dyi, xt) = (Lhs::Plain(Mat::rows(dyi, ohw)), Mat::transposed(xi, ohw));
+            product(math, g.o, ckk, ohw, dw, true, dyi, xt);
+        }
+    } else if imgs == 1 {
+        with_cols(ckk * ohw, |col| {
+            im2col(x, g, col, ohw);
+            let (dy, ct) = (Lhs::Plain(Mat::rows(dy, ohw)), Mat::transposed(col, ohw));
             product(math, g.o, ckk, ohw, dw, true, dy, ct);
+        });
+    } else {
+        let cols = imgs * ohw;
+        with_cols(ckk * cols + g.o * cols, |buf| {
+            let (col, dyg) = buf.split_at_mut(ckk * cols);
+            gather_outputs(dy, g, dyg);
+            for (i, xi) in x.chunks_exact(g.chw()).enumerate() {
+                im2col(xi, g, &mut col[i * ohw..], cols);
+            }
+            let (dyg, ct) = (Lhs::Plain(Mat::rows(dyg, cols)), Mat::transposed(col, cols));
+            product(math, g.o, ckk, cols, dw, true, dyg, ct);
         });
     }
 }
@@ -386,9 +456,10 @@ impl CustomOp2 for Conv2d {
         let per = g.o * g.ohw();
         let mut y = vec![0f32; g.n * per];
         let (packed, plain) = weights_lhs(self.math, g.o, g.ckk(), Mat::rows(w, g.ckk()));
-        y.par_chunks_mut(per)
-            .zip(x.par_chunks(g.chw()))
-            .for_each(|(yi, xi)| forward_image(xi, lhs(&packed, plain), self.math, &g, yi));
+        let b = group_size(&g);
+        y.par_chunks_mut(per * b)
+            .zip(x.par_chunks(g.chw() * b))
+            .for_each(|(yi, xi)| forward_images(xi, lhs(&packed, plain), self.math, &g, yi));
         Ok((CpuStorage::F32(y), shape))
     }
 
@@ -439,9 +510,10 @@ impl CustomOp2 for InputGrad {
         }
         let mut dx = vec![0f32; g.n * g.chw()];
         let (packed, plain) = weights_lhs(self.1, g.ckk(), g.o, Mat::transposed(w, g.ckk()));
-        dx.par_chunks_mut(g.chw())
-            .zip(dy.par_chunks(per))
-            .for_each(|(dxi, dyi)| input_grad_image(dyi, lhs(&packed, plain), self.1, &g, dxi));
+        let b = group_size(&g);
+        dx.par_chunks_mut(g.chw() * b)
+            .zip(dy.par_chunks(per * b))
+            .for_each(|(dxi, dyi)| input_grad_images(dyi, lhs(&packed, plain), self.1, &g, dxi));
         Ok((CpuStorage::F32(dx), shape))
     }
 }
@@ -476,13 +548,16 @@ impl CustomOp2 for WeightGrad {
         let len = g.o * g.ckk();
         let workers = rayon::current_num_threads().clamp(1, g.n.max(1));
         let chunk = g.n.div_ceil(workers).max(1);
+        let b = group_size(&g);
         let dw = (0..workers)
             .into_par_iter()
             .map(|t| {
                 let mut dw = vec![0f32; len];
-                for i in t * chunk..((t + 1) * chunk).min(g.n) {
-                    let xi = &x[i * g.chw()..(i + 1) * g.chw()];
-                    weight_grad_image(xi, &dy[i * per..(i + 1) * per], self.1, &g, &mut dw);
+                let (first, end) = (t * chunk, ((t + 1) * chunk).min(g.n));
+                for i in (first..end).step_by(b) {
+                    let j = (i + b).min(end);
+                    let xs = &x[i * g.chw()..j * g.chw()];
+                    weight_grad_images(xs, &dy[i * per..j * per], self.1, &g, &mut dw);
                 }
                 dw
             })
@@ -594,7 +669,7 @@ mod tests {
     }
 
     #[test]
-    fn stride_two_matches_candle_on_ragged_maps() {
+    fn strided_and_small_map_convolutions_match_candle() {
         // the strided patch copies and adds: odd and even widths, every padding parity,
         // even and odd kernels, maps smaller than the kernel reach with its padding
         // (Candle's own backward fails when the two axes leave different remainders)
@@ -610,6 +685,11 @@ mod tests {
         check(&[1, 2, 32, 32], &[3, 2, 3, 3], 2, 1, 29);
         check(&[1, 2, 33, 33], &[3, 2, 3, 3], 2, 1, 30);
         check(&[2, 5, 28, 28], &[4, 5, 1, 1], 2, 0, 31);
+        // maps under 64 pixels share one product among several images (a worker's share,
+        // the last group shorter): stride 2, 1x1 stride 2, and a small stride-1 stem
+        check(&[7, 3, 7, 7], &[4, 3, 3, 3], 2, 1, 32);
+        check(&[9, 5, 8, 8], &[6, 5, 1, 1], 2, 0, 33);
+        check(&[11, 3, 6, 7], &[5, 3, 3, 3], 1, 1, 34);
     }
 
     #[test]
@@ -639,6 +719,8 @@ mod tests {
             ([2, 8, 10, 10], [16, 8, 3, 3], 2, 1, 1e-2),
             ([2, 8, 6, 6], [16, 8, 1, 1], 1, 0, 1e-2),
             ([2, 8, 6, 6], [16, 8, 1, 1], 2, 0, 1e-2),
+            // several images per product (small maps, more images than workers)
+            ([7, 8, 8, 8], [16, 8, 3, 3], 2, 1, 1e-2),
             ([2, 9, 13, 10], [12, 9, 3, 3], 1, 1, 5e-2),
         ] {
             let xv = Var::from_tensor(&rand(&x, 3)).unwrap();
