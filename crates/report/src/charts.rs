@@ -42,7 +42,8 @@ pub struct LineChart<'a> {
     pub series: Vec<Series<'a>>,
     /// Draw a marker at every point (few points, e.g. one per epoch).
     pub markers: bool,
-    /// Where the legend goes (where the lines are not, e.g. lower right for a rising curve).
+    /// The preferred corner for the legend (e.g. lower right for a rising curve); another
+    /// corner is taken when the lines pass through fewer of its pixels ([`legend_corner`]).
     pub legend: SeriesLabelPosition,
     /// The lowest y the axis may start at (e.g. 0 for a loss), whatever the padding.
     pub y_floor: Option<f64>,
@@ -101,6 +102,72 @@ fn whole_tick(v: f64) -> String {
     } else {
         String::new()
     }
+}
+
+/// Approximate size of the plotting area of a line chart, in pixels (the chart less its
+/// caption, margins and axis label areas).
+const PLOT_SIZE: (f64, f64) = (500.0, 240.0);
+
+/// Samples along each segment of a line when looking for a free corner.
+const SEGMENT_SAMPLES: usize = 24;
+
+/// The corner for `chart`'s legend within the data ranges `x` and `y`: of the four, the one
+/// whose legend box the lines cross least (sampled along every segment), the preferred
+/// corner first on a tie, so that the legend never hides the last epoch's point when a
+/// curve ends where the legend was meant to go.
+pub fn legend_corner(chart: &LineChart<'_>, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    use SeriesLabelPosition::{LowerLeft, LowerRight, UpperLeft, UpperRight};
+    let longest = chart.series.iter().map(|s| s.label.chars().count()).max();
+    // a legend row is about 20 px high, a character about 8 px wide after a 30 px sample line
+    let w = ((longest.unwrap_or(0) as f64 * 8.0 + 50.0) / PLOT_SIZE.0).min(1.0);
+    let h = ((chart.series.len() as f64 * 20.0 + 14.0) / PLOT_SIZE.1).min(1.0);
+    let inside = |corner: &SeriesLabelPosition, u: f64, v: f64| match corner {
+        UpperRight => u >= 1.0 - w && v >= 1.0 - h,
+        LowerRight => u >= 1.0 - w && v <= h,
+        UpperLeft => u <= w && v >= 1.0 - h,
+        _ => u <= w && v <= h,
+    };
+    let unit = |p: (f64, f64)| {
+        let u = (p.0 - x.0) / (x.1 - x.0).max(f64::MIN_POSITIVE);
+        let v = (p.1 - y.0) / (y.1 - y.0).max(f64::MIN_POSITIVE);
+        (u, v)
+    };
+    let crossings = |corner: &SeriesLabelPosition| -> usize {
+        let mut n = 0;
+        for s in &chart.series {
+            let pts: Vec<(f64, f64)> = s.points.iter().map(|&p| unit(p)).collect();
+            if let [only] = pts.as_slice() {
+                n += usize::from(inside(corner, only.0, only.1));
+            }
+            for pair in pts.windows(2) {
+                let ((u0, v0), (u1, v1)) = (pair[0], pair[1]);
+                n += (0..=SEGMENT_SAMPLES)
+                    .map(|i| i as f64 / SEGMENT_SAMPLES as f64)
+                    .filter(|t| inside(corner, u0 + (u1 - u0) * t, v0 + (v1 - v0) * t))
+                    .count();
+            }
+        }
+        n
+    };
+    let mut order = vec![chart.legend.clone()];
+    for c in [UpperRight, LowerRight, UpperLeft, LowerLeft] {
+        if !order.iter().any(|o| same_corner(o, &c)) {
+            order.push(c);
+        }
+    }
+    let mut best = (usize::MAX, order[0].clone());
+    for c in order {
+        let n = crossings(&c);
+        if n < best.0 {
+            best = (n, c);
+        }
+    }
+    best.1
+}
+
+/// Whether two legend positions are the same corner (plotters' type has no `PartialEq`).
+fn same_corner(a: &SeriesLabelPosition, b: &SeriesLabelPosition) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
 }
 
 /// Draws `chart` as an SVG document.
@@ -167,7 +234,7 @@ pub fn line_chart(chart: &LineChart<'_>) -> Result<String> {
             }
         }
         c.configure_series_labels()
-            .position(chart.legend.clone())
+            .position(legend_corner(chart, (x0, x1), (y0, y1)))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(180, 180, 180))
             .label_font(("sans-serif", 14))
@@ -339,6 +406,45 @@ mod tests {
             assert!(svg.contains(text), "{text}");
         }
         assert_eq!(svg.matches("<svg").count(), 1);
+    }
+
+    /// A chart with one falling line through `pts`, the legend preferred lower right.
+    fn falling(pts: &[(f64, f64)]) -> LineChart<'_> {
+        LineChart {
+            title: "throughput",
+            x_label: "epoch",
+            y_label: "images / s",
+            series: vec![Series {
+                label: "train".into(),
+                points: pts,
+                color: PALETTE[0],
+                faint: false,
+            }],
+            markers: true,
+            legend: SeriesLabelPosition::LowerRight,
+            y_floor: None,
+        }
+    }
+
+    #[test]
+    fn the_legend_moves_off_the_lines() {
+        use SeriesLabelPosition::*;
+        let corner = |c: &LineChart<'_>| {
+            let pts = c.series[0].points;
+            let x = padded_range(pts.iter().map(|p| p.0), None);
+            let y = padded_range(pts.iter().map(|p| p.1), None);
+            legend_corner(c, x, y)
+        };
+        // a line falling from the upper left into the preferred lower right corner: the
+        // legend goes to the upper right, which it does not cross
+        let down = [(1.0, 785.0), (2.0, 749.0)];
+        assert!(same_corner(&corner(&falling(&down)), &UpperRight));
+        // a rising line leaves the preferred lower right free
+        let up = [(1.0, 749.0), (2.0, 785.0)];
+        assert!(same_corner(&corner(&falling(&up)), &LowerRight));
+        // a flat line through the middle crosses no corner: the preference stands
+        let flat = [(1.0, 5.0), (2.0, 5.0), (3.0, 5.0)];
+        assert!(same_corner(&corner(&falling(&flat)), &LowerRight));
     }
 
     #[test]
