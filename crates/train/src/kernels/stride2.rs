@@ -91,15 +91,23 @@ impl Plan {
         })
     }
 
+    /// Panics unless an input row of `row` values holds the `w` the plan reads or writes and
+    /// `patches` values hold the `k` patch rows `stride` apart.
+    fn check_lengths(&self, row: usize, patches: usize, stride: usize) {
+        let w = self
+            .in_masks
+            .iter()
+            .map(|m| m.count_ones() as usize)
+            .sum::<usize>();
+        let ow = self.out_mask.count_ones() as usize;
+        let k = self.columns.len();
+        assert!(row >= w && (k == 0 || patches >= (k - 1) * stride + ow));
+    }
+
     /// Writes the `k` patch rows of input row `src` (`w` values): kernel column `kx`'s row
     /// goes to `out[kx * stride..][..ow]`.
     pub(super) fn im2col_row(&self, src: &[f32], out: &mut [f32], stride: usize) {
-        let ow = self.out_mask.count_ones() as usize;
-        assert!(
-            src.len()
-                >= self.in_masks[0].count_ones() as usize + self.in_masks[1].count_ones() as usize
-        );
-        assert!(self.columns.is_empty() || out.len() >= (self.columns.len() - 1) * stride + ow);
+        self.check_lengths(src.len(), out.len(), stride);
         // SAFETY: `Plan::new` saw AVX-512; the masked loads read the row's `w` values and the
         // masked stores write `ow` values per kernel column, both inside the slices (asserted
         // above).
@@ -109,12 +117,7 @@ impl Plan {
     /// Adds the `k` patch rows `col[kx * stride..][..ow]` back onto input row `dst` (`w`
     /// values).
     pub(super) fn col2im_row(&self, col: &[f32], dst: &mut [f32], stride: usize) {
-        let ow = self.out_mask.count_ones() as usize;
-        assert!(
-            dst.len()
-                >= self.in_masks[0].count_ones() as usize + self.in_masks[1].count_ones() as usize
-        );
-        assert!(self.columns.is_empty() || col.len() >= (self.columns.len() - 1) * stride + ow);
+        self.check_lengths(dst.len(), col.len(), stride);
         // SAFETY: as in `im2col_row`, with the roles of source and destination swapped.
         unsafe { col2im_row_avx512(self, col, dst, stride) }
     }
