@@ -49,14 +49,8 @@ pub fn conv2d_backward(
     kernels: Kernels,
 ) -> Result<(Option<Tensor>, Tensor)> {
     let math = winograd_math(kernels);
-    Ok(crate::kernels::conv::conv2d_backward(
-        x,
-        w,
-        grad,
-        params,
-        need_input_grad,
-        math,
-    )?)
+    let grads = crate::kernels::conv::conv2d_backward(x, w, grad, params, need_input_grad, math);
+    Ok(grads?)
 }
 
 /// The precision of the convolution products the fast CPU kernels `kernels` use.

@@ -9,9 +9,9 @@
 //! registers ([`super::stride2`]).
 
 use super::f32_slice;
-use super::gemm::{matmul, Mat};
+use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
-use super::stride2;
+use super::stride2::Plan;
 use super::winograd::{self, Math};
 use crate::conv::ConvParams;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
@@ -130,10 +130,11 @@ fn with_cols<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 }
 
 /// Writes the `[C·k·k, OH·OW]` patch matrix of one image `x` (`[C, H, W]`) into `col`, its
-/// rows `ld` elements apart (`ld >= OH·OW`; the gaps are left alone).
-fn im2col(x: &[f32], g: &ConvGeom, col: &mut [f32], ld: usize) {
-    if let Some(plan) = stride2::Plan::new(g) {
-        return im2col_rows(x, g, col, ld, &plan);
+/// rows `ld` elements apart (`ld >= OH·OW`; the gaps are left alone); `plan` is
+/// [`Plan::new`]'s for `g`, made once per call.
+fn im2col(x: &[f32], g: &ConvGeom, plan: Option<&Plan>, col: &mut [f32], ld: usize) {
+    if let Some(plan) = plan {
+        return im2col_rows(x, g, col, ld, plan);
     }
     let ohw = g.ohw();
     for c in 0..g.c {
@@ -169,8 +170,8 @@ fn im2col(x: &[f32], g: &ConvGeom, col: &mut [f32], ld: usize) {
 }
 
 /// [`im2col`] a whole input row at a time: the kernel columns' patch rows of one output row
-/// come from one load of the input row ([`stride2`]).
-fn im2col_rows(x: &[f32], g: &ConvGeom, col: &mut [f32], ld: usize, plan: &stride2::Plan) {
+/// come from one load of the input row ([`super::stride2`]).
+fn im2col_rows(x: &[f32], g: &ConvGeom, col: &mut [f32], ld: usize, plan: &Plan) {
     let ohw = g.ohw();
     for c in 0..g.c {
         let plane = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
@@ -191,8 +192,8 @@ fn im2col_rows(x: &[f32], g: &ConvGeom, col: &mut [f32], ld: usize, plan: &strid
     }
 }
 
-/// [`col2im`] a whole input row at a time ([`stride2`]).
-fn col2im_rows(col: &[f32], g: &ConvGeom, dx: &mut [f32], ld: usize, plan: &stride2::Plan) {
+/// [`col2im`] a whole input row at a time ([`super::stride2`]).
+fn col2im_rows(col: &[f32], g: &ConvGeom, dx: &mut [f32], ld: usize, plan: &Plan) {
     for c in 0..g.c {
         let plane = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ky in 0..g.k {
@@ -233,9 +234,9 @@ fn strided_copy<const S: usize>(dst: &mut [f32], src: &[f32]) {
 
 /// Adds the patch matrix `col` (rows `ld` elements apart) back onto one image gradient `dx`
 /// (`[C, H, W]`).
-fn col2im(col: &[f32], g: &ConvGeom, dx: &mut [f32], ld: usize) {
-    if let Some(plan) = stride2::Plan::new(g) {
-        return col2im_rows(col, g, dx, ld, &plan);
+fn col2im(col: &[f32], g: &ConvGeom, plan: Option<&Plan>, dx: &mut [f32], ld: usize) {
+    if let Some(plan) = plan {
+        return col2im_rows(col, g, dx, ld, plan);
     }
     let ohw = g.ohw();
     for c in 0..g.c {
@@ -265,8 +266,7 @@ fn col2im(col: &[f32], g: &ConvGeom, dx: &mut [f32], ld: usize) {
     }
 }
 
-/// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] · rhs[k x n]` in `math`'s precision
-/// (an already packed `lhs` is bf16 whatever `math` says).
+/// [`gemm_bf16::product_in`] into a row-major `dst` (rows `n` apart).
 #[allow(clippy::too_many_arguments)]
 fn product(
     math: Math,
@@ -278,10 +278,7 @@ fn product(
     lhs: Lhs,
     rhs: Mat,
 ) {
-    match (math, lhs) {
-        (Math::F32, Lhs::Plain(a)) => matmul(m, n, k, dst, accumulate, a, rhs),
-        (_, lhs) => gemm_bf16::product(m, n, k, dst, n, accumulate, lhs, rhs),
-    }
+    gemm_bf16::product_in(math, m, n, k, dst, n, accumulate, lhs, rhs)
 }
 
 /// Output columns a patch-matrix product should span at least: maps under 64 pixels (7x7,
@@ -313,7 +310,7 @@ fn gather_outputs(dy: &[f32], g: &ConvGeom, out: &mut [f32]) {
 
 /// `y = W · col(x)` for a group of images (`x` `[imgs, C, H, W]`, `y` `[imgs, O, OH, OW]`):
 /// one product over all their patch columns.
-fn forward_images(x: &[f32], w: Lhs, math: Math, g: &ConvGeom, y: &mut [f32]) {
+fn forward_images(x: &[f32], w: Lhs, math: Math, g: &ConvGeom, plan: Option<&Plan>, y: &mut [f32]) {
     let (ckk, ohw) = (g.ckk(), g.ohw());
     let imgs = x.len() / g.chw();
     if g.pointwise() {
@@ -322,7 +319,7 @@ fn forward_images(x: &[f32], w: Lhs, math: Math, g: &ConvGeom, y: &mut [f32]) {
         }
     } else if imgs == 1 {
         with_cols(ckk * ohw, |col| {
-            im2col(x, g, col, ohw);
+            im2col(x, g, plan, col, ohw);
             product(math, g.o, ohw, ckk, y, false, w, Mat::rows(col, ohw));
         });
     } else {
@@ -330,7 +327,7 @@ fn forward_images(x: &[f32], w: Lhs, math: Math, g: &ConvGeom, y: &mut [f32]) {
         with_cols(ckk * cols + g.o * cols, |buf| {
             let (col, out) = buf.split_at_mut(ckk * cols);
             for (i, xi) in x.chunks_exact(g.chw()).enumerate() {
-                im2col(xi, g, &mut col[i * ohw..], cols);
+                im2col(xi, g, plan, &mut col[i * ohw..], cols);
             }
             product(math, g.o, cols, ckk, out, false, w, Mat::rows(col, cols));
             for (i, yi) in y.chunks_exact_mut(g.o * ohw).enumerate() {
@@ -343,7 +340,14 @@ fn forward_images(x: &[f32], w: Lhs, math: Math, g: &ConvGeom, y: &mut [f32]) {
 }
 
 /// `dx = col2im(Wᵀ · dy)` for a group of images (`dx` zeroed by the caller); `wt` is `Wᵀ`.
-fn input_grad_images(dy: &[f32], wt: Lhs, math: Math, g: &ConvGeom, dx: &mut [f32]) {
+fn input_grad_images(
+    dy: &[f32],
+    wt: Lhs,
+    math: Math,
+    g: &ConvGeom,
+    plan: Option<&Plan>,
+    dx: &mut [f32],
+) {
     let (ckk, ohw) = (g.ckk(), g.ohw());
     let imgs = dx.len() / g.chw();
     if g.pointwise() {
@@ -353,7 +357,7 @@ fn input_grad_images(dy: &[f32], wt: Lhs, math: Math, g: &ConvGeom, dx: &mut [f3
     } else if imgs == 1 {
         with_cols(ckk * ohw, |col| {
             product(math, ckk, ohw, g.o, col, false, wt, Mat::rows(dy, ohw));
-            col2im(col, g, dx, ohw);
+            col2im(col, g, plan, dx, ohw);
         });
     } else {
         let cols = imgs * ohw;
@@ -362,14 +366,21 @@ fn input_grad_images(dy: &[f32], wt: Lhs, math: Math, g: &ConvGeom, dx: &mut [f3
             gather_outputs(dy, g, dyg);
             product(math, ckk, cols, g.o, col, false, wt, Mat::rows(dyg, cols));
             for (i, dxi) in dx.chunks_exact_mut(g.chw()).enumerate() {
-                col2im(&col[i * ohw..], g, dxi, cols);
+                col2im(&col[i * ohw..], g, plan, dxi, cols);
             }
         });
     }
 }
 
 /// `dw += dy · col(x)ᵀ` for a group of images: one product over all their patch columns.
-fn weight_grad_images(x: &[f32], dy: &[f32], math: Math, g: &ConvGeom, dw: &mut [f32]) {
+fn weight_grad_images(
+    x: &[f32],
+    dy: &[f32],
+    math: Math,
+    g: &ConvGeom,
+    plan: Option<&Plan>,
+    dw: &mut [f32],
+) {
     let (ckk, ohw) = (g.ckk(), g.ohw());
     let imgs = x.len() / g.chw();
     if g.pointwise() {
@@ -379,7 +390,7 @@ fn weight_grad_images(x: &[f32], dy: &[f32], math: Math, g: &ConvGeom, dw: &mut 
         }
     } else if imgs == 1 {
         with_cols(ckk * ohw, |col| {
-            im2col(x, g, col, ohw);
+            im2col(x, g, plan, col, ohw);
             let (dy, ct) = (Lhs::Plain(Mat::rows(dy, ohw)), Mat::transposed(col, ohw));
             product(math, g.o, ckk, ohw, dw, true, dy, ct);
         });
@@ -389,7 +400,7 @@ fn weight_grad_images(x: &[f32], dy: &[f32], math: Math, g: &ConvGeom, dw: &mut 
             let (col, dyg) = buf.split_at_mut(ckk * cols);
             gather_outputs(dy, g, dyg);
             for (i, xi) in x.chunks_exact(g.chw()).enumerate() {
-                im2col(xi, g, &mut col[i * ohw..], cols);
+                im2col(xi, g, plan, &mut col[i * ohw..], cols);
             }
             let (dyg, ct) = (Lhs::Plain(Mat::rows(dyg, cols)), Mat::transposed(col, cols));
             product(math, g.o, ckk, cols, dw, true, dyg, ct);
@@ -456,10 +467,12 @@ impl CustomOp2 for Conv2d {
         let per = g.o * g.ohw();
         let mut y = vec![0f32; g.n * per];
         let (packed, plain) = weights_lhs(self.math, g.o, g.ckk(), Mat::rows(w, g.ckk()));
-        let b = group_size(&g);
+        let (b, plan) = (group_size(&g), Plan::new(&g));
         y.par_chunks_mut(per * b)
             .zip(x.par_chunks(g.chw() * b))
-            .for_each(|(yi, xi)| forward_images(xi, lhs(&packed, plain), self.math, &g, yi));
+            .for_each(|(yi, xi)| {
+                forward_images(xi, lhs(&packed, plain), self.math, &g, plan.as_ref(), yi)
+            });
         Ok((CpuStorage::F32(y), shape))
     }
 
@@ -510,10 +523,12 @@ impl CustomOp2 for InputGrad {
         }
         let mut dx = vec![0f32; g.n * g.chw()];
         let (packed, plain) = weights_lhs(self.1, g.ckk(), g.o, Mat::transposed(w, g.ckk()));
-        let b = group_size(&g);
+        let (b, plan) = (group_size(&g), Plan::new(&g));
         dx.par_chunks_mut(g.chw() * b)
             .zip(dy.par_chunks(per * b))
-            .for_each(|(dxi, dyi)| input_grad_images(dyi, lhs(&packed, plain), self.1, &g, dxi));
+            .for_each(|(dxi, dyi)| {
+                input_grad_images(dyi, lhs(&packed, plain), self.1, &g, plan.as_ref(), dxi)
+            });
         Ok((CpuStorage::F32(dx), shape))
     }
 }
@@ -548,7 +563,7 @@ impl CustomOp2 for WeightGrad {
         let len = g.o * g.ckk();
         let workers = rayon::current_num_threads().clamp(1, g.n.max(1));
         let chunk = g.n.div_ceil(workers).max(1);
-        let b = group_size(&g);
+        let (b, plan) = (group_size(&g), Plan::new(&g));
         let dw = (0..workers)
             .into_par_iter()
             .map(|t| {
@@ -557,7 +572,8 @@ impl CustomOp2 for WeightGrad {
                 for i in (first..end).step_by(b) {
                     let j = (i + b).min(end);
                     let xs = &x[i * g.chw()..j * g.chw()];
-                    weight_grad_images(xs, &dy[i * per..j * per], self.1, &g, &mut dw);
+                    let dys = &dy[i * per..j * per];
+                    weight_grad_images(xs, dys, self.1, &g, plan.as_ref(), &mut dw);
                 }
                 dw
             })

@@ -35,14 +35,9 @@ impl<'a> Mat<'a> {
     }
 }
 
-/// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] * rhs[k x n]`, `dst` row-major, on the
-/// calling thread. Panics (a programming error, never user input) when an operand is too short.
-pub fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, lhs: Mat, rhs: Mat) {
-    matmul_strided(m, n, k, dst, n, accumulate, lhs, rhs)
-}
-
-/// [`matmul`] with `dst` rows `dst_rs` elements apart (`dst_rs >= n`; the gaps are left
-/// alone).
+/// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] * rhs[k x n]`, `dst` row-major with rows
+/// `dst_rs` elements apart (`dst_rs >= n`; the gaps are left alone), on the calling thread.
+/// Panics (a programming error, never user input) when an operand is too short.
 #[allow(clippy::too_many_arguments)]
 pub fn matmul_strided(
     m: usize,
@@ -104,15 +99,25 @@ mod tests {
         let a = [1., 2., 3., 4., 5., 6.];
         let b = [1., 0., 0., 1., 1., 1.];
         let mut d = [0f32; 4];
-        matmul(2, 2, 3, &mut d, false, Mat::rows(&a, 3), Mat::rows(&b, 2));
-        assert_eq!(d, [4., 5., 10., 11.]);
-        // B^T stored as a 2x3 row-major matrix
-        let bt = [1., 0., 1., 0., 1., 1.];
-        matmul(
+        matmul_strided(
             2,
             2,
             3,
             &mut d,
+            2,
+            false,
+            Mat::rows(&a, 3),
+            Mat::rows(&b, 2),
+        );
+        assert_eq!(d, [4., 5., 10., 11.]);
+        // B^T stored as a 2x3 row-major matrix
+        let bt = [1., 0., 1., 0., 1., 1.];
+        matmul_strided(
+            2,
+            2,
+            3,
+            &mut d,
+            2,
             true,
             Mat::rows(&a, 3),
             Mat::transposed(&bt, 3),

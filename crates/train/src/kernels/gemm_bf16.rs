@@ -13,8 +13,9 @@
 //! An odd `k` gets a zero partner. f32 values are rounded to the nearest bf16 (ties to even),
 //! as PyTorch's conversion does; the products are exact in f32 and summed in f32.
 
-use super::gemm::Mat;
+use super::gemm::{matmul_strided, Mat};
 use super::simd::{multiversion, simd_level, SimdLevel};
+use super::winograd::Math;
 
 /// Rows of the left matrix one micro-kernel call computes.
 pub const MR: usize = 8;
@@ -221,6 +222,27 @@ pub enum Lhs<'a> {
 thread_local! {
     /// This worker's packing buffers, kept across calls.
     static SCRATCH: std::cell::RefCell<(PackedA, PackedB)> = Default::default();
+}
+
+/// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] · rhs[k x n]` in `math`'s precision,
+/// `dst` rows `dst_rs` apart: f32 through the gemm crate, bf16 through [`product`] (an
+/// already packed `lhs` is bf16 whatever `math` says).
+#[allow(clippy::too_many_arguments)]
+pub fn product_in(
+    math: Math,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Lhs,
+    rhs: Mat,
+) {
+    match (math, lhs) {
+        (Math::F32, Lhs::Plain(a)) => matmul_strided(m, n, k, dst, dst_rs, accumulate, a, rhs),
+        (_, lhs) => product(m, n, k, dst, dst_rs, accumulate, lhs, rhs),
+    }
 }
 
 /// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] · rhs[k x n]` with bf16 products (see

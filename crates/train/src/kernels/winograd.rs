@@ -18,7 +18,7 @@
 //! buffers across calls. The tile transforms work on 16 tiles at once (one per SIMD lane) and
 //! are compiled for AVX-512, AVX2+FMA and plain x86-64, picked at run time.
 
-use super::gemm::{matmul_strided as matmul, Mat};
+use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
 use super::simd::{multiversion, simd_level, SimdLevel};
 use super::written_vec;
@@ -691,13 +691,11 @@ fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
                     let v = &*v;
                     for_each_point(parallel, m, g.o * tcp, |p, mp| {
                         let vp = Mat::rows(&v[p * g.c * tcp..][..g.c * tcp], tcp);
-                        match math {
-                            Math::F32 => matmul(g.o, tc, g.c, mp, tcp, false, u.point(p), vp),
-                            Math::Bf16 => {
-                                let u = Lhs::Packed(&packed_u[p]);
-                                gemm_bf16::product(g.o, tc, g.c, mp, tcp, false, u, vp)
-                            }
-                        }
+                        let up = match math {
+                            Math::F32 => Lhs::Plain(u.point(p)),
+                            Math::Bf16 => Lhs::Packed(&packed_u[p]),
+                        };
+                        gemm_bf16::product_in(math, g.o, tc, g.c, mp, tcp, false, up, vp)
                     });
                     output_transform(g, m, tiles, yc);
                 });
@@ -759,15 +757,9 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32], math: Math) -> Vec<f32> {
                     gradient_transform(g, dyc, tiles, dm);
                     let (v, dm) = (&*v, &*dm);
                     for_each_point(parallel, &mut du, g.o * g.c, |p, dup| {
-                        let dmp = Mat::rows(&dm[p * g.o * tcp..][..g.o * tcp], tcp);
+                        let dmp = Lhs::Plain(Mat::rows(&dm[p * g.o * tcp..][..g.o * tcp], tcp));
                         let vpt = Mat::transposed(&v[p * g.c * tcp..][..g.c * tcp], tcp);
-                        match math {
-                            Math::F32 => matmul(g.o, g.c, tc, dup, g.c, true, dmp, vpt),
-                            Math::Bf16 => {
-                                let dm = Lhs::Plain(dmp);
-                                gemm_bf16::product(g.o, g.c, tc, dup, g.c, true, dm, vpt)
-                            }
-                        }
+                        gemm_bf16::product_in(math, g.o, g.c, tc, dup, g.c, true, dmp, vpt)
                     });
                 });
             }
