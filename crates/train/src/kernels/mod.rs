@@ -25,6 +25,7 @@ pub mod gemm_bf16;
 pub mod sgd;
 pub mod simd;
 mod stride2;
+mod tile_rows;
 pub mod winograd;
 
 use candle_core::{bail, CpuStorage, DType, Device, Layout, Result, Storage, Tensor};

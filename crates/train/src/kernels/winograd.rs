@@ -16,11 +16,14 @@
 //! The batch is cut into chunks of whole images small enough that a chunk's transformed
 //! tiles stay in cache; chunks are spread over the rayon pool and every worker keeps its
 //! buffers across calls. The tile transforms work on 16 tiles at once (one per SIMD lane) and
-//! are compiled for AVX-512, AVX2+FMA and plain x86-64, picked at run time.
+//! are compiled for AVX-512, AVX2+FMA and plain x86-64, picked at run time; with AVX-512 the
+//! tiles' rows move between the planes and the lanes four values at a time ([`tile_rows`]),
+//! with AVX2 the input windows are gathered.
 
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
 use super::simd::{multiversion, simd_level, SimdLevel};
+use super::tile_rows;
 use super::written_vec;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -348,6 +351,17 @@ fn gather_windows(src: &[f32], windows: &[usize], pw: usize, d: &mut [[Lanes; T]
     }
 }
 
+/// The 4x4 output blocks of tiles `t0..t0 + 16` in channel `oi` of an `[images, O, H, W]`
+/// chunk, cut where they leave the map.
+#[inline(always)]
+fn blocks(g: &Geom, tiles: Tiles<'_>, t0: usize, oi: usize) -> tile_rows::Blocks {
+    let b: &[_; L] = tiles.block[t0..t0 + L].try_into().expect("16 tiles");
+    let at = b.map(|(img, y0, x0, _)| (img * g.o + oi) * g.h * g.w + y0 * g.w + x0);
+    let rows = b.map(|(_, y0, _, _)| g.h - y0);
+    let cols = b.map(|(_, _, x0, _)| g.w - x0);
+    tile_rows::Blocks::new(at, rows, cols, g.w)
+}
+
 multiversion! {
     /// `V[p][c][t] = (Bᵀ d B)_p` for every tile `t` of a chunk and channel `c`, `d` the
     /// tile's 6x6 window of the padded chunk `padded`; `v` holds `P · C · tc` values.
@@ -355,6 +369,7 @@ multiversion! {
         let (c, tc) = (g.c, tiles.window.len());
         let tcp = lane_padded(tc);
         let (ph, pw) = g.padded();
+        let rows4 = tile_rows::available();
         let gather = simd_level() >= SimdLevel::Avx2;
         // lanes past `len` hold stale values: they are computed but never stored
         let mut d = [[[0f32; L]; T]; T];
@@ -363,7 +378,10 @@ multiversion! {
             let base = ci * ph * pw;
             for t0 in (0..tc).step_by(L) {
                 let len = L.min(tc - t0);
-                if gather && len == L {
+                if rows4 && len == L {
+                    let at = tiles.window[t0..t0 + L].try_into().expect("16 tiles");
+                    tile_rows::load_windows(&padded[base..], at, pw, &mut d);
+                } else if gather && len == L {
                     gather_windows(&padded[base..], &tiles.window[t0..t0 + L], pw, &mut d);
                 } else {
                 for (l, &at) in tiles.window[t0..t0 + len].iter().enumerate() {
@@ -394,6 +412,7 @@ multiversion! {
     fn output_transform(g: &Geom, m: &[f32], tiles: Tiles<'_>, y: &mut [MaybeUninit<f32>]) {
         let (o, h, w, tc) = (g.o, g.h, g.w, tiles.block.len());
         let tcp = lane_padded(tc);
+        let rows4 = tile_rows::available();
         // lanes past `len` hold stale values: they are computed but never written out
         let mut tile = [[[0f32; L]; T]; T];
         let mut half = [[[0f32; L]; T]; M];
@@ -406,6 +425,10 @@ multiversion! {
                 }
                 columns(&tile, &mut half, at);
                 rows(&half, &mut out, at);
+                if rows4 && len == L {
+                    tile_rows::store_blocks(&out, &blocks(g, tiles, t0, oi), y);
+                    continue;
+                }
                 for (l, &(img, y0, x0, whole)) in tiles.block[t0..t0 + len].iter().enumerate() {
                     let at = (img * o + oi) * h * w + y0 * w + x0;
                     let (rows, cols) = if whole { (M, M) } else { (h - y0, w - x0) };
@@ -429,22 +452,27 @@ multiversion! {
         let tcp = lane_padded(tc);
         // partial tiles need zeros outside the map; other stale lanes are never stored
         let ragged = h % M != 0 || w % M != 0;
+        let rows4 = tile_rows::available();
         let mut d = [[[0f32; L]; M]; M];
         let mut half = [[[0f32; L]; M]; T];
         let mut out = [[[0f32; L]; T]; T];
         for oi in 0..o {
             for t0 in (0..tc).step_by(L) {
                 let len = L.min(tc - t0);
-                if ragged {
-                    d = [[[0f32; L]; M]; M];
-                }
-                for (l, &(img, y0, x0, whole)) in tiles.block[t0..t0 + len].iter().enumerate() {
-                    let at = (img * o + oi) * h * w + y0 * w + x0;
-                    let (rows, cols) = if whole { (M, M) } else { (h - y0, w - x0) };
-                    for (i, drow) in d.iter_mut().enumerate().take(rows) {
-                        let row = &dy[at + i * w..][..cols.min(M)];
-                        for (j, &val) in row.iter().enumerate() {
-                            drow[j][l] = val;
+                if rows4 && len == L {
+                    tile_rows::load_blocks(dy, &blocks(g, tiles, t0, oi), &mut d);
+                } else {
+                    if ragged {
+                        d = [[[0f32; L]; M]; M];
+                    }
+                    for (l, &(img, y0, x0, whole)) in tiles.block[t0..t0 + len].iter().enumerate() {
+                        let at = (img * o + oi) * h * w + y0 * w + x0;
+                        let (rows, cols) = if whole { (M, M) } else { (h - y0, w - x0) };
+                        for (i, drow) in d.iter_mut().enumerate().take(rows) {
+                            let row = &dy[at + i * w..][..cols.min(M)];
+                            for (j, &val) in row.iter().enumerate() {
+                                drow[j][l] = val;
+                            }
                         }
                     }
                 }
@@ -852,7 +880,15 @@ mod tests {
     #[test]
     fn forward_matches_direct_convolution_on_ragged_maps() {
         // 13x10 leaves partial tiles at the right and bottom edges; several chunks of images
-        for (n, c, o, h, w) in [(3, 8, 9, 13, 10), (2, 16, 8, 8, 8), (1, 9, 12, 4, 7)] {
+        // 16x16 and 17x16: groups of 16 whole tiles (the 4-wide row moves), alone and next
+        // to partial ones
+        for (n, c, o, h, w) in [
+            (3, 8, 9, 13, 10),
+            (2, 16, 8, 8, 8),
+            (1, 9, 12, 4, 7),
+            (2, 8, 9, 16, 16),
+            (3, 8, 9, 17, 16),
+        ] {
             let g = Geom { n, c, o, h, w };
             let x = rand(n * c * h * w, 1);
             let wt = rand(o * c * 9, 2);
@@ -912,21 +948,22 @@ mod tests {
 
     #[test]
     fn gradients_match_the_direct_adjoints() {
-        // one image: a single chunk, its 36 products in parallel; five: several chunks
-        for n in [1, 5] {
-            gradients_match_the_direct_adjoints_for(n);
+        // one image: a single chunk, its 36 products in parallel; five: several chunks; 17x16:
+        // groups of 16 whole tiles (the 4-wide row moves) next to partial ones
+        for (n, h, w) in [(1, 9, 6), (5, 9, 6), (2, 17, 16)] {
+            let g = Geom {
+                n,
+                c: 8,
+                o: 10,
+                h,
+                w,
+            };
+            gradients_match_the_direct_adjoints_for(g);
         }
     }
 
-    fn gradients_match_the_direct_adjoints_for(n: usize) {
+    fn gradients_match_the_direct_adjoints_for(g: Geom) {
         // dx = conv(dy, rot180(w)ᵀ); <dw, w'> = <dy, conv(x, w')> for every w'
-        let g = Geom {
-            n,
-            c: 8,
-            o: 10,
-            h: 9,
-            w: 6,
-        };
         let (x, w, dy) = random_case(&g, 3);
         let dx = input_grad(&g, &dy, &w, Math::F32);
         // reference input gradient: dx[n,c,iy,ix] = Σ dy[n,o,oy,ox] w[o,c,iy-oy+1,ix-ox+1]
@@ -952,7 +989,7 @@ mod tests {
             }
         }
         let err = max_rel(&dx, &want);
-        assert!(err < 1e-5, "input gradient error {err}");
+        assert!(err < 1e-5, "{g:?}: input gradient error {err}");
         let dw = weight_grad(&g, &x, &dy, Math::F32);
         let mut want = vec![0f64; dw.len()];
         for (i, wv) in want.iter_mut().enumerate() {
@@ -963,6 +1000,6 @@ mod tests {
             *wv = y.iter().zip(&dy).map(|(p, q)| p * f64::from(*q)).sum();
         }
         let err = max_rel(&dw, &want);
-        assert!(err < 1e-5, "weight gradient error {err}");
+        assert!(err < 1e-5, "{g:?}: weight gradient error {err}");
     }
 }
