@@ -40,23 +40,33 @@ impl Blocks {
     /// Blocks starting at `at[l]` with `rows[l]` rows and `cols[l]` columns (each at most 4)
     /// inside the map, rows `stride` apart.
     pub(super) fn new(at: [usize; L], rows: [usize; L], cols: [usize; L], stride: usize) -> Blocks {
+        let mut masks = [[0u8; L]; 4];
         let mut end = 0;
-        let masks = std::array::from_fn(|r| {
-            std::array::from_fn(|l| {
-                let (nr, nc) = (rows[l].min(4), cols[l].min(4));
-                if r < nr && nc > 0 {
-                    end = end.max(at[l] + r * stride + nc);
-                    (1u8 << nc) - 1
-                } else {
-                    0
-                }
-            })
-        });
+        for l in 0..L {
+            let (nr, nc) = (rows[l].min(4), cols[l].min(4));
+            if nr == 0 || nc == 0 {
+                continue;
+            }
+            for row in &mut masks[..nr] {
+                row[l] = (1u8 << nc) - 1;
+            }
+            end = end.max(at[l] + (nr - 1) * stride + nc);
+        }
         Blocks {
             at,
             stride,
             masks,
             end,
+        }
+    }
+
+    /// The same blocks `by` values further on (the next channels' planes).
+    #[inline(always)]
+    pub(super) fn shifted(&self, by: usize) -> Blocks {
+        Blocks {
+            at: self.at.map(|a| a + by),
+            end: self.end + by,
+            ..*self
         }
     }
 }

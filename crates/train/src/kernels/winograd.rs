@@ -214,6 +214,9 @@ struct TileMap {
     /// Per tile: (image in the chunk, first output row, first output column, whole 4x4 block
     /// inside the map).
     block: Vec<(usize, usize, usize, bool)>,
+    /// Per group of 16 tiles: their output blocks in channel 0 of the `[images, O, H, W]`
+    /// chunk, cut where they leave the map (for [`tile_rows`], when it is available).
+    groups: Vec<tile_rows::Blocks>,
 }
 
 impl TileMap {
@@ -232,6 +235,19 @@ impl TileMap {
                 }
             }
         }
+        if tile_rows::available() {
+            map.groups = map
+                .block
+                .chunks_exact(L)
+                .map(|b| {
+                    let b: &[_; L] = b.try_into().expect("16 tiles");
+                    let at = b.map(|(img, y0, x0, _)| img * g.o * g.h * g.w + y0 * g.w + x0);
+                    let rows = b.map(|(_, y0, _, _)| g.h - y0);
+                    let cols = b.map(|(_, _, x0, _)| g.w - x0);
+                    tile_rows::Blocks::new(at, rows, cols, g.w)
+                })
+                .collect();
+        }
         map
     }
 
@@ -240,6 +256,7 @@ impl TileMap {
         Tiles {
             window: &self.window[..count],
             block: &self.block[..count],
+            groups: &self.groups[..(count / L).min(self.groups.len())],
         }
     }
 }
@@ -249,6 +266,16 @@ impl TileMap {
 struct Tiles<'a> {
     window: &'a [usize],
     block: &'a [(usize, usize, usize, bool)],
+    groups: &'a [tile_rows::Blocks],
+}
+
+impl Tiles<'_> {
+    /// The output blocks of tiles `t0..t0 + 16` in channel `oi` (`plane = H·W` values apart),
+    /// when [`tile_rows`] serves them.
+    #[inline(always)]
+    fn group(&self, t0: usize, oi: usize, plane: usize) -> Option<tile_rows::Blocks> {
+        self.groups.get(t0 / L).map(|b| b.shifted(oi * plane))
+    }
 }
 
 impl Geom {
@@ -351,17 +378,6 @@ fn gather_windows(src: &[f32], windows: &[usize], pw: usize, d: &mut [[Lanes; T]
     }
 }
 
-/// The 4x4 output blocks of tiles `t0..t0 + 16` in channel `oi` of an `[images, O, H, W]`
-/// chunk, cut where they leave the map.
-#[inline(always)]
-fn blocks(g: &Geom, tiles: Tiles<'_>, t0: usize, oi: usize) -> tile_rows::Blocks {
-    let b: &[_; L] = tiles.block[t0..t0 + L].try_into().expect("16 tiles");
-    let at = b.map(|(img, y0, x0, _)| (img * g.o + oi) * g.h * g.w + y0 * g.w + x0);
-    let rows = b.map(|(_, y0, _, _)| g.h - y0);
-    let cols = b.map(|(_, _, x0, _)| g.w - x0);
-    tile_rows::Blocks::new(at, rows, cols, g.w)
-}
-
 multiversion! {
     /// `V[p][c][t] = (Bᵀ d B)_p` for every tile `t` of a chunk and channel `c`, `d` the
     /// tile's 6x6 window of the padded chunk `padded`; `v` holds `P · C · tc` values.
@@ -412,7 +428,6 @@ multiversion! {
     fn output_transform(g: &Geom, m: &[f32], tiles: Tiles<'_>, y: &mut [MaybeUninit<f32>]) {
         let (o, h, w, tc) = (g.o, g.h, g.w, tiles.block.len());
         let tcp = lane_padded(tc);
-        let rows4 = tile_rows::available();
         // lanes past `len` hold stale values: they are computed but never written out
         let mut tile = [[[0f32; L]; T]; T];
         let mut half = [[[0f32; L]; T]; M];
@@ -425,8 +440,8 @@ multiversion! {
                 }
                 columns(&tile, &mut half, at);
                 rows(&half, &mut out, at);
-                if rows4 && len == L {
-                    tile_rows::store_blocks(&out, &blocks(g, tiles, t0, oi), y);
+                if let Some(b) = tiles.group(t0, oi, h * w) {
+                    tile_rows::store_blocks(&out, &b, y);
                     continue;
                 }
                 for (l, &(img, y0, x0, whole)) in tiles.block[t0..t0 + len].iter().enumerate() {
@@ -452,15 +467,14 @@ multiversion! {
         let tcp = lane_padded(tc);
         // partial tiles need zeros outside the map; other stale lanes are never stored
         let ragged = h % M != 0 || w % M != 0;
-        let rows4 = tile_rows::available();
         let mut d = [[[0f32; L]; M]; M];
         let mut half = [[[0f32; L]; M]; T];
         let mut out = [[[0f32; L]; T]; T];
         for oi in 0..o {
             for t0 in (0..tc).step_by(L) {
                 let len = L.min(tc - t0);
-                if rows4 && len == L {
-                    tile_rows::load_blocks(dy, &blocks(g, tiles, t0, oi), &mut d);
+                if let Some(b) = tiles.group(t0, oi, h * w) {
+                    tile_rows::load_blocks(dy, &b, &mut d);
                 } else {
                     if ragged {
                         d = [[[0f32; L]; M]; M];
