@@ -16,13 +16,13 @@
 //! The batch is cut into chunks of whole images small enough that a chunk's transformed
 //! tiles stay in cache; chunks are spread over the rayon pool and every worker keeps its
 //! buffers across calls. The tile transforms work on 16 tiles at once (one per SIMD lane) and
-//! are compiled for AVX-512, AVX2+FMA and plain x86-64, picked at run time; with AVX-512 the
-//! tiles' rows move between the planes and the lanes four values at a time ([`tile_rows`]),
-//! with AVX2 the input windows are gathered.
+//! are compiled for AVX-512, AVX2+FMA and plain x86-64, picked at run time; with AVX-512 or
+//! AVX2 the tiles' rows move between the planes and the lanes four values at a time
+//! ([`tile_rows`]).
 
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
-use super::simd::{multiversion, simd_level, SimdLevel};
+use super::simd::multiversion;
 use super::tile_rows;
 use super::written_vec;
 use rayon::prelude::*;
@@ -324,67 +324,6 @@ fn pad_chunk(g: &Geom, x: &[f32], out: &mut [f32]) {
     }
 }
 
-/// `d[r][s][l] = src[windows[l] + r·pw + s]` for 16 tiles at once, with vector gathers (one
-/// AVX-512 instruction, or two AVX2 ones, per window position instead of 16 scalar loads and
-/// stores).
-///
-/// Panics when a window reaches past `src`, or when [`simd_level`] reports neither AVX-512
-/// nor AVX2.
-fn gather_windows(src: &[f32], windows: &[usize], pw: usize, d: &mut [[Lanes; T]; T]) {
-    let windows: &[usize; L] = windows.try_into().expect("16 windows");
-    let last = windows.iter().max().copied().unwrap_or(0) + (T - 1) * pw + T - 1;
-    assert!(last < src.len() && last <= i32::MAX as usize);
-    let offsets: [i32; L] = std::array::from_fn(|l| windows[l] as i32);
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        #[target_feature(enable = "avx512f")]
-        fn avx512(src: &[f32], offsets: &[i32; L], pw: usize, d: &mut [[Lanes; T]; T]) {
-            // SAFETY: `offsets` is 16 i32 (64 bytes); every gathered index
-            // `offsets[l] + r·pw + s` lies inside `src` (checked above).
-            unsafe {
-                let idx = _mm512_loadu_si512(offsets.as_ptr().cast());
-                for (r, drow) in d.iter_mut().enumerate() {
-                    for (s, lanes) in drow.iter_mut().enumerate() {
-                        let at = _mm512_add_epi32(idx, _mm512_set1_epi32((r * pw + s) as i32));
-                        let v = _mm512_i32gather_ps::<4>(at, src.as_ptr());
-                        _mm512_storeu_ps(lanes.as_mut_ptr(), v);
-                    }
-                }
-            }
-        }
-        #[target_feature(enable = "avx2")]
-        fn avx2(src: &[f32], offsets: &[i32; L], pw: usize, d: &mut [[Lanes; T]; T]) {
-            // SAFETY: `offsets` is 16 i32, read as two halves of 8 (32 bytes each); every
-            // gathered index `offsets[l] + r·pw + s` lies inside `src` (checked above).
-            unsafe {
-                let lo = _mm256_loadu_si256(offsets.as_ptr().cast());
-                let hi = _mm256_loadu_si256(offsets.as_ptr().add(8).cast());
-                for (r, drow) in d.iter_mut().enumerate() {
-                    for (s, lanes) in drow.iter_mut().enumerate() {
-                        let step = _mm256_set1_epi32((r * pw + s) as i32);
-                        let a = _mm256_i32gather_ps::<4>(src.as_ptr(), _mm256_add_epi32(lo, step));
-                        let b = _mm256_i32gather_ps::<4>(src.as_ptr(), _mm256_add_epi32(hi, step));
-                        _mm256_storeu_ps(lanes.as_mut_ptr(), a);
-                        _mm256_storeu_ps(lanes.as_mut_ptr().add(8), b);
-                    }
-                }
-            }
-        }
-        match simd_level() {
-            // SAFETY: simd_level() saw the CPU report the feature.
-            SimdLevel::Avx512 => unsafe { avx512(src, &offsets, pw, d) },
-            SimdLevel::Avx2 => unsafe { avx2(src, &offsets, pw, d) },
-            SimdLevel::Baseline => panic!("gather_windows needs AVX2 or AVX-512"),
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (offsets, pw, d);
-        unreachable!("gather_windows needs AVX2 or AVX-512")
-    }
-}
-
 multiversion! {
     /// `V[p][c][t] = (Bᵀ d B)_p` for every tile `t` of a chunk and channel `c`, `d` the
     /// tile's 6x6 window of the padded chunk `padded`; `v` holds `P · C` rows of tiles laid
@@ -393,7 +332,6 @@ multiversion! {
         let (c, tc) = (g.c, tiles.window.len());
         let (ph, pw) = g.padded();
         let rows4 = tile_rows::available();
-        let gather = simd_level() >= SimdLevel::Avx2;
         // lanes past `len` hold stale values: they are computed but never stored
         let mut d = [[[0f32; L]; T]; T];
         let mut half = [[[0f32; L]; T]; T];
@@ -404,8 +342,6 @@ multiversion! {
                 if rows4 && len == L {
                     let at = tiles.window[t0..t0 + L].try_into().expect("16 tiles");
                     tile_rows::load_windows(&padded[base..], at, pw, &mut d);
-                } else if gather && len == L {
-                    gather_windows(&padded[base..], &tiles.window[t0..t0 + L], pw, &mut d);
                 } else {
                 for (l, &at) in tiles.window[t0..t0 + len].iter().enumerate() {
                     let win = &padded[base + at..];
