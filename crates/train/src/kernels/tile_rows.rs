@@ -168,6 +168,26 @@ fn store_blocks_with<T: Copy>(isa: Isa, d: &[[Lanes; 4]; 4], b: &Blocks, y: &mut
     }
 }
 
+/// The 4x4 transpose inside each 128-bit lane of four registers, `out[k][4q + j] =
+/// a[j][4q + k]`, written with one register width's unpack and shuffle intrinsics: rows 0 and
+/// 1 (2 and 3) interleaved, then the pairs' halves combined.
+#[cfg(target_arch = "x86_64")]
+macro_rules! lane_transpose {
+    ($a:expr, $unpacklo:ident, $unpackhi:ident, $shuffle:ident) => {{
+        let a = $a;
+        let t0 = $unpacklo(a[0], a[1]);
+        let t1 = $unpackhi(a[0], a[1]);
+        let t2 = $unpacklo(a[2], a[3]);
+        let t3 = $unpackhi(a[2], a[3]);
+        [
+            $shuffle::<0x44>(t0, t2),
+            $shuffle::<0xEE>(t0, t2),
+            $shuffle::<0x44>(t1, t3),
+            $shuffle::<0xEE>(t1, t3),
+        ]
+    }};
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{Blocks, Lanes, L};
@@ -177,16 +197,7 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn transpose(a: [__m512; 4]) -> [__m512; 4] {
-        let t0 = _mm512_unpacklo_ps(a[0], a[1]);
-        let t1 = _mm512_unpackhi_ps(a[0], a[1]);
-        let t2 = _mm512_unpacklo_ps(a[2], a[3]);
-        let t3 = _mm512_unpackhi_ps(a[2], a[3]);
-        [
-            _mm512_shuffle_ps::<0x44>(t0, t2),
-            _mm512_shuffle_ps::<0xEE>(t0, t2),
-            _mm512_shuffle_ps::<0x44>(t1, t3),
-            _mm512_shuffle_ps::<0xEE>(t1, t3),
-        ]
+        lane_transpose!(a, _mm512_unpacklo_ps, _mm512_unpackhi_ps, _mm512_shuffle_ps)
     }
 
     /// Four registers from 16 rows of four values, `row(l)` giving tile `l`'s: register `k`
@@ -287,16 +298,7 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx")]
     fn transpose(a: [__m256; 4]) -> [__m256; 4] {
-        let t0 = _mm256_unpacklo_ps(a[0], a[1]);
-        let t1 = _mm256_unpackhi_ps(a[0], a[1]);
-        let t2 = _mm256_unpacklo_ps(a[2], a[3]);
-        let t3 = _mm256_unpackhi_ps(a[2], a[3]);
-        [
-            _mm256_shuffle_ps::<0x44>(t0, t2),
-            _mm256_shuffle_ps::<0xEE>(t0, t2),
-            _mm256_shuffle_ps::<0x44>(t1, t3),
-            _mm256_shuffle_ps::<0xEE>(t1, t3),
-        ]
+        lane_transpose!(a, _mm256_unpacklo_ps, _mm256_unpackhi_ps, _mm256_shuffle_ps)
     }
 
     /// Four registers from the rows of tiles `first..first + 8`: register `k` holds tiles
@@ -416,8 +418,9 @@ mod avx2 {
     }
 }
 
+/// Off x86-64 [`available`] is false and nothing here runs.
 #[cfg(not(target_arch = "x86_64"))]
-mod avx512 {
+mod unsupported {
     use super::{Blocks, Lanes, L};
 
     pub(super) unsafe fn load_windows(
@@ -437,28 +440,10 @@ mod avx512 {
         unreachable!("tile_rows::available() is false off x86-64")
     }
 }
-
 #[cfg(not(target_arch = "x86_64"))]
-mod avx2 {
-    use super::{Blocks, Lanes, L};
-
-    pub(super) unsafe fn load_windows(
-        _: *const f32,
-        _: &[usize; L],
-        _: usize,
-        _: &mut [[Lanes; 6]; 6],
-    ) {
-        unreachable!("tile_rows::available() is false off x86-64")
-    }
-
-    pub(super) unsafe fn load_blocks(_: *const f32, _: &Blocks, _: &mut [[Lanes; 4]; 4]) {
-        unreachable!("tile_rows::available() is false off x86-64")
-    }
-
-    pub(super) unsafe fn store_blocks(_: &[[Lanes; 4]; 4], _: &Blocks, _: *mut f32) {
-        unreachable!("tile_rows::available() is false off x86-64")
-    }
-}
+use unsupported as avx2;
+#[cfg(not(target_arch = "x86_64"))]
+use unsupported as avx512;
 
 #[cfg(test)]
 mod tests {
