@@ -22,6 +22,7 @@ pub mod conv;
 pub mod dropout;
 pub mod gemm;
 pub mod gemm_bf16;
+mod narrow_gemm;
 pub mod sgd;
 pub mod simd;
 mod stride2;

@@ -22,6 +22,7 @@
 
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
+use super::narrow_gemm;
 use super::simd::multiversion;
 use super::tile_rows;
 use super::written_vec;
@@ -42,6 +43,9 @@ const L: usize = 16;
 /// operand packing and the weight gradient's accumulation into `dU` then outweighed the
 /// arithmetic (WRN-28-10 at batch 32: about 9% faster at 12 MiB, narrower networks unchanged).
 const CHUNK_BYTES: usize = 12 << 20;
+/// Output channels up to which the forward and input-gradient products run through
+/// [`narrow_gemm`] (16-64: 1.1-1.5x the gemm crate's speed on these shapes).
+const NARROW_ROWS: usize = 64;
 /// Tiles a chunk aims for: enough columns for an efficient gemm, few enough that thin layers
 /// keep their transformed tiles in cache.
 const CHUNK_TILES: usize = 128;
@@ -722,6 +726,8 @@ fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
     let ipc = g.images_per_chunk();
     let map = TileMap::new(g, ipc);
     let parallel = points_in_parallel(g.n.div_ceil(ipc));
+    // f32 products with few output channels: the narrow kernel (the gemm crate's want 64 rows)
+    let narrow = math == Math::F32 && g.o <= NARROW_ROWS && narrow_gemm::available();
     // bf16: the weights packed once per call, shared by every chunk
     let packed_u: Vec<PackedA> = match math {
         Math::F32 => Vec::new(),
@@ -749,6 +755,13 @@ fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
                     transform_chunk_input(g, xc, tiles, padded, lv, v);
                     let v = &*v;
                     let product = |p: usize, mp: &mut [f32], rs: usize| {
+                        if narrow {
+                            // every lane of the last group too (`tcp` columns): the padding
+                            // lanes' results are never read
+                            let (up, vp) = (u.point(p), lv.matrix(v, p, g.c, tcp));
+                            let (a, b) = ((up.data, up.rs, up.cs), (vp.data, vp.rs));
+                            return narrow_gemm::product(g.o, tcp, g.c, mp, rs, a, b);
+                        }
                         let vp = lv.matrix(v, p, g.c, tc);
                         let up = match math {
                             Math::F32 => Lhs::Plain(u.point(p)),

@@ -1,0 +1,219 @@
+//! Matrix products with few rows, for the Winograd products of narrow layers.
+//!
+//! `M_p = U_p · V_p` with 16 output channels is a 16 x C x tiles product: the gemm crate runs
+//! it at about half the speed of wider ones (its kernels want 64 rows), and packs both
+//! operands first. Here the right operand's rows are read where they lie (they are
+//! contiguous), eight rows of the left operand are broadcast one value at a time, and 8 x 32
+//! results stay in sixteen AVX-512 registers over the whole sum.
+
+use super::simd::{simd_level, SimdLevel};
+
+/// Lanes of an AVX-512 register of f32.
+const L: usize = 16;
+
+/// Whether [`product`] runs on this CPU (AVX-512, not capped by `WRNC_SIMD`).
+pub(super) fn available() -> bool {
+    simd_level() == SimdLevel::Avx512
+}
+
+/// `dst[i][j] = Σ_l lhs[i·lhs_rs + l·lhs_cs] · rhs[l·rhs_rs + j]` for `i < m`, `j < n`, `l <
+/// k`, written at `dst[i·dst_rs + j]`; `n` a multiple of 16.
+///
+/// Panics when an operand is too short, `n` is not a multiple of 16 or [`available`] is
+/// false.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    lhs: (&[f32], usize, usize),
+    rhs: (&[f32], usize),
+) {
+    let ((a, a_rs, a_cs), (b, b_rs)) = (lhs, rhs);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(n.is_multiple_of(L) && available());
+    assert!(dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n);
+    assert!(k == 0 || (a.len() > (m - 1) * a_rs + (k - 1) * a_cs && b.len() >= (k - 1) * b_rs + n));
+    // SAFETY: AVX-512 is present and every index the kernel forms lies inside the slices
+    // (checked above).
+    unsafe {
+        avx512::product(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_rs,
+            (a.as_ptr(), a_rs, a_cs),
+            (b.as_ptr(), b_rs),
+        )
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::L;
+    use std::arch::x86_64::*;
+
+    /// Rows of the left operand per block.
+    const R: usize = 8;
+
+    /// One block: rows `i0..i0 + rows` (`ROWS` of them), columns `j0..j0 + 16·W`.
+    ///
+    /// Safety: AVX-512; the block's operands and results lie inside the caller's slices.
+    #[inline(always)]
+    unsafe fn block<const ROWS: usize, const W: usize>(
+        k: usize,
+        dst: *mut f32,
+        dst_rs: usize,
+        a: (*const f32, usize, usize),
+        b: (*const f32, usize),
+    ) {
+        let ((a, a_rs, a_cs), (b, b_rs)) = (a, b);
+        // SAFETY (all): the caller's contract.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); W]; ROWS];
+            for l in 0..k {
+                let v: [__m512; W] =
+                    std::array::from_fn(|w| _mm512_loadu_ps(b.add(l * b_rs + w * L)));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let u = _mm512_set1_ps(*a.add(i * a_rs + l * a_cs));
+                    for (w, x) in row.iter_mut().enumerate() {
+                        *x = _mm512_fmadd_ps(u, v[w], *x);
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (w, x) in row.iter().enumerate() {
+                    _mm512_storeu_ps(dst.add(i * dst_rs + w * L), *x);
+                }
+            }
+        }
+    }
+
+    /// See [`super::product`]. Safety: AVX-512; the operands and results lie inside the
+    /// caller's slices.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn product(
+        m: usize,
+        n: usize,
+        k: usize,
+        dst: *mut f32,
+        dst_rs: usize,
+        a: (*const f32, usize, usize),
+        b: (*const f32, usize),
+    ) {
+        let (ap, a_rs, a_cs) = a;
+        let (bp, b_rs) = b;
+        let mut i0 = 0;
+        while i0 < m {
+            let rows = R.min(m - i0);
+            let mut j0 = 0;
+            while j0 < n {
+                let wide = n - j0 >= 2 * L;
+                // SAFETY (all): block (i0, j0) lies inside the product (the caller's contract).
+                unsafe {
+                    let d = dst.add(i0 * dst_rs + j0);
+                    let bj = (bp.add(j0), b_rs);
+                    let ai = |i: usize| (ap.add(i * a_rs), a_rs, a_cs);
+                    match (rows, wide) {
+                        (R, true) => block::<R, 2>(k, d, dst_rs, ai(i0), bj),
+                        (R, false) => block::<R, 1>(k, d, dst_rs, ai(i0), bj),
+                        (_, true) => {
+                            for i in i0..i0 + rows {
+                                block::<1, 2>(k, dst.add(i * dst_rs + j0), dst_rs, ai(i), bj);
+                            }
+                        }
+                        (_, false) => {
+                            for i in i0..i0 + rows {
+                                block::<1, 1>(k, dst.add(i * dst_rs + j0), dst_rs, ai(i), bj);
+                            }
+                        }
+                    }
+                }
+                j0 += if wide { 2 * L } else { L };
+            }
+            i0 += rows;
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx512 {
+    pub(super) unsafe fn product(
+        _: usize,
+        _: usize,
+        _: usize,
+        _: *mut f32,
+        _: usize,
+        _: (*const f32, usize, usize),
+        _: (*const f32, usize),
+    ) {
+        unreachable!("narrow_gemm::available() is false off x86-64")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::gemm::{matmul_strided, Mat};
+
+    #[test]
+    fn matches_the_gemm_crate_on_ragged_shapes() {
+        if !available() {
+            eprintln!("skipped: no AVX-512 (or WRNC_SIMD caps it)");
+            return;
+        }
+        // rows not a multiple of 8, columns not a multiple of 32, strided left operand and
+        // destination rows
+        for (m, n, k) in [
+            (16, 128, 16),
+            (10, 48, 9),
+            (3, 16, 1),
+            (24, 80, 33),
+            (8, 32, 0),
+        ] {
+            let (a_rs, a_cs, b_rs, dst_rs) = (3 * k + 2, 2, n + 5, n + 7);
+            let a: Vec<f32> = (0..m * a_rs + 1)
+                .map(|i| ((i * 7) % 13) as f32 - 6.0)
+                .collect();
+            let b: Vec<f32> = (0..k.max(1) * b_rs)
+                .map(|i| ((i * 5) % 11) as f32 * 0.5)
+                .collect();
+            let mut got = vec![f32::NAN; (m - 1) * dst_rs + n];
+            product(m, n, k, &mut got, dst_rs, (&a, a_rs, a_cs), (&b, b_rs));
+            let mut want = got.clone();
+            let lhs = Mat {
+                data: &a,
+                rs: a_rs,
+                cs: a_cs,
+            };
+            matmul_strided(
+                m,
+                n,
+                k,
+                &mut want,
+                dst_rs,
+                false,
+                lhs,
+                Mat {
+                    data: &b,
+                    rs: b_rs,
+                    cs: 1,
+                },
+            );
+            for i in 0..m {
+                for j in 0..n {
+                    let (g, w) = (got[i * dst_rs + j], want[i * dst_rs + j]);
+                    assert!(
+                        (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                        "({m}, {n}, {k}) [{i}][{j}]: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+}
