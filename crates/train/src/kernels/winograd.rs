@@ -1060,4 +1060,37 @@ mod tests {
         let err = max_rel(&dw, &want);
         assert!(err < 1e-5, "{g:?}: weight gradient error {err}");
     }
+    #[test]
+    fn random_shapes_match_the_direct_convolution() {
+        // channel counts on both sides of the narrow product kernel's limit and not multiples
+        // of its 8-row blocks, maps with and without partial tiles, one to several chunks
+        let mut seed = 11u64;
+        for case in 0..60 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let pick =
+                |k: u64, lo: usize, hi: usize| lo + ((seed >> (k * 8)) as usize) % (hi - lo + 1);
+            let g = Geom {
+                n: pick(0, 1, 6),
+                c: pick(1, 8, 70),
+                o: pick(2, 8, 70),
+                h: pick(3, 4, 21),
+                w: pick(4, 4, 21),
+            };
+            let (x, w, dy) = random_case(&g, seed);
+            let err = max_rel(&forward(&g, &x, &w, Math::F32), &direct(&g, &x, &w));
+            assert!(err < 1e-5, "case {case}, {g:?}: forward error {err}");
+            // the input gradient is the swapped convolution with the kernels rotated by 180°
+            let rotated: Vec<f32> = (0..g.c * g.o * 9)
+                .map(|i| {
+                    let (ci, oi, k) = (i / (g.o * 9), i / 9 % g.o, i % 9);
+                    w[(oi * g.c + ci) * 9 + 8 - k]
+                })
+                .collect();
+            let want = direct(&g.swapped(), &dy, &rotated);
+            let err = max_rel(&input_grad(&g, &dy, &w, Math::F32), &want);
+            assert!(err < 1e-5, "case {case}, {g:?}: input gradient error {err}");
+        }
+    }
 }
