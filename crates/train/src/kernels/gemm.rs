@@ -23,14 +23,20 @@ impl<'a> Mat<'a> {
 
     /// The transpose of a row-major matrix with `cols` columns.
     pub fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Mat::rows(data, cols).t()
+    }
+
+    /// The transpose (the same data, strides swapped).
+    pub fn t(self) -> Self {
         Mat {
-            data,
-            rs: 1,
-            cs: cols,
+            data: self.data,
+            rs: self.cs,
+            cs: self.rs,
         }
     }
 
-    fn fits(&self, rows: usize, cols: usize) -> bool {
+    /// Whether a `rows x cols` matrix with these strides lies inside `data`.
+    pub(super) fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
     }
 }

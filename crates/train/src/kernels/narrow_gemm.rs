@@ -6,6 +6,7 @@
 //! contiguous), eight rows of the left operand are broadcast one value at a time, and 8 x 32
 //! results stay in sixteen AVX-512 registers over the whole sum.
 
+use super::gemm::Mat;
 use super::simd::{simd_level, SimdLevel};
 
 /// Lanes of an AVX-512 register of f32.
@@ -16,28 +17,26 @@ pub(super) fn available() -> bool {
     simd_level() == SimdLevel::Avx512
 }
 
-/// `dst[i][j] = Σ_l lhs[i·lhs_rs + l·lhs_cs] · rhs[l·rhs_rs + j]` for `i < m`, `j < n`, `l <
-/// k`, written at `dst[i·dst_rs + j]`; `n` a multiple of 16.
+/// `dst[m x n] = lhs[m x k] · rhs[k x n]`, `dst` row-major with rows `dst_rs` apart; `rhs`
+/// rows contiguous (`rhs.cs == 1`) and `n` a multiple of 16.
 ///
-/// Panics when an operand is too short, `n` is not a multiple of 16 or [`available`] is
-/// false.
-#[allow(clippy::too_many_arguments)]
+/// Panics when an operand is too short, `rhs` has strided rows, `n` is not a multiple of 16
+/// or [`available`] is false.
 pub(super) fn product(
     m: usize,
     n: usize,
     k: usize,
     dst: &mut [f32],
     dst_rs: usize,
-    lhs: (&[f32], usize, usize),
-    rhs: (&[f32], usize),
+    lhs: Mat,
+    rhs: Mat,
 ) {
-    let ((a, a_rs, a_cs), (b, b_rs)) = (lhs, rhs);
     if m == 0 || n == 0 {
         return;
     }
-    assert!(n.is_multiple_of(L) && available());
+    assert!(n.is_multiple_of(L) && rhs.cs == 1 && available());
     assert!(dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n);
-    assert!(k == 0 || (a.len() > (m - 1) * a_rs + (k - 1) * a_cs && b.len() >= (k - 1) * b_rs + n));
+    assert!(lhs.fits(m, k) && rhs.fits(k, n));
     // SAFETY: AVX-512 is present and every index the kernel forms lies inside the slices
     // (checked above).
     unsafe {
@@ -47,8 +46,8 @@ pub(super) fn product(
             k,
             dst.as_mut_ptr(),
             dst_rs,
-            (a.as_ptr(), a_rs, a_cs),
-            (b.as_ptr(), b_rs),
+            (lhs.data.as_ptr(), lhs.rs, lhs.cs),
+            (rhs.data.as_ptr(), rhs.rs),
         )
     }
 }
@@ -61,7 +60,9 @@ mod avx512 {
     /// Rows of the left operand per block.
     const R: usize = 8;
 
-    /// One block: rows `i0..i0 + rows` (`ROWS` of them), columns `j0..j0 + 16·W`.
+    /// One block of `ROWS` rows and `16·W` columns of the product: `dst`, `a` and `b` point
+    /// at its first result, its first row of the left operand and its first columns of the
+    /// right one.
     ///
     /// Safety: AVX-512; the block's operands and results lie inside the caller's slices.
     #[inline(always)]
@@ -184,7 +185,13 @@ mod tests {
                 .map(|i| ((i * 5) % 11) as f32 * 0.5)
                 .collect();
             let mut got = vec![f32::NAN; (m - 1) * dst_rs + n];
-            product(m, n, k, &mut got, dst_rs, (&a, a_rs, a_cs), (&b, b_rs));
+            let lhs = Mat {
+                data: &a,
+                rs: a_rs,
+                cs: a_cs,
+            };
+            let rhs = Mat::rows(&b, b_rs);
+            product(m, n, k, &mut got, dst_rs, lhs, rhs);
             let mut want = got.clone();
             let lhs = Mat {
                 data: &a,

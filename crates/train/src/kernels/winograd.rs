@@ -758,9 +758,8 @@ fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
                         if narrow {
                             // every lane of the last group too (`tcp` columns): the padding
                             // lanes' results are never read
-                            let (up, vp) = (u.point(p), lv.matrix(v, p, g.c, tcp));
-                            let (a, b) = ((up.data, up.rs, up.cs), (vp.data, vp.rs));
-                            return narrow_gemm::product(g.o, tcp, g.c, mp, rs, a, b);
+                            let vp = lv.matrix(v, p, g.c, tcp);
+                            return narrow_gemm::product(g.o, tcp, g.c, mp, rs, u.point(p), vp);
                         }
                         let vp = lv.matrix(v, p, g.c, tc);
                         let up = match math {
@@ -839,12 +838,7 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32], math: Math) -> Vec<f32> {
                     let (v, dm) = (&*v, &*dm);
                     for_each_point(parallel, &mut du, g.o * g.c, |p, dup| {
                         let dmp = Lhs::Plain(layout.matrix(dm, p, g.o, tc));
-                        let vp = layout.matrix(v, p, g.c, tc);
-                        let vpt = Mat {
-                            rs: vp.cs,
-                            cs: vp.rs,
-                            ..vp
-                        };
+                        let vpt = layout.matrix(v, p, g.c, tc).t();
                         gemm_bf16::product_in(math, g.o, g.c, tc, dup, g.c, true, dmp, vpt)
                     });
                 });
@@ -1060,6 +1054,7 @@ mod tests {
         let err = max_rel(&dw, &want);
         assert!(err < 1e-5, "{g:?}: weight gradient error {err}");
     }
+
     #[test]
     fn random_shapes_match_the_direct_convolution() {
         // channel counts on both sides of the narrow product kernel's limit and not multiples
