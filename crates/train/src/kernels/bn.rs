@@ -59,7 +59,29 @@ fn planes_per_task(hw: usize) -> usize {
 /// Lanes of the vectorised per-plane sums (partial sums in f32, combined in f64).
 const LANES: usize = 64;
 
-/// Adds the 16 partial sums in f64.
+/// Runs `$body` for each lane `$l` of the blocks `$b` (one per slice `$s`, all as long as the
+/// first): blocks of [`LANES`] values while whole ones remain, then blocks of 16 (so that small
+/// planes such as 7x7 = 49 values are not left to the scalar tail); evaluates to the number of
+/// values consumed. Fixed-size blocks let the lane loops compile to vector code.
+macro_rules! lane_blocks {
+    (($($s:expr),+), |$l:ident, $($b:ident),+| $body:block) => {{
+        let len = [$($s.len()),+][0];
+        let mut at = 0;
+        while at + LANES <= len {
+            $(let $b: &[f32; LANES] = $s[at..at + LANES].try_into().unwrap();)+
+            for $l in 0..LANES $body
+            at += LANES;
+        }
+        while at + 16 <= len {
+            $(let $b: &[f32; 16] = $s[at..at + 16].try_into().unwrap();)+
+            for $l in 0..16 $body
+            at += 16;
+        }
+        at
+    }};
+}
+
+/// Adds the partial sums in f64.
 #[inline(always)]
 fn total(acc: &[f32; LANES]) -> f64 {
     acc.iter().map(|&v| f64::from(v)).sum()
@@ -69,17 +91,13 @@ multiversion! {
     /// `(Σ x, Σ (x - shift)²)` over one plane; `shift` only matters for the second sum.
     fn plane_moments(x: &[f32], shift: f32) -> (f64, f64) {
         let (mut s, mut q) = ([0f32; LANES], [0f32; LANES]);
-        let chunks = x.chunks_exact(LANES);
-        let rest = chunks.remainder();
-        for ch in chunks {
-            for l in 0..LANES {
-                let d = ch[l] - shift;
-                s[l] += ch[l];
-                q[l] += d * d;
-            }
-        }
+        let at = lane_blocks!((x), |l, xs| {
+            let d = xs[l] - shift;
+            s[l] += xs[l];
+            q[l] += d * d;
+        });
         let (mut s, mut q) = (total(&s), total(&q));
-        for &v in rest {
+        for &v in &x[at..] {
             s += f64::from(v);
             q += f64::from(v - shift).powi(2);
         }
@@ -117,19 +135,16 @@ multiversion! {
     /// [`plane_grad_sums`] behind a fused ReLU and dropout: `g' = g · dscale` where the output
     /// `y` is positive, else 0.
     fn plane_grad_sums_dropout(x: &[f32], y: &[f32], g: &[f32], mean: f32, dscale: f32) -> (f64, f64) {
+        assert!(y.len() == x.len() && g.len() == x.len());
         let (mut sg, mut sgx) = ([0f32; LANES], [0f32; LANES]);
-        let (xc, yc, gc) = (x.chunks_exact(LANES), y.chunks_exact(LANES), g.chunks_exact(LANES));
-        let (xr, yr, gr) = (xc.remainder(), yc.remainder(), gc.remainder());
         let keep = |y: f32, g: f32| if y > 0.0 { g * dscale } else { 0.0 };
-        for ((xs, ys), gs) in xc.zip(yc).zip(gc) {
-            for l in 0..LANES {
-                let gm = keep(ys[l], gs[l]);
-                sg[l] += gm;
-                sgx[l] += gm * (xs[l] - mean);
-            }
-        }
+        let at = lane_blocks!((x, y, g), |l, xs, ys, gs| {
+            let gm = keep(ys[l], gs[l]);
+            sg[l] += gm;
+            sgx[l] += gm * (xs[l] - mean);
+        });
         let (mut sg, mut sgx) = (total(&sg), total(&sgx));
-        for ((&x, &y), &g) in xr.iter().zip(yr).zip(gr) {
+        for ((&x, &y), &g) in x[at..].iter().zip(&y[at..]).zip(&g[at..]) {
             let gm = f64::from(keep(y, g));
             sg += gm;
             sgx += gm * f64::from(x - mean);
@@ -142,19 +157,16 @@ multiversion! {
     /// `(Σ g', Σ g'·(x - mean))` over one plane, `g'` the gradient masked by the fused ReLU
     /// (zero where `x · scale + shift <= 0`).
     fn plane_grad_sums(x: &[f32], g: &[f32], mean: f32, scale: f32, shift: f32, relu: bool) -> (f64, f64) {
+        assert_eq!(g.len(), x.len());
         let (mut sg, mut sgx) = ([0f32; LANES], [0f32; LANES]);
-        let (xc, gc) = (x.chunks_exact(LANES), g.chunks_exact(LANES));
-        let (xr, gr) = (xc.remainder(), gc.remainder());
         let keep = |x: f32, g: f32| if relu && x * scale + shift <= 0.0 { 0.0 } else { g };
-        for (xs, gs) in xc.zip(gc) {
-            for l in 0..LANES {
-                let gm = keep(xs[l], gs[l]);
-                sg[l] += gm;
-                sgx[l] += gm * (xs[l] - mean);
-            }
-        }
+        let at = lane_blocks!((x, g), |l, xs, gs| {
+            let gm = keep(xs[l], gs[l]);
+            sg[l] += gm;
+            sgx[l] += gm * (xs[l] - mean);
+        });
         let (mut sg, mut sgx) = (total(&sg), total(&sgx));
-        for (&x, &g) in xr.iter().zip(gr) {
+        for (&x, &g) in x[at..].iter().zip(&g[at..]) {
             let gm = f64::from(keep(x, g));
             sg += gm;
             sgx += gm * f64::from(x - mean);
@@ -627,6 +639,9 @@ mod tests {
         check(&[4, 3, 5, 5], true, 2);
         check(&[2, 5, 1, 1], true, 3);
         check(&[3, 2, 8, 4], true, 4);
+        // planes of 49 (three 16-lane blocks and a tail) and 196 (64- and 16-lane blocks)
+        check(&[3, 4, 7, 7], true, 5);
+        check(&[2, 3, 14, 14], false, 6);
     }
 
     #[test]
