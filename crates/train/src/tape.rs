@@ -162,7 +162,9 @@ impl Tape {
                 }
                 Op::Dropout { p } => {
                     // the forward's mask, drawn again from the same stream
-                    to_inputs[0] = Some(if model.uses_fast_kernels() {
+                    let fast =
+                        model.uses_fast_kernels() && kernels::supported(dy.device(), dy.dtype());
+                    to_inputs[0] = Some(if fast {
                         match dropout_kernel(mode, rec.node, *p) {
                             Some(d) => d.apply(&dy.contiguous()?)?,
                             None => dy,
@@ -189,8 +191,13 @@ impl Tape {
                 Op::GlobalAvgPool => {
                     let dims = rec.in_dims.clone();
                     let hw = (dims[2] * dims[3]) as f64;
-                    to_inputs[0] =
-                        Some(dy.affine(1.0 / hw, 0.0)?.broadcast_as(dims)?.contiguous()?);
+                    let fast =
+                        model.uses_fast_kernels() && kernels::supported(dy.device(), dy.dtype());
+                    to_inputs[0] = Some(if fast {
+                        kernels::spread::spread_planes(&dy, &dims, (1.0 / hw) as f32)?
+                    } else {
+                        dy.affine(1.0 / hw, 0.0)?.broadcast_as(dims)?.contiguous()?
+                    });
                 }
                 Op::Flatten => to_inputs[0] = Some(dy.reshape(rec.in_dims.as_slice())?),
                 Op::Linear { weight, bias, .. } => {

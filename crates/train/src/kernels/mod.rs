@@ -9,7 +9,8 @@
 //! - [`bn`]: training-mode batch norm with an optional fused ReLU, forward and backward in two
 //!   multithreaded passes each;
 //! - [`dropout`]: dropout masks drawn in vector registers and applied in the same pass;
-//! - [`sgd`]: the SGD update applied in place, one fused pass per tensor.
+//! - [`sgd`]: the SGD update applied in place, one fused pass per tensor;
+//! - [`spread`]: the global average pool's backward.
 //!
 //! Every kernel keeps PyTorch's semantics and is tested against Candle's own ops. Setting the
 //! environment variable `WRNC_REFERENCE_OPS=1` (or [`crate::Model::set_reference_ops`]) selects
@@ -25,6 +26,7 @@ pub mod gemm_bf16;
 mod narrow_gemm;
 pub mod sgd;
 pub mod simd;
+pub mod spread;
 mod stride2;
 mod tile_rows;
 pub mod winograd;
