@@ -11,6 +11,7 @@
 use super::f32_slice;
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
+use super::narrow_gemm;
 use super::stride2::Plan;
 use super::winograd::{self, Math};
 use crate::conv::ConvParams;
@@ -266,7 +267,8 @@ fn col2im(col: &[f32], g: &ConvGeom, plan: Option<&Plan>, dx: &mut [f32], ld: us
     }
 }
 
-/// [`gemm_bf16::product_in`] into a row-major `dst` (rows `n` apart).
+/// [`gemm_bf16::product_in`] into a row-major `dst` (rows `n` apart); f32 products the
+/// [`narrow_gemm`] kernel serves go there.
 #[allow(clippy::too_many_arguments)]
 fn product(
     math: Math,
@@ -278,6 +280,11 @@ fn product(
     lhs: Lhs,
     rhs: Mat,
 ) {
+    if let (Math::F32, Lhs::Plain(a), false) = (math, lhs, accumulate) {
+        if narrow_gemm::serves(m, n, k, &rhs) {
+            return narrow_gemm::product(m, n, k, dst, n, a, rhs);
+        }
+    }
     gemm_bf16::product_in(math, m, n, k, dst, n, accumulate, lhs, rhs)
 }
 
@@ -706,6 +713,11 @@ mod tests {
         check(&[7, 3, 7, 7], &[4, 3, 3, 3], 2, 1, 32);
         check(&[9, 5, 8, 8], &[6, 5, 1, 1], 2, 0, 33);
         check(&[11, 3, 6, 7], &[5, 3, 3, 3], 1, 1, 34);
+        // products of more than 64 rows: through the narrow kernel while the right operand
+        // stays small (70 output channels; 72 = 8·9 rows of the input gradient's patches),
+        // through the gemm crate past that (a 360 x 256 right operand)
+        check(&[3, 8, 14, 14], &[70, 8, 3, 3], 2, 1, 35);
+        check(&[1, 40, 32, 32], &[72, 40, 3, 3], 2, 1, 36);
     }
 
     #[test]
