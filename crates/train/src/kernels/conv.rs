@@ -280,9 +280,9 @@ fn product(
     lhs: Lhs,
     rhs: Mat,
 ) {
-    if let (Math::F32, Lhs::Plain(a), false) = (math, lhs, accumulate) {
-        if narrow_gemm::serves(m, n, k, &rhs) {
-            return narrow_gemm::product(m, n, k, dst, n, a, rhs);
+    if let (Math::F32, Lhs::Plain(a)) = (math, lhs) {
+        if narrow_gemm::try_product(m, n, k, dst, n, accumulate, a, rhs) {
+            return;
         }
     }
     gemm_bf16::product_in(math, m, n, k, dst, n, accumulate, lhs, rhs)

@@ -1,10 +1,13 @@
-//! Matrix products with few rows, for the Winograd products of narrow layers.
+//! Matrix products with few rows or small operands, for the convolutions of narrow layers.
 //!
 //! `M_p = U_p · V_p` with 16 output channels is a 16 x C x tiles product: the gemm crate runs
 //! it at about half the speed of wider ones (its kernels want 64 rows), and packs both
-//! operands first. Here the right operand's rows are read where they lie (they are
-//! contiguous), eight rows of the left operand are broadcast one value at a time, and 8 x 32
-//! results stay in sixteen AVX-512 registers over the whole sum.
+//! operands first. [`product`] reads the right operand's rows where they lie (they are
+//! contiguous), broadcasts eight rows of the left operand one value at a time, and keeps 8 x 32
+//! results in sixteen AVX-512 registers over the whole sum. [`product_nt`] serves the weight
+//! gradients, whose operands both run along the pixels or tiles (`dW += dY · Xᵀ`): 4 x 4 dot
+//! products at a time, 16 partial sums each, the four sums of a row added in registers.
+//! [`try_product`] picks one of them or leaves the product to the gemm crate.
 
 use super::gemm::Mat;
 use super::simd::{simd_level, SimdLevel};
@@ -25,12 +28,36 @@ const RIGHT_BYTES: usize = 256 << 10;
 /// Rows up to which [`product`] serves a right operand of any size.
 const ANY_RIGHT_ROWS: usize = 64;
 
-/// Whether [`product`] should serve the f32 product `[m x k] · [k x n]` with right operand
-/// `rhs`: on this CPU, for contiguous right rows, when few rows or a right operand that stays
-/// in L2 (measured single-threaded on Zen 4: 52-58 GMAC/s against the gemm crate's 37-56 on
-/// the convolution shapes of WRN-10-2 to WRN-16-4, 16-576 rows).
-pub(super) fn serves(m: usize, n: usize, k: usize, rhs: &Mat) -> bool {
-    available() && rhs.cs == 1 && (m <= ANY_RIGHT_ROWS || k * n * 4 <= RIGHT_BYTES)
+/// Runs the f32 product `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] · rhs[k x n]` (`dst`
+/// rows `dst_rs` apart) through this module's kernels when one serves it on this CPU, and
+/// says whether it did: [`product`] for contiguous right rows without accumulation and few
+/// rows or a right operand that stays in L2; [`product_nt`] for a left operand with
+/// contiguous rows and a transposed right one (the weight gradients). Measured
+/// single-threaded on Zen 4 on the convolution shapes of WRN-10-2 to WRN-16-4: 48-58 GMAC/s
+/// against the gemm crate's 6-56.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn try_product(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Mat,
+    rhs: Mat,
+) -> bool {
+    if !available() {
+        return false;
+    }
+    if rhs.cs == 1 && !accumulate && (m <= ANY_RIGHT_ROWS || k * n * 4 <= RIGHT_BYTES) {
+        product(m, n, k, dst, dst_rs, lhs, rhs);
+        return true;
+    }
+    if lhs.cs == 1 && rhs.rs == 1 {
+        product_nt(m, n, k, dst, dst_rs, accumulate, lhs, rhs.t());
+        return true;
+    }
+    false
 }
 
 /// `dst[m x n] = lhs[m x k] · rhs[k x n]`, `dst` row-major with rows `dst_rs` apart; `rhs`
@@ -68,9 +95,47 @@ pub(super) fn product(
     }
 }
 
+/// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] · rhs_tᵀ`, `rhs_t` the `[n x k]`
+/// transpose of the right operand: both operands read along contiguous rows (`cs == 1`),
+/// each result a dot product of length `k` (the weight gradients: `dW += dY · colᵀ`, with `k`
+/// the output pixels). Blocks of 4 x 6 results keep 16 partial sums each in 24 registers; the
+/// last `k % 16` values are read through masked loads.
+///
+/// Panics when an operand is too short, a row is strided or [`available`] is false.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn product_nt(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Mat,
+    rhs_t: Mat,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(lhs.cs == 1 && rhs_t.cs == 1 && available());
+    assert!(dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n);
+    assert!(lhs.fits(m, k) && rhs_t.fits(n, k));
+    // SAFETY: AVX-512 is present and every index the kernel forms lies inside the slices
+    // (checked above).
+    unsafe {
+        avx512::product_nt(
+            (m, n, k),
+            dst.as_mut_ptr(),
+            dst_rs,
+            accumulate,
+            (lhs.data.as_ptr(), lhs.rs),
+            (rhs_t.data.as_ptr(), rhs_t.rs),
+        )
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::L;
+    use super::{L, RIGHT_BYTES};
     use std::arch::x86_64::*;
 
     /// Rows of the left operand per block.
@@ -170,6 +235,178 @@ mod avx512 {
             i0 += rows;
         }
     }
+
+    /// Rows of each operand per block of [`product_nt`]: 4 x 6 sums in 24 registers.
+    const NT_A: usize = 4;
+    const NT_B: usize = 4;
+
+    /// The lane sums of four registers, `[Σ a, Σ b, Σ c, Σ d]`: pairs interleaved and added
+    /// twice, then the four 128-bit quarters added.
+    #[inline(always)]
+    fn sum4([a, b, c, d]: [__m512; 4]) -> __m128 {
+        // SAFETY: register-only AVX-512 operations (the callers run with AVX-512 enabled).
+        unsafe {
+            // per quarter: [a0+a2, b0+b2, a1+a3, b1+b3], the same for c and d
+            let ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+            let cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+            let (ab, cd) = (_mm512_castps_pd(ab), _mm512_castps_pd(cd));
+            // per quarter: [a, b, c, d] partial sums
+            let q = _mm512_add_ps(
+                _mm512_castpd_ps(_mm512_unpacklo_pd(ab, cd)),
+                _mm512_castpd_ps(_mm512_unpackhi_pd(ab, cd)),
+            );
+            let h = _mm512_add_ps(q, _mm512_shuffle_f32x4::<0b01_00_11_10>(q, q));
+            _mm_add_ps(_mm512_castps512_ps128(h), _mm512_extractf32x4_ps::<1>(h))
+        }
+    }
+
+    /// Adds the products of the 16 values from `l` on (those `mask` selects when `MASKED`)
+    /// to the block's sums.
+    ///
+    /// Safety: AVX-512; the values read lie inside the caller's slices.
+    #[inline(always)]
+    unsafe fn nt_step<const RA: usize, const RB: usize, const MASKED: bool>(
+        acc: &mut [[__m512; RB]; RA],
+        (a, a_rs): (*const f32, usize),
+        (b, b_rs): (*const f32, usize),
+        l: usize,
+        mask: __mmask16,
+    ) {
+        // SAFETY (all): the caller's contract.
+        unsafe {
+            let load = |p: *const f32| {
+                if MASKED {
+                    _mm512_maskz_loadu_ps(mask, p)
+                } else {
+                    _mm512_loadu_ps(p)
+                }
+            };
+            let v: [__m512; RB] = std::array::from_fn(|j| load(b.add(j * b_rs + l)));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let u = load(a.add(i * a_rs + l));
+                for (j, x) in row.iter_mut().enumerate() {
+                    *x = _mm512_fmadd_ps(u, v[j], *x);
+                }
+            }
+        }
+    }
+
+    /// One `RA x RB` block of [`product_nt`]: `a` and `b` point at its first rows of the
+    /// left operand and of the transposed right one.
+    ///
+    /// Safety: AVX-512; the block's operands and results lie inside the caller's slices.
+    #[inline(always)]
+    unsafe fn block_nt<const RA: usize, const RB: usize>(
+        k: usize,
+        dst: *mut f32,
+        dst_rs: usize,
+        accumulate: bool,
+        a: (*const f32, usize),
+        b: (*const f32, usize),
+    ) {
+        let ((a, a_rs), (b, b_rs)) = (a, b);
+        // SAFETY (all): the caller's contract; loads past `k` are masked off.
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); RB]; RA];
+            let mut l = 0;
+            while l + L <= k {
+                nt_step::<RA, RB, false>(&mut acc, (a, a_rs), (b, b_rs), l, 0xFFFF);
+                l += L;
+            }
+            if l < k {
+                let mask = ((1u32 << (k - l)) - 1) as __mmask16;
+                nt_step::<RA, RB, true>(&mut acc, (a, a_rs), (b, b_rs), l, mask);
+            }
+            for (i, row) in acc.iter().enumerate() {
+                let d = dst.add(i * dst_rs);
+                if RB == 4 {
+                    // the row's four sums at once, stored together
+                    let sums = sum4([row[0], row[1], row[2], row[3]]);
+                    let sums = if accumulate {
+                        _mm_add_ps(_mm_loadu_ps(d), sums)
+                    } else {
+                        sums
+                    };
+                    _mm_storeu_ps(d, sums);
+                } else {
+                    for (j, x) in row.iter().enumerate() {
+                        let sum = _mm512_reduce_add_ps(*x);
+                        *d.add(j) = if accumulate { *d.add(j) + sum } else { sum };
+                    }
+                }
+            }
+        }
+    }
+
+    /// See [`super::product_nt`]. Safety: AVX-512; the operands and results lie inside the
+    /// caller's slices.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn product_nt(
+        (m, n, k): (usize, usize, usize),
+        dst: *mut f32,
+        dst_rs: usize,
+        accumulate: bool,
+        (ap, a_rs): (*const f32, usize),
+        (bp, b_rs): (*const f32, usize),
+    ) {
+        // panels of the right operand's rows that stay in L2 while every left block passes
+        let panel = (RIGHT_BYTES / (4 * k.max(1))).max(NT_B) / NT_B * NT_B;
+        for p0 in (0..n).step_by(panel) {
+            let p1 = (p0 + panel).min(n);
+            nt_panel(
+                (m, p0, p1, k),
+                dst,
+                dst_rs,
+                accumulate,
+                (ap, a_rs),
+                (bp, b_rs),
+            );
+        }
+    }
+
+    /// The columns `p0..p1` of [`product_nt`]. Safety: as [`product_nt`].
+    #[inline(always)]
+    unsafe fn nt_panel(
+        (m, p0, p1, k): (usize, usize, usize, usize),
+        dst: *mut f32,
+        dst_rs: usize,
+        accumulate: bool,
+        (ap, a_rs): (*const f32, usize),
+        (bp, b_rs): (*const f32, usize),
+    ) {
+        let mut i0 = 0;
+        while i0 < m {
+            let rows = NT_A.min(m - i0);
+            let mut j0 = p0;
+            while j0 < p1 {
+                let cols = NT_B.min(p1 - j0);
+                // SAFETY (all): block (i0, j0) lies inside the product (the caller's contract).
+                unsafe {
+                    let d = |i: usize, j: usize| dst.add(i * dst_rs + j);
+                    let a = |i: usize| (ap.add(i * a_rs), a_rs);
+                    let b = |j: usize| (bp.add(j * b_rs), b_rs);
+                    match (rows == NT_A, cols == NT_B) {
+                        (true, true) => {
+                            block_nt::<NT_A, NT_B>(k, d(i0, j0), dst_rs, accumulate, a(i0), b(j0))
+                        }
+                        (true, false) => (j0..j0 + cols).for_each(|j| {
+                            block_nt::<NT_A, 1>(k, d(i0, j), dst_rs, accumulate, a(i0), b(j))
+                        }),
+                        (false, true) => (i0..i0 + rows).for_each(|i| {
+                            block_nt::<1, NT_B>(k, d(i, j0), dst_rs, accumulate, a(i), b(j0))
+                        }),
+                        (false, false) => (i0..i0 + rows).for_each(|i| {
+                            (j0..j0 + cols).for_each(|j| {
+                                block_nt::<1, 1>(k, d(i, j), dst_rs, accumulate, a(i), b(j))
+                            })
+                        }),
+                    }
+                }
+                j0 += cols;
+            }
+            i0 += rows;
+        }
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -181,6 +418,17 @@ mod avx512 {
         _: *mut f32,
         _: usize,
         _: (*const f32, usize, usize),
+        _: (*const f32, usize),
+    ) {
+        unreachable!("narrow_gemm::available() is false off x86-64")
+    }
+
+    pub(super) unsafe fn product_nt(
+        _: (usize, usize, usize),
+        _: *mut f32,
+        _: usize,
+        _: bool,
+        _: (*const f32, usize),
         _: (*const f32, usize),
     ) {
         unreachable!("narrow_gemm::available() is false off x86-64")
@@ -253,6 +501,65 @@ mod tests {
                         (g - w).abs() <= 1e-4 * w.abs().max(1.0),
                         "({m}, {n}, {k}) [{i}][{j}]: {g} vs {w}"
                     );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transposed_products_match_f64_dot_products() {
+        if !available() {
+            eprintln!("skipped: no AVX-512 (or WRNC_SIMD caps it)");
+            return;
+        }
+        // rows off the 4 x 4 blocks, sums off the 16 lanes, strided rows, several panels of
+        // the right operand (k = 5000 leaves 12 rows per panel), with and without accumulation
+        for (m, n, k, accumulate) in [
+            (4, 4, 16, false),
+            (7, 10, 37, true),
+            (13, 6, 5, false),
+            (9, 30, 5000, true),
+            (64, 33, 196, true),
+            (3, 2, 0, true),
+        ] {
+            let (a_rs, b_rs, dst_rs) = (k + 3, k + 5, n + 2);
+            let a: Vec<f32> = (0..m * a_rs)
+                .map(|i| ((i * 7) % 13) as f32 * 0.37 - 2.0)
+                .collect();
+            let b: Vec<f32> = (0..n * b_rs)
+                .map(|i| ((i * 5) % 11) as f32 * 0.29 - 1.5)
+                .collect();
+            let start: Vec<f32> = (0..m * dst_rs).map(|i| (i % 3) as f32).collect();
+            let mut got = start.clone();
+            product_nt(
+                m,
+                n,
+                k,
+                &mut got,
+                dst_rs,
+                accumulate,
+                Mat::rows(&a, a_rs),
+                Mat::rows(&b, b_rs),
+            );
+            for i in 0..m {
+                for j in 0..n {
+                    let dot: f64 = (0..k)
+                        .map(|l| f64::from(a[i * a_rs + l]) * f64::from(b[j * b_rs + l]))
+                        .sum();
+                    let base = if accumulate {
+                        f64::from(start[i * dst_rs + j])
+                    } else {
+                        0.0
+                    };
+                    let (g, w) = (f64::from(got[i * dst_rs + j]), base + dot);
+                    assert!(
+                        (g - w).abs() <= 1e-5 * (k as f64 + 1.0) * w.abs().max(1.0),
+                        "({m}, {n}, {k}) [{i}][{j}]: {g} vs {w}"
+                    );
+                }
+                // the gaps between destination rows are left alone
+                for j in n..dst_rs.min(start.len() - i * dst_rs) {
+                    assert_eq!(got[i * dst_rs + j], start[i * dst_rs + j]);
                 }
             }
         }
