@@ -25,6 +25,10 @@ pub(super) fn available() -> bool {
 /// and blocks larger ones).
 const RIGHT_BYTES: usize = 256 << 10;
 
+/// Dot-product length from which [`product_nt`] beats the gemm crate: below it the final
+/// additions of its partial sums weigh too much (k = 16: 22 against 47 GMAC/s; k = 64: even).
+const NT_MIN_SUM: usize = 64;
+
 /// Rows up to which [`product`] serves a right operand of any size.
 const ANY_RIGHT_ROWS: usize = 64;
 
@@ -32,7 +36,8 @@ const ANY_RIGHT_ROWS: usize = 64;
 /// rows `dst_rs` apart) through this module's kernels when one serves it on this CPU, and
 /// says whether it did: [`product`] for contiguous right rows without accumulation and few
 /// rows or a right operand that stays in L2; [`product_nt`] for a left operand with
-/// contiguous rows and a transposed right one (the weight gradients). Measured
+/// contiguous rows and a transposed right one (the weight gradients) and sums of at least
+/// [`NT_MIN_SUM`] products. Measured
 /// single-threaded on Zen 4 on the convolution shapes of WRN-10-2 to WRN-16-4: 48-58 GMAC/s
 /// against the gemm crate's 6-56.
 #[allow(clippy::too_many_arguments)]
@@ -53,7 +58,7 @@ pub(super) fn try_product(
         product(m, n, k, dst, dst_rs, lhs, rhs);
         return true;
     }
-    if lhs.cs == 1 && rhs.rs == 1 {
+    if lhs.cs == 1 && rhs.rs == 1 && k >= NT_MIN_SUM {
         product_nt(m, n, k, dst, dst_rs, accumulate, lhs, rhs.t());
         return true;
     }
