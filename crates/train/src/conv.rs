@@ -40,16 +40,20 @@ pub fn conv2d(
 
 /// The gradients `(dx, dw)` of [`conv2d`] outside Candle's autograd (the taped backward
 /// pass, which runs only on the fast CPU kernels), in the precision `kernels` computes in.
+/// `prior`, the gradient the input already has from its other readers, comes back summed
+/// into `dx`.
 pub fn conv2d_backward(
     x: &Tensor,
     w: &Tensor,
     grad: &Tensor,
     params: ConvParams,
     need_input_grad: bool,
+    prior: Option<Tensor>,
     kernels: Kernels,
 ) -> Result<(Option<Tensor>, Tensor)> {
     let math = winograd_math(kernels);
-    let grads = crate::kernels::conv::conv2d_backward(x, w, grad, params, need_input_grad, math);
+    let grads =
+        crate::kernels::conv::conv2d_backward(x, w, grad, params, need_input_grad, prior, math);
     Ok(grads?)
 }
 

@@ -128,12 +128,19 @@ impl Tape {
                         stride: *stride,
                         padding: *padding,
                     };
+                    // the gradient the input already has (its other readers ran their
+                    // backward first) is summed inside the kernel that writes `dx`
+                    let prior = match need_input_grad {
+                        true => grads[node.inputs[0].0].take(),
+                        false => None,
+                    };
                     let (dx, dw) = conv::conv2d_backward(
                         &rec.ins[0],
                         &w,
                         &dy,
                         params,
                         need_input_grad,
+                        prior,
                         model.kernels(),
                     )?;
                     add_param(*weight, dw)?;

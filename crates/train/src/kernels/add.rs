@@ -22,6 +22,26 @@ multiversion! {
     }
 }
 
+multiversion! {
+    /// `a += b` element by element.
+    fn add_assign_slices(a: &mut [f32], b: &[f32]) {
+        for (p, &q) in a.iter_mut().zip(b) {
+            *p += q;
+        }
+    }
+}
+
+/// `a += b` for two f32 slices of the same length, over the rayon pool.
+pub(crate) fn add_assign(a: &mut [f32], b: &[f32]) -> Result<()> {
+    if a.len() != b.len() {
+        bail!("add: {} and {} values", a.len(), b.len())
+    }
+    a.par_chunks_mut(TASK)
+        .zip(b.par_chunks(TASK))
+        .for_each(|(p, q)| add_assign_slices(p, q));
+    Ok(())
+}
+
 /// `a + b` for two contiguous f32 CPU tensors of the same shape (no gradient is recorded).
 pub fn add(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if a.dims() != b.dims() {

@@ -8,12 +8,14 @@
 //! product ([`group_size`]); stride-2 patch rows of narrow maps are copied in vector
 //! registers ([`super::stride2`]).
 
+use super::add::add_assign;
 use super::f32_slice;
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
 use super::narrow_gemm;
 use super::stride2::Plan;
 use super::winograd::{self, Math};
+use super::{with_f32, written_vec};
 use crate::conv::ConvParams;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -346,20 +348,23 @@ fn forward_images(x: &[f32], w: Lhs, math: Math, g: &ConvGeom, plan: Option<&Pla
     }
 }
 
-/// `dx = col2im(Wᵀ · dy)` for a group of images (`dx` zeroed by the caller); `wt` is `Wᵀ`.
+/// `dx += col2im(Wᵀ · dy)` for a group of images (`dx` zeroed by the caller or holding a
+/// prior gradient); `wt` is `Wᵀ`. A 1x1 stride-1 convolution writes the product straight
+/// into `dx`: onto its values when `onto`, over them otherwise.
 fn input_grad_images(
     dy: &[f32],
     wt: Lhs,
     math: Math,
     g: &ConvGeom,
     plan: Option<&Plan>,
+    onto: bool,
     dx: &mut [f32],
 ) {
     let (ckk, ohw) = (g.ckk(), g.ohw());
     let imgs = dx.len() / g.chw();
     if g.pointwise() {
         for (dyi, dxi) in dy.chunks_exact(g.o * ohw).zip(dx.chunks_exact_mut(g.chw())) {
-            product(math, ckk, ohw, g.o, dxi, false, wt, Mat::rows(dyi, ohw));
+            product(math, ckk, ohw, g.o, dxi, onto, wt, Mat::rows(dyi, ohw));
         }
     } else if imgs == 1 {
         with_cols(ckk * ohw, |col| {
@@ -491,19 +496,89 @@ impl CustomOp2 for Conv2d {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = if self.need_input_grad {
-            Some(grad.apply_op2_no_bwd(w, &InputGrad(self.geom, self.math))?)
-        } else {
-            None
-        };
-        let dw = x.apply_op2_no_bwd(&grad, &WeightGrad(self.geom, self.math))?;
+        let (dx, dw) = self.gradients(x, w, &grad, None)?;
         Ok((dx, Some(dw)))
     }
 }
 
-/// `(dy, w) -> dx`.
-#[derive(Debug, Clone, Copy)]
-struct InputGrad(ConvGeom, winograd::Math);
+impl Conv2d {
+    /// `(dx, dw)` for the output gradient `grad` (contiguous); `dx` is `prior + dx` when the
+    /// input already has the gradient `prior` from its other readers (`prior` itself when no
+    /// input gradient is asked for).
+    fn gradients(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+        prior: Option<Tensor>,
+    ) -> Result<(Option<Tensor>, Tensor)> {
+        let dx = if self.need_input_grad {
+            let prior = match prior {
+                Some(p) if p.dims() != x.dims() => {
+                    bail!(
+                        "conv2d: prior gradient {:?} for input {:?}",
+                        p.dims(),
+                        x.dims()
+                    )
+                }
+                p => p.map(|p| p.contiguous()).transpose()?,
+            };
+            let op = InputGrad {
+                geom: self.geom,
+                math: self.math,
+                prior,
+            };
+            Some(grad.apply_op2_no_bwd(w, &op)?)
+        } else {
+            prior
+        };
+        let dw = x.apply_op2_no_bwd(grad, &WeightGrad(self.geom, self.math))?;
+        Ok((dx, dw))
+    }
+}
+
+/// `(dy, w) -> prior + dx`.
+#[derive(Debug, Clone)]
+struct InputGrad {
+    geom: ConvGeom,
+    math: winograd::Math,
+    /// The gradient the input already has (contiguous, the input's shape), added to `dx`
+    /// in the pass that writes it: the patch columns are added onto it instead of onto
+    /// zeros, a 1x1 product accumulates into it (no separate sum of the two gradients).
+    prior: Option<Tensor>,
+}
+
+impl InputGrad {
+    /// The buffer `dx` starts from: the prior gradient's values, or zeros.
+    fn start(&self, len: usize) -> Result<Vec<f32>> {
+        let Some(prior) = &self.prior else {
+            return Ok(vec![0f32; len]);
+        };
+        with_f32(prior, |p| {
+            let fill = |dx: &mut [std::mem::MaybeUninit<f32>]| {
+                dx.par_chunks_mut(COPY_TASK)
+                    .zip(p.par_chunks(COPY_TASK))
+                    .for_each(|(d, s)| {
+                        d.iter_mut().zip(s).for_each(|(d, &s)| {
+                            d.write(s);
+                        })
+                    })
+            };
+            // SAFETY: the tasks cover `dx` (as long as `p`) and each writes all of its part.
+            unsafe { written_vec(p.len(), fill) }
+        })
+        .and_then(|v| match v.len() == len {
+            true => Ok(v),
+            false => bail!(
+                "conv2d: prior gradient of {} values, {len} expected",
+                v.len()
+            ),
+        })
+    }
+}
+
+/// Values per task of the parallel copies.
+const COPY_TASK: usize = 1 << 16;
 
 impl CustomOp2 for InputGrad {
     fn name(&self) -> &'static str {
@@ -517,24 +592,27 @@ impl CustomOp2 for InputGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = self.0;
+        let (g, math) = (self.geom, self.math);
         let per = g.o * g.ohw();
         let dy = sized(s1, l1, g.n * per, "output gradient")?;
         let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
         let shape = Shape::from((g.n, g.c, g.h, g.w));
         if let Some(wg) = g.winograd() {
-            return Ok((
-                CpuStorage::F32(winograd::input_grad(&wg, dy, w, self.1)),
-                shape,
-            ));
+            let mut dx = winograd::input_grad(&wg, dy, w, math);
+            if let Some(prior) = &self.prior {
+                with_f32(prior, |p| add_assign(&mut dx, p))??;
+            }
+            return Ok((CpuStorage::F32(dx), shape));
         }
-        let mut dx = vec![0f32; g.n * g.chw()];
-        let (packed, plain) = weights_lhs(self.1, g.ckk(), g.o, Mat::transposed(w, g.ckk()));
+        let mut dx = self.start(g.n * g.chw())?;
+        let onto = self.prior.is_some();
+        let (packed, plain) = weights_lhs(math, g.ckk(), g.o, Mat::transposed(w, g.ckk()));
         let (b, plan) = (group_size(&g), Plan::new(&g));
         dx.par_chunks_mut(g.chw() * b)
             .zip(dy.par_chunks(per * b))
             .for_each(|(dxi, dyi)| {
-                input_grad_images(dyi, lhs(&packed, plain), self.1, &g, plan.as_ref(), dxi)
+                let wt = lhs(&packed, plain);
+                input_grad_images(dyi, wt, math, &g, plan.as_ref(), onto, dxi)
             });
         Ok((CpuStorage::F32(dx), shape))
     }
@@ -594,14 +672,18 @@ impl CustomOp2 for WeightGrad {
 }
 
 /// The gradients `(dx, dw)` of [`conv2d`] for the output gradient `grad` (`dx` only when
-/// `need_input_grad`), for a backward pass run outside Candle's autograd. `math` is the
-/// precision of the products.
+/// `need_input_grad`), for a backward pass run outside Candle's autograd. `prior`, the
+/// gradient the input already has from its other readers, comes back inside `dx` (`prior +
+/// dx`, summed in the pass that writes `dx` where the kernel allows). `math` is the precision
+/// of the products.
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward(
     x: &Tensor,
     w: &Tensor,
     grad: &Tensor,
     params: ConvParams,
     need_input_grad: bool,
+    prior: Option<Tensor>,
     math: winograd::Math,
 ) -> Result<(Option<Tensor>, Tensor)> {
     let geom = ConvGeom::new(x.dims(), w.dims(), params.stride, params.padding)?;
@@ -611,10 +693,7 @@ pub fn conv2d_backward(
         math,
     };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
-    match op.bwd(&x, &w, grad, grad)? {
-        (dx, Some(dw)) => Ok((dx, dw)),
-        _ => bail!("conv2d: no weight gradient"),
-    }
+    op.gradients(&x, &w, &grad.contiguous()?, prior)
 }
 
 /// Convolves `x` `[N, C, H, W]` with `w` `[O, C, k, k]` (f32, CPU). With
