@@ -156,7 +156,10 @@ impl Tape {
                     let g = model.param_detached(*weight)?;
                     let b = model.param_detached(*bias)?;
                     let out = rec.out.as_ref().unwrap_or(&dy);
-                    let (dx, dg, db) = bn.backward(&rec.ins[0], &g, &b, out, &dy)?;
+                    // as for convolutions: the input's gradient so far is summed in the kernel
+                    let prior = grads[node.inputs[0].0].take();
+                    let (dx, dg, db) =
+                        bn.backward(&rec.ins[0], &g, &b, out, &dy, prior.as_ref())?;
                     add_param(*weight, dg)?;
                     add_param(*bias, db)?;
                     to_inputs[0] = Some(dx);

@@ -194,13 +194,27 @@ struct GradCoef {
 }
 
 multiversion! {
-    /// `dx = k (m g' − Σ g' − x̂ Σ g'·x̂)` over one plane.
-    fn plane_input_grad(x: &[f32], g: &[f32], dx: &mut [MaybeUninit<f32>], c: GradCoef, relu: bool) {
+    /// `dx = k (m g' − Σ g' − x̂ Σ g'·x̂)` over one plane, plus `prior` (the gradient the
+    /// input already has) when given.
+    fn plane_input_grad(x: &[f32], g: &[f32], prior: Option<&[f32]>, dx: &mut [MaybeUninit<f32>], c: GradCoef, relu: bool) {
         assert!(x.len() == dx.len() && g.len() == dx.len());
-        for ((o, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+        let grad = |x: f32, g: f32| {
             let gm = if relu && x * c.scale + c.shift <= 0.0 { 0.0 } else { g };
             let xhat = (x - c.mean) * c.inv_std;
-            o.write(c.k * (c.m * gm - c.sg - xhat * c.sgx));
+            c.k * (c.m * gm - c.sg - xhat * c.sgx)
+        };
+        match prior {
+            Some(p) => {
+                assert_eq!(p.len(), dx.len());
+                for (((o, &x), &g), &p) in dx.iter_mut().zip(x).zip(g).zip(p) {
+                    o.write(p + grad(x, g));
+                }
+            }
+            None => {
+                for ((o, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+                    o.write(grad(x, g));
+                }
+            }
         }
     }
 }
@@ -208,12 +222,25 @@ multiversion! {
 multiversion! {
     /// [`plane_input_grad`] behind a fused ReLU and dropout (`g'` as in
     /// [`plane_grad_sums_dropout`]).
-    fn plane_input_grad_dropout(x: &[f32], y: &[f32], g: &[f32], dx: &mut [MaybeUninit<f32>], c: GradCoef, dscale: f32) {
+    fn plane_input_grad_dropout(x: &[f32], y: &[f32], g: &[f32], prior: Option<&[f32]>, dx: &mut [MaybeUninit<f32>], c: GradCoef, dscale: f32) {
         assert!(x.len() == dx.len() && y.len() == dx.len() && g.len() == dx.len());
-        for (((o, &x), &y), &g) in dx.iter_mut().zip(x).zip(y).zip(g) {
+        let grad = |x: f32, y: f32, g: f32| {
             let gm = if y > 0.0 { g * dscale } else { 0.0 };
             let xhat = (x - c.mean) * c.inv_std;
-            o.write(c.k * (c.m * gm - c.sg - xhat * c.sgx));
+            c.k * (c.m * gm - c.sg - xhat * c.sgx)
+        };
+        match prior {
+            Some(p) => {
+                assert_eq!(p.len(), dx.len());
+                for ((((o, &x), &y), &g), &p) in dx.iter_mut().zip(x).zip(y).zip(g).zip(p) {
+                    o.write(p + grad(x, y, g));
+                }
+            }
+            None => {
+                for (((o, &x), &y), &g) in dx.iter_mut().zip(x).zip(y).zip(g) {
+                    o.write(grad(x, y, g));
+                }
+            }
         }
     }
 }
@@ -368,6 +395,9 @@ impl BnRelu {
     /// `(dx, dgamma, dbeta)` for the output gradient `grad`, given the forward's input,
     /// parameters and output `out` (read only with a fused dropout, see
     /// [`BnRelu::needs_output`]).
+    ///
+    /// `prior`, the gradient the input already has from its other readers, comes back summed
+    /// into `dx` (added in the pass that writes it).
     pub(crate) fn backward(
         &self,
         x: &Tensor,
@@ -375,8 +405,9 @@ impl BnRelu {
         beta: &Tensor,
         out: &Tensor,
         grad: &Tensor,
+        prior: Option<&Tensor>,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        match CustomOp3::bwd(self, x, gamma, beta, out, grad)? {
+        match self.backward_onto(x, gamma, beta, out, grad, prior)? {
             (Some(dx), Some(dg), Some(db)) => Ok((dx, dg, db)),
             _ => bail!("batch norm: incomplete backward"),
         }
@@ -430,23 +461,54 @@ impl CustomOp3 for BnRelu {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        self.backward_onto(x, gamma, beta, res, grad, None)
+    }
+}
+
+/// The gradients `(dx, dγ, dβ)` of [`BnRelu`].
+type BnGrads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+impl BnRelu {
+    /// The backward pass for the output `res` and its gradient `grad`, `dx` summed onto
+    /// `prior` when given.
+    fn backward_onto(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+        prior: Option<&Tensor>,
+    ) -> Result<BnGrads> {
         let grad = grad.contiguous()?;
+        let prior = match prior {
+            Some(p) if p.dims() != self.dims => {
+                bail!(
+                    "batch norm: prior gradient {:?} for {:?}",
+                    p.dims(),
+                    self.dims
+                )
+            }
+            p => p.map(|p| p.contiguous()).transpose()?,
+        };
+        let with_prior = |f: &dyn Fn(Option<&[f32]>) -> Result<BnGrads>| match &prior {
+            Some(p) => with_f32(p, |pd| f(Some(pd)))?,
+            None => f(None),
+        };
         if let Some(d) = &self.dropout {
             if res.dims() != self.dims {
                 bail!("batch norm: output {:?} for {:?}", res.dims(), self.dims)
             }
             let res = res.contiguous()?;
             return with_f32(&res, |yd| {
-                self.backward_impl(x, gamma, beta, &grad, Some((yd, d.scale())))
+                with_prior(&|p| self.backward_impl(x, gamma, beta, &grad, Some((yd, d.scale())), p))
             })?;
         }
-        self.backward_impl(x, gamma, beta, &grad, None)
+        with_prior(&|p| self.backward_impl(x, gamma, beta, &grad, None, p))
     }
-}
 
-impl BnRelu {
     /// The backward pass; `dropout` is the forward's output with the mask's scale when a
-    /// dropout is fused.
+    /// dropout is fused, `prior` the gradient `dx` is summed onto.
     fn backward_impl(
         &self,
         x: &Tensor,
@@ -454,7 +516,8 @@ impl BnRelu {
         beta: &Tensor,
         grad: &Tensor,
         dropout: Option<(&[f32], f32)>,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        prior: Option<&[f32]>,
+    ) -> Result<BnGrads> {
         let [n, c, h, w] = self.dims;
         let hw = h * w;
         let count = (n * hw) as f64;
@@ -509,16 +572,18 @@ impl BnRelu {
                             };
                             let at = p * hw;
                             let (xp, gp) = (&xd[at..at + hw], &gd[at..at + hw]);
+                            let pp = prior.map(|pd| &pd[at..at + hw]);
                             match dropout {
                                 Some((yd, dscale)) => plane_input_grad_dropout(
                                     xp,
                                     &yd[at..at + hw],
                                     gp,
+                                    pp,
                                     out,
                                     coef,
                                     dscale,
                                 ),
-                                None => plane_input_grad(xp, gp, out, coef, self.relu),
+                                None => plane_input_grad(xp, gp, pp, out, coef, self.relu),
                             }
                         });
                 };
@@ -582,16 +647,24 @@ mod tests {
         assert_close(&unbiased, &r.running_var, 1e-5, &format!("{what} var"));
         let dy = rand(dims, seed + 3);
         // the tape's entry point, outside Candle's autograd
-        let (tdx, tdg, tdb) = ours
-            .op
-            .backward(
-                &x.as_tensor().detach(),
-                &g.detach(),
-                &b.detach(),
-                &ours.y.detach(),
-                &dy,
-            )
-            .unwrap();
+        let taped = |prior: Option<&Tensor>| {
+            ours.op
+                .backward(
+                    &x.as_tensor().detach(),
+                    &g.detach(),
+                    &b.detach(),
+                    &ours.y.detach(),
+                    &dy,
+                    prior,
+                )
+                .unwrap()
+        };
+        let (tdx, tdg, tdb) = taped(None);
+        // a gradient the input already has comes back summed into dx
+        let prior = rand(dims, seed + 4);
+        let (pdx, _, _) = taped(Some(&prior));
+        let want = (&prior + &tdx).unwrap();
+        assert_close(&pdx, &want, 1e-6, &format!("bn {dims:?} dx onto a prior"));
         let g1 = (&ours.y * &dy)
             .unwrap()
             .sum_all()
