@@ -15,11 +15,12 @@ use super::gemm_bf16::{self, Lhs, PackedA};
 use super::narrow_gemm;
 use super::stride2::Plan;
 use super::winograd::{self, Math};
-use super::{with_f32, written_vec};
+use super::{init_from, init_zeros, with_f32, written_vec};
 use crate::conv::ConvParams;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 /// The sizes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -477,14 +478,19 @@ impl CustomOp2 for Conv2d {
             ));
         }
         let per = g.o * g.ohw();
-        let mut y = vec![0f32; g.n * per];
         let (packed, plain) = weights_lhs(self.math, g.o, g.ckk(), Mat::rows(w, g.ckk()));
         let (b, plan) = (group_size(&g), Plan::new(&g));
-        y.par_chunks_mut(per * b)
-            .zip(x.par_chunks(g.chw() * b))
-            .for_each(|(yi, xi)| {
-                forward_images(xi, lhs(&packed, plain), self.math, &g, plan.as_ref(), yi)
-            });
+        let fill = |y: &mut [MaybeUninit<f32>]| {
+            y.par_chunks_mut(per * b)
+                .zip(x.par_chunks(g.chw() * b))
+                .for_each(|(yi, xi)| {
+                    // zeroed by the task that writes it (in cache, on every worker)
+                    let yi = init_zeros(yi);
+                    forward_images(xi, lhs(&packed, plain), self.math, &g, plan.as_ref(), yi)
+                });
+        };
+        // SAFETY: the tasks cover `y`, and each initialises its whole part first.
+        let y = unsafe { written_vec(g.n * per, fill) };
         Ok((CpuStorage::F32(y), shape))
     }
 
@@ -548,38 +554,6 @@ struct InputGrad {
     prior: Option<Tensor>,
 }
 
-impl InputGrad {
-    /// The buffer `dx` starts from: the prior gradient's values, or zeros.
-    fn start(&self, len: usize) -> Result<Vec<f32>> {
-        let Some(prior) = &self.prior else {
-            return Ok(vec![0f32; len]);
-        };
-        with_f32(prior, |p| {
-            let fill = |dx: &mut [std::mem::MaybeUninit<f32>]| {
-                dx.par_chunks_mut(COPY_TASK)
-                    .zip(p.par_chunks(COPY_TASK))
-                    .for_each(|(d, s)| {
-                        d.iter_mut().zip(s).for_each(|(d, &s)| {
-                            d.write(s);
-                        })
-                    })
-            };
-            // SAFETY: the tasks cover `dx` (as long as `p`) and each writes all of its part.
-            unsafe { written_vec(p.len(), fill) }
-        })
-        .and_then(|v| match v.len() == len {
-            true => Ok(v),
-            false => bail!(
-                "conv2d: prior gradient of {} values, {len} expected",
-                v.len()
-            ),
-        })
-    }
-}
-
-/// Values per task of the parallel copies.
-const COPY_TASK: usize = 1 << 16;
-
 impl CustomOp2 for InputGrad {
     fn name(&self) -> &'static str {
         "wrnc-conv2d-input-grad"
@@ -604,16 +578,39 @@ impl CustomOp2 for InputGrad {
             }
             return Ok((CpuStorage::F32(dx), shape));
         }
-        let mut dx = self.start(g.n * g.chw())?;
-        let onto = self.prior.is_some();
         let (packed, plain) = weights_lhs(math, g.ckk(), g.o, Mat::transposed(w, g.ckk()));
         let (b, plan) = (group_size(&g), Plan::new(&g));
-        dx.par_chunks_mut(g.chw() * b)
-            .zip(dy.par_chunks(per * b))
-            .for_each(|(dxi, dyi)| {
-                let wt = lhs(&packed, plain);
-                input_grad_images(dyi, wt, math, &g, plan.as_ref(), onto, dxi)
-            });
+        let len = g.n * g.chw();
+        let run = |prior: Option<&[f32]>| {
+            if prior.is_some_and(|p| p.len() != len) {
+                bail!(
+                    "conv2d: prior gradient of {} values, {len} expected",
+                    prior.map_or(0, <[f32]>::len)
+                )
+            }
+            let onto = prior.is_some();
+            let fill = |dx: &mut [MaybeUninit<f32>]| {
+                dx.par_chunks_mut(g.chw() * b)
+                    .zip(dy.par_chunks(per * b))
+                    .enumerate()
+                    .for_each(|(i, (dxi, dyi))| {
+                        // each task starts its part from the prior or zeros, in cache
+                        let at = i * g.chw() * b;
+                        let dxi = match prior {
+                            Some(p) => init_from(dxi, &p[at..at + dxi.len()]),
+                            None => init_zeros(dxi),
+                        };
+                        let wt = lhs(&packed, plain);
+                        input_grad_images(dyi, wt, math, &g, plan.as_ref(), onto, dxi)
+                    });
+            };
+            // SAFETY: the tasks cover `dx`, and each initialises its whole part first.
+            Ok(unsafe { written_vec(len, fill) })
+        };
+        let dx = match &self.prior {
+            Some(prior) => with_f32(prior, |p| run(Some(p)))??,
+            None => run(None)?,
+        };
         Ok((CpuStorage::F32(dx), shape))
     }
 }

@@ -77,6 +77,26 @@ pub(crate) unsafe fn written_vec(
     v
 }
 
+/// Fills `y` with zeros and returns it as initialised values (a task's share of a fresh
+/// buffer, zeroed where it is about to be written instead of in one pass before).
+pub(crate) fn init_zeros(y: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    y.iter_mut().for_each(|v| {
+        v.write(0.0);
+    });
+    // SAFETY: every element was written just above; MaybeUninit<f32> has f32's layout.
+    unsafe { &mut *(y as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// Copies `src` into `y` (same length) and returns it as initialised values.
+pub(crate) fn init_from<'a>(y: &'a mut [std::mem::MaybeUninit<f32>], src: &[f32]) -> &'a mut [f32] {
+    assert_eq!(y.len(), src.len());
+    y.iter_mut().zip(src).for_each(|(v, &s)| {
+        v.write(s);
+    });
+    // SAFETY: every element was written just above; MaybeUninit<f32> has f32's layout.
+    unsafe { &mut *(y as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
+}
+
 /// A CPU tensor of `shape` owning `data`.
 pub(crate) fn tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
     Tensor::from_vec(data, shape, &Device::Cpu)
