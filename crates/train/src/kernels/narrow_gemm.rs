@@ -103,8 +103,9 @@ pub(super) fn product(
 /// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] · rhs_tᵀ`, `rhs_t` the `[n x k]`
 /// transpose of the right operand: both operands read along contiguous rows (`cs == 1`),
 /// each result a dot product of length `k` (the weight gradients: `dW += dY · colᵀ`, with `k`
-/// the output pixels). Blocks of 4 x 6 results keep 16 partial sums each in 24 registers; the
-/// last `k % 16` values are read through masked loads.
+/// the output pixels). Blocks of 4 x 4 results keep 16 partial sums each in 16 registers (a
+/// row's four sums are added together at the end), the right operand is taken in panels that
+/// stay in L2, and the last `k % 16` values are read through masked loads.
 ///
 /// Panics when an operand is too short, a row is strided or [`available`] is false.
 #[allow(clippy::too_many_arguments)]
@@ -241,7 +242,8 @@ mod avx512 {
         }
     }
 
-    /// Rows of each operand per block of [`product_nt`]: 4 x 6 sums in 24 registers.
+    /// Rows of each operand per block of [`product_nt`]: 4 x 4 sums in 16 registers (4 x 6 and
+    /// 5 x 4 ran at half the speed: with their operands they spill).
     const NT_A: usize = 4;
     const NT_B: usize = 4;
 
