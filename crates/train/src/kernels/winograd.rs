@@ -305,28 +305,26 @@ fn copy_row(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-multiversion! {
-    /// Copies the `images` planes of `x` (`[images, C, H, W]`) into `out` with a zero border
-    /// (`[images, C, ph, pw]`, see [`Geom::padded`]).
-    fn pad_chunk(g: &Geom, x: &[f32], out: &mut [f32]) {
-        let (ph, pw) = g.padded();
-        let (h, w) = (g.h, g.w);
-        for (src, dst) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(ph * pw)) {
-            dst[..pw].fill(0.0);
-            for (srow, drow) in src.chunks_exact(w).zip(dst[pw..].chunks_exact_mut(pw)) {
-                // the right padding (1-4 values) as one fixed-size store of zeros over the row's
-                // end, overwritten below where it covers values: a `fill` of a few values per row
-                // is a `memset` call each (1% of a WRN-16-1 step)
-                match pw {
-                    16.. => drow[pw - 16..].copy_from_slice(&[0.0; 16]),
-                    8.. => drow[pw - 8..].copy_from_slice(&[0.0; 8]),
-                    _ => drow[w + 1..].fill(0.0),
-                }
-                drow[0] = 0.0;
-                copy_row(&mut drow[1..=w], srow);
+/// Copies the `images` planes of `x` (`[images, C, H, W]`) into `out` with a zero border
+/// (`[images, C, ph, pw]`, see [`Geom::padded`]).
+fn pad_chunk(g: &Geom, x: &[f32], out: &mut [f32]) {
+    let (ph, pw) = g.padded();
+    let (h, w) = (g.h, g.w);
+    for (src, dst) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(ph * pw)) {
+        dst[..pw].fill(0.0);
+        for (srow, drow) in src.chunks_exact(w).zip(dst[pw..].chunks_exact_mut(pw)) {
+            // the right padding (1-4 values) as one fixed-size store of zeros over the row's
+            // end, overwritten below where it covers values: a `fill` of a few values per row
+            // is a `memset` call each (1% of a WRN-16-1 step)
+            match pw {
+                16.. => drow[pw - 16..].copy_from_slice(&[0.0; 16]),
+                8.. => drow[pw - 8..].copy_from_slice(&[0.0; 8]),
+                _ => drow[w + 1..].fill(0.0),
             }
-            dst[(h + 1) * pw..].fill(0.0);
+            drow[0] = 0.0;
+            copy_row(&mut drow[1..=w], srow);
         }
+        dst[(h + 1) * pw..].fill(0.0);
     }
 }
 
