@@ -172,9 +172,7 @@ impl Tape {
                 }
                 Op::Dropout { p } => {
                     // the forward's mask, drawn again from the same stream
-                    let fast =
-                        model.uses_fast_kernels() && kernels::supported(dy.device(), dy.dtype());
-                    to_inputs[0] = Some(if fast {
+                    to_inputs[0] = Some(if model.uses_fast_kernels() {
                         match dropout_kernel(mode, rec.node, *p) {
                             Some(d) => d.apply(&dy.contiguous()?)?,
                             None => dy,

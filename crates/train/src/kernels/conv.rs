@@ -12,7 +12,6 @@ use super::add::add_assign;
 use super::f32_slice;
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
-use super::narrow_gemm;
 use super::stride2::Plan;
 use super::winograd::{self, Math};
 use super::{init_from, init_zeros, with_f32, written_vec};
@@ -270,8 +269,7 @@ fn col2im(col: &[f32], g: &ConvGeom, plan: Option<&Plan>, dx: &mut [f32], ld: us
     }
 }
 
-/// [`gemm_bf16::product_in`] into a row-major `dst` (rows `n` apart); f32 products the
-/// [`narrow_gemm`] kernel serves go there.
+/// [`gemm_bf16::product_narrow_first`] into a row-major `dst` (rows `n` apart).
 #[allow(clippy::too_many_arguments)]
 fn product(
     math: Math,
@@ -283,12 +281,7 @@ fn product(
     lhs: Lhs,
     rhs: Mat,
 ) {
-    if let (Math::F32, Lhs::Plain(a)) = (math, lhs) {
-        if narrow_gemm::try_product(m, n, k, dst, n, accumulate, a, rhs) {
-            return;
-        }
-    }
-    gemm_bf16::product_in(math, m, n, k, dst, n, accumulate, lhs, rhs)
+    gemm_bf16::product_narrow_first(math, m, n, k, dst, n, accumulate, lhs, rhs)
 }
 
 /// Output columns a patch-matrix product should span at least: maps under 64 pixels (7x7,
@@ -582,10 +575,10 @@ impl CustomOp2 for InputGrad {
         let (b, plan) = (group_size(&g), Plan::new(&g));
         let len = g.n * g.chw();
         let run = |prior: Option<&[f32]>| {
-            if prior.is_some_and(|p| p.len() != len) {
+            if let Some(p) = prior.filter(|p| p.len() != len) {
                 bail!(
                     "conv2d: prior gradient of {} values, {len} expected",
-                    prior.map_or(0, <[f32]>::len)
+                    p.len()
                 )
             }
             let onto = prior.is_some();

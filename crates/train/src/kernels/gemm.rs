@@ -41,6 +41,12 @@ impl<'a> Mat<'a> {
     }
 }
 
+/// Whether a row-major `m x n` destination with rows `dst_rs` apart fits rows that long
+/// (`dst_rs >= n`) and lies inside `len` values (`m` and `n` at least 1).
+pub(super) fn dst_fits(m: usize, n: usize, len: usize, dst_rs: usize) -> bool {
+    dst_rs >= n && len >= (m - 1) * dst_rs + n
+}
+
 /// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] * rhs[k x n]`, `dst` row-major with rows
 /// `dst_rs` elements apart (`dst_rs >= n`; the gaps are left alone), on the calling thread.
 /// Panics (a programming error, never user input) when an operand is too short.
@@ -58,7 +64,7 @@ pub fn matmul_strided(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(dst_rs >= n && dst.len() > (m - 1) * dst_rs + n - 1);
+    assert!(dst_fits(m, n, dst.len(), dst_rs));
     assert!(lhs.fits(m, k) && rhs.fits(k, n));
     if k == 0 {
         if !accumulate {

@@ -14,6 +14,7 @@
 //! as PyTorch's conversion does; the products are exact in f32 and summed in f32.
 
 use super::gemm::{matmul_strided, Mat};
+use super::narrow_gemm;
 use super::simd::{multiversion, simd_level, SimdLevel};
 use super::winograd::Math;
 
@@ -222,6 +223,29 @@ pub enum Lhs<'a> {
 thread_local! {
     /// This worker's packing buffers, kept across calls.
     static SCRATCH: std::cell::RefCell<(PackedA, PackedB)> = Default::default();
+}
+
+/// [`product_in`], except that the f32 products [`narrow_gemm::try_product`] serves run
+/// through its kernels (the im2col and 1x1 convolutions, every weight gradient; the Winograd
+/// forward and input gradient choose their kernel themselves).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn product_narrow_first(
+    math: Math,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    lhs: Lhs,
+    rhs: Mat,
+) {
+    if let (Math::F32, Lhs::Plain(a)) = (math, lhs) {
+        if narrow_gemm::try_product(m, n, k, dst, dst_rs, accumulate, a, rhs) {
+            return;
+        }
+    }
+    product_in(math, m, n, k, dst, dst_rs, accumulate, lhs, rhs)
 }
 
 /// `dst[m x n] = (accumulate ? dst : 0) + lhs[m x k] · rhs[k x n]` in `math`'s precision,

@@ -83,8 +83,8 @@ pub(crate) fn init_zeros(y: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
     y.iter_mut().for_each(|v| {
         v.write(0.0);
     });
-    // SAFETY: every element was written just above; MaybeUninit<f32> has f32's layout.
-    unsafe { &mut *(y as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
+    // SAFETY: every element was written just above.
+    unsafe { assume_written(y) }
 }
 
 /// Copies `src` into `y` (same length) and returns it as initialised values.
@@ -93,7 +93,16 @@ pub(crate) fn init_from<'a>(y: &'a mut [std::mem::MaybeUninit<f32>], src: &[f32]
     y.iter_mut().zip(src).for_each(|(v, &s)| {
         v.write(s);
     });
-    // SAFETY: every element was written just above; MaybeUninit<f32> has f32's layout.
+    // SAFETY: every element was written just above (the lengths are equal).
+    unsafe { assume_written(y) }
+}
+
+/// `y` as initialised values.
+///
+/// # Safety
+/// Every element of `y` must have been written.
+unsafe fn assume_written(y: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: MaybeUninit<f32> has f32's layout; the caller guarantees initialisation.
     unsafe { &mut *(y as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
 }
 

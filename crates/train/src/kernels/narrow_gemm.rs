@@ -9,7 +9,7 @@
 //! products at a time, 16 partial sums each, the four sums of a row added in registers.
 //! [`try_product`] picks one of them or leaves the product to the gemm crate.
 
-use super::gemm::Mat;
+use super::gemm::{dst_fits, Mat};
 use super::simd::{simd_level, SimdLevel};
 
 /// Lanes of an AVX-512 register of f32.
@@ -83,7 +83,7 @@ pub(super) fn product(
         return;
     }
     assert!(rhs.cs == 1 && available());
-    assert!(dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n);
+    assert!(dst_fits(m, n, dst.len(), dst_rs));
     assert!(lhs.fits(m, k) && rhs.fits(k, n));
     // SAFETY: AVX-512 is present and every index the kernel forms lies inside the slices
     // (checked above).
@@ -123,7 +123,7 @@ pub(super) fn product_nt(
         return;
     }
     assert!(lhs.cs == 1 && rhs_t.cs == 1 && available());
-    assert!(dst_rs >= n && dst.len() >= (m - 1) * dst_rs + n);
+    assert!(dst_fits(m, n, dst.len(), dst_rs));
     assert!(lhs.fits(m, k) && rhs_t.fits(n, k));
     // SAFETY: AVX-512 is present and every index the kernel forms lies inside the slices
     // (checked above).
@@ -482,25 +482,7 @@ mod tests {
             let rhs = Mat::rows(&b, b_rs);
             product(m, n, k, &mut got, dst_rs, lhs, rhs);
             let mut want = got.clone();
-            let lhs = Mat {
-                data: &a,
-                rs: a_rs,
-                cs: a_cs,
-            };
-            matmul_strided(
-                m,
-                n,
-                k,
-                &mut want,
-                dst_rs,
-                false,
-                lhs,
-                Mat {
-                    data: &b,
-                    rs: b_rs,
-                    cs: 1,
-                },
-            );
+            matmul_strided(m, n, k, &mut want, dst_rs, false, lhs, rhs);
             for i in 0..m {
                 for j in 0..n {
                     let (g, w) = (got[i * dst_rs + j], want[i * dst_rs + j]);

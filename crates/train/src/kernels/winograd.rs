@@ -837,15 +837,10 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32], math: Math) -> Vec<f32> {
                     gradient_transform(g, dyc, tiles, layout, dm);
                     let (v, dm) = (&*v, &*dm);
                     for_each_point(parallel, &mut du, g.o * g.c, |p, dup| {
-                        let dmp = layout.matrix(dm, p, g.o, tc);
+                        let dmp = Lhs::Plain(layout.matrix(dm, p, g.o, tc));
                         let vpt = layout.matrix(v, p, g.c, tc).t();
                         let (m, n) = (g.o, g.c);
-                        if math == Math::F32
-                            && narrow_gemm::try_product(m, n, tc, dup, n, true, dmp, vpt)
-                        {
-                            return;
-                        }
-                        gemm_bf16::product_in(math, m, n, tc, dup, n, true, Lhs::Plain(dmp), vpt)
+                        gemm_bf16::product_narrow_first(math, m, n, tc, dup, n, true, dmp, vpt)
                     });
                 });
             }
