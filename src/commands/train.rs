@@ -383,7 +383,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     let mut terminal = Terminal::new(a.quiet);
     let tb_on = a.tensorboard || recipe.train.tensorboard;
     let mut terminal = super::tensorboard::TensorBoard::new(&out, tb_on, &mut terminal);
-    let outcome =
+    let mut outcome =
         wrnc_train::train_with(&spec.graph, &recipe, &opts, &mut terminal).map_err(|e| {
             let io = matches!(e, TrainError::Io { .. });
             let e = anyhow::Error::from(e);
@@ -470,8 +470,8 @@ pub fn run(a: Args) -> Result<ExitCode> {
         );
     }
     // The exported weights' test evaluation, measured once for the ONNX metadata and the
-    // report.
-    let mut test_eval = None;
+    // report (the trainer's last epoch already measured it when those are its weights).
+    let mut test_eval = outcome.final_test.take();
     if recipe.export.onnx {
         let weights = Weights::load(&outcome.run_dir.join(file))
             .with_context(|| format!("cannot read {file} for the ONNX export"))?;

@@ -212,12 +212,26 @@ pub fn evaluate_detailed_tta(
     })?;
     let mut model = Model::new(graph, weights, &dev, DType::F32)?;
     let data = run_data.split(split)?;
+    let batch = recipe.train.eval_batch_size;
+    evaluate_model_detailed(&mut model, data, normalizer, batch, split, tta)
+}
+
+/// [`evaluate_model`] with test-time augmentation `tta`, recording every image's prediction
+/// ([`evaluate_detailed_tta`] on a model already built; the trainer's last evaluation).
+pub(crate) fn evaluate_model_detailed(
+    model: &mut Model,
+    data: Arc<Dataset>,
+    normalizer: InputNormalizer,
+    batch_size: usize,
+    split: Split,
+    tta: Tta,
+) -> Result<DetailedEvaluation> {
     let mut rows = Vec::with_capacity(data.len());
     let result = eval_loop(
-        &mut model,
+        model,
         Arc::clone(&data),
         Arc::clone(&normalizer.normalizer),
-        recipe.train.eval_batch_size,
+        batch_size,
         split,
         tta,
         Some(&mut rows),

@@ -2,12 +2,12 @@
 //! resumable run directory.
 
 use crate::backend::Kernels;
-use crate::checkpoint::CheckpointMeta;
+use crate::checkpoint::{CheckpointMeta, InputNormalizer, NormalizerSource};
 use crate::data::{load_run_data_with, train_batch_config, Split};
 use crate::device::{device_name, select_device, set_deterministic, set_tf32};
 use crate::ema::EmaState;
 use crate::error::{Result, TrainError};
-use crate::eval::evaluate_model;
+use crate::eval::{evaluate_model, evaluate_model_detailed, DetailedEvaluation, Tta};
 use crate::init::init_weights;
 use crate::lock::RunLock;
 use crate::memlimit::{self, MemoryLimit};
@@ -101,7 +101,7 @@ pub enum RunStatus {
 }
 
 /// The result of [`train`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct TrainOutcome {
     /// How the run ended.
     pub status: RunStatus,
@@ -121,6 +121,11 @@ pub struct TrainOutcome {
     pub last: Option<EpochMetrics>,
     /// The split evaluated each epoch (`test` when `data.val_size` is 0).
     pub eval_split: Split,
+    /// The last epoch's test evaluation with every image's prediction, when that epoch was
+    /// trained in this call and its weights are the ones exported (`last.safetensors`: no
+    /// validation split, no EMA selection, f32 compute), so the report need not evaluate
+    /// the same weights on the same images again.
+    pub final_test: Option<DetailedEvaluation>,
 }
 
 fn settings_json(graph: &Graph, recipe: &Recipe) -> Result<serde_json::Value> {
@@ -409,6 +414,7 @@ impl Run<'_> {
             best: self.state.best,
             last: self.state.metrics.last().copied(),
             eval_split,
+            final_test: None,
         }
     }
 
@@ -932,6 +938,7 @@ fn train_epochs(
 
     let schedule = LrSchedule::new(tc, steps);
     let classes = run.graph.classes();
+    let mut final_test = None;
     for epoch in run.state.epochs_done..tc.epochs {
         let skip = run.state.batches_done;
         let batches = epoch_batches(
@@ -1019,13 +1026,36 @@ fn train_epochs(
         }
         observer.steps_finished();
         let p = run.state.partial;
-        let ev = evaluate_model(
-            &mut run.model,
-            Arc::clone(&eval_data),
-            Arc::clone(&data.norm),
-            tc.eval_batch_size,
-            eval_split,
-        )?;
+        // The last epoch's test evaluation of the weights `last.safetensors` receives is
+        // the exported weights' one: kept with its predictions for the report.
+        let exported = eval_split == Split::Test
+            && export_weights_file(recipe, eval_split) == rundir::LAST_FILE
+            && run.model.compute_dtype() == DType::F32;
+        let ev = if exported && epoch + 1 == tc.epochs {
+            let normalizer = InputNormalizer {
+                normalizer: Arc::clone(&data.norm),
+                source: NormalizerSource::Recorded,
+            };
+            let d = evaluate_model_detailed(
+                &mut run.model,
+                Arc::clone(&eval_data),
+                normalizer,
+                tc.eval_batch_size,
+                eval_split,
+                Tta::None,
+            )?;
+            let r = d.evaluation.result;
+            final_test = Some(d);
+            r
+        } else {
+            evaluate_model(
+                &mut run.model,
+                Arc::clone(&eval_data),
+                Arc::clone(&data.norm),
+                tc.eval_batch_size,
+                eval_split,
+            )?
+        };
         let ema_ev = match &run.ema {
             Some(ema) => {
                 let w = ema.to_weights(&run.model)?;
@@ -1085,5 +1115,7 @@ fn train_epochs(
             return Ok(run.outcome(RunStatus::Interrupted, eval_split));
         }
     }
-    Ok(run.outcome(RunStatus::Finished, eval_split))
+    let mut outcome = run.outcome(RunStatus::Finished, eval_split);
+    outcome.final_test = final_test;
+    Ok(outcome)
 }
