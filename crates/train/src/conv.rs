@@ -38,6 +38,24 @@ pub fn conv2d(
     }
 }
 
+/// `conv2d(x, w) + residual` outside Candle's autograd (nothing recorded): on the fast CPU
+/// kernels the addition happens in the pass that writes the output.
+pub fn conv2d_onto(
+    x: &Tensor,
+    w: &Tensor,
+    params: ConvParams,
+    residual: &Tensor,
+    kernels: Kernels,
+) -> Result<Tensor> {
+    if kernels.is_cpu_fast() {
+        let math = winograd_math(kernels);
+        return Ok(crate::kernels::conv::conv2d_onto(
+            x, w, params, residual, math,
+        )?);
+    }
+    Ok((conv2d(x, w, params, kernels, true)?.detach() + residual)?)
+}
+
 /// The gradients `(dx, dw)` of [`conv2d`] outside Candle's autograd (the taped backward
 /// pass, which runs only on the fast CPU kernels), in the precision `kernels` computes in.
 /// `prior`, the gradient the input already has from its other readers, comes back summed

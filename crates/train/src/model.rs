@@ -66,24 +66,32 @@ pub(crate) fn dropout_kernel(
 }
 
 /// What a node absorbs of the nodes after it (fast kernels): a batch norm the ReLU that
-/// follows it, and that ReLU the dropout that follows it.
+/// follows it, and that ReLU the dropout that follows it; a convolution the residual
+/// addition that follows it (outside Candle's autograd).
 #[derive(Debug, Clone, Copy, Default)]
 struct Fused {
     /// The absorbed ReLU's output.
     relu: Option<ValueId>,
     /// The absorbed dropout: its node index, output and rate.
     dropout: Option<(usize, ValueId, f64)>,
+    /// The absorbed addition: its other operand and its output.
+    residual: Option<(ValueId, ValueId)>,
 }
 
 impl Fused {
     /// The value the fused nodes produce.
     fn output(&self) -> Option<ValueId> {
-        self.dropout.map(|(_, v, _)| v).or(self.relu)
+        self.residual
+            .map(|(_, v)| v)
+            .or(self.dropout.map(|(_, v, _)| v))
+            .or(self.relu)
     }
 
     /// How many graph nodes the fused run covers besides the first.
     fn absorbed(&self) -> usize {
-        usize::from(self.relu.is_some()) + usize::from(self.dropout.is_some())
+        usize::from(self.relu.is_some())
+            + usize::from(self.dropout.is_some())
+            + usize::from(self.residual.is_some())
     }
 }
 
@@ -99,6 +107,9 @@ pub(crate) struct NodeRun<'a> {
     pub out: &'a Tensor,
     /// A training-mode batch norm's op on the fast kernels (its batch statistics).
     pub bn: Option<kernels::bn::BnRelu>,
+    /// The other operand of a residual addition fused into a convolution: it receives the
+    /// output's gradient as well.
+    pub residual: Option<ValueId>,
 }
 
 /// What one layer computed.
@@ -402,23 +413,33 @@ impl Model {
             let master_op = self.compute != self.dtype && matches!(node.op, Op::BatchNorm { .. });
             // Fast kernels: a BN absorbs the ReLU that follows it (training and eval), and the
             // dropout after that ReLU.
-            let fused = self.fusion(i, target);
+            let fused = self.fusion(i, target, pass.detached);
+            let residual = match fused.residual {
+                Some((v, _)) => Some(values[v.0].clone().ok_or_else(|| {
+                    TrainError::Internal(format!(
+                        "layer `{}`: residual `{}` is not available",
+                        node.name, graph.values[v.0].name
+                    ))
+                })?),
+                None => None,
+            };
             let LayerOut { y: out, bn } = if master_op {
                 let ins = ins
                     .iter()
                     .map(|t| t.to_dtype(self.dtype))
                     .collect::<candle_core::Result<Vec<_>>>()?;
-                self.run_op(i, &node.op, &ins, pass, fused).and_then(|o| {
-                    Ok(LayerOut {
-                        y: o.y.to_dtype(self.compute)?,
-                        bn: o.bn,
+                self.run_op(i, &node.op, &ins, pass, fused, None)
+                    .and_then(|o| {
+                        Ok(LayerOut {
+                            y: o.y.to_dtype(self.compute)?,
+                            bn: o.bn,
+                        })
                     })
-                })
             } else {
-                self.run_op(i, &node.op, &ins, pass, fused)
+                self.run_op(i, &node.op, &ins, pass, fused, residual.as_ref())
             }
             .map_err(|e| e.in_layer(&node.name))?;
-            // A fused ReLU's (or dropout's) output stands in for the absorbed nodes'.
+            // A fused ReLU's (dropout's, addition's) output stands in for the absorbed nodes'.
             let output = fused.output().unwrap_or(node.output);
             if let Some(tape) = tape.as_deref_mut() {
                 tape.record(
@@ -429,6 +450,7 @@ impl Model {
                         output,
                         out: &out,
                         bn,
+                        residual: fused.residual.map(|(v, _)| v),
                     },
                 );
             }
@@ -436,12 +458,14 @@ impl Model {
                 return Ok(out.to_dtype(self.dtype)?);
             }
             values[output.0] = Some(out);
-            for v in &node.inputs {
-                if self.last_uses[v.0] == Some(i) {
+            // inputs read last by this node or by a node it absorbed
+            let last = i + fused.absorbed();
+            for v in graph.nodes[i..=last].iter().flat_map(|n| &n.inputs) {
+                if self.last_uses[v.0].is_some_and(|u| (i..=last).contains(&u)) {
                     values[v.0] = None;
                 }
             }
-            i += 1 + fused.absorbed();
+            i = last + 1;
         }
         Err(TrainError::Internal(format!(
             "value #{} is not produced by the graph",
@@ -464,9 +488,43 @@ impl Model {
         fusable.then_some(next.output)
     }
 
+    /// The addition that convolution node `i` can absorb on the fast CPU kernels in a pass
+    /// outside Candle's autograd (`detached`): the next node, adding the convolution's
+    /// output (read by nothing else, and not `target`) and a value of the same shape
+    /// computed before it. Returns that value and the addition's output.
+    fn fuses_residual(
+        &self,
+        i: usize,
+        target: ValueId,
+        detached: bool,
+    ) -> Option<(ValueId, ValueId)> {
+        let conv = &self.graph.nodes[i];
+        let next = self.graph.nodes.get(i + 1)?;
+        let fusable = detached
+            && self.kernels.is_cpu_fast()
+            && matches!(conv.op, Op::Conv { bias: None, .. })
+            && next.op == Op::Add
+            && self.last_uses[conv.output.0] == Some(i + 1)
+            && conv.output != target;
+        let other = match next.inputs.as_slice() {
+            [a, b] if *a == conv.output => *b,
+            [a, b] if *b == conv.output => *a,
+            _ => return None,
+        };
+        let same = other != conv.output && self.graph.shape(other) == self.graph.shape(conv.output);
+        (fusable && same).then_some((other, next.output))
+    }
+
     /// What node `i` absorbs ([`Fused`]): the ReLU of [`Model::fuses_relu`], and then a
-    /// dropout that is the only reader of that ReLU's output (which is not `target`).
-    fn fusion(&self, i: usize, target: ValueId) -> Fused {
+    /// dropout that is the only reader of that ReLU's output (which is not `target`); or the
+    /// addition of [`Model::fuses_residual`].
+    fn fusion(&self, i: usize, target: ValueId, detached: bool) -> Fused {
+        if let Some(residual) = self.fuses_residual(i, target, detached) {
+            return Fused {
+                residual: Some(residual),
+                ..Fused::default()
+            };
+        }
         let Some(relu) = self.fuses_relu(i, target) else {
             return Fused::default();
         };
@@ -483,6 +541,7 @@ impl Model {
         Fused {
             relu: Some(relu),
             dropout,
+            residual: None,
         }
     }
 
@@ -557,6 +616,7 @@ impl Model {
         ins: &[Tensor],
         pass: Pass,
         fused: Fused,
+        residual: Option<&Tensor>,
     ) -> Result<LayerOut> {
         let Pass { mode, detached } = pass;
         let x = ins
@@ -577,7 +637,10 @@ impl Model {
                     padding: *padding,
                 };
                 let w = self.pc(*weight, detached)?;
-                let y = conv::conv2d(x, &w, params, self.kernels, !from_input)?;
+                let y = match residual {
+                    Some(r) => conv::conv2d_onto(x, &w, params, r, self.kernels)?,
+                    None => conv::conv2d(x, &w, params, self.kernels, !from_input)?,
+                };
                 match bias {
                     Some(b) => {
                         let b = self.pc(*b, detached)?;

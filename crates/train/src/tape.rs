@@ -31,6 +31,8 @@ struct Record {
     out: Option<Tensor>,
     /// A training-mode batch norm's op (statistics and ReLU flag).
     bn: Option<kernels::bn::BnRelu>,
+    /// The other operand of a residual addition fused into this convolution.
+    residual: Option<ValueId>,
 }
 
 /// What one forward pass left for its backward pass: per node run, in order, the tensors
@@ -91,6 +93,7 @@ impl Tape {
             out: (*op == Op::Relu || run.bn.as_ref().is_some_and(|b| b.needs_output()))
                 .then(|| run.out.clone()),
             bn: run.bn,
+            residual: run.residual,
         });
     }
 
@@ -113,6 +116,11 @@ impl Tape {
                 continue;
             };
             let node = &graph.nodes[rec.node];
+            // a fused residual addition passes the output gradient to its other operand too
+            // (before a convolution reading that same value takes its gradient so far)
+            if let Some(r) = rec.residual.filter(|&r| r != graph.input()) {
+                accumulate(&mut grads[r.0], dy.clone())?;
+            }
             let mut to_inputs: Vec<Option<Tensor>> = vec![None; node.inputs.len()];
             match &node.op {
                 Op::Conv {

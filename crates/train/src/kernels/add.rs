@@ -31,15 +31,11 @@ multiversion! {
     }
 }
 
-/// `a += b` for two f32 slices of the same length, over the rayon pool.
-pub(crate) fn add_assign(a: &mut [f32], b: &[f32]) -> Result<()> {
-    if a.len() != b.len() {
-        bail!("add: {} and {} values", a.len(), b.len())
-    }
-    a.par_chunks_mut(TASK)
-        .zip(b.par_chunks(TASK))
-        .for_each(|(p, q)| add_assign_slices(p, q));
-    Ok(())
+/// `a += b` for two f32 slices of the same length, on the calling thread (inside a task
+/// that has just written `a`).
+pub(crate) fn add_assign_serial(a: &mut [f32], b: &[f32]) {
+    debug_assert_eq!(a.len(), b.len());
+    add_assign_slices(a, b)
 }
 
 /// `a + b` for two contiguous f32 CPU tensors of the same shape (no gradient is recorded).

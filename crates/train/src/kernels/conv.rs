@@ -8,7 +8,7 @@
 //! product ([`group_size`]); stride-2 patch rows of narrow maps are copied in vector
 //! registers ([`super::stride2`]).
 
-use super::add::add_assign;
+use super::add::add_assign_serial;
 use super::f32_slice;
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
@@ -311,19 +311,28 @@ fn gather_outputs(dy: &[f32], g: &ConvGeom, out: &mut [f32]) {
     }
 }
 
-/// `y = W · col(x)` for a group of images (`x` `[imgs, C, H, W]`, `y` `[imgs, O, OH, OW]`):
-/// one product over all their patch columns.
-fn forward_images(x: &[f32], w: Lhs, math: Math, g: &ConvGeom, plan: Option<&Plan>, y: &mut [f32]) {
+/// `y (+)= W · col(x)` for a group of images (`x` `[imgs, C, H, W]`, `y` `[imgs, O, OH,
+/// OW]`): one product over all their patch columns, added onto `y`'s values when `onto`
+/// (a residual), written over them otherwise.
+fn forward_images(
+    x: &[f32],
+    w: Lhs,
+    math: Math,
+    g: &ConvGeom,
+    plan: Option<&Plan>,
+    onto: bool,
+    y: &mut [f32],
+) {
     let (ckk, ohw) = (g.ckk(), g.ohw());
     let imgs = x.len() / g.chw();
     if g.pointwise() {
         for (xi, yi) in x.chunks_exact(g.chw()).zip(y.chunks_exact_mut(g.o * ohw)) {
-            product(math, g.o, ohw, ckk, yi, false, w, Mat::rows(xi, ohw));
+            product(math, g.o, ohw, ckk, yi, onto, w, Mat::rows(xi, ohw));
         }
     } else if imgs == 1 {
         with_cols(ckk * ohw, |col| {
             im2col(x, g, plan, col, ohw);
-            product(math, g.o, ohw, ckk, y, false, w, Mat::rows(col, ohw));
+            product(math, g.o, ohw, ckk, y, onto, w, Mat::rows(col, ohw));
         });
     } else {
         let cols = imgs * ohw;
@@ -335,7 +344,11 @@ fn forward_images(x: &[f32], w: Lhs, math: Math, g: &ConvGeom, plan: Option<&Pla
             product(math, g.o, cols, ckk, out, false, w, Mat::rows(col, cols));
             for (i, yi) in y.chunks_exact_mut(g.o * ohw).enumerate() {
                 for (o, row) in yi.chunks_exact_mut(ohw).enumerate() {
-                    row.copy_from_slice(&out[o * cols + i * ohw..][..ohw]);
+                    let part = &out[o * cols + i * ohw..][..ohw];
+                    match onto {
+                        true => add_assign_serial(row, part),
+                        false => row.copy_from_slice(part),
+                    }
                 }
             }
         });
@@ -463,28 +476,8 @@ impl CustomOp2 for Conv2d {
         let g = self.geom;
         let x = sized(s1, l1, g.n * g.chw(), "input")?;
         let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
-        let shape = Shape::from((g.n, g.o, g.oh, g.ow));
-        if let Some(wg) = g.winograd() {
-            return Ok((
-                CpuStorage::F32(winograd::forward(&wg, x, w, self.math)),
-                shape,
-            ));
-        }
-        let per = g.o * g.ohw();
-        let (packed, plain) = weights_lhs(self.math, g.o, g.ckk(), Mat::rows(w, g.ckk()));
-        let (b, plan) = (group_size(&g), Plan::new(&g));
-        let fill = |y: &mut [MaybeUninit<f32>]| {
-            y.par_chunks_mut(per * b)
-                .zip(x.par_chunks(g.chw() * b))
-                .for_each(|(yi, xi)| {
-                    // zeroed by the task that writes it (in cache, on every worker)
-                    let yi = init_zeros(yi);
-                    forward_images(xi, lhs(&packed, plain), self.math, &g, plan.as_ref(), yi)
-                });
-        };
-        // SAFETY: the tasks cover `y`, and each initialises its whole part first.
-        let y = unsafe { written_vec(g.n * per, fill) };
-        Ok((CpuStorage::F32(y), shape))
+        let y = forward(&g, self.math, x, w, None)?;
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
     }
 
     fn bwd(
@@ -536,6 +529,78 @@ impl Conv2d {
     }
 }
 
+/// `y = conv(x, w)`, plus `onto` (the output's shape) when given: a residual added in the
+/// pass that writes `y` (the patch products accumulate onto it; Winograd adds it to each
+/// chunk of outputs while they are in cache).
+fn forward(
+    g: &ConvGeom,
+    math: Math,
+    x: &[f32],
+    w: &[f32],
+    onto: Option<&[f32]>,
+) -> Result<Vec<f32>> {
+    let per = g.o * g.ohw();
+    if let Some(r) = onto.filter(|r| r.len() != g.n * per) {
+        bail!(
+            "conv2d: a residual of {} values, {} expected",
+            r.len(),
+            g.n * per
+        )
+    }
+    if let Some(wg) = g.winograd() {
+        return Ok(winograd::forward(&wg, x, w, math, onto));
+    }
+    let (packed, plain) = weights_lhs(math, g.o, g.ckk(), Mat::rows(w, g.ckk()));
+    let (b, plan) = (group_size(g), Plan::new(g));
+    let fill = |y: &mut [MaybeUninit<f32>]| {
+        y.par_chunks_mut(per * b)
+            .zip(x.par_chunks(g.chw() * b))
+            .enumerate()
+            .for_each(|(i, (yi, xi))| {
+                // started from the residual or zeros by the task that writes it (in cache,
+                // on every worker)
+                let yi = match onto {
+                    Some(r) => init_from(yi, &r[i * per * b..][..yi.len()]),
+                    None => init_zeros(yi),
+                };
+                let w = lhs(&packed, plain);
+                forward_images(xi, w, math, g, plan.as_ref(), onto.is_some(), yi)
+            });
+    };
+    // SAFETY: the tasks cover `y`, and each initialises its whole part first.
+    Ok(unsafe { written_vec(g.n * per, fill) })
+}
+
+/// `(x, w) -> conv(x, w) + residual`, without a backward of its own: the taped path's
+/// convolution with the residual addition that reads its output fused into it.
+#[derive(Debug, Clone)]
+struct ConvOnto {
+    geom: ConvGeom,
+    math: winograd::Math,
+    /// The other operand of the addition (contiguous, the output's shape).
+    residual: Tensor,
+}
+
+impl CustomOp2 for ConvOnto {
+    fn name(&self) -> &'static str {
+        "wrnc-conv2d-onto"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = self.geom;
+        let x = sized(s1, l1, g.n * g.chw(), "input")?;
+        let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
+        let y = with_f32(&self.residual, |r| forward(&g, self.math, x, w, Some(r)))??;
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+    }
+}
+
 /// `(dy, w) -> prior + dx`.
 #[derive(Debug, Clone)]
 struct InputGrad {
@@ -565,10 +630,15 @@ impl CustomOp2 for InputGrad {
         let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
         let shape = Shape::from((g.n, g.c, g.h, g.w));
         if let Some(wg) = g.winograd() {
-            let mut dx = winograd::input_grad(&wg, dy, w, math);
-            if let Some(prior) = &self.prior {
-                with_f32(prior, |p| add_assign(&mut dx, p))??;
-            }
+            let dx = match &self.prior {
+                Some(prior) => with_f32(prior, |p| {
+                    if p.len() != g.n * g.chw() {
+                        bail!("conv2d: prior gradient of {} values", p.len())
+                    }
+                    Ok(winograd::input_grad(&wg, dy, w, math, Some(p)))
+                })??,
+                None => winograd::input_grad(&wg, dy, w, math, None),
+            };
             return Ok((CpuStorage::F32(dx), shape));
         }
         let (packed, plain) = weights_lhs(math, g.ckk(), g.o, Mat::transposed(w, g.ckk()));
@@ -684,6 +754,35 @@ pub fn conv2d_backward(
     };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     op.gradients(&x, &w, &grad.contiguous()?, prior)
+}
+
+/// `conv(x, w) + residual` for `x` `[N, C, H, W]`, `w` `[O, C, k, k]` and `residual` of the
+/// output's shape (f32, CPU), the addition done in the pass that writes the output. No
+/// gradient is recorded: for a forward pass whose backward is taped (or none).
+pub fn conv2d_onto(
+    x: &Tensor,
+    w: &Tensor,
+    params: ConvParams,
+    residual: &Tensor,
+    math: winograd::Math,
+) -> Result<Tensor> {
+    let geom = ConvGeom::new(x.dims(), w.dims(), params.stride, params.padding)?;
+    if residual.dims() != [geom.n, geom.o, geom.oh, geom.ow] {
+        bail!(
+            "conv2d: residual {:?} for an output [{}, {}, {}, {}]",
+            residual.dims(),
+            geom.n,
+            geom.o,
+            geom.oh,
+            geom.ow
+        )
+    }
+    let op = ConvOnto {
+        geom,
+        math,
+        residual: residual.contiguous()?,
+    };
+    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &op)
 }
 
 /// Convolves `x` `[N, C, H, W]` with `w` `[O, C, k, k]` (f32, CPU). With
@@ -852,6 +951,44 @@ mod tests {
                 assert!(err > 1e-5, "{what}: no bf16 rounding ({err})");
             }
         }
+    }
+
+    #[test]
+    fn residual_outputs_and_prior_gradients_are_added_in_the_writing_pass() {
+        // Winograd (two chunks), patch columns of several images per product (7x7 output),
+        // one image per product, and a 1x1 convolution, each over more than one task
+        let cases: [(&[usize], &[usize], usize, usize); 4] = [
+            (&[3, 8, 12, 12], &[8, 8, 3, 3], 1, 1),
+            (&[5, 4, 14, 14], &[6, 4, 3, 3], 2, 1),
+            (&[3, 3, 10, 10], &[5, 3, 3, 3], 1, 1),
+            (&[3, 6, 9, 9], &[10, 6, 1, 1], 1, 0),
+        ];
+        for (i, (x, w, stride, padding)) in cases.into_iter().enumerate() {
+            let seed = 40 + 10 * i as u64;
+            let (xt, wt) = (rand(x, seed), rand(w, seed + 1));
+            let params = ConvParams { stride, padding };
+            let plain = conv2d(&xt, &wt, params, true, winograd::Math::F32).unwrap();
+            let r = rand(plain.dims(), seed + 2);
+            let onto = conv2d_onto(&xt, &wt, params, &r, winograd::Math::F32).unwrap();
+            let what = format!("conv {x:?} * {w:?} s{stride}");
+            assert_close(&onto, &(&plain + &r).unwrap(), 1e-6, &format!("{what} + r"));
+
+            let dy = rand(plain.dims(), seed + 3);
+            let prior = rand(x, seed + 4);
+            let grads = |p: Option<Tensor>| {
+                let (dx, dw) =
+                    conv2d_backward(&xt, &wt, &dy, params, true, p, winograd::Math::F32).unwrap();
+                (dx.unwrap(), dw)
+            };
+            let (dx, dw) = grads(None);
+            let (dx_onto, dw_onto) = grads(Some(prior.clone()));
+            let want = (&dx + &prior).unwrap();
+            assert_close(&dx_onto, &want, 1e-6, &format!("{what} prior + dx"));
+            assert_close(&dw_onto, &dw, 0.0, &format!("{what} dw"));
+        }
+        let (x, w) = (rand(&[2, 8, 6, 6], 1), rand(&[8, 8, 3, 3], 2));
+        let wrong = rand(&[2, 8, 6, 5], 3);
+        assert!(conv2d_onto(&x, &w, ONE, &wrong, winograd::Math::F32).is_err());
     }
 
     #[test]

@@ -101,7 +101,7 @@ pub(crate) fn init_from<'a>(y: &'a mut [std::mem::MaybeUninit<f32>], src: &[f32]
 ///
 /// # Safety
 /// Every element of `y` must have been written.
-unsafe fn assume_written(y: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+pub(crate) unsafe fn assume_written(y: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
     // SAFETY: MaybeUninit<f32> has f32's layout; the caller guarantees initialisation.
     unsafe { &mut *(y as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
 }

@@ -20,12 +20,13 @@
 //! AVX2 the tiles' rows move between the planes and the lanes four values at a time
 //! ([`tile_rows`]).
 
+use super::add::add_assign_serial;
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
 use super::narrow_gemm;
 use super::simd::multiversion;
 use super::tile_rows;
-use super::written_vec;
+use super::{assume_written, written_vec};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -720,8 +721,10 @@ fn points_in_parallel(chunks: usize) -> bool {
     chunks < rayon::current_num_threads()
 }
 
-/// The convolution `y = conv(x, U)` with weights already transformed (`u[p][o][c]`).
-fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
+/// The convolution `y = conv(x, U)` with weights already transformed (`u[p][o][c]`), plus
+/// `onto` (`y`'s shape) when given, added to each chunk of outputs right after its output
+/// transform wrote it (still in cache).
+fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math, onto: Option<&[f32]>) -> Vec<f32> {
     let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
     let ipc = g.images_per_chunk();
     let map = TileMap::new(g, ipc);
@@ -739,7 +742,8 @@ fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
     let fill = |y: &mut [MaybeUninit<f32>]| {
         y.par_chunks_mut(ipc * out_img)
             .zip(x.par_chunks(ipc * in_img))
-            .for_each(|(yc, xc)| {
+            .enumerate()
+            .for_each(|(ci, (yc, xc))| {
                 let images = xc.len() / in_img;
                 let tc = images * g.tiles_per_image();
                 let tcp = lane_padded(tc);
@@ -776,6 +780,11 @@ fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
                         }
                     }
                     output_transform(g, m, lm, tiles, yc);
+                    if let Some(r) = onto {
+                        // SAFETY: output_transform wrote every element of the chunk.
+                        let yc = unsafe { assume_written(yc) };
+                        add_assign_serial(yc, &r[ci * ipc * out_img..][..yc.len()]);
+                    }
                 });
             });
     };
@@ -784,20 +793,21 @@ fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math) -> Vec<f32> {
 }
 
 /// Forward: `y[n, o] = Σ_c x[n, c] ⋆ w[o, c]` with zero padding 1; `x` is `[N, C, H, W]`,
-/// `w` `[O, C, 3, 3]`, `y` `[N, O, H, W]`.
-pub fn forward(g: &Geom, x: &[f32], w: &[f32], math: Math) -> Vec<f32> {
+/// `w` `[O, C, 3, 3]`, `y` `[N, O, H, W]`; plus `onto` (`y`'s shape, a residual) when given.
+pub fn forward(g: &Geom, x: &[f32], w: &[f32], math: Math, onto: Option<&[f32]>) -> Vec<f32> {
     let u = weight_transform(g.o, g.c, |oi, ci| kernel_at(w, g.c, oi, ci));
-    convolve(g, x, &u, math)
+    convolve(g, x, &u, math, onto)
 }
 
 /// Input gradient: `dx` `[N, C, H, W]` from `dy` `[N, O, H, W]` — the convolution of `dy`
-/// with the kernels rotated by 180 degrees, in and out channels swapped.
-pub fn input_grad(g: &Geom, dy: &[f32], w: &[f32], math: Math) -> Vec<f32> {
+/// with the kernels rotated by 180 degrees, in and out channels swapped; plus `prior`
+/// (`dx`'s shape, the gradient the input already has) when given.
+pub fn input_grad(g: &Geom, dy: &[f32], w: &[f32], math: Math, prior: Option<&[f32]>) -> Vec<f32> {
     let u = weight_transform(g.c, g.o, |ci, oi| {
         let k = kernel_at(w, g.c, oi, ci);
         std::array::from_fn(|r| std::array::from_fn(|s| k[2 - r][2 - s]))
     });
-    convolve(&g.swapped(), dy, &u, math)
+    convolve(&g.swapped(), dy, &u, math, prior)
 }
 
 /// Weight gradient: `dw` `[O, C, 3, 3]` from `x` `[N, C, H, W]` and `dy` `[N, O, H, W]`.
@@ -945,7 +955,7 @@ mod tests {
             let g = Geom { n, c, o, h, w };
             let x = rand(n * c * h * w, 1);
             let wt = rand(o * c * 9, 2);
-            let err = max_rel(&forward(&g, &x, &wt, Math::F32), &direct(&g, &x, &wt));
+            let err = max_rel(&forward(&g, &x, &wt, Math::F32, None), &direct(&g, &x, &wt));
             assert!(err < 1e-5, "{g:?}: forward error {err}");
         }
     }
@@ -983,13 +993,13 @@ mod tests {
             );
         };
         close(
-            &forward(&g, &x, &w, Math::Bf16),
-            &forward(&g, &x, &w, Math::F32),
+            &forward(&g, &x, &w, Math::Bf16, None),
+            &forward(&g, &x, &w, Math::F32, None),
             "forward",
         );
         close(
-            &input_grad(&g, &dy, &w, Math::Bf16),
-            &input_grad(&g, &dy, &w, Math::F32),
+            &input_grad(&g, &dy, &w, Math::Bf16, None),
+            &input_grad(&g, &dy, &w, Math::F32, None),
             "input gradient",
         );
         close(
@@ -1018,7 +1028,7 @@ mod tests {
     fn gradients_match_the_direct_adjoints_for(g: Geom) {
         // dx = conv(dy, rot180(w)ᵀ); <dw, w'> = <dy, conv(x, w')> for every w'
         let (x, w, dy) = random_case(&g, 3);
-        let dx = input_grad(&g, &dy, &w, Math::F32);
+        let dx = input_grad(&g, &dy, &w, Math::F32, None);
         // reference input gradient: dx[n,c,iy,ix] = Σ dy[n,o,oy,ox] w[o,c,iy-oy+1,ix-ox+1]
         let mut want = vec![0f64; dx.len()];
         for n in 0..g.n {
@@ -1075,7 +1085,7 @@ mod tests {
                 w: pick(4, 4, 21),
             };
             let (x, w, dy) = random_case(&g, seed);
-            let err = max_rel(&forward(&g, &x, &w, Math::F32), &direct(&g, &x, &w));
+            let err = max_rel(&forward(&g, &x, &w, Math::F32, None), &direct(&g, &x, &w));
             assert!(err < 1e-5, "case {case}, {g:?}: forward error {err}");
             // the input gradient is the swapped convolution with the kernels rotated by 180°
             let rotated: Vec<f32> = (0..g.c * g.o * 9)
@@ -1085,7 +1095,7 @@ mod tests {
                 })
                 .collect();
             let want = direct(&g.swapped(), &dy, &rotated);
-            let err = max_rel(&input_grad(&g, &dy, &w, Math::F32), &want);
+            let err = max_rel(&input_grad(&g, &dy, &w, Math::F32, None), &want);
             assert!(err < 1e-5, "case {case}, {g:?}: input gradient error {err}");
         }
     }
