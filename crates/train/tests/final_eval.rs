@@ -3,22 +3,9 @@
 
 mod common;
 
-use wrnc_ir::{Graph, Op, Weights};
+use wrnc_ir::Weights;
 use wrnc_recipe::{DeviceKind, Recipe};
-use wrnc_testkit::graphs::conv;
-use wrnc_testkit::Net;
 use wrnc_train::{evaluate_detailed, train, RunStatus, Split, TrainOptions};
-
-fn tiny() -> Graph {
-    let mut b = Net::new("tiny", [1, 8, 8]);
-    let x = b.then("conv0", conv(8, 3, 1), b.input());
-    let x = b.bn_relu("bn0", "relu0", x);
-    let x = b.then("conv1", conv(16, 3, 2), x);
-    let x = b.bn_relu("bn1", "relu1", x);
-    let x = b.classifier(x, 10, true);
-    b.then("softmax", Op::Softmax, x);
-    b.finish()
-}
 
 fn recipe(val_size: usize) -> Recipe {
     let mut r = common::digits_recipe(2, 100, 5);
@@ -37,7 +24,7 @@ fn opts(dir: &std::path::Path) -> TrainOptions {
 #[test]
 fn the_last_test_evaluation_is_that_of_the_exported_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let (graph, recipe) = (tiny(), recipe(0));
+    let (graph, recipe) = (common::tiny_net(), recipe(0));
     let outcome = train(&graph, &recipe, &opts(dir.path())).unwrap();
     assert_eq!(outcome.status, RunStatus::Finished);
     assert_eq!(outcome.eval_split, Split::Test);
@@ -77,7 +64,7 @@ fn the_last_test_evaluation_is_that_of_the_exported_weights() {
 #[test]
 fn runs_selecting_on_a_validation_split_keep_no_test_evaluation() {
     let dir = tempfile::tempdir().unwrap();
-    let outcome = train(&tiny(), &recipe(300), &opts(dir.path())).unwrap();
+    let outcome = train(&common::tiny_net(), &recipe(300), &opts(dir.path())).unwrap();
     assert_eq!(outcome.eval_split, Split::Val);
     assert!(outcome.final_test.is_none());
 }

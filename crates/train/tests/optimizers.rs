@@ -6,21 +6,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use wrnc_ir::{Graph, Weights};
+use wrnc_ir::Weights;
 use wrnc_recipe::{Ema, ExportWeights, OptimizerKind, Recipe};
-use wrnc_testkit::graphs::conv;
-use wrnc_testkit::Net;
 use wrnc_train::{train, RunStatus, TrainOptions};
-
-fn tiny() -> Graph {
-    let mut b = Net::new("tiny", [1, 8, 8]);
-    let x = b.then("conv0", conv(8, 3, 1), b.input());
-    let x = b.bn_relu("bn0", "relu0", x);
-    let x = b.then("conv1", conv(16, 3, 2), x);
-    let x = b.bn_relu("bn1", "relu1", x);
-    b.classifier(x, 10, true);
-    b.finish()
-}
 
 /// 1200 training images in batches of 100 (12 steps per epoch), 2 epochs, a validation split.
 fn recipe() -> Recipe {
@@ -78,7 +66,7 @@ fn metrics(dir: &Path) -> Vec<String> {
 /// asserts both agree bit for bit (weights, optimiser state, EMA, steps, metrics) and
 /// returns the uninterrupted run's directory.
 fn run_and_resume(r: &Recipe, root: &Path, name: &str) -> std::path::PathBuf {
-    let g = tiny();
+    let g = common::tiny_net();
     let full = root.join(format!("{name}-full"));
     assert_eq!(
         train(&g, r, &opts(&full, None, false)).unwrap().status,
@@ -124,7 +112,7 @@ fn each_option_changes_the_run_and_resumes_exactly() {
     assert!(bits(&d.join("last.safetensors")) != base_last);
 
     // Gradient clipping: a bound far above every norm changes nothing; a tight one does.
-    let g = tiny();
+    let g = common::tiny_net();
     let mut r = recipe();
     r.train.grad_clip = Some(1e9);
     let loose = root.join("loose");
@@ -220,7 +208,7 @@ fn each_option_changes_the_run_and_resumes_exactly() {
 fn mixing_and_freezing_change_the_run_and_resume_exactly() {
     let root = wrnc_testkit::tempdir();
     let root = root.path();
-    let g = tiny();
+    let g = common::tiny_net();
     let base = root.join("plain");
     train(&g, &recipe(), &opts(&base, None, false)).unwrap();
     let base_losses = losses(&base);

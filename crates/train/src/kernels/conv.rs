@@ -473,11 +473,7 @@ impl CustomOp2 for Conv2d {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = self.geom;
-        let x = sized(s1, l1, g.n * g.chw(), "input")?;
-        let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
-        let y = forward(&g, self.math, x, w, None)?;
-        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+        forward_storage(&self.geom, self.math, (s1, l1), (s2, l2), None)
     }
 
     fn bwd(
@@ -571,6 +567,20 @@ fn forward(
     Ok(unsafe { written_vec(g.n * per, fill) })
 }
 
+/// [`forward`] from the op's input `x` and weight `w` storages.
+fn forward_storage(
+    g: &ConvGeom,
+    math: Math,
+    (sx, lx): (&CpuStorage, &Layout),
+    (sw, lw): (&CpuStorage, &Layout),
+    onto: Option<&[f32]>,
+) -> Result<(CpuStorage, Shape)> {
+    let x = sized(sx, lx, g.n * g.chw(), "input")?;
+    let w = sized(sw, lw, g.o * g.ckk(), "weight")?;
+    let y = forward(g, math, x, w, onto)?;
+    Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+}
+
 /// `(x, w) -> conv(x, w) + residual`, without a backward of its own: the taped path's
 /// convolution with the residual addition that reads its output fused into it.
 #[derive(Debug, Clone)]
@@ -593,11 +603,10 @@ impl CustomOp2 for ConvOnto {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = self.geom;
-        let x = sized(s1, l1, g.n * g.chw(), "input")?;
-        let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
-        let y = with_f32(&self.residual, |r| forward(&g, self.math, x, w, Some(r)))??;
-        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+        let (g, math) = (&self.geom, self.math);
+        with_f32(&self.residual, |r| {
+            forward_storage(g, math, (s1, l1), (s2, l2), Some(r))
+        })?
     }
 }
 
