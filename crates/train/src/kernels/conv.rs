@@ -9,13 +9,13 @@
 //! registers ([`super::stride2`]).
 
 use super::add::add_assign_serial;
-use super::bn::{plane_sums, GradSumsFor, PlaneSums};
+use super::bn::{plane_sums_into, PlaneSums};
 use super::f32_slice;
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
 use super::stride2::Plan;
 use super::winograd::{self, Math};
-use super::{init_from, init_zeros, per_plane, with_f32, written_vec, PlaneFn};
+use super::{init_from, init_zeros, with_f32, written_vec};
 use crate::conv::ConvParams;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -486,7 +486,7 @@ impl CustomOp2 for Conv2d {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let (dx, dw, _) = self.gradients(x, w, &grad, None, None)?;
+        let (dx, dw) = self.gradients(x, w, &grad, None)?;
         Ok((dx, Some(dw)))
     }
 }
@@ -501,9 +501,8 @@ impl Conv2d {
         w: &Tensor,
         grad: &Tensor,
         prior: Option<Tensor>,
-        bn: Option<GradSumsFor>,
-    ) -> Result<ConvGrads> {
-        let (dx, sums) = if self.need_input_grad {
+    ) -> Result<(Option<Tensor>, Tensor)> {
+        let dx = if self.need_input_grad {
             let prior = match prior {
                 Some(p) if p.dims() != x.dims() => {
                     bail!(
@@ -514,32 +513,19 @@ impl Conv2d {
                 }
                 p => p.map(|p| p.contiguous()).transpose()?,
             };
-            let want = bn.is_some();
             let op = InputGrad {
                 geom: self.geom,
                 math: self.math,
                 prior,
-                bn,
-                sums: Mutex::new(Vec::new()),
             };
-            let dx = grad.apply_op2_no_bwd(w, &op)?;
-            let sums = op
-                .sums
-                .into_inner()
-                .map_err(|_| candle_core::Error::Msg("conv2d: poisoned".into()))?;
-            (Some(dx), want.then_some(sums))
+            Some(grad.apply_op2_no_bwd(w, &op)?)
         } else {
-            (prior, None)
+            prior
         };
         let dw = x.apply_op2_no_bwd(grad, &WeightGrad(self.geom, self.math))?;
-        Ok((dx, dw, sums))
+        Ok((dx, dw))
     }
 }
-
-/// A convolution's gradients outside Candle's autograd: `dx` (when asked, summed onto the
-/// prior), `dw`, and the per-plane backward sums of the batch norm that produced the input
-/// when asked for ([`GradSumsFor`]).
-pub type ConvGrads = (Option<Tensor>, Tensor, Option<Vec<(f64, f64)>>);
 
 /// `y = conv(x, w)`, plus `onto` (the output's shape) when given: a residual added in the
 /// pass that writes `y` (the patch products accumulate onto it; Winograd adds it to each
@@ -562,10 +548,8 @@ fn forward(
             g.n * per
         )
     }
-    let plane_fn = |_: usize, p: &[f32]| plane_sums(p);
-    let plane_fn: Option<&PlaneFn<'_, PlaneSums>> = sums.then_some(&plane_fn);
     if let Some(wg) = g.winograd() {
-        let (y, s) = winograd::forward(&wg, x, w, math, onto, plane_fn);
+        let (y, s) = winograd::forward(&wg, x, w, math, onto, sums);
         return Ok((y, sums.then_some(s)));
     }
     let (packed, plain) = weights_lhs(math, g.o, g.ckk(), Mat::rows(w, g.ckk()));
@@ -585,7 +569,9 @@ fn forward(
                 };
                 let w = lhs(&packed, plain);
                 forward_images(xi, w, math, g, plan.as_ref(), onto.is_some(), yi);
-                per_plane(yi, i * b * g.o, ohw, plane_fn)
+                let mut part = vec![PlaneSums::default(); if sums { yi.len() / ohw } else { 0 }];
+                plane_sums_into(yi, ohw, &mut part);
+                part
             })
             .collect();
     };
@@ -652,7 +638,7 @@ impl CustomOp2 for ConvDetached {
 }
 
 /// `(dy, w) -> prior + dx`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct InputGrad {
     geom: ConvGeom,
     math: winograd::Math,
@@ -660,11 +646,6 @@ struct InputGrad {
     /// in the pass that writes it: the patch columns are added onto it instead of onto
     /// zeros, a 1x1 product accumulates into it (no separate sum of the two gradients).
     prior: Option<Tensor>,
-    /// The batch norm whose output the input is, when this gradient is the last part of its
-    /// output gradient: its backward's per-plane sums are taken as `dx` is written, and
-    /// left in `sums`.
-    bn: Option<GradSumsFor>,
-    sums: Mutex<Vec<(f64, f64)>>,
 }
 
 impl CustomOp2 for InputGrad {
@@ -683,27 +664,35 @@ impl CustomOp2 for InputGrad {
         let per = g.o * g.ohw();
         let dy = sized(s1, l1, g.n * per, "output gradient")?;
         let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
+        let shape = Shape::from((g.n, g.c, g.h, g.w));
+        if let Some(wg) = g.winograd() {
+            let dx = match &self.prior {
+                Some(prior) => with_f32(prior, |p| {
+                    if p.len() != g.n * g.chw() {
+                        bail!("conv2d: prior gradient of {} values", p.len())
+                    }
+                    Ok(winograd::input_grad(&wg, dy, w, math, Some(p)))
+                })??,
+                None => winograd::input_grad(&wg, dy, w, math, None),
+            };
+            return Ok((CpuStorage::F32(dx), shape));
+        }
+        let (packed, plain) = weights_lhs(math, g.ckk(), g.o, Mat::transposed(w, g.ckk()));
+        let (b, plan) = (group_size(&g), Plan::new(&g));
         let len = g.n * g.chw();
-        let run = |prior: Option<&[f32]>, plane_fn: Option<&PlaneFn<'_, (f64, f64)>>| {
+        let run = |prior: Option<&[f32]>| {
             if let Some(p) = prior.filter(|p| p.len() != len) {
                 bail!(
                     "conv2d: prior gradient of {} values, {len} expected",
                     p.len()
                 )
             }
-            if let Some(wg) = g.winograd() {
-                return Ok(winograd::input_grad(&wg, dy, w, math, prior, plane_fn));
-            }
-            let (packed, plain) = weights_lhs(math, g.ckk(), g.o, Mat::transposed(w, g.ckk()));
-            let (b, plan) = (group_size(&g), Plan::new(&g));
             let onto = prior.is_some();
-            let mut parts: Vec<Vec<(f64, f64)>> = Vec::new();
             let fill = |dx: &mut [MaybeUninit<f32>]| {
-                parts = dx
-                    .par_chunks_mut(g.chw() * b)
+                dx.par_chunks_mut(g.chw() * b)
                     .zip(dy.par_chunks(per * b))
                     .enumerate()
-                    .map(|(i, (dxi, dyi))| {
+                    .for_each(|(i, (dxi, dyi))| {
                         // each task starts its part from the prior or zeros, in cache
                         let at = i * g.chw() * b;
                         let dxi = match prior {
@@ -711,30 +700,17 @@ impl CustomOp2 for InputGrad {
                             None => init_zeros(dxi),
                         };
                         let wt = lhs(&packed, plain);
-                        input_grad_images(dyi, wt, math, &g, plan.as_ref(), onto, dxi);
-                        per_plane(dxi, i * b * g.c, g.h * g.w, plane_fn)
-                    })
-                    .collect();
+                        input_grad_images(dyi, wt, math, &g, plan.as_ref(), onto, dxi)
+                    });
             };
             // SAFETY: the tasks cover `dx`, and each initialises its whole part first.
-            let dx = unsafe { written_vec(len, fill) };
-            Ok((dx, parts.concat()))
+            Ok(unsafe { written_vec(len, fill) })
         };
-        let summed = |prior: Option<&[f32]>| match &self.bn {
-            Some(bn) => bn.with_plane_fn(|f| run(prior, Some(f)))?,
-            None => run(prior, None),
+        let dx = match &self.prior {
+            Some(prior) => with_f32(prior, |p| run(Some(p)))??,
+            None => run(None)?,
         };
-        let (dx, sums) = match &self.prior {
-            Some(prior) => with_f32(prior, |p| summed(Some(p)))??,
-            None => summed(None)?,
-        };
-        if self.bn.is_some() {
-            *self
-                .sums
-                .lock()
-                .map_err(|_| candle_core::Error::Msg("conv2d: poisoned".into()))? = sums;
-        }
-        Ok((CpuStorage::F32(dx), Shape::from((g.n, g.c, g.h, g.w))))
+        Ok((CpuStorage::F32(dx), shape))
     }
 }
 
@@ -794,10 +770,8 @@ impl CustomOp2 for WeightGrad {
 /// The gradients `(dx, dw)` of [`conv2d`] for the output gradient `grad` (`dx` only when
 /// `need_input_grad`), for a backward pass run outside Candle's autograd. `prior`, the
 /// gradient the input already has from its other readers, comes back inside `dx` (`prior +
-/// dx`, summed in the pass that writes `dx` where the kernel allows). With `bn` (the batch
-/// norm that produced `x`, when `dx` completes its output gradient), also that batch norm's
-/// per-plane backward sums, taken as `dx` is written. `math` is the precision of the
-/// products.
+/// dx`, summed in the pass that writes `dx` where the kernel allows). `math` is the precision
+/// of the products.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward(
     x: &Tensor,
@@ -806,9 +780,8 @@ pub fn conv2d_backward(
     params: ConvParams,
     need_input_grad: bool,
     prior: Option<Tensor>,
-    bn: Option<GradSumsFor>,
     math: winograd::Math,
-) -> Result<ConvGrads> {
+) -> Result<(Option<Tensor>, Tensor)> {
     let geom = ConvGeom::new(x.dims(), w.dims(), params.stride, params.padding)?;
     let op = Conv2d {
         geom,
@@ -816,7 +789,7 @@ pub fn conv2d_backward(
         math,
     };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
-    op.gradients(&x, &w, &grad.contiguous()?, prior, bn)
+    op.gradients(&x, &w, &grad.contiguous()?, prior)
 }
 
 /// `conv(x, w) (+ residual)` for `x` `[N, C, H, W]`, `w` `[O, C, k, k]` and `residual` of
@@ -1057,9 +1030,8 @@ mod tests {
             let dy = rand(plain.dims(), seed + 3);
             let prior = rand(x, seed + 4);
             let grads = |p: Option<Tensor>| {
-                let (dx, dw, _) =
-                    conv2d_backward(&xt, &wt, &dy, params, true, p, None, winograd::Math::F32)
-                        .unwrap();
+                let (dx, dw) =
+                    conv2d_backward(&xt, &wt, &dy, params, true, p, winograd::Math::F32).unwrap();
                 (dx.unwrap(), dw)
             };
             let (dx, dw) = grads(None);
