@@ -4,7 +4,6 @@
 
 use crate::backend::Kernels;
 use crate::error::Result;
-use crate::kernels::bn::PlaneSums;
 use candle_core::Tensor;
 
 /// The parameters of a 2-D convolution (square kernel, dilation 1, one group).
@@ -39,31 +38,22 @@ pub fn conv2d(
     }
 }
 
-/// `conv2d(x, w) (+ residual)` outside Candle's autograd (nothing recorded), and with
-/// `sums` on the fast CPU kernels the [`PlaneSums`] of the output's planes for the batch
-/// norm that reads it; there the addition and the sums happen in the pass that writes the
-/// output. Other kernels add afterwards and return no sums.
-pub fn conv2d_detached(
+/// `conv2d(x, w) + residual` outside Candle's autograd (nothing recorded): on the fast CPU
+/// kernels the addition happens in the pass that writes the output.
+pub fn conv2d_onto(
     x: &Tensor,
     w: &Tensor,
     params: ConvParams,
-    residual: Option<&Tensor>,
-    sums: bool,
+    residual: &Tensor,
     kernels: Kernels,
-) -> Result<(Tensor, Option<Vec<PlaneSums>>)> {
+) -> Result<Tensor> {
     if kernels.is_cpu_fast() {
         let math = winograd_math(kernels);
-        let out = crate::kernels::conv::conv2d_detached(x, w, params, residual, sums, math)?;
-        return Ok(out);
+        return Ok(crate::kernels::conv::conv2d_onto(
+            x, w, params, residual, math,
+        )?);
     }
-    let y = conv2d(x, w, params, kernels, true)?.detach();
-    Ok((
-        match residual {
-            Some(r) => (y + r)?,
-            None => y,
-        },
-        None,
-    ))
+    Ok((conv2d(x, w, params, kernels, true)?.detach() + residual)?)
 }
 
 /// The gradients `(dx, dw)` of [`conv2d`] outside Candle's autograd (the taped backward

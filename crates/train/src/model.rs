@@ -8,7 +8,6 @@
 use crate::backend::Kernels;
 use crate::conv::{self, ConvParams};
 use crate::error::{Result, TrainError};
-use crate::kernels::bn::PlaneSums;
 use crate::tape::Tape;
 use crate::{kernels, ops};
 use candle_core::{DType, Device, Tensor, Var};
@@ -119,31 +118,12 @@ struct LayerOut {
     y: Tensor,
     /// A training-mode batch norm's op on the fast kernels (for a taped backward).
     bn: Option<kernels::bn::BnRelu>,
-    /// A convolution's output planes' sums, asked for by [`Side::want_sums`].
-    sums: Option<Vec<PlaneSums>>,
 }
 
 impl From<Tensor> for LayerOut {
     fn from(y: Tensor) -> Self {
-        LayerOut {
-            y,
-            bn: None,
-            sums: None,
-        }
+        LayerOut { y, bn: None }
     }
-}
-
-/// What a node's run gets from the executor besides its inputs (fast CPU kernels).
-#[derive(Debug, Clone, Copy, Default)]
-struct Side<'a> {
-    /// A convolution's fused residual addition: the other operand.
-    residual: Option<&'a Tensor>,
-    /// Whether a convolution should also return its output planes' [`PlaneSums`] (a
-    /// training-mode batch norm reads the output).
-    want_sums: bool,
-    /// A training-mode batch norm's input planes' sums, computed by the convolution that
-    /// wrote the input.
-    sums: Option<&'a [PlaneSums]>,
 }
 
 /// How one forward pass runs.
@@ -415,8 +395,6 @@ impl Model {
         }
         let mut values: Vec<Option<Tensor>> = vec![None; graph.values.len()];
         values[0] = Some(x.to_dtype(self.compute)?);
-        // per value, its planes' sums when the convolution that wrote it took them
-        let mut plane_sums: Vec<Option<Vec<PlaneSums>>> = vec![None; graph.values.len()];
         let mut i = 0;
         while let Some(node) = graph.nodes.get(i) {
             let ins = node
@@ -445,30 +423,24 @@ impl Model {
                 })?),
                 None => None,
             };
-            // A fused ReLU's (dropout's, addition's) output stands in for the absorbed nodes'.
-            let output = fused.output().unwrap_or(node.output);
-            let LayerOut { y: out, bn, sums } = if master_op {
+            let LayerOut { y: out, bn } = if master_op {
                 let ins = ins
                     .iter()
                     .map(|t| t.to_dtype(self.dtype))
                     .collect::<candle_core::Result<Vec<_>>>()?;
-                self.run_op(i, &node.op, &ins, pass, fused, Side::default())
+                self.run_op(i, &node.op, &ins, pass, fused, None)
                     .and_then(|o| {
                         Ok(LayerOut {
                             y: o.y.to_dtype(self.compute)?,
                             bn: o.bn,
-                            sums: None,
                         })
                     })
             } else {
-                let side = Side {
-                    residual: residual.as_ref(),
-                    want_sums: self.wants_sums(node, output, pass),
-                    sums: node.inputs.first().and_then(|v| plane_sums[v.0].as_deref()),
-                };
-                self.run_op(i, &node.op, &ins, pass, fused, side)
+                self.run_op(i, &node.op, &ins, pass, fused, residual.as_ref())
             }
             .map_err(|e| e.in_layer(&node.name))?;
+            // A fused ReLU's (dropout's, addition's) output stands in for the absorbed nodes'.
+            let output = fused.output().unwrap_or(node.output);
             if let Some(tape) = tape.as_deref_mut() {
                 tape.record(
                     &node.op,
@@ -486,13 +458,11 @@ impl Model {
                 return Ok(out.to_dtype(self.dtype)?);
             }
             values[output.0] = Some(out);
-            plane_sums[output.0] = sums;
             // inputs read last by this node or by a node it absorbed
             let last = i + fused.absorbed();
             for v in graph.nodes[i..=last].iter().flat_map(|n| &n.inputs) {
                 if self.last_uses[v.0].is_some_and(|u| (i..=last).contains(&u)) {
                     values[v.0] = None;
-                    plane_sums[v.0] = None;
                 }
             }
             i = last + 1;
@@ -501,24 +471,6 @@ impl Model {
             "value #{} is not produced by the graph",
             target.0
         )))
-    }
-
-    /// Whether convolution `node`, producing `output` in `pass`, should take its output
-    /// planes' sums: a training-mode pass outside Candle's autograd on the fast CPU kernels,
-    /// a convolution without bias, and a batch norm over feature maps reading the output.
-    fn wants_sums(&self, node: &wrnc_ir::Node, output: ValueId, pass: Pass) -> bool {
-        let bn_reads = || {
-            self.graph
-                .nodes
-                .iter()
-                .any(|n| matches!(n.op, Op::BatchNorm { .. }) && n.inputs.first() == Some(&output))
-        };
-        pass.detached
-            && matches!(pass.mode, Mode::Train { .. })
-            && self.kernels.is_cpu_fast()
-            && matches!(node.op, Op::Conv { bias: None, .. })
-            && self.graph.shape(output).len() == 3
-            && bn_reads()
     }
 
     /// The output of the ReLU node that BatchNorm node `i` can absorb (fast kernels): the next
@@ -614,12 +566,11 @@ impl Model {
         (eps, momentum): (f64, f64),
         (relu, dropout): (bool, Option<kernels::dropout::Dropout>),
         detached: bool,
-        sums: Option<&[PlaneSums]>,
     ) -> Result<LayerOut> {
         let [_, _, running_mean, running_var] = params;
         let [g, b, rm, rv] = self.bn_tensors(params, detached)?;
         if self.kernels.is_cpu_fast() && x.rank() == 4 {
-            let out = kernels::bn::batch_norm_train(x, &g, &b, eps, relu, dropout, sums)?;
+            let out = kernels::bn::batch_norm_train(x, &g, &b, eps, relu, dropout)?;
             let (n, _, h, w) = x.dims4()?;
             let count = (n * h * w) as f64;
             let c = out.mean.len();
@@ -633,7 +584,6 @@ impl Model {
             return Ok(LayerOut {
                 y: out.y,
                 bn: Some(out.op),
-                sums: None,
             });
         }
         let out = ops::batch_norm_train(x, [&g, &b, &rm, &rv], eps, momentum)?;
@@ -666,7 +616,7 @@ impl Model {
         ins: &[Tensor],
         pass: Pass,
         fused: Fused,
-        side: Side<'_>,
+        residual: Option<&Tensor>,
     ) -> Result<LayerOut> {
         let Pass { mode, detached } = pass;
         let x = ins
@@ -687,22 +637,19 @@ impl Model {
                     padding: *padding,
                 };
                 let w = self.pc(*weight, detached)?;
-                let (y, sums) = if side.residual.is_some() || side.want_sums {
-                    let (r, want) = (side.residual, side.want_sums);
-                    conv::conv2d_detached(x, &w, params, r, want, self.kernels)?
-                } else {
-                    let y = conv::conv2d(x, &w, params, self.kernels, !from_input)?;
-                    (y, None)
+                let y = match residual {
+                    Some(r) => conv::conv2d_onto(x, &w, params, r, self.kernels)?,
+                    None => conv::conv2d(x, &w, params, self.kernels, !from_input)?,
                 };
-                let y = match bias {
+                match bias {
                     Some(b) => {
                         let b = self.pc(*b, detached)?;
                         let c = b.dim(0)?;
                         y.broadcast_add(&b.reshape((1, c, 1, 1))?)?
                     }
                     None => y,
-                };
-                LayerOut { y, bn: None, sums }
+                }
+                .into()
             }
             Op::BatchNorm {
                 eps,
@@ -723,7 +670,6 @@ impl Model {
                             .and_then(|(node, _, p)| dropout_kernel(mode, node, p)),
                     ),
                     detached,
-                    side.sums,
                 )?,
                 Mode::Eval => {
                     let params = [*weight, *bias, *running_mean, *running_var];

@@ -105,51 +105,6 @@ multiversion! {
     }
 }
 
-/// The sums one `(image, channel)` plane contributes to a batch norm's statistics: `Σ x` and
-/// `Σ (x - k)²` (f64) with `k` the plane's first value, which keeps the second sum well
-/// conditioned. The statistics are combined from these in a fixed order
-/// ([`channel_stats`]), so the convolution that writes a batch norm's input can compute
-/// them while its output is in cache ([`plane_sums_into`]) and the batch norm gets
-/// exactly what its own pass would have computed.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct PlaneSums {
-    sum: f64,
-    sq: f64,
-    shift: f32,
-}
-
-/// [`PlaneSums`] of each plane of `hw` values of `y` (whole planes, in order) into `out`.
-pub(crate) fn plane_sums_into(y: &[f32], hw: usize, out: &mut [PlaneSums]) {
-    debug_assert_eq!(y.len(), hw * out.len());
-    for (p, o) in y.chunks_exact(hw).zip(out) {
-        let shift = p[0];
-        let (sum, sq) = plane_moments(p, shift);
-        *o = PlaneSums { sum, sq, shift };
-    }
-}
-
-/// Per channel, the batch mean and biased variance from the `[N, C]` sums of planes of `hw`
-/// values, combined image by image in f64.
-fn channel_stats(planes: &[PlaneSums], c: usize, hw: usize) -> (Vec<f32>, Vec<f32>) {
-    let n = planes.len() / c;
-    let (count, hw) = ((n * hw) as f64, hw as f64);
-    (0..c)
-        .into_par_iter()
-        .map(|ch| {
-            let of_channel = || planes[ch..].iter().step_by(c).take(n);
-            let mean = of_channel().map(|p| p.sum).sum::<f64>() / count;
-            // per plane: Σ (x - m)² = Σ (x - k)² - hw (pm - k)² + hw (pm - m)²
-            let m2: f64 = of_channel()
-                .map(|p| {
-                    let pm = p.sum / hw;
-                    p.sq - hw * ((pm - f64::from(p.shift)).powi(2) - (pm - mean).powi(2))
-                })
-                .sum();
-            (mean as f32, (m2 / count).max(0.0) as f32)
-        })
-        .unzip()
-}
-
 multiversion! {
     /// `y = x · scale + shift` over one plane, then `max(0, ·)` when `relu`.
     fn plane_affine(x: &[f32], y: &mut [MaybeUninit<f32>], scale: f32, shift: f32, relu: bool) {
@@ -291,9 +246,7 @@ multiversion! {
 }
 
 /// Batch norm (+ ReLU (+ dropout)) of `x` `[N, C, H, W]` with scale `gamma` and shift `beta`
-/// (`[C]`), f32 on the CPU. A `dropout` needs `relu` (it is fused after the ReLU). `sums`,
-/// when the convolution that wrote `x` computed them (`[N, C]` [`PlaneSums`]), stand in for
-/// the statistics pass.
+/// (`[C]`), f32 on the CPU. A `dropout` needs `relu` (it is fused after the ReLU).
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
@@ -301,7 +254,6 @@ pub fn batch_norm_train(
     eps: f64,
     relu: bool,
     dropout: Option<Dropout>,
-    sums: Option<&[PlaneSums]>,
 ) -> Result<BnTrain> {
     let (n, c, h, w) = x.dims4()?;
     let count = n * h * w;
@@ -318,22 +270,24 @@ pub fn batch_norm_train(
     }
     let dims = [n, c, h, w];
     let x = x.contiguous()?;
-    let hw = h * w;
-    let (mean, var) = match sums {
-        Some(s) if s.len() == n * c => channel_stats(s, c, hw),
-        Some(s) => bail!("batch norm: {} plane sums for {n} x {c} planes", s.len()),
-        None => {
-            let mut planes = vec![PlaneSums::default(); n * c];
-            let per = planes_per_task(hw);
-            with_f32(&x, |d| {
-                planes
-                    .par_chunks_mut(per)
-                    .zip(d.par_chunks(per * hw))
-                    .for_each(|(o, d)| plane_sums_into(d, hw, o))
-            })?;
-            channel_stats(&planes, c, hw)
-        }
-    };
+    let (mean, var) = with_f32(&x, |d| {
+        (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let planes = (0..n).map(|i| &d[(i * c + ch) * h * w..][..h * w]);
+                // a shifted first pass (first value) keeps the sum of squares well conditioned
+                let shift = d[ch * h * w];
+                let (s, q) = planes.fold((0f64, 0f64), |(s, q), p| {
+                    let (a, b) = plane_moments(p, shift);
+                    (s + a, q + b)
+                });
+                let m = s / count as f64;
+                // Σ (x - k)² = Σ (x - m)² + count (m - k)²
+                let v = (q / count as f64 - (m - f64::from(shift)).powi(2)).max(0.0);
+                (m as f32, v as f32)
+            })
+            .unzip::<f32, f32, Vec<f32>, Vec<f32>>()
+    })?;
     let inv_std = var
         .iter()
         .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
@@ -653,7 +607,7 @@ mod tests {
     use super::*;
     use crate::kernels::testutil::{assert_close, rand};
     use crate::ops;
-    use candle_core::{DType, Device, Var};
+    use candle_core::{Device, Var};
 
     fn check(dims: &[usize], relu: bool, seed: u64) {
         check_with(dims, relu, None, seed)
@@ -670,7 +624,7 @@ mod tests {
         let zeros = Tensor::zeros(c, candle_core::DType::F32, &Device::Cpu).unwrap();
         let ones = Tensor::ones(c, candle_core::DType::F32, &Device::Cpu).unwrap();
         let drop = dropout.map(|(node, p)| Dropout::new(seed, 3, node, p));
-        let ours = batch_norm_train(&x, &g, &b, 1e-5, relu, drop, None).unwrap();
+        let ours = batch_norm_train(&x, &g, &b, 1e-5, relu, drop).unwrap();
         let r = ops::batch_norm_train(&x, [&g, &b, &zeros, &ones], 1e-5, 1.0).unwrap();
         let theirs = if relu { r.y.relu().unwrap() } else { r.y };
         let theirs = match dropout {
@@ -747,7 +701,7 @@ mod tests {
         let g = rand(&[2], 6);
         let d = Some(Dropout::new(1, 0, 0, 0.3));
         assert!(
-            batch_norm_train(&x, &g, &g, 1e-5, false, d, None).is_err(),
+            batch_norm_train(&x, &g, &g, 1e-5, false, d).is_err(),
             "dropout without the ReLU"
         );
     }
@@ -785,54 +739,11 @@ mod tests {
     }
 
     #[test]
-    fn statistics_stay_exact_far_from_zero_and_refuse_wrong_sums() {
-        // values around 1000 with a spread of about 0.01 (7x7, 14x14 and 32x32 planes):
-        // an unshifted sum of squares in f32 lanes would lose the variance entirely
-        for (dims, seed) in [
-            ([3, 2, 7, 7], 1u64),
-            ([2, 3, 14, 14], 2),
-            ([2, 2, 32, 32], 3),
-        ] {
-            let noise: Vec<f32> = rand(&dims, seed).flatten_all().unwrap().to_vec1().unwrap();
-            let c = dims[1];
-            let hw = dims[2] * dims[3];
-            let data: Vec<f32> = noise
-                .iter()
-                .enumerate()
-                .map(|(i, v)| 1000.0 + (i / hw % c) as f32 + 0.01 * v)
-                .collect();
-            let x = Tensor::from_vec(data.clone(), &dims, &Device::Cpu).unwrap();
-            let g = Tensor::ones(c, DType::F32, &Device::Cpu).unwrap();
-            let out = batch_norm_train(&x, &g, &g, 1e-5, false, None, None).unwrap();
-            for ch in 0..c {
-                let vals: Vec<f64> = (0..dims[0])
-                    .flat_map(|i| &data[(i * c + ch) * hw..][..hw])
-                    .map(|&v| f64::from(v))
-                    .collect();
-                let mean = vals.iter().sum::<f64>() / vals.len() as f64;
-                let var = vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / vals.len() as f64;
-                assert!(
-                    (f64::from(out.mean[ch]) - mean).abs() < 1e-4 * mean,
-                    "{dims:?}"
-                );
-                let rel = (f64::from(out.var[ch]) - var).abs() / var;
-                assert!(
-                    rel < 1e-3,
-                    "{dims:?} channel {ch}: var {} vs {var}",
-                    out.var[ch]
-                );
-            }
-            let short = vec![PlaneSums::default(); dims[0] * c - 1];
-            assert!(batch_norm_train(&x, &g, &g, 1e-5, false, None, Some(&short)).is_err());
-        }
-    }
-
-    #[test]
     fn rejects_bad_shapes() {
         let x = rand(&[1, 2, 1, 1], 5);
         let g = rand(&[2], 6);
-        assert!(batch_norm_train(&x, &g, &g, 1e-5, false, None, None).is_err());
+        assert!(batch_norm_train(&x, &g, &g, 1e-5, false, None).is_err());
         let x = rand(&[2, 3, 2, 2], 5);
-        assert!(batch_norm_train(&x, &g, &g, 1e-5, false, None, None).is_err());
+        assert!(batch_norm_train(&x, &g, &g, 1e-5, false, None).is_err());
     }
 }

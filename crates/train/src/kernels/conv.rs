@@ -9,7 +9,6 @@
 //! registers ([`super::stride2`]).
 
 use super::add::add_assign_serial;
-use super::bn::{plane_sums_into, PlaneSums};
 use super::f32_slice;
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
@@ -21,7 +20,6 @@ use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
-use std::sync::Mutex;
 
 /// The sizes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -529,18 +527,15 @@ impl Conv2d {
 
 /// `y = conv(x, w)`, plus `onto` (the output's shape) when given: a residual added in the
 /// pass that writes `y` (the patch products accumulate onto it; Winograd adds it to each
-/// chunk of outputs while they are in cache). With `sums`, also the [`PlaneSums`] of every
-/// output plane (`[N, O]`, for the batch norm that reads `y`), taken by the task that wrote
-/// the plane.
+/// chunk of outputs while they are in cache).
 fn forward(
     g: &ConvGeom,
     math: Math,
     x: &[f32],
     w: &[f32],
     onto: Option<&[f32]>,
-    sums: bool,
-) -> Result<(Vec<f32>, Option<Vec<PlaneSums>>)> {
-    let (ohw, per) = (g.ohw(), g.o * g.ohw());
+) -> Result<Vec<f32>> {
+    let per = g.o * g.ohw();
     if let Some(r) = onto.filter(|r| r.len() != g.n * per) {
         bail!(
             "conv2d: a residual of {} values, {} expected",
@@ -549,18 +544,15 @@ fn forward(
         )
     }
     if let Some(wg) = g.winograd() {
-        let (y, s) = winograd::forward(&wg, x, w, math, onto, sums);
-        return Ok((y, sums.then_some(s)));
+        return Ok(winograd::forward(&wg, x, w, math, onto));
     }
     let (packed, plain) = weights_lhs(math, g.o, g.ckk(), Mat::rows(w, g.ckk()));
     let (b, plan) = (group_size(g), Plan::new(g));
-    let mut parts: Vec<Vec<PlaneSums>> = Vec::new();
     let fill = |y: &mut [MaybeUninit<f32>]| {
-        parts = y
-            .par_chunks_mut(per * b)
+        y.par_chunks_mut(per * b)
             .zip(x.par_chunks(g.chw() * b))
             .enumerate()
-            .map(|(i, (yi, xi))| {
+            .for_each(|(i, (yi, xi))| {
                 // started from the residual or zeros by the task that writes it (in cache,
                 // on every worker)
                 let yi = match onto {
@@ -568,16 +560,11 @@ fn forward(
                     None => init_zeros(yi),
                 };
                 let w = lhs(&packed, plain);
-                forward_images(xi, w, math, g, plan.as_ref(), onto.is_some(), yi);
-                let mut part = vec![PlaneSums::default(); if sums { yi.len() / ohw } else { 0 }];
-                plane_sums_into(yi, ohw, &mut part);
-                part
-            })
-            .collect();
+                forward_images(xi, w, math, g, plan.as_ref(), onto.is_some(), yi)
+            });
     };
     // SAFETY: the tasks cover `y`, and each initialises its whole part first.
-    let y = unsafe { written_vec(g.n * per, fill) };
-    Ok((y, sums.then(|| parts.concat())))
+    Ok(unsafe { written_vec(g.n * per, fill) })
 }
 
 /// [`forward`] from the op's input `x` and weight `w` storages.
@@ -590,27 +577,23 @@ fn forward_storage(
 ) -> Result<(CpuStorage, Shape)> {
     let x = sized(sx, lx, g.n * g.chw(), "input")?;
     let w = sized(sw, lw, g.o * g.ckk(), "weight")?;
-    let (y, _) = forward(g, math, x, w, onto, false)?;
+    let y = forward(g, math, x, w, onto)?;
     Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
 }
 
-/// `(x, w) -> conv(x, w) (+ residual)`, without a backward of its own: the convolution of
-/// a pass whose backward is taped (or of an evaluation), with the residual addition that
-/// reads its output fused into it, and the output planes' sums for the batch norm that
-/// reads it when asked.
-#[derive(Debug)]
-struct ConvDetached {
+/// `(x, w) -> conv(x, w) + residual`, without a backward of its own: the taped path's
+/// convolution with the residual addition that reads its output fused into it.
+#[derive(Debug, Clone)]
+struct ConvOnto {
     geom: ConvGeom,
     math: winograd::Math,
     /// The other operand of the addition (contiguous, the output's shape).
-    residual: Option<Tensor>,
-    /// Whether to take the output planes' [`PlaneSums`], and where they are left.
-    sums: Option<Mutex<Vec<PlaneSums>>>,
+    residual: Tensor,
 }
 
-impl CustomOp2 for ConvDetached {
+impl CustomOp2 for ConvOnto {
     fn name(&self) -> &'static str {
-        "wrnc-conv2d-detached"
+        "wrnc-conv2d-onto"
     }
 
     fn cpu_fwd(
@@ -620,20 +603,10 @@ impl CustomOp2 for ConvDetached {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let g = &self.geom;
-        let x = sized(s1, l1, g.n * g.chw(), "input")?;
-        let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
-        let run = |r: Option<&[f32]>| forward(g, self.math, x, w, r, self.sums.is_some());
-        let (y, sums) = match &self.residual {
-            Some(residual) => with_f32(residual, |r| run(Some(r)))??,
-            None => run(None)?,
-        };
-        if let (Some(slot), Some(sums)) = (&self.sums, sums) {
-            *slot
-                .lock()
-                .map_err(|_| candle_core::Error::Msg("conv2d: poisoned".into()))? = sums;
-        }
-        Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
+        let (g, math) = (&self.geom, self.math);
+        with_f32(&self.residual, |r| {
+            forward_storage(g, math, (s1, l1), (s2, l2), Some(r))
+        })?
     }
 }
 
@@ -792,39 +765,33 @@ pub fn conv2d_backward(
     op.gradients(&x, &w, &grad.contiguous()?, prior)
 }
 
-/// `conv(x, w) (+ residual)` for `x` `[N, C, H, W]`, `w` `[O, C, k, k]` and `residual` of
-/// the output's shape (f32, CPU), the addition done in the pass that writes the output;
-/// with `sums`, also the [`PlaneSums`] of the output's `[N, O]` planes (what
-/// [`super::bn::batch_norm_train`] would compute from it). No gradient is recorded: for a
-/// forward pass whose backward is taped (or none).
-pub fn conv2d_detached(
+/// `conv(x, w) + residual` for `x` `[N, C, H, W]`, `w` `[O, C, k, k]` and `residual` of the
+/// output's shape (f32, CPU), the addition done in the pass that writes the output. No
+/// gradient is recorded: for a forward pass whose backward is taped (or none).
+pub fn conv2d_onto(
     x: &Tensor,
     w: &Tensor,
     params: ConvParams,
-    residual: Option<&Tensor>,
-    sums: bool,
+    residual: &Tensor,
     math: winograd::Math,
-) -> Result<(Tensor, Option<Vec<PlaneSums>>)> {
+) -> Result<Tensor> {
     let geom = ConvGeom::new(x.dims(), w.dims(), params.stride, params.padding)?;
-    let out = [geom.n, geom.o, geom.oh, geom.ow];
-    if let Some(r) = residual.filter(|r| r.dims() != out) {
-        bail!("conv2d: residual {:?} for an output {out:?}", r.dims())
+    if residual.dims() != [geom.n, geom.o, geom.oh, geom.ow] {
+        bail!(
+            "conv2d: residual {:?} for an output [{}, {}, {}, {}]",
+            residual.dims(),
+            geom.n,
+            geom.o,
+            geom.oh,
+            geom.ow
+        )
     }
-    let op = ConvDetached {
+    let op = ConvOnto {
         geom,
         math,
-        residual: residual.map(|r| r.contiguous()).transpose()?,
-        sums: sums.then(|| Mutex::new(Vec::new())),
+        residual: residual.contiguous()?,
     };
-    let y = x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &op)?;
-    let sums = match op.sums {
-        Some(m) => Some(
-            m.into_inner()
-                .map_err(|_| candle_core::Error::Msg("conv2d: poisoned".into()))?,
-        ),
-        None => None,
-    };
-    Ok((y, sums))
+    x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &op)
 }
 
 /// Convolves `x` `[N, C, H, W]` with `w` `[O, C, k, k]` (f32, CPU). With
@@ -1011,21 +978,9 @@ mod tests {
             let params = ConvParams { stride, padding };
             let plain = conv2d(&xt, &wt, params, true, winograd::Math::F32).unwrap();
             let r = rand(plain.dims(), seed + 2);
-            let (onto, _) =
-                conv2d_detached(&xt, &wt, params, Some(&r), false, winograd::Math::F32).unwrap();
+            let onto = conv2d_onto(&xt, &wt, params, &r, winograd::Math::F32).unwrap();
             let what = format!("conv {x:?} * {w:?} s{stride}");
             assert_close(&onto, &(&plain + &r).unwrap(), 1e-6, &format!("{what} + r"));
-            // the planes' sums taken by the convolution give the batch norm exactly the
-            // statistics its own pass computes, with and without the residual
-            for residual in [None, Some(&r)] {
-                let (y, sums) =
-                    conv2d_detached(&xt, &wt, params, residual, true, winograd::Math::F32).unwrap();
-                let o = y.dim(1).unwrap();
-                let (g, b) = (rand(&[o], seed + 5), rand(&[o], seed + 6));
-                let bn = |s| super::super::bn::batch_norm_train(&y, &g, &b, 1e-5, true, None, s);
-                let (given, own) = (bn(sums.as_deref()).unwrap(), bn(None).unwrap());
-                assert_eq!((&given.mean, &given.var), (&own.mean, &own.var), "{what}");
-            }
 
             let dy = rand(plain.dims(), seed + 3);
             let prior = rand(x, seed + 4);
@@ -1042,7 +997,7 @@ mod tests {
         }
         let (x, w) = (rand(&[2, 8, 6, 6], 1), rand(&[8, 8, 3, 3], 2));
         let wrong = rand(&[2, 8, 6, 5], 3);
-        assert!(conv2d_detached(&x, &w, ONE, Some(&wrong), false, winograd::Math::F32).is_err());
+        assert!(conv2d_onto(&x, &w, ONE, &wrong, winograd::Math::F32).is_err());
     }
 
     #[test]

@@ -21,7 +21,6 @@
 //! ([`tile_rows`]).
 
 use super::add::add_assign_serial;
-use super::bn::{plane_sums_into, PlaneSums};
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
 use super::narrow_gemm;
@@ -724,16 +723,8 @@ fn points_in_parallel(chunks: usize) -> bool {
 
 /// The convolution `y = conv(x, U)` with weights already transformed (`u[p][o][c]`), plus
 /// `onto` (`y`'s shape) when given, added to each chunk of outputs right after its output
-/// transform wrote it (still in cache); with `sums`, the [`PlaneSums`] of each output plane
-/// (`[N, O]`) taken there too (empty otherwise).
-fn convolve(
-    g: &Geom,
-    x: &[f32],
-    u: &Transformed,
-    math: Math,
-    onto: Option<&[f32]>,
-    sums: bool,
-) -> (Vec<f32>, Vec<PlaneSums>) {
+/// transform wrote it (still in cache).
+fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math, onto: Option<&[f32]>) -> Vec<f32> {
     let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
     let ipc = g.images_per_chunk();
     let map = TileMap::new(g, ipc);
@@ -748,13 +739,11 @@ fn convolve(
             .map(|p| PackedA::new(g.o, g.c, u.point(p)))
             .collect(),
     };
-    let mut parts: Vec<Vec<PlaneSums>> = Vec::new();
     let fill = |y: &mut [MaybeUninit<f32>]| {
-        parts = y
-            .par_chunks_mut(ipc * out_img)
+        y.par_chunks_mut(ipc * out_img)
             .zip(x.par_chunks(ipc * in_img))
             .enumerate()
-            .map(|(ci, (yc, xc))| {
+            .for_each(|(ci, (yc, xc))| {
                 let images = xc.len() / in_img;
                 let tc = images * g.tiles_per_image();
                 let tcp = lane_padded(tc);
@@ -791,38 +780,23 @@ fn convolve(
                         }
                     }
                     output_transform(g, m, lm, tiles, yc);
-                    // SAFETY: output_transform wrote every element of the chunk.
-                    let yc = unsafe { assume_written(yc) };
                     if let Some(r) = onto {
+                        // SAFETY: output_transform wrote every element of the chunk.
+                        let yc = unsafe { assume_written(yc) };
                         add_assign_serial(yc, &r[ci * ipc * out_img..][..yc.len()]);
                     }
-                    let hw = g.h * g.w;
-                    let mut part = vec![PlaneSums::default(); if sums { yc.len() / hw } else { 0 }];
-                    plane_sums_into(yc, hw, &mut part);
-                    part
-                })
-            })
-            .collect();
+                });
+            });
     };
     // SAFETY: the chunks cover `y`, and output_transform writes every element of its chunk.
-    let y = unsafe { written_vec(g.n * out_img, fill) };
-    (y, parts.concat())
+    unsafe { written_vec(g.n * out_img, fill) }
 }
 
 /// Forward: `y[n, o] = Σ_c x[n, c] ⋆ w[o, c]` with zero padding 1; `x` is `[N, C, H, W]`,
 /// `w` `[O, C, 3, 3]`, `y` `[N, O, H, W]`; plus `onto` (`y`'s shape, a residual) when given.
-/// With `sums`, also the [`PlaneSums`] of every output plane (`[N, O]`; empty otherwise),
-/// taken while each chunk of outputs is in cache.
-pub fn forward(
-    g: &Geom,
-    x: &[f32],
-    w: &[f32],
-    math: Math,
-    onto: Option<&[f32]>,
-    sums: bool,
-) -> (Vec<f32>, Vec<PlaneSums>) {
+pub fn forward(g: &Geom, x: &[f32], w: &[f32], math: Math, onto: Option<&[f32]>) -> Vec<f32> {
     let u = weight_transform(g.o, g.c, |oi, ci| kernel_at(w, g.c, oi, ci));
-    convolve(g, x, &u, math, onto, sums)
+    convolve(g, x, &u, math, onto)
 }
 
 /// Input gradient: `dx` `[N, C, H, W]` from `dy` `[N, O, H, W]` — the convolution of `dy`
@@ -833,7 +807,7 @@ pub fn input_grad(g: &Geom, dy: &[f32], w: &[f32], math: Math, prior: Option<&[f
         let k = kernel_at(w, g.c, oi, ci);
         std::array::from_fn(|r| std::array::from_fn(|s| k[2 - r][2 - s]))
     });
-    convolve(&g.swapped(), dy, &u, math, prior, false).0
+    convolve(&g.swapped(), dy, &u, math, prior)
 }
 
 /// Weight gradient: `dw` `[O, C, 3, 3]` from `x` `[N, C, H, W]` and `dy` `[N, O, H, W]`.
@@ -981,10 +955,7 @@ mod tests {
             let g = Geom { n, c, o, h, w };
             let x = rand(n * c * h * w, 1);
             let wt = rand(o * c * 9, 2);
-            let err = max_rel(
-                &forward(&g, &x, &wt, Math::F32, None, false).0,
-                &direct(&g, &x, &wt),
-            );
+            let err = max_rel(&forward(&g, &x, &wt, Math::F32, None), &direct(&g, &x, &wt));
             assert!(err < 1e-5, "{g:?}: forward error {err}");
         }
     }
@@ -1022,8 +993,8 @@ mod tests {
             );
         };
         close(
-            &forward(&g, &x, &w, Math::Bf16, None, false).0,
-            &forward(&g, &x, &w, Math::F32, None, false).0,
+            &forward(&g, &x, &w, Math::Bf16, None),
+            &forward(&g, &x, &w, Math::F32, None),
             "forward",
         );
         close(
@@ -1114,10 +1085,7 @@ mod tests {
                 w: pick(4, 4, 21),
             };
             let (x, w, dy) = random_case(&g, seed);
-            let err = max_rel(
-                &forward(&g, &x, &w, Math::F32, None, false).0,
-                &direct(&g, &x, &w),
-            );
+            let err = max_rel(&forward(&g, &x, &w, Math::F32, None), &direct(&g, &x, &w));
             assert!(err < 1e-5, "case {case}, {g:?}: forward error {err}");
             // the input gradient is the swapped convolution with the kernels rotated by 180°
             let rotated: Vec<f32> = (0..g.c * g.o * 9)
