@@ -4,6 +4,8 @@
 
 use crate::backend::Kernels;
 use crate::error::Result;
+use crate::kernels::bn::GradSumsFor;
+use crate::kernels::conv::ConvGrads;
 use candle_core::Tensor;
 
 /// The parameters of a 2-D convolution (square kernel, dilation 1, one group).
@@ -59,19 +61,20 @@ pub fn conv2d_onto(
 /// The gradients `(dx, dw)` of [`conv2d`] outside Candle's autograd (the taped backward
 /// pass, which runs only on the fast CPU kernels), in the precision `kernels` computes in.
 /// `prior`, the gradient the input already has from its other readers, comes back summed
-/// into `dx`.
+/// into `dx`; with `bn`, also the per-plane backward sums of the batch norm that produced
+/// `x` (see [`crate::kernels::conv::conv2d_backward`]).
 pub fn conv2d_backward(
     x: &Tensor,
     w: &Tensor,
     grad: &Tensor,
     params: ConvParams,
-    need_input_grad: bool,
-    prior: Option<Tensor>,
+    (need_input_grad, prior): (bool, Option<Tensor>),
+    bn: Option<GradSumsFor>,
     kernels: Kernels,
-) -> Result<(Option<Tensor>, Tensor)> {
+) -> Result<ConvGrads> {
     let math = winograd_math(kernels);
     let grads =
-        crate::kernels::conv::conv2d_backward(x, w, grad, params, need_input_grad, prior, math);
+        crate::kernels::conv::conv2d_backward(x, w, grad, params, need_input_grad, prior, bn, math);
     Ok(grads?)
 }
 

@@ -111,6 +111,9 @@ impl Tape {
         grads[graph.logits().0] = Some(dlogits);
         let mut params: Vec<Option<Tensor>> = vec![None; graph.params.len()];
         let mut add_param = |id: ParamId, g: Tensor| accumulate(&mut params[id.0], g);
+        // per batch-norm output, its backward's per-plane sums when the convolution that
+        // completed its gradient took them
+        let mut bn_sums: Vec<Option<Vec<(f64, f64)>>> = vec![None; graph.values.len()];
         while let Some(rec) = records.pop() {
             let Some(dy) = grads[rec.output.0].take() else {
                 continue;
@@ -142,15 +145,21 @@ impl Tape {
                         true => grads[node.inputs[0].0].take(),
                         false => None,
                     };
-                    let (dx, dw) = conv::conv2d_backward(
+                    let input = node.inputs[0];
+                    let bn = match need_input_grad {
+                        true => grad_sums_request(&records, model, input)?,
+                        false => None,
+                    };
+                    let (dx, dw, sums) = conv::conv2d_backward(
                         &rec.ins[0],
                         &w,
                         &dy,
                         params,
-                        need_input_grad,
-                        prior,
+                        (need_input_grad, prior),
+                        bn,
                         model.kernels(),
                     )?;
+                    bn_sums[input.0] = sums;
                     add_param(*weight, dw)?;
                     if let Some(b) = bias {
                         add_param(*b, dy.sum((0, 2, 3))?)?;
@@ -166,8 +175,16 @@ impl Tape {
                     let out = rec.out.as_ref().unwrap_or(&dy);
                     // as for convolutions: the input's gradient so far is summed in the kernel
                     let prior = grads[node.inputs[0].0].take();
-                    let (dx, dg, db) =
-                        bn.backward(&rec.ins[0], &g, &b, out, &dy, prior.as_ref())?;
+                    let sums = bn_sums[rec.output.0].take();
+                    let (dx, dg, db) = bn.backward(
+                        &rec.ins[0],
+                        &g,
+                        &b,
+                        out,
+                        &dy,
+                        prior.as_ref(),
+                        sums.as_deref(),
+                    )?;
                     add_param(*weight, dg)?;
                     add_param(*bias, db)?;
                     to_inputs[0] = Some(dx);
@@ -244,6 +261,36 @@ impl Tape {
             .filter_map(|(id, var)| params[id.0].take().map(|g| (var.as_tensor().id(), g)))
             .collect())
     }
+}
+
+/// The request for the backward sums of the batch norm whose (fused) output is `v`, made by
+/// the reader of `v` whose backward runs now, when no record still to come (`records`, in
+/// forward order) reads `v`: this reader's input gradient completes `v`'s gradient, so the
+/// batch norm's first backward pass can be taken as it is written.
+fn grad_sums_request(
+    records: &[Record],
+    model: &Model,
+    v: ValueId,
+) -> Result<Option<kernels::bn::GradSumsFor>> {
+    let graph = model.graph();
+    let Some(j) = records.iter().rposition(|r| r.output == v) else {
+        return Ok(None);
+    };
+    let r = &records[j];
+    let (Some(bn), Op::BatchNorm { weight, bias, .. }) = (&r.bn, &graph.nodes[r.node].op) else {
+        return Ok(None);
+    };
+    let reads_v = |o: &Record| graph.nodes[o.node].inputs.contains(&v) || o.residual == Some(v);
+    if records[j + 1..].iter().any(reads_v) {
+        return Ok(None);
+    }
+    Ok(Some(kernels::bn::GradSumsFor {
+        bn: bn.clone(),
+        x: r.ins[0].clone(),
+        gamma: model.param_detached(*weight)?,
+        beta: model.param_detached(*bias)?,
+        out: r.out.clone(),
+    }))
 }
 
 /// Adds the gradient contribution `g` into `slot` (the first one is taken as is).

@@ -398,6 +398,10 @@ impl BnRelu {
     ///
     /// `prior`, the gradient the input already has from its other readers, comes back summed
     /// into `dx` (added in the pass that writes it).
+    ///
+    /// `sums`, when the convolution that wrote `grad` took them ([`GradSumsFor`]), are the
+    /// per-plane sums of the first backward pass, which is then skipped.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn backward(
         &self,
         x: &Tensor,
@@ -406,8 +410,9 @@ impl BnRelu {
         out: &Tensor,
         grad: &Tensor,
         prior: Option<&Tensor>,
+        sums: Option<&[(f64, f64)]>,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        match self.backward_onto(x, gamma, beta, out, grad, prior)? {
+        match self.backward_onto(x, gamma, beta, out, grad, prior, sums)? {
             (Some(dx), Some(dg), Some(db)) => Ok((dx, dg, db)),
             _ => bail!("batch norm: incomplete backward"),
         }
@@ -423,6 +428,83 @@ impl BnRelu {
     fn affine(&self, gamma: &[f32], beta: &[f32], c: usize) -> (f32, f32) {
         let s = gamma[c] * self.stats.inv_std[c];
         (s, beta[c] - self.stats.mean[c] * s)
+    }
+
+    /// `(Σ g', Σ g'·(x - mean))` of plane `p` (`image · C + channel`) of the output gradient,
+    /// `g` its values: the first backward pass's sums, `g'` masked by the fused ReLU (read off
+    /// `x`) or by the dropout and ReLU (read off the output `y`).
+    fn plane_grad(
+        &self,
+        x: &[f32],
+        y: Option<&[f32]>,
+        coef: (&[f32], &[f32]),
+        p: usize,
+        g: &[f32],
+    ) -> (f64, f64) {
+        let [_, c, h, w] = self.dims;
+        let (hw, ch) = (h * w, p % c);
+        let xp = &x[p * hw..][..hw];
+        match (&self.dropout, y) {
+            (Some(d), Some(y)) => {
+                plane_grad_sums_dropout(xp, &y[p * hw..][..hw], g, self.stats.mean[ch], d.scale())
+            }
+            _ => {
+                let (scale, shift) = self.affine(coef.0, coef.1, ch);
+                plane_grad_sums(xp, g, self.stats.mean[ch], scale, shift, self.relu)
+            }
+        }
+    }
+}
+
+/// What the convolution whose input gradient is a batch norm's output gradient needs to take
+/// the batch norm's per-plane backward sums ([`BnRelu::backward`]'s `sums`) while each chunk
+/// of that gradient is in cache.
+#[derive(Debug, Clone)]
+pub(crate) struct GradSumsFor {
+    /// The batch norm of the forward pass (statistics, ReLU, dropout).
+    pub bn: BnRelu,
+    /// Its input.
+    pub x: Tensor,
+    /// Its scale and shift parameters.
+    pub gamma: Tensor,
+    pub beta: Tensor,
+    /// Its output, needed with a fused dropout.
+    pub out: Option<Tensor>,
+}
+
+impl GradSumsFor {
+    /// Runs `f` with the function that gives plane `p`'s sums from its gradient values.
+    pub(crate) fn with_plane_fn<R>(
+        &self,
+        f: impl FnOnce(&(dyn Fn(usize, &[f32]) -> (f64, f64) + Sync)) -> R,
+    ) -> Result<R> {
+        let out = match (&self.bn.dropout, &self.out) {
+            (Some(_), Some(o)) if o.dims() == self.bn.dims => Some(o.contiguous()?),
+            (Some(_), _) => bail!("batch norm: a fused dropout's sums need its output"),
+            (None, _) => None,
+        };
+        if self.x.dims() != self.bn.dims {
+            bail!(
+                "batch norm: input {:?} for {:?}",
+                self.x.dims(),
+                self.bn.dims
+            )
+        }
+        let gamma: Vec<f32> = self.gamma.to_vec1()?;
+        let beta: Vec<f32> = self.beta.to_vec1()?;
+        let x = self.x.contiguous()?;
+        let mut f = Some(f);
+        with_f32(&x, |xd| {
+            let mut go = |y: Option<&[f32]>| {
+                let plane = |p: usize, g: &[f32]| self.bn.plane_grad(xd, y, (&gamma, &beta), p, g);
+                f.take().map(|f| f(&plane))
+            };
+            match &out {
+                Some(o) => with_f32(o, |yd| go(Some(yd))),
+                None => Ok(go(None)),
+            }
+        })??
+        .ok_or_else(|| candle_core::Error::Msg("batch norm: sums taken twice".into()))
     }
 }
 
@@ -461,7 +543,7 @@ impl CustomOp3 for BnRelu {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        self.backward_onto(x, gamma, beta, res, grad, None)
+        self.backward_onto(x, gamma, beta, res, grad, None, None)
     }
 }
 
@@ -470,7 +552,8 @@ type BnGrads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
 
 impl BnRelu {
     /// The backward pass for the output `res` and its gradient `grad`, `dx` summed onto
-    /// `prior` when given.
+    /// `prior` when given, the first pass's per-plane `sums` taken as given when given.
+    #[allow(clippy::too_many_arguments)]
     fn backward_onto(
         &self,
         x: &Tensor,
@@ -479,7 +562,12 @@ impl BnRelu {
         res: &Tensor,
         grad: &Tensor,
         prior: Option<&Tensor>,
+        sums: Option<&[(f64, f64)]>,
     ) -> Result<BnGrads> {
+        let [n, c, _, _] = self.dims;
+        if let Some(s) = sums.filter(|s| s.len() != n * c) {
+            bail!("batch norm: {} plane sums for {n} x {c} planes", s.len())
+        }
         let grad = grad.contiguous()?;
         let prior = match prior {
             Some(p) if p.dims() != self.dims => {
@@ -501,14 +589,18 @@ impl BnRelu {
             }
             let res = res.contiguous()?;
             return with_f32(&res, |yd| {
-                with_prior(&|p| self.backward_impl(x, gamma, beta, &grad, Some((yd, d.scale())), p))
+                with_prior(&|p| {
+                    self.backward_impl(x, gamma, beta, &grad, Some((yd, d.scale())), p, sums)
+                })
             })?;
         }
-        with_prior(&|p| self.backward_impl(x, gamma, beta, &grad, None, p))
+        with_prior(&|p| self.backward_impl(x, gamma, beta, &grad, None, p, sums))
     }
 
     /// The backward pass; `dropout` is the forward's output with the mask's scale when a
-    /// dropout is fused, `prior` the gradient `dx` is summed onto.
+    /// dropout is fused, `prior` the gradient `dx` is summed onto, `given` the first pass's
+    /// per-plane sums when the gradient's writer took them.
+    #[allow(clippy::too_many_arguments)]
     fn backward_impl(
         &self,
         x: &Tensor,
@@ -517,6 +609,7 @@ impl BnRelu {
         grad: &Tensor,
         dropout: Option<(&[f32], f32)>,
         prior: Option<&[f32]>,
+        given: Option<&[(f64, f64)]>,
     ) -> Result<BnGrads> {
         let [n, c, h, w] = self.dims;
         let hw = h * w;
@@ -526,24 +619,18 @@ impl BnRelu {
         let st = &self.stats;
         let (dx, dgamma, dbeta) = with_f32(x, |xd| {
             with_f32(grad, |gd| {
+                let y = dropout.map(|(yd, _)| yd);
                 let sums: Vec<(f64, f64)> = (0..c)
                     .into_par_iter()
                     .map(|ch| {
-                        let (scale, shift) = self.affine(&gamma_v, &beta_v, ch);
                         let (mut sg, mut sgx) = (0f64, 0f64);
-                        for i in 0..n {
-                            let at = (i * c + ch) * hw;
-                            let (xp, gp) = (&xd[at..at + hw], &gd[at..at + hw]);
-                            let (a, b) = match dropout {
-                                Some((yd, dscale)) => plane_grad_sums_dropout(
-                                    xp,
-                                    &yd[at..at + hw],
-                                    gp,
-                                    st.mean[ch],
-                                    dscale,
-                                ),
+                        // image by image, whoever computed the planes' sums
+                        for p in (0..n).map(|i| i * c + ch) {
+                            let (a, b) = match given {
+                                Some(s) => s[p],
                                 None => {
-                                    plane_grad_sums(xp, gp, st.mean[ch], scale, shift, self.relu)
+                                    let g = &gd[p * hw..][..hw];
+                                    self.plane_grad(xd, y, (&gamma_v, &beta_v), p, g)
                                 }
                             };
                             sg += a;
@@ -647,7 +734,7 @@ mod tests {
         assert_close(&unbiased, &r.running_var, 1e-5, &format!("{what} var"));
         let dy = rand(dims, seed + 3);
         // the tape's entry point, outside Candle's autograd
-        let taped = |prior: Option<&Tensor>| {
+        let taped = |prior: Option<&Tensor>, sums: Option<&[(f64, f64)]>| {
             ours.op
                 .backward(
                     &x.as_tensor().detach(),
@@ -656,15 +743,52 @@ mod tests {
                     &ours.y.detach(),
                     &dy,
                     prior,
+                    sums,
                 )
                 .unwrap()
         };
-        let (tdx, tdg, tdb) = taped(None);
+        let (tdx, tdg, tdb) = taped(None, None);
         // a gradient the input already has comes back summed into dx
         let prior = rand(dims, seed + 4);
-        let (pdx, _, _) = taped(Some(&prior));
+        let (pdx, _, _) = taped(Some(&prior), None);
         let want = (&prior + &tdx).unwrap();
         assert_close(&pdx, &want, 1e-6, &format!("bn {dims:?} dx onto a prior"));
+        // the first pass's sums taken plane by plane by the gradient's writer give the same
+        // gradients, bit for bit
+        let request = GradSumsFor {
+            bn: ours.op.clone(),
+            x: x.as_tensor().detach(),
+            gamma: g.detach(),
+            beta: b.detach(),
+            out: Some(ours.y.detach()),
+        };
+        let hw = dims[2] * dims[3];
+        let dyv: Vec<f32> = dy.flatten_all().unwrap().to_vec1().unwrap();
+        let sums: Vec<(f64, f64)> = request
+            .with_plane_fn(|f| dyv.chunks(hw).enumerate().map(|(p, gp)| f(p, gp)).collect())
+            .unwrap();
+        let (sdx, sdg, sdb) = taped(None, Some(&sums));
+        for (a, b, name) in [
+            (&sdx, &tdx, "dx"),
+            (&sdg, &tdg, "dgamma"),
+            (&sdb, &tdb, "dbeta"),
+        ] {
+            let (a, b) = (a.flatten_all().unwrap(), b.flatten_all().unwrap());
+            let (a, b): (Vec<f32>, Vec<f32>) = (a.to_vec1().unwrap(), b.to_vec1().unwrap());
+            assert_eq!(a, b, "bn {dims:?} {name} from given sums");
+        }
+        assert!(ours
+            .op
+            .backward(
+                &x.as_tensor().detach(),
+                &g.detach(),
+                &b.detach(),
+                &ours.y.detach(),
+                &dy,
+                None,
+                Some(&sums[1..])
+            )
+            .is_err());
         let g1 = (&ours.y * &dy)
             .unwrap()
             .sum_all()

@@ -9,17 +9,19 @@
 //! registers ([`super::stride2`]).
 
 use super::add::add_assign_serial;
+use super::bn::GradSumsFor;
 use super::f32_slice;
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
 use super::stride2::Plan;
 use super::winograd::{self, Math};
-use super::{init_from, init_zeros, with_f32, written_vec};
+use super::{init_from, init_zeros, per_plane, with_f32, written_vec, PlaneFn};
 use crate::conv::ConvParams;
 use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::sync::Mutex;
 
 /// The sizes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -484,7 +486,7 @@ impl CustomOp2 for Conv2d {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let (dx, dw) = self.gradients(x, w, &grad, None)?;
+        let (dx, dw, _) = self.gradients(x, w, &grad, None, None)?;
         Ok((dx, Some(dw)))
     }
 }
@@ -499,8 +501,9 @@ impl Conv2d {
         w: &Tensor,
         grad: &Tensor,
         prior: Option<Tensor>,
-    ) -> Result<(Option<Tensor>, Tensor)> {
-        let dx = if self.need_input_grad {
+        bn: Option<GradSumsFor>,
+    ) -> Result<ConvGrads> {
+        let (dx, sums) = if self.need_input_grad {
             let prior = match prior {
                 Some(p) if p.dims() != x.dims() => {
                     bail!(
@@ -511,19 +514,32 @@ impl Conv2d {
                 }
                 p => p.map(|p| p.contiguous()).transpose()?,
             };
+            let want = bn.is_some();
             let op = InputGrad {
                 geom: self.geom,
                 math: self.math,
                 prior,
+                bn,
+                sums: Mutex::new(Vec::new()),
             };
-            Some(grad.apply_op2_no_bwd(w, &op)?)
+            let dx = grad.apply_op2_no_bwd(w, &op)?;
+            let sums = op
+                .sums
+                .into_inner()
+                .map_err(|_| candle_core::Error::Msg("conv2d: poisoned".into()))?;
+            (Some(dx), want.then_some(sums))
         } else {
-            prior
+            (prior, None)
         };
         let dw = x.apply_op2_no_bwd(grad, &WeightGrad(self.geom, self.math))?;
-        Ok((dx, dw))
+        Ok((dx, dw, sums))
     }
 }
+
+/// A convolution's gradients outside Candle's autograd: `dx` (when asked, summed onto the
+/// prior), `dw`, and the per-plane backward sums of the batch norm that produced the input
+/// when asked for ([`GradSumsFor`]).
+pub type ConvGrads = (Option<Tensor>, Tensor, Option<Vec<(f64, f64)>>);
 
 /// `y = conv(x, w)`, plus `onto` (the output's shape) when given: a residual added in the
 /// pass that writes `y` (the patch products accumulate onto it; Winograd adds it to each
@@ -544,7 +560,7 @@ fn forward(
         )
     }
     if let Some(wg) = g.winograd() {
-        return Ok(winograd::forward(&wg, x, w, math, onto));
+        return Ok(winograd::forward::<()>(&wg, x, w, math, onto, None).0);
     }
     let (packed, plain) = weights_lhs(math, g.o, g.ckk(), Mat::rows(w, g.ckk()));
     let (b, plan) = (group_size(g), Plan::new(g));
@@ -611,7 +627,7 @@ impl CustomOp2 for ConvOnto {
 }
 
 /// `(dy, w) -> prior + dx`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct InputGrad {
     geom: ConvGeom,
     math: winograd::Math,
@@ -619,6 +635,11 @@ struct InputGrad {
     /// in the pass that writes it: the patch columns are added onto it instead of onto
     /// zeros, a 1x1 product accumulates into it (no separate sum of the two gradients).
     prior: Option<Tensor>,
+    /// The batch norm whose output the input is, when this gradient is the last part of its
+    /// output gradient: its backward's per-plane sums are taken as `dx` is written, and
+    /// left in `sums`.
+    bn: Option<GradSumsFor>,
+    sums: Mutex<Vec<(f64, f64)>>,
 }
 
 impl CustomOp2 for InputGrad {
@@ -637,35 +658,27 @@ impl CustomOp2 for InputGrad {
         let per = g.o * g.ohw();
         let dy = sized(s1, l1, g.n * per, "output gradient")?;
         let w = sized(s2, l2, g.o * g.ckk(), "weight")?;
-        let shape = Shape::from((g.n, g.c, g.h, g.w));
-        if let Some(wg) = g.winograd() {
-            let dx = match &self.prior {
-                Some(prior) => with_f32(prior, |p| {
-                    if p.len() != g.n * g.chw() {
-                        bail!("conv2d: prior gradient of {} values", p.len())
-                    }
-                    Ok(winograd::input_grad(&wg, dy, w, math, Some(p)))
-                })??,
-                None => winograd::input_grad(&wg, dy, w, math, None),
-            };
-            return Ok((CpuStorage::F32(dx), shape));
-        }
-        let (packed, plain) = weights_lhs(math, g.ckk(), g.o, Mat::transposed(w, g.ckk()));
-        let (b, plan) = (group_size(&g), Plan::new(&g));
         let len = g.n * g.chw();
-        let run = |prior: Option<&[f32]>| {
+        let run = |prior: Option<&[f32]>, plane_fn: Option<&PlaneFn<'_, (f64, f64)>>| {
             if let Some(p) = prior.filter(|p| p.len() != len) {
                 bail!(
                     "conv2d: prior gradient of {} values, {len} expected",
                     p.len()
                 )
             }
+            if let Some(wg) = g.winograd() {
+                return Ok(winograd::input_grad(&wg, dy, w, math, prior, plane_fn));
+            }
+            let (packed, plain) = weights_lhs(math, g.ckk(), g.o, Mat::transposed(w, g.ckk()));
+            let (b, plan) = (group_size(&g), Plan::new(&g));
             let onto = prior.is_some();
+            let mut parts: Vec<Vec<(f64, f64)>> = Vec::new();
             let fill = |dx: &mut [MaybeUninit<f32>]| {
-                dx.par_chunks_mut(g.chw() * b)
+                parts = dx
+                    .par_chunks_mut(g.chw() * b)
                     .zip(dy.par_chunks(per * b))
                     .enumerate()
-                    .for_each(|(i, (dxi, dyi))| {
+                    .map(|(i, (dxi, dyi))| {
                         // each task starts its part from the prior or zeros, in cache
                         let at = i * g.chw() * b;
                         let dxi = match prior {
@@ -673,17 +686,30 @@ impl CustomOp2 for InputGrad {
                             None => init_zeros(dxi),
                         };
                         let wt = lhs(&packed, plain);
-                        input_grad_images(dyi, wt, math, &g, plan.as_ref(), onto, dxi)
-                    });
+                        input_grad_images(dyi, wt, math, &g, plan.as_ref(), onto, dxi);
+                        per_plane(dxi, i * b * g.c, g.h * g.w, plane_fn)
+                    })
+                    .collect();
             };
             // SAFETY: the tasks cover `dx`, and each initialises its whole part first.
-            Ok(unsafe { written_vec(len, fill) })
+            let dx = unsafe { written_vec(len, fill) };
+            Ok((dx, parts.concat()))
         };
-        let dx = match &self.prior {
-            Some(prior) => with_f32(prior, |p| run(Some(p)))??,
-            None => run(None)?,
+        let summed = |prior: Option<&[f32]>| match &self.bn {
+            Some(bn) => bn.with_plane_fn(|f| run(prior, Some(f)))?,
+            None => run(prior, None),
         };
-        Ok((CpuStorage::F32(dx), shape))
+        let (dx, sums) = match &self.prior {
+            Some(prior) => with_f32(prior, |p| summed(Some(p)))??,
+            None => summed(None)?,
+        };
+        if self.bn.is_some() {
+            *self
+                .sums
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("conv2d: poisoned".into()))? = sums;
+        }
+        Ok((CpuStorage::F32(dx), Shape::from((g.n, g.c, g.h, g.w))))
     }
 }
 
@@ -743,8 +769,10 @@ impl CustomOp2 for WeightGrad {
 /// The gradients `(dx, dw)` of [`conv2d`] for the output gradient `grad` (`dx` only when
 /// `need_input_grad`), for a backward pass run outside Candle's autograd. `prior`, the
 /// gradient the input already has from its other readers, comes back inside `dx` (`prior +
-/// dx`, summed in the pass that writes `dx` where the kernel allows). `math` is the precision
-/// of the products.
+/// dx`, summed in the pass that writes `dx` where the kernel allows). With `bn` (the batch
+/// norm that produced `x`, when `dx` completes its output gradient), also that batch norm's
+/// per-plane backward sums, taken as `dx` is written. `math` is the precision of the
+/// products.
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward(
     x: &Tensor,
@@ -753,8 +781,9 @@ pub fn conv2d_backward(
     params: ConvParams,
     need_input_grad: bool,
     prior: Option<Tensor>,
+    bn: Option<GradSumsFor>,
     math: winograd::Math,
-) -> Result<(Option<Tensor>, Tensor)> {
+) -> Result<ConvGrads> {
     let geom = ConvGeom::new(x.dims(), w.dims(), params.stride, params.padding)?;
     let op = Conv2d {
         geom,
@@ -762,7 +791,7 @@ pub fn conv2d_backward(
         math,
     };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
-    op.gradients(&x, &w, &grad.contiguous()?, prior)
+    op.gradients(&x, &w, &grad.contiguous()?, prior, bn)
 }
 
 /// `conv(x, w) + residual` for `x` `[N, C, H, W]`, `w` `[O, C, k, k]` and `residual` of the
@@ -985,8 +1014,9 @@ mod tests {
             let dy = rand(plain.dims(), seed + 3);
             let prior = rand(x, seed + 4);
             let grads = |p: Option<Tensor>| {
-                let (dx, dw) =
-                    conv2d_backward(&xt, &wt, &dy, params, true, p, winograd::Math::F32).unwrap();
+                let (dx, dw, _) =
+                    conv2d_backward(&xt, &wt, &dy, params, true, p, None, winograd::Math::F32)
+                        .unwrap();
                 (dx.unwrap(), dw)
             };
             let (dx, dw) = grads(None);

@@ -106,6 +106,29 @@ pub(crate) unsafe fn assume_written(y: &mut [std::mem::MaybeUninit<f32>]) -> &mu
     unsafe { &mut *(y as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
 }
 
+/// A function of one plane of a kernel's output (`[N, C, H, W]` planes numbered `n · C + c`)
+/// and its values, which the kernel calls for each plane right after writing it (in cache):
+/// a batch norm's backward sums over its output gradient.
+pub(crate) type PlaneFn<'a, T> = dyn Fn(usize, &[f32]) -> T + Sync + 'a;
+
+/// `f` of each plane of `hw` values of `part`, whose first plane is plane `first` (nothing
+/// without `f`).
+pub(crate) fn per_plane<T>(
+    part: &[f32],
+    first: usize,
+    hw: usize,
+    f: Option<&PlaneFn<'_, T>>,
+) -> Vec<T> {
+    match f {
+        Some(f) => part
+            .chunks_exact(hw)
+            .enumerate()
+            .map(|(j, p)| f(first + j, p))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 /// A CPU tensor of `shape` owning `data`.
 pub(crate) fn tensor(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
     Tensor::from_vec(data, shape, &Device::Cpu)

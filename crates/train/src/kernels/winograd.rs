@@ -26,7 +26,7 @@ use super::gemm_bf16::{self, Lhs, PackedA};
 use super::narrow_gemm;
 use super::simd::multiversion;
 use super::tile_rows;
-use super::{assume_written, written_vec};
+use super::{assume_written, per_plane, written_vec, PlaneFn};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
@@ -723,8 +723,15 @@ fn points_in_parallel(chunks: usize) -> bool {
 
 /// The convolution `y = conv(x, U)` with weights already transformed (`u[p][o][c]`), plus
 /// `onto` (`y`'s shape) when given, added to each chunk of outputs right after its output
-/// transform wrote it (still in cache).
-fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math, onto: Option<&[f32]>) -> Vec<f32> {
+/// transform wrote it (still in cache); `plane_fn` of each output plane taken there too.
+fn convolve<T: Send>(
+    g: &Geom,
+    x: &[f32],
+    u: &Transformed,
+    math: Math,
+    onto: Option<&[f32]>,
+    plane_fn: Option<&PlaneFn<'_, T>>,
+) -> (Vec<f32>, Vec<T>) {
     let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
     let ipc = g.images_per_chunk();
     let map = TileMap::new(g, ipc);
@@ -739,11 +746,13 @@ fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math, onto: Option<&[f32
             .map(|p| PackedA::new(g.o, g.c, u.point(p)))
             .collect(),
     };
+    let mut parts: Vec<Vec<T>> = Vec::new();
     let fill = |y: &mut [MaybeUninit<f32>]| {
-        y.par_chunks_mut(ipc * out_img)
+        parts = y
+            .par_chunks_mut(ipc * out_img)
             .zip(x.par_chunks(ipc * in_img))
             .enumerate()
-            .for_each(|(ci, (yc, xc))| {
+            .map(|(ci, (yc, xc))| {
                 let images = xc.len() / in_img;
                 let tc = images * g.tiles_per_image();
                 let tcp = lane_padded(tc);
@@ -780,34 +789,54 @@ fn convolve(g: &Geom, x: &[f32], u: &Transformed, math: Math, onto: Option<&[f32
                         }
                     }
                     output_transform(g, m, lm, tiles, yc);
+                    // SAFETY: output_transform wrote every element of the chunk.
+                    let yc = unsafe { assume_written(yc) };
                     if let Some(r) = onto {
-                        // SAFETY: output_transform wrote every element of the chunk.
-                        let yc = unsafe { assume_written(yc) };
                         add_assign_serial(yc, &r[ci * ipc * out_img..][..yc.len()]);
                     }
-                });
-            });
+                    per_plane(yc, ci * ipc * g.o, g.h * g.w, plane_fn)
+                })
+            })
+            .collect();
     };
     // SAFETY: the chunks cover `y`, and output_transform writes every element of its chunk.
-    unsafe { written_vec(g.n * out_img, fill) }
+    let y = unsafe { written_vec(g.n * out_img, fill) };
+    (y, parts.into_iter().flatten().collect())
 }
 
 /// Forward: `y[n, o] = Σ_c x[n, c] ⋆ w[o, c]` with zero padding 1; `x` is `[N, C, H, W]`,
-/// `w` `[O, C, 3, 3]`, `y` `[N, O, H, W]`; plus `onto` (`y`'s shape, a residual) when given.
-pub fn forward(g: &Geom, x: &[f32], w: &[f32], math: Math, onto: Option<&[f32]>) -> Vec<f32> {
+/// `w` `[O, C, 3, 3]`, `y` `[N, O, H, W]`; plus `onto` (`y`'s shape, a residual) when given;
+/// `plane_fn` of every output plane (`[N, O]`; empty without), taken while each chunk of
+/// outputs is in cache.
+pub fn forward<T: Send>(
+    g: &Geom,
+    x: &[f32],
+    w: &[f32],
+    math: Math,
+    onto: Option<&[f32]>,
+    plane_fn: Option<&PlaneFn<'_, T>>,
+) -> (Vec<f32>, Vec<T>) {
     let u = weight_transform(g.o, g.c, |oi, ci| kernel_at(w, g.c, oi, ci));
-    convolve(g, x, &u, math, onto)
+    convolve(g, x, &u, math, onto, plane_fn)
 }
 
 /// Input gradient: `dx` `[N, C, H, W]` from `dy` `[N, O, H, W]` — the convolution of `dy`
 /// with the kernels rotated by 180 degrees, in and out channels swapped; plus `prior`
-/// (`dx`'s shape, the gradient the input already has) when given.
-pub fn input_grad(g: &Geom, dy: &[f32], w: &[f32], math: Math, prior: Option<&[f32]>) -> Vec<f32> {
+/// (`dx`'s shape, the gradient the input already has) when given; `plane_fn` of every plane
+/// of `dx` (`[N, C]`; empty without), taken while each chunk is in cache.
+pub fn input_grad<T: Send>(
+    g: &Geom,
+    dy: &[f32],
+    w: &[f32],
+    math: Math,
+    prior: Option<&[f32]>,
+    plane_fn: Option<&PlaneFn<'_, T>>,
+) -> (Vec<f32>, Vec<T>) {
     let u = weight_transform(g.c, g.o, |ci, oi| {
         let k = kernel_at(w, g.c, oi, ci);
         std::array::from_fn(|r| std::array::from_fn(|s| k[2 - r][2 - s]))
     });
-    convolve(&g.swapped(), dy, &u, math, prior)
+    convolve(&g.swapped(), dy, &u, math, prior, plane_fn)
 }
 
 /// Weight gradient: `dw` `[O, C, 3, 3]` from `x` `[N, C, H, W]` and `dy` `[N, O, H, W]`.
@@ -874,6 +903,16 @@ fn kernel_at(w: &[f32], c: usize, oi: usize, ci: usize) -> [[f32; 3]; 3] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`forward`] alone.
+    fn fwd(g: &Geom, x: &[f32], w: &[f32], math: Math) -> Vec<f32> {
+        forward::<()>(g, x, w, math, None, None).0
+    }
+
+    /// [`input_grad`] alone.
+    fn bwd(g: &Geom, dy: &[f32], w: &[f32], math: Math) -> Vec<f32> {
+        input_grad::<()>(g, dy, w, math, None, None).0
+    }
     use crate::kernels::testutil::rand_vec as rand;
 
     /// Direct 3x3 pad-1 convolution in f64.
@@ -955,7 +994,7 @@ mod tests {
             let g = Geom { n, c, o, h, w };
             let x = rand(n * c * h * w, 1);
             let wt = rand(o * c * 9, 2);
-            let err = max_rel(&forward(&g, &x, &wt, Math::F32, None), &direct(&g, &x, &wt));
+            let err = max_rel(&fwd(&g, &x, &wt, Math::F32), &direct(&g, &x, &wt));
             assert!(err < 1e-5, "{g:?}: forward error {err}");
         }
     }
@@ -993,13 +1032,13 @@ mod tests {
             );
         };
         close(
-            &forward(&g, &x, &w, Math::Bf16, None),
-            &forward(&g, &x, &w, Math::F32, None),
+            &fwd(&g, &x, &w, Math::Bf16),
+            &fwd(&g, &x, &w, Math::F32),
             "forward",
         );
         close(
-            &input_grad(&g, &dy, &w, Math::Bf16, None),
-            &input_grad(&g, &dy, &w, Math::F32, None),
+            &bwd(&g, &dy, &w, Math::Bf16),
+            &bwd(&g, &dy, &w, Math::F32),
             "input gradient",
         );
         close(
@@ -1028,7 +1067,7 @@ mod tests {
     fn gradients_match_the_direct_adjoints_for(g: Geom) {
         // dx = conv(dy, rot180(w)ᵀ); <dw, w'> = <dy, conv(x, w')> for every w'
         let (x, w, dy) = random_case(&g, 3);
-        let dx = input_grad(&g, &dy, &w, Math::F32, None);
+        let dx = bwd(&g, &dy, &w, Math::F32);
         // reference input gradient: dx[n,c,iy,ix] = Σ dy[n,o,oy,ox] w[o,c,iy-oy+1,ix-ox+1]
         let mut want = vec![0f64; dx.len()];
         for n in 0..g.n {
@@ -1085,7 +1124,7 @@ mod tests {
                 w: pick(4, 4, 21),
             };
             let (x, w, dy) = random_case(&g, seed);
-            let err = max_rel(&forward(&g, &x, &w, Math::F32, None), &direct(&g, &x, &w));
+            let err = max_rel(&fwd(&g, &x, &w, Math::F32), &direct(&g, &x, &w));
             assert!(err < 1e-5, "case {case}, {g:?}: forward error {err}");
             // the input gradient is the swapped convolution with the kernels rotated by 180°
             let rotated: Vec<f32> = (0..g.c * g.o * 9)
@@ -1095,7 +1134,7 @@ mod tests {
                 })
                 .collect();
             let want = direct(&g.swapped(), &dy, &rotated);
-            let err = max_rel(&input_grad(&g, &dy, &w, Math::F32, None), &want);
+            let err = max_rel(&bwd(&g, &dy, &w, Math::F32), &want);
             assert!(err < 1e-5, "case {case}, {g:?}: input gradient error {err}");
         }
     }
