@@ -560,7 +560,7 @@ fn forward(
         )
     }
     if let Some(wg) = g.winograd() {
-        return Ok(winograd::forward::<()>(&wg, x, w, math, onto, None).0);
+        return Ok(winograd::forward(&wg, x, w, math, onto));
     }
     let (packed, plain) = weights_lhs(math, g.o, g.ckk(), Mat::rows(w, g.ckk()));
     let (b, plan) = (group_size(g), Plan::new(g));

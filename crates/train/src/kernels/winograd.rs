@@ -805,19 +805,10 @@ fn convolve<T: Send>(
 }
 
 /// Forward: `y[n, o] = Σ_c x[n, c] ⋆ w[o, c]` with zero padding 1; `x` is `[N, C, H, W]`,
-/// `w` `[O, C, 3, 3]`, `y` `[N, O, H, W]`; plus `onto` (`y`'s shape, a residual) when given;
-/// `plane_fn` of every output plane (`[N, O]`; empty without), taken while each chunk of
-/// outputs is in cache.
-pub fn forward<T: Send>(
-    g: &Geom,
-    x: &[f32],
-    w: &[f32],
-    math: Math,
-    onto: Option<&[f32]>,
-    plane_fn: Option<&PlaneFn<'_, T>>,
-) -> (Vec<f32>, Vec<T>) {
+/// `w` `[O, C, 3, 3]`, `y` `[N, O, H, W]`; plus `onto` (`y`'s shape, a residual) when given.
+pub fn forward(g: &Geom, x: &[f32], w: &[f32], math: Math, onto: Option<&[f32]>) -> Vec<f32> {
     let u = weight_transform(g.o, g.c, |oi, ci| kernel_at(w, g.c, oi, ci));
-    convolve(g, x, &u, math, onto, plane_fn)
+    convolve::<()>(g, x, &u, math, onto, None).0
 }
 
 /// Input gradient: `dx` `[N, C, H, W]` from `dy` `[N, O, H, W]` — the convolution of `dy`
@@ -906,7 +897,7 @@ mod tests {
 
     /// [`forward`] alone.
     fn fwd(g: &Geom, x: &[f32], w: &[f32], math: Math) -> Vec<f32> {
-        forward::<()>(g, x, w, math, None, None).0
+        forward(g, x, w, math, None)
     }
 
     /// [`input_grad`] alone.
