@@ -3,10 +3,11 @@
 //! Candle's reference op), with its parameters named in a [`ConvParams`].
 
 use crate::backend::Kernels;
-use crate::error::Result;
-use crate::kernels::bn::GradSumsFor;
+use crate::error::{Result, TrainError};
+use crate::kernels::bn::{BnReluInput, GradSumsFor};
 use crate::kernels::conv::ConvGrads;
 use candle_core::Tensor;
+use std::sync::Arc;
 
 /// The parameters of a 2-D convolution (square kernel, dilation 1, one group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,31 +41,44 @@ pub fn conv2d(
     }
 }
 
-/// `conv2d(x, w) + residual` outside Candle's autograd (nothing recorded): on the fast CPU
-/// kernels the addition happens in the pass that writes the output.
-pub fn conv2d_onto(
+/// `conv2d(x, w)` outside Candle's autograd (nothing recorded), plus `residual` when given;
+/// on the fast CPU kernels the addition happens in the pass that writes the output. With
+/// `input` (the fast CPU kernels only), the convolution reads that batch norm + ReLU of `x`,
+/// applied as the kernel reads its input.
+pub fn conv2d_detached(
     x: &Tensor,
     w: &Tensor,
     params: ConvParams,
-    residual: &Tensor,
+    residual: Option<&Tensor>,
+    input: Option<Arc<BnReluInput>>,
     kernels: Kernels,
 ) -> Result<Tensor> {
     if kernels.is_cpu_fast() {
         let math = winograd_math(kernels);
-        return Ok(crate::kernels::conv::conv2d_onto(
-            x, w, params, residual, math,
+        return Ok(crate::kernels::conv::conv2d_detached(
+            x, w, params, residual, input, math,
         )?);
     }
-    Ok((conv2d(x, w, params, kernels, true)?.detach() + residual)?)
+    if input.is_some() {
+        return Err(TrainError::Internal(
+            "a batch norm applied by its reader needs the fast CPU kernels".into(),
+        ));
+    }
+    let y = conv2d(x, w, params, kernels, true)?.detach();
+    Ok(match residual {
+        Some(r) => (y + r)?,
+        None => y,
+    })
 }
 
 /// The gradients `(dx, dw)` of [`conv2d`] outside Candle's autograd (the taped backward
 /// pass, which runs only on the fast CPU kernels), in the precision `kernels` computes in.
 /// `prior`, the gradient the input already has from its other readers, comes back summed
 /// into `dx`; with `bn`, also the per-plane backward sums of the batch norm that produced
-/// `x` (see [`crate::kernels::conv::conv2d_backward`]).
+/// `x` (see [`crate::kernels::conv::conv2d_backward`]); with `input`, the convolution read
+/// that batch norm + ReLU of `x` ([`conv2d_detached`]).
 pub fn conv2d_backward(
-    x: &Tensor,
+    x: (&Tensor, Option<Arc<BnReluInput>>),
     w: &Tensor,
     grad: &Tensor,
     params: ConvParams,

@@ -151,6 +151,37 @@ fn fused_relu(graph: &Graph, last_uses: &[Option<usize>], i: usize) -> bool {
         && last_uses[relu.output.0] == Some(i + 1)
 }
 
+/// Whether node `i` is a ReLU fused into the batch norm before it whose only reader is the
+/// convolution right after it, applying the two as it reads its input (a Winograd
+/// convolution, [`crate::kernels::conv::applies_input_bn`]): nothing is materialised for
+/// them, the convolution keeps the batch norm's input, which is kept anyway.
+fn read_through_relu(graph: &Graph, last_uses: &[Option<usize>], i: usize) -> bool {
+    let (Some(prev), Some(next)) = (i.checked_sub(1), graph.nodes.get(i + 1)) else {
+        return false;
+    };
+    let relu = &graph.nodes[i];
+    let Op::Conv {
+        out_channels,
+        kernel,
+        stride,
+        padding,
+        ..
+    } = next.op
+    else {
+        return false;
+    };
+    let params = crate::conv::ConvParams { stride, padding };
+    fused_bn(graph, last_uses, prev)
+        && next.inputs == [relu.output]
+        && last_uses[relu.output.0] == Some(i + 1)
+        && crate::kernels::conv::applies_input_bn(
+            graph.shape(relu.output),
+            out_channels,
+            kernel,
+            params,
+        )
+}
+
 /// Per image, in values: (kept for the backward pass, largest single value). The input is
 /// kept (the first layer reads it in its backward pass).
 fn activation_values(graph: &Graph, path: StepPath) -> (u64, u64) {
@@ -164,6 +195,7 @@ fn activation_values(graph: &Graph, path: StepPath) -> (u64, u64) {
             StepPath::Device => 0,
             StepPath::Tape if fused_bn(graph, &last_uses, i) => 0,
             StepPath::Tape if fused_relu(graph, &last_uses, i) => 0,
+            StepPath::Tape if read_through_relu(graph, &last_uses, i) => 0,
             StepPath::Tape => n,
             // Candle's batch norm keeps the centred input, its square, the normalised value
             // and the scaled one besides its output; dropout keeps its mask.
@@ -350,20 +382,35 @@ mod tests {
     #[test]
     fn the_tape_keeps_one_value_per_layer_output_except_fused_batch_norms() {
         // stem conv, then per block bn-relu (fused), conv, bn-relu (fused), conv, add...: the
-        // kept values per image are the input plus every output but the fused BNs'.
+        // kept values per image are the input plus every output but the fused BNs' and the
+        // ReLUs their Winograd convolution applies as it reads them.
         let g = graphs::wrn([3, 32, 32], 10, 1, 10, 0.0);
         let (kept, largest) = activation_values(&g, StepPath::Tape);
         let last_uses = g.last_uses();
         let mut want = numel(&g, g.input());
-        let mut fused = 0;
+        let (mut fused, mut read_through) = (0, Vec::new());
         for (i, n) in g.nodes.iter().enumerate() {
             if fused_bn(&g, &last_uses, i) {
                 fused += 1;
+            } else if read_through_relu(&g, &last_uses, i) {
+                read_through.push(g.nodes[i - 1].name.as_str());
             } else {
                 want += numel(&g, n.output);
             }
         }
         assert!(fused > 0);
+        // WRN-10-1: each block's second BN, and the first block's first one (16 channels in
+        // and out: no shortcut convolution reads it); the other first BNs also feed a
+        // shortcut convolution and a stride-2 one
+        assert_eq!(
+            read_through,
+            [
+                "group0.block0.bn0",
+                "group0.block0.bn1",
+                "group1.block0.bn1",
+                "group2.block0.bn1"
+            ]
+        );
         assert_eq!(kept, want);
         assert_eq!(
             largest,
@@ -377,18 +424,23 @@ mod tests {
 
     #[test]
     fn a_fused_dropout_keeps_its_output_but_not_the_relus() {
-        // with dropout each block's second BN-ReLU-dropout keeps one value, not two
+        // with dropout each block's second BN-ReLU-dropout keeps one value, not two; without,
+        // that BN-ReLU keeps none (its convolution applies it as it reads)
         let plain = graphs::wrn([3, 32, 32], 10, 1, 10, 0.0);
         let dropped = graphs::wrn([3, 32, 32], 10, 1, 10, 0.3);
         let last_uses = dropped.last_uses();
-        let fused = (0..dropped.nodes.len())
+        let fused: Vec<usize> = (0..dropped.nodes.len())
             .filter(|&i| fused_relu(&dropped, &last_uses, i))
-            .count();
-        assert_eq!(fused, 3, "one per block of WRN-10");
-        assert_eq!(
-            activation_values(&dropped, StepPath::Tape),
-            activation_values(&plain, StepPath::Tape)
-        );
+            .collect();
+        assert_eq!(fused.len(), 3, "one per block of WRN-10");
+        let dropout_outputs: u64 = fused
+            .iter()
+            .map(|&i| numel(&dropped, dropped.nodes[i + 1].output))
+            .sum();
+        let (kept_dropped, largest) = activation_values(&dropped, StepPath::Tape);
+        let (kept_plain, largest_plain) = activation_values(&plain, StepPath::Tape);
+        assert_eq!(kept_dropped, kept_plain + dropout_outputs);
+        assert_eq!(largest, largest_plain);
     }
 
     #[test]

@@ -72,6 +72,9 @@ pub(crate) fn dropout_kernel(
 struct Fused {
     /// The absorbed ReLU's output.
     relu: Option<ValueId>,
+    /// That output is applied by the convolution that reads it, as it reads its input: the
+    /// batch norm takes its statistics and writes nothing ([`Model::reader_applies_bn`]).
+    read_through: bool,
     /// The absorbed dropout: its node index, output and rate.
     dropout: Option<(usize, ValueId, f64)>,
     /// The absorbed addition: its other operand and its output.
@@ -110,19 +113,27 @@ pub(crate) struct NodeRun<'a> {
     /// The other operand of a residual addition fused into a convolution: it receives the
     /// output's gradient as well.
     pub residual: Option<ValueId>,
+    /// The batch norm + ReLU a convolution applied to its input `ins[0]` as it read it.
+    pub input: Option<Arc<kernels::bn::BnReluInput>>,
 }
 
 /// What one layer computed.
 struct LayerOut {
-    /// Its output.
+    /// Its output (a batch norm applied by its reader: its input).
     y: Tensor,
     /// A training-mode batch norm's op on the fast kernels (for a taped backward).
     bn: Option<kernels::bn::BnRelu>,
+    /// A batch norm + ReLU left to the convolution that reads it: what that one applies.
+    input: Option<Arc<kernels::bn::BnReluInput>>,
 }
 
 impl From<Tensor> for LayerOut {
     fn from(y: Tensor) -> Self {
-        LayerOut { y, bn: None }
+        LayerOut {
+            y,
+            bn: None,
+            input: None,
+        }
     }
 }
 
@@ -395,6 +406,9 @@ impl Model {
         }
         let mut values: Vec<Option<Tensor>> = vec![None; graph.values.len()];
         values[0] = Some(x.to_dtype(self.compute)?);
+        // per value held as a batch norm's input: the batch norm + ReLU its reader applies
+        let mut read_through: Vec<Option<Arc<kernels::bn::BnReluInput>>> =
+            vec![None; graph.values.len()];
         let mut i = 0;
         while let Some(node) = graph.nodes.get(i) {
             let ins = node
@@ -413,7 +427,8 @@ impl Model {
             let master_op = self.compute != self.dtype && matches!(node.op, Op::BatchNorm { .. });
             // Fast kernels: a BN absorbs the ReLU that follows it (training and eval), and the
             // dropout after that ReLU.
-            let fused = self.fusion(i, target, pass.detached);
+            let fused = self.fusion(i, target, pass);
+            let input = node.inputs.first().and_then(|v| read_through[v.0].clone());
             let residual = match fused.residual {
                 Some((v, _)) => Some(values[v.0].clone().ok_or_else(|| {
                     TrainError::Internal(format!(
@@ -423,20 +438,25 @@ impl Model {
                 })?),
                 None => None,
             };
-            let LayerOut { y: out, bn } = if master_op {
+            let LayerOut {
+                y: out,
+                bn,
+                input: left,
+            } = if master_op {
                 let ins = ins
                     .iter()
                     .map(|t| t.to_dtype(self.dtype))
                     .collect::<candle_core::Result<Vec<_>>>()?;
-                self.run_op(i, &node.op, &ins, pass, fused, None)
+                self.run_op(i, &node.op, &ins, pass, fused, (None, None))
                     .and_then(|o| {
                         Ok(LayerOut {
                             y: o.y.to_dtype(self.compute)?,
-                            bn: o.bn,
+                            ..o
                         })
                     })
             } else {
-                self.run_op(i, &node.op, &ins, pass, fused, residual.as_ref())
+                let input = input.clone();
+                self.run_op(i, &node.op, &ins, pass, fused, (residual.as_ref(), input))
             }
             .map_err(|e| e.in_layer(&node.name))?;
             // A fused ReLU's (dropout's, addition's) output stands in for the absorbed nodes'.
@@ -451,6 +471,7 @@ impl Model {
                         out: &out,
                         bn,
                         residual: fused.residual.map(|(v, _)| v),
+                        input,
                     },
                 );
             }
@@ -458,11 +479,13 @@ impl Model {
                 return Ok(out.to_dtype(self.dtype)?);
             }
             values[output.0] = Some(out);
+            read_through[output.0] = left;
             // inputs read last by this node or by a node it absorbed
             let last = i + fused.absorbed();
             for v in graph.nodes[i..=last].iter().flat_map(|n| &n.inputs) {
                 if self.last_uses[v.0].is_some_and(|u| (i..=last).contains(&u)) {
                     values[v.0] = None;
+                    read_through[v.0] = None;
                 }
             }
             i = last + 1;
@@ -515,11 +538,45 @@ impl Model {
         (fusable && same).then_some((other, next.output))
     }
 
+    /// Whether the batch norm + ReLU of node `i` (the ReLU's output `relu`) is left to the
+    /// convolution that reads it, to apply as it reads its input: a taped training pass on
+    /// the fast CPU kernels in f32, the next node a convolution that is the only reader of
+    /// `relu` (which is not `target`) and runs a kernel that applies it in place
+    /// ([`kernels::conv::applies_input_bn`]). Its output is then never written: the
+    /// convolution's forward and weight gradient compute it from the batch norm's input,
+    /// bit for bit the values the normalise pass would have written.
+    fn reader_applies_bn(&self, i: usize, relu: ValueId, target: ValueId, pass: Pass) -> bool {
+        let Some(reader) = self.graph.nodes.get(i + 2) else {
+            return false;
+        };
+        let Op::Conv {
+            out_channels,
+            kernel,
+            stride,
+            padding,
+            ..
+        } = reader.op
+        else {
+            return false;
+        };
+        let params = ConvParams { stride, padding };
+        pass.detached
+            && matches!(pass.mode, Mode::Train { .. })
+            && self.kernels.is_cpu_fast()
+            && self.compute == DType::F32
+            && self.dtype == DType::F32
+            && reader.inputs == [relu]
+            && self.last_uses[relu.0] == Some(i + 2)
+            && relu != target
+            && kernels::conv::applies_input_bn(self.graph.shape(relu), out_channels, kernel, params)
+    }
+
     /// What node `i` absorbs ([`Fused`]): the ReLU of [`Model::fuses_relu`], and then a
-    /// dropout that is the only reader of that ReLU's output (which is not `target`); or the
+    /// dropout that is the only reader of that ReLU's output (which is not `target`), or else
+    /// possibly the convolution reading it applies it ([`Model::reader_applies_bn`]); or the
     /// addition of [`Model::fuses_residual`].
-    fn fusion(&self, i: usize, target: ValueId, detached: bool) -> Fused {
-        if let Some(residual) = self.fuses_residual(i, target, detached) {
+    fn fusion(&self, i: usize, target: ValueId, pass: Pass) -> Fused {
+        if let Some(residual) = self.fuses_residual(i, target, pass.detached) {
             return Fused {
                 residual: Some(residual),
                 ..Fused::default()
@@ -541,6 +598,7 @@ impl Model {
         Fused {
             relu: Some(relu),
             dropout,
+            read_through: dropout.is_none() && self.reader_applies_bn(i, relu, target, pass),
             residual: None,
         }
     }
@@ -564,13 +622,19 @@ impl Model {
         x: &Tensor,
         params: [ParamId; 4],
         (eps, momentum): (f64, f64),
-        (relu, dropout): (bool, Option<kernels::dropout::Dropout>),
+        (relu, dropout, read_through): (bool, Option<kernels::dropout::Dropout>, bool),
         detached: bool,
     ) -> Result<LayerOut> {
         let [_, _, running_mean, running_var] = params;
         let [g, b, rm, rv] = self.bn_tensors(params, detached)?;
         if self.kernels.is_cpu_fast() && x.rank() == 4 {
-            let out = kernels::bn::batch_norm_train(x, &g, &b, eps, relu, dropout)?;
+            let (out, input) = if read_through {
+                let (out, input) = kernels::bn::batch_norm_train_for_reader(x, &g, &b, eps)?;
+                (out, Some(Arc::new(input)))
+            } else {
+                let out = kernels::bn::batch_norm_train(x, &g, &b, eps, relu, dropout)?;
+                (out, None)
+            };
             let (n, _, h, w) = x.dims4()?;
             let count = (n * h * w) as f64;
             let c = out.mean.len();
@@ -584,6 +648,7 @@ impl Model {
             return Ok(LayerOut {
                 y: out.y,
                 bn: Some(out.op),
+                input,
             });
         }
         let out = ops::batch_norm_train(x, [&g, &b, &rm, &rv], eps, momentum)?;
@@ -616,7 +681,7 @@ impl Model {
         ins: &[Tensor],
         pass: Pass,
         fused: Fused,
-        residual: Option<&Tensor>,
+        (residual, input): (Option<&Tensor>, Option<Arc<kernels::bn::BnReluInput>>),
     ) -> Result<LayerOut> {
         let Pass { mode, detached } = pass;
         let x = ins
@@ -637,9 +702,9 @@ impl Model {
                     padding: *padding,
                 };
                 let w = self.pc(*weight, detached)?;
-                let y = match residual {
-                    Some(r) => conv::conv2d_onto(x, &w, params, r, self.kernels)?,
-                    None => conv::conv2d(x, &w, params, self.kernels, !from_input)?,
+                let y = match (residual, input) {
+                    (None, None) => conv::conv2d(x, &w, params, self.kernels, !from_input)?,
+                    (r, input) => conv::conv2d_detached(x, &w, params, r, input, self.kernels)?,
                 };
                 match bias {
                     Some(b) => {
@@ -668,6 +733,7 @@ impl Model {
                         fused
                             .dropout
                             .and_then(|(node, _, p)| dropout_kernel(mode, node, p)),
+                        fused.read_through,
                     ),
                     detached,
                 )?,
@@ -838,6 +904,44 @@ mod tests {
         let mut m = mixed;
         let x = m.input_tensor(&images, n).unwrap();
         assert_eq!(m.logits(&x, Mode::Eval).unwrap().dtype(), DType::F32);
+    }
+
+    /// Which batch norms a pass leaves to the convolution reading them: the taped training
+    /// pass on the fast kernels, for a batch norm + ReLU read by one Winograd convolution
+    /// only; never the final one (read by pooling), never in evaluation or on the reference
+    /// ops, never when the ReLU's output is the value asked for.
+    #[test]
+    fn batch_norms_are_left_to_their_reader_only_where_it_applies_them() {
+        let g = crate::tape::tests::read_through_net();
+        let w = crate::init::init_weights(&g, 1);
+        let mut m = Model::new(&g, &w, &Device::Cpu, DType::F32).unwrap();
+        m.set_reference_ops(false);
+        let train = Pass {
+            mode: Mode::Train { seed: 1, step: 0 },
+            detached: true,
+        };
+        let logits = g.logits();
+        let node = |name: &str| g.nodes.iter().position(|n| n.name == name).unwrap();
+        let left = |m: &Model, name: &str, pass: Pass, target: ValueId| {
+            m.fusion(node(name), target, pass).read_through
+        };
+        assert!(left(&m, "bn1", train, logits));
+        assert!(left(&m, "bn2", train, logits));
+        assert!(!left(&m, "bn3", train, logits), "read by pooling");
+        let relu2 = g.nodes[node("relu2")].output;
+        assert!(!left(&m, "bn2", train, relu2), "its output is asked for");
+        let eval = Pass {
+            mode: Mode::Eval,
+            detached: true,
+        };
+        assert!(!left(&m, "bn1", eval, logits));
+        let autograd = Pass {
+            detached: false,
+            ..train
+        };
+        assert!(!left(&m, "bn1", autograd, logits));
+        m.set_reference_ops(true);
+        assert!(!left(&m, "bn1", train, logits));
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::model::{dropout_kernel, dropout_mask, Mode, Model, NodeRun};
 use crate::{kernels, ops};
 use candle_core::{DType, Tensor, TensorId};
 use std::collections::HashMap;
+use std::sync::Arc;
 use wrnc_ir::{Graph, Op, ParamId, ValueId};
 
 /// One node of the taped forward pass.
@@ -33,6 +34,8 @@ struct Record {
     bn: Option<kernels::bn::BnRelu>,
     /// The other operand of a residual addition fused into this convolution.
     residual: Option<ValueId>,
+    /// The batch norm + ReLU this convolution applied to its input `ins[0]`.
+    input: Option<Arc<kernels::bn::BnReluInput>>,
 }
 
 /// What one forward pass left for its backward pass: per node run, in order, the tensors
@@ -94,6 +97,7 @@ impl Tape {
                 .then(|| run.out.clone()),
             bn: run.bn,
             residual: run.residual,
+            input: run.input,
         });
     }
 
@@ -151,7 +155,7 @@ impl Tape {
                         false => None,
                     };
                     let (dx, dw, sums) = conv::conv2d_backward(
-                        &rec.ins[0],
+                        (&rec.ins[0], rec.input.clone()),
                         &w,
                         &dy,
                         params,
@@ -399,7 +403,7 @@ pub(crate) fn soft_cross_entropy_grad(logits: &Tensor, targets: &[f32]) -> Resul
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::init::init_weights;
     use crate::ops;
@@ -430,6 +434,30 @@ mod tests {
         let p = b.layer("pool", &Op::GlobalAvgPool, &[a2]).unwrap();
         let f = b.layer("flat", &Op::Flatten, &[p]).unwrap();
         b.layer("fc", &Op::linear(5, true), &[f]).unwrap();
+        b.finish().unwrap()
+    }
+
+    /// Pre-activation blocks whose batch norms + ReLUs are read by one Winograd
+    /// convolution each (left to it, [`Model::reader_applies_bn`]), one of them also followed
+    /// by a residual addition, on maps with cut edge tiles (7x7).
+    pub(crate) fn read_through_net() -> Graph {
+        let mut b = GraphBuilder::new("read-through", [3, 7, 7]).unwrap();
+        let bn = Op::batch_norm(1e-5, 0.1);
+        let input = b.input();
+        let mut layer = |name: &str, op: Op, ins: &[ValueId]| b.layer(name, &op, ins).unwrap();
+        let c0 = layer("stem", Op::conv(8, 3, 1, 1, false), &[input]);
+        let x = layer("bn1", bn.clone(), &[c0]);
+        let x = layer("relu1", Op::Relu, &[x]);
+        let x = layer("conv1", Op::conv(12, 3, 1, 1, false), &[x]);
+        let x = layer("bn2", bn.clone(), &[x]);
+        let x = layer("relu2", Op::Relu, &[x]);
+        let x = layer("conv2", Op::conv(8, 3, 1, 1, false), &[x]);
+        let a = layer("add", Op::Add, &[x, c0]);
+        let x = layer("bn3", bn, &[a]);
+        let x = layer("relu3", Op::Relu, &[x]);
+        let p = layer("pool", Op::GlobalAvgPool, &[x]);
+        let f = layer("flat", Op::Flatten, &[p]);
+        layer("fc", Op::linear(5, true), &[f]);
         b.finish().unwrap()
     }
 
@@ -495,6 +523,12 @@ mod tests {
     /// Mixup's soft targets (timm's `mixup_target` of labels [0, 3, 1, 4] with lam 0.3 and
     /// smoothing 0.1) on the tape and on Candle's autograd: the same loss and gradients.
     #[test]
+    fn batch_norms_left_to_their_convolutions_match_candle_autograd() {
+        assert_taped_matches_autograd(&read_through_net(), 0.0);
+        assert_taped_matches_autograd(&read_through_net(), 0.1);
+    }
+
+    #[test]
     fn taped_mixup_targets_match_candle_autograd() {
         let t = crate::mixup::mixup_targets(&[0, 3, 1, 4], 5, 0.3, 0.1);
         assert_taped_matches_autograd_for(&net(), Targets::Soft(&t), 0.0);
@@ -505,7 +539,8 @@ mod tests {
     fn assert_taped_matches_autograd_for(g: &Graph, targets: Targets<'_>, eps: f64) {
         let w = init_weights(g, 3);
         let n = 4;
-        let images: Vec<f32> = (0..n * 3 * 64)
+        let per_image: usize = g.input_shape().iter().product();
+        let images: Vec<f32> = (0..n * per_image)
             .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
             .collect();
         let mode = Mode::Train { seed: 5, step: 2 };

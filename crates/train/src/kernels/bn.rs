@@ -255,6 +255,44 @@ pub fn batch_norm_train(
     relu: bool,
     dropout: Option<Dropout>,
 ) -> Result<BnTrain> {
+    let (x, op, mean, var) = batch_statistics(x, gamma, beta, eps, relu, dropout)?;
+    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op.clone())?;
+    Ok(BnTrain { y, mean, var, op })
+}
+
+/// Batch norm + ReLU of `x` (as [`batch_norm_train`], no dropout) whose output is left to
+/// the one convolution that reads it: the statistics are taken, the normalised output is not
+/// written. The returned [`BnTrain::y`] is `x` itself, and the [`BnReluInput`] is what the
+/// convolution applies to it as it reads it (the same values the normalise pass writes).
+pub fn batch_norm_train_for_reader(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> Result<(BnTrain, BnReluInput)> {
+    let (x, op, mean, var) = batch_statistics(x, gamma, beta, eps, true, None)?;
+    let input = op.reader_input(gamma, beta)?;
+    Ok((
+        BnTrain {
+            y: x,
+            mean,
+            var,
+            op,
+        },
+        input,
+    ))
+}
+
+/// The batch statistics of `x` (made contiguous, and returned so) and the op that normalises
+/// with them: [`batch_norm_train`] without its normalise pass.
+fn batch_statistics(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+    dropout: Option<Dropout>,
+) -> Result<(Tensor, BnRelu, Vec<f32>, Vec<f32>)> {
     let (n, c, h, w) = x.dims4()?;
     let count = n * h * w;
     if count < 2 || gamma.dims() != [c] || beta.dims() != [c] {
@@ -302,8 +340,44 @@ pub fn batch_norm_train(
         relu,
         dropout,
     };
-    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op.clone())?;
-    Ok(BnTrain { y, mean, var, op })
+    Ok((x, op, mean, var))
+}
+
+/// A batch norm + ReLU applied by the convolution that reads its output, as it copies its
+/// input ([`batch_norm_train_for_reader`]): per channel `max(0, x · scale + shift)`, the
+/// expression the normalise pass evaluates, so the convolution sees the same values bit for
+/// bit without the normalised tensor ever being written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BnReluInput {
+    /// Per channel: `(scale, shift)`.
+    coef: Vec<(f32, f32)>,
+}
+
+impl BnReluInput {
+    /// The input of per-channel `(scale, shift)`.
+    pub fn new(coef: Vec<(f32, f32)>) -> Self {
+        BnReluInput { coef }
+    }
+
+    /// Channels.
+    pub fn channels(&self) -> usize {
+        self.coef.len()
+    }
+
+    /// `dst = max(0, src · scale + shift)` with channel `c`'s coefficients (equal lengths).
+    #[inline(always)]
+    pub(crate) fn row(&self, c: usize, src: &[f32], dst: &mut [f32]) {
+        let (scale, shift) = self.coef[c];
+        for (d, &v) in dst.iter_mut().zip(src) {
+            *d = (v * scale + shift).max(0.0);
+        }
+    }
+
+    /// The normalised, rectified values of `x` (`[N, C, H, W]`, planes of `hw` values): what
+    /// the batch norm would have written, for a convolution that cannot apply it as it reads.
+    pub(crate) fn apply(&self, x: &[f32], hw: usize) -> Vec<f32> {
+        affine_planes(x, self.channels(), hw, true, |c| self.coef[c])
+    }
 }
 
 /// `y = x · scale + shift` (then `max(0, ·)` when `relu`) over the `hw`-value planes of a
@@ -422,6 +496,26 @@ impl BnRelu {
     /// elements are where it is positive).
     pub(crate) fn needs_output(&self) -> bool {
         self.dropout.is_some()
+    }
+
+    /// The batch norm + ReLU as its reader applies it ([`BnReluInput`]): the normalise
+    /// pass's per-channel coefficients for these parameters (a ReLU and no dropout).
+    pub(crate) fn reader_input(&self, gamma: &Tensor, beta: &Tensor) -> Result<BnReluInput> {
+        if !self.relu || self.dropout.is_some() {
+            bail!("batch norm: only a batch norm + ReLU without dropout is applied by its reader")
+        }
+        let (g, b): (Vec<f32>, Vec<f32>) = (gamma.to_vec1()?, beta.to_vec1()?);
+        let c = self.dims[1];
+        if g.len() != c || b.len() != c {
+            bail!(
+                "batch norm: {c} channels, parameters of {} and {}",
+                g.len(),
+                b.len()
+            )
+        }
+        Ok(BnReluInput::new(
+            (0..c).map(|ch| self.affine(&g, &b, ch)).collect(),
+        ))
     }
 
     /// `(scale, shift)` of channel `c`: `y = x * scale + shift`.
@@ -845,6 +939,47 @@ mod tests {
                 &format!("eval bn {dims:?} relu={relu}"),
             );
         }
+    }
+
+    /// What a reader applies ([`batch_norm_train_for_reader`]) is what the batch norm + ReLU
+    /// writes, bit for bit, with the same statistics; the "output" handed on is the input.
+    #[test]
+    fn the_readers_input_is_the_written_output_bit_for_bit() {
+        for (dims, seed) in [([4, 3, 5, 7], 1), ([2, 16, 8, 8], 2), ([3, 5, 1, 9], 3)] {
+            let x = (rand(&dims, seed) * 3.0).unwrap().affine(1.0, 0.5).unwrap();
+            let gamma = rand(&dims[1..2], seed + 10);
+            let beta = rand(&dims[1..2], seed + 20);
+            let written = batch_norm_train(&x, &gamma, &beta, 1e-5, true, None).unwrap();
+            let (left, input) = batch_norm_train_for_reader(&x, &gamma, &beta, 1e-5).unwrap();
+            assert_eq!((&left.mean, &left.var), (&written.mean, &written.var));
+            let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+            let ys: Vec<f32> = written.y.flatten_all().unwrap().to_vec1().unwrap();
+            let kept: Vec<f32> = left.y.flatten_all().unwrap().to_vec1().unwrap();
+            assert_eq!(kept, xs, "{dims:?}: the input is handed on");
+            let hw = dims[2] * dims[3];
+            assert_eq!(input.apply(&xs, hw), ys, "{dims:?}");
+            // row by row, as a convolution's padded copy applies it
+            for (p, (xp, yp)) in xs.chunks(hw).zip(ys.chunks(hw)).enumerate() {
+                let mut row = vec![f32::NAN; hw];
+                input.row(p % dims[1], xp, &mut row);
+                assert_eq!(row, yp, "{dims:?} plane {p}");
+            }
+            assert!(ys.contains(&0.0) && ys.iter().any(|&v| v > 0.0));
+        }
+    }
+
+    #[test]
+    fn only_a_batch_norm_with_relu_and_no_dropout_is_left_to_its_reader() {
+        let x = rand(&[2, 3, 4, 4], 7);
+        let g = rand(&[3], 8);
+        let plain = batch_norm_train(&x, &g, &g, 1e-5, false, None).unwrap();
+        assert!(plain.op.reader_input(&g, &g).is_err());
+        let dropped = Dropout::new(1, 2, 3, 0.5);
+        let with_dropout = batch_norm_train(&x, &g, &g, 1e-5, true, Some(dropped)).unwrap();
+        assert!(with_dropout.op.reader_input(&g, &g).is_err());
+        let relu = batch_norm_train(&x, &g, &g, 1e-5, true, None).unwrap();
+        assert_eq!(relu.op.reader_input(&g, &g).unwrap().channels(), 3);
+        assert!(relu.op.reader_input(&rand(&[4], 9), &g).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! registers ([`super::stride2`]).
 
 use super::add::add_assign_serial;
-use super::bn::GradSumsFor;
+use super::bn::{BnReluInput, GradSumsFor};
 use super::f32_slice;
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
@@ -21,7 +21,7 @@ use candle_core::{bail, CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// The sizes of one convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -475,7 +475,7 @@ impl CustomOp2 for Conv2d {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        forward_storage(&self.geom, self.math, (s1, l1), (s2, l2), None)
+        forward_storage(&self.geom, self.math, (s1, l1), (s2, l2), None, None)
     }
 
     fn bwd(
@@ -486,7 +486,7 @@ impl CustomOp2 for Conv2d {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let (dx, dw, _) = self.gradients(x, w, &grad, None, None)?;
+        let (dx, dw, _) = self.gradients((x, None), w, &grad, None, None)?;
         Ok((dx, Some(dw)))
     }
 }
@@ -494,10 +494,11 @@ impl CustomOp2 for Conv2d {
 impl Conv2d {
     /// `(dx, dw)` for the output gradient `grad` (contiguous); `dx` is `prior + dx` when the
     /// input already has the gradient `prior` from its other readers (`prior` itself when no
-    /// input gradient is asked for).
+    /// input gradient is asked for). With `input`, the convolution's input was that batch
+    /// norm + ReLU of `x` (the weight gradient applies it again).
     fn gradients(
         &self,
-        x: &Tensor,
+        (x, input): (&Tensor, Option<Arc<BnReluInput>>),
         w: &Tensor,
         grad: &Tensor,
         prior: Option<Tensor>,
@@ -531,7 +532,7 @@ impl Conv2d {
         } else {
             (prior, None)
         };
-        let dw = x.apply_op2_no_bwd(grad, &WeightGrad(self.geom, self.math))?;
+        let dw = x.apply_op2_no_bwd(grad, &WeightGrad(self.geom, self.math, input))?;
         Ok((dx, dw, sums))
     }
 }
@@ -543,11 +544,13 @@ pub type ConvGrads = (Option<Tensor>, Tensor, Option<Vec<(f64, f64)>>);
 
 /// `y = conv(x, w)`, plus `onto` (the output's shape) when given: a residual added in the
 /// pass that writes `y` (the patch products accumulate onto it; Winograd adds it to each
-/// chunk of outputs while they are in cache).
+/// chunk of outputs while they are in cache). With `input`, the convolution reads that batch
+/// norm + ReLU of `x`: Winograd applies it as it copies its input, the other kernels read it
+/// written out first.
 fn forward(
     g: &ConvGeom,
     math: Math,
-    x: &[f32],
+    (x, input): (&[f32], Option<&BnReluInput>),
     w: &[f32],
     onto: Option<&[f32]>,
 ) -> Result<Vec<f32>> {
@@ -560,8 +563,10 @@ fn forward(
         )
     }
     if let Some(wg) = g.winograd() {
-        return Ok(winograd::forward(&wg, x, w, math, onto));
+        return Ok(winograd::forward(&wg, (x, input), w, math, onto));
     }
+    let normalised = input.map(|bn| bn.apply(x, g.h * g.w));
+    let x = normalised.as_deref().unwrap_or(x);
     let (packed, plain) = weights_lhs(math, g.o, g.ckk(), Mat::rows(w, g.ckk()));
     let (b, plan) = (group_size(g), Plan::new(g));
     let fill = |y: &mut [MaybeUninit<f32>]| {
@@ -590,26 +595,30 @@ fn forward_storage(
     (sx, lx): (&CpuStorage, &Layout),
     (sw, lw): (&CpuStorage, &Layout),
     onto: Option<&[f32]>,
+    input: Option<&BnReluInput>,
 ) -> Result<(CpuStorage, Shape)> {
     let x = sized(sx, lx, g.n * g.chw(), "input")?;
     let w = sized(sw, lw, g.o * g.ckk(), "weight")?;
-    let y = forward(g, math, x, w, onto)?;
+    let y = forward(g, math, (x, input), w, onto)?;
     Ok((CpuStorage::F32(y), Shape::from((g.n, g.o, g.oh, g.ow))))
 }
 
-/// `(x, w) -> conv(x, w) + residual`, without a backward of its own: the taped path's
-/// convolution with the residual addition that reads its output fused into it.
+/// `(x, w) -> conv(x, w) (+ residual)`, without a backward of its own: the taped path's
+/// convolution, with the residual addition that reads its output and the batch norm + ReLU
+/// that produces its input fused into it when there are such.
 #[derive(Debug, Clone)]
-struct ConvOnto {
+struct ConvDetached {
     geom: ConvGeom,
     math: winograd::Math,
     /// The other operand of the addition (contiguous, the output's shape).
-    residual: Tensor,
+    residual: Option<Tensor>,
+    /// The batch norm + ReLU to apply to the input as it is read.
+    input: Option<Arc<BnReluInput>>,
 }
 
-impl CustomOp2 for ConvOnto {
+impl CustomOp2 for ConvDetached {
     fn name(&self) -> &'static str {
-        "wrnc-conv2d-onto"
+        "wrnc-conv2d-detached"
     }
 
     fn cpu_fwd(
@@ -619,10 +628,13 @@ impl CustomOp2 for ConvOnto {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (g, math) = (&self.geom, self.math);
-        with_f32(&self.residual, |r| {
-            forward_storage(g, math, (s1, l1), (s2, l2), Some(r))
-        })?
+        let (g, math, input) = (&self.geom, self.math, self.input.as_deref());
+        match &self.residual {
+            Some(r) => with_f32(r, |r| {
+                forward_storage(g, math, (s1, l1), (s2, l2), Some(r), input)
+            })?,
+            None => forward_storage(g, math, (s1, l1), (s2, l2), None, input),
+        }
     }
 }
 
@@ -713,9 +725,9 @@ impl CustomOp2 for InputGrad {
     }
 }
 
-/// `(x, dy) -> dw`.
-#[derive(Debug, Clone, Copy)]
-struct WeightGrad(ConvGeom, winograd::Math);
+/// `(x, dy) -> dw`; with a batch norm + ReLU, the convolution's input was that of `x`.
+#[derive(Debug, Clone)]
+struct WeightGrad(ConvGeom, winograd::Math, Option<Arc<BnReluInput>>);
 
 impl CustomOp2 for WeightGrad {
     fn name(&self) -> &'static str {
@@ -734,12 +746,15 @@ impl CustomOp2 for WeightGrad {
         let x = sized(s1, l1, g.n * g.chw(), "input")?;
         let dy = sized(s2, l2, g.n * per, "output gradient")?;
         let shape = Shape::from((g.o, g.c, g.k, g.k));
+        let input = self.2.as_deref();
         if let Some(wg) = g.winograd() {
             return Ok((
-                CpuStorage::F32(winograd::weight_grad(&wg, x, dy, self.1)),
+                CpuStorage::F32(winograd::weight_grad(&wg, (x, input), dy, self.1)),
                 shape,
             ));
         }
+        let normalised = input.map(|bn| bn.apply(x, g.h * g.w));
+        let x = normalised.as_deref().unwrap_or(x);
         let len = g.o * g.ckk();
         let workers = rayon::current_num_threads().clamp(1, g.n.max(1));
         let chunk = g.n.div_ceil(workers).max(1);
@@ -772,10 +787,11 @@ impl CustomOp2 for WeightGrad {
 /// dx`, summed in the pass that writes `dx` where the kernel allows). With `bn` (the batch
 /// norm that produced `x`, when `dx` completes its output gradient), also that batch norm's
 /// per-plane backward sums, taken as `dx` is written. `math` is the precision of the
-/// products.
+/// products. With `input`, the convolution read that batch norm + ReLU of `x`
+/// ([`conv2d_detached`]).
 #[allow(clippy::too_many_arguments)]
 pub fn conv2d_backward(
-    x: &Tensor,
+    (x, input): (&Tensor, Option<Arc<BnReluInput>>),
     w: &Tensor,
     grad: &Tensor,
     params: ConvParams,
@@ -791,34 +807,62 @@ pub fn conv2d_backward(
         math,
     };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
-    op.gradients(&x, &w, &grad.contiguous()?, prior, bn)
+    op.gradients((&x, input), &w, &grad.contiguous()?, prior, bn)
 }
 
-/// `conv(x, w) + residual` for `x` `[N, C, H, W]`, `w` `[O, C, k, k]` and `residual` of the
-/// output's shape (f32, CPU), the addition done in the pass that writes the output. No
-/// gradient is recorded: for a forward pass whose backward is taped (or none).
-pub fn conv2d_onto(
+/// Whether [`conv2d_detached`] applies a batch norm + ReLU of its input as it reads it for
+/// an input of shape `[C, H, W]`, `o` output channels, a `kernel`-sized kernel and `params`:
+/// the Winograd convolutions do (in their padded copy of the input, again in the weight
+/// gradient), the patch-matrix ones would write the normalised input out first.
+pub fn applies_input_bn(chw: &[usize], o: usize, kernel: usize, params: ConvParams) -> bool {
+    let &[c, h, w] = chw else {
+        return false;
+    };
+    ConvGeom::new(
+        &[1, c, h, w],
+        &[o, c, kernel, kernel],
+        params.stride,
+        params.padding,
+    )
+    .is_ok_and(|g| g.winograd().is_some())
+}
+
+/// `conv(x, w)` for `x` `[N, C, H, W]` and `w` `[O, C, k, k]` (f32, CPU), without a
+/// recorded gradient (for a forward pass whose backward is taped, or none), plus `residual`
+/// (the output's shape) when given, added in the pass that writes the output; with `input`,
+/// the convolution reads that batch norm + ReLU of `x` instead of `x`, applied as the kernel
+/// reads its input ([`BnReluInput`]).
+pub fn conv2d_detached(
     x: &Tensor,
     w: &Tensor,
     params: ConvParams,
-    residual: &Tensor,
+    residual: Option<&Tensor>,
+    input: Option<Arc<BnReluInput>>,
     math: winograd::Math,
 ) -> Result<Tensor> {
     let geom = ConvGeom::new(x.dims(), w.dims(), params.stride, params.padding)?;
-    if residual.dims() != [geom.n, geom.o, geom.oh, geom.ow] {
+    if let Some(r) = residual.filter(|r| r.dims() != [geom.n, geom.o, geom.oh, geom.ow]) {
         bail!(
             "conv2d: residual {:?} for an output [{}, {}, {}, {}]",
-            residual.dims(),
+            r.dims(),
             geom.n,
             geom.o,
             geom.oh,
             geom.ow
         )
     }
-    let op = ConvOnto {
+    if let Some(bn) = input.as_deref().filter(|bn| bn.channels() != geom.c) {
+        bail!(
+            "conv2d: a batch norm of {} channels for an input of {}",
+            bn.channels(),
+            geom.c
+        )
+    }
+    let op = ConvDetached {
         geom,
         math,
-        residual: residual.contiguous()?,
+        residual: residual.map(|r| r.contiguous()).transpose()?,
+        input,
     };
     x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &op)
 }
@@ -1007,16 +1051,25 @@ mod tests {
             let params = ConvParams { stride, padding };
             let plain = conv2d(&xt, &wt, params, true, winograd::Math::F32).unwrap();
             let r = rand(plain.dims(), seed + 2);
-            let onto = conv2d_onto(&xt, &wt, params, &r, winograd::Math::F32).unwrap();
+            let onto =
+                conv2d_detached(&xt, &wt, params, Some(&r), None, winograd::Math::F32).unwrap();
             let what = format!("conv {x:?} * {w:?} s{stride}");
             assert_close(&onto, &(&plain + &r).unwrap(), 1e-6, &format!("{what} + r"));
 
             let dy = rand(plain.dims(), seed + 3);
             let prior = rand(x, seed + 4);
             let grads = |p: Option<Tensor>| {
-                let (dx, dw, _) =
-                    conv2d_backward(&xt, &wt, &dy, params, true, p, None, winograd::Math::F32)
-                        .unwrap();
+                let (dx, dw, _) = conv2d_backward(
+                    (&xt, None),
+                    &wt,
+                    &dy,
+                    params,
+                    true,
+                    p,
+                    None,
+                    winograd::Math::F32,
+                )
+                .unwrap();
                 (dx.unwrap(), dw)
             };
             let (dx, dw) = grads(None);
@@ -1027,7 +1080,59 @@ mod tests {
         }
         let (x, w) = (rand(&[2, 8, 6, 6], 1), rand(&[8, 8, 3, 3], 2));
         let wrong = rand(&[2, 8, 6, 5], 3);
-        assert!(conv2d_onto(&x, &w, ONE, &wrong, winograd::Math::F32).is_err());
+        assert!(conv2d_detached(&x, &w, ONE, Some(&wrong), None, winograd::Math::F32).is_err());
+    }
+
+    /// A batch norm + ReLU of the input handed to the convolution gives its written output's
+    /// convolution and weight gradient bit for bit: applied in Winograd's padded copy, and
+    /// written out first for the patch-matrix and 1x1 kernels; the input gradient is the
+    /// normalised input's.
+    #[test]
+    fn a_batch_norm_left_to_the_convolution_gives_its_written_outputs_results() {
+        let cases: [(&[usize], &[usize], usize, usize); 4] = [
+            (&[3, 8, 7, 9], &[8, 8, 3, 3], 1, 1),
+            (&[5, 4, 14, 14], &[6, 4, 3, 3], 2, 1),
+            (&[3, 3, 10, 10], &[5, 3, 3, 3], 1, 1),
+            (&[3, 6, 9, 9], &[10, 6, 1, 1], 1, 0),
+        ];
+        for (i, (x, w, stride, padding)) in cases.into_iter().enumerate() {
+            let seed = 70 + 10 * i as u64;
+            let (xt, wt) = (rand(x, seed), rand(w, seed + 1));
+            let params = ConvParams { stride, padding };
+            let what = format!("conv {x:?} * {w:?} s{stride}");
+            let coef = (0..x[1]).map(|c| (0.7 + 0.2 * c as f32, 0.1 - 0.05 * c as f32));
+            let bn = Arc::new(BnReluInput::new(coef.collect()));
+            let xs: Vec<f32> = xt.flatten_all().unwrap().to_vec1().unwrap();
+            let yt = Tensor::from_vec(bn.apply(&xs, x[2] * x[3]), x, xt.device()).unwrap();
+            let f32 = winograd::Math::F32;
+            let read = conv2d_detached(&xt, &wt, params, None, Some(Arc::clone(&bn)), f32).unwrap();
+            let written = conv2d_detached(&yt, &wt, params, None, None, f32).unwrap();
+            assert_close(&read, &written, 0.0, &format!("{what}: forward"));
+            let dy = rand(written.dims(), seed + 2);
+            let grads = |x: (&Tensor, Option<Arc<BnReluInput>>)| {
+                let (dx, dw, _) =
+                    conv2d_backward(x, &wt, &dy, params, true, None, None, f32).unwrap();
+                (dx.unwrap(), dw)
+            };
+            let (dx_read, dw_read) = grads((&xt, Some(Arc::clone(&bn))));
+            let (dx, dw) = grads((&yt, None));
+            assert_close(&dw_read, &dw, 0.0, &format!("{what}: dw"));
+            assert_close(&dx_read, &dx, 0.0, &format!("{what}: dx"));
+        }
+        let (x, w) = (rand(&[2, 8, 6, 6], 1), rand(&[8, 8, 3, 3], 2));
+        let three = Arc::new(BnReluInput::new(vec![(1.0, 0.0); 3]));
+        let e = conv2d_detached(&x, &w, ONE, None, Some(three), winograd::Math::F32).unwrap_err();
+        assert!(e.to_string().contains("3 channels"), "{e}");
+        assert!(applies_input_bn(&[8, 6, 6], 8, 3, ONE));
+        let two = ConvParams {
+            stride: 2,
+            padding: 1,
+        };
+        assert!(!applies_input_bn(&[8, 6, 6], 8, 3, two));
+        assert!(
+            !applies_input_bn(&[4, 6, 6], 8, 3, ONE),
+            "too narrow for Winograd"
+        );
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! ([`tile_rows`]).
 
 use super::add::add_assign_serial;
+use super::bn::BnReluInput;
 use super::gemm::Mat;
 use super::gemm_bf16::{self, Lhs, PackedA};
 use super::narrow_gemm;
@@ -306,26 +307,34 @@ fn copy_row(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// Copies the `images` planes of `x` (`[images, C, H, W]`) into `out` with a zero border
-/// (`[images, C, ph, pw]`, see [`Geom::padded`]).
-fn pad_chunk(g: &Geom, x: &[f32], out: &mut [f32]) {
-    let (ph, pw) = g.padded();
-    let (h, w) = (g.h, g.w);
-    for (src, dst) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(ph * pw)) {
-        dst[..pw].fill(0.0);
-        for (srow, drow) in src.chunks_exact(w).zip(dst[pw..].chunks_exact_mut(pw)) {
-            // the right padding (1-4 values) as one fixed-size store of zeros over the row's
-            // end, overwritten below where it covers values: a `fill` of a few values per row
-            // is a `memset` call each (1% of a WRN-16-1 step)
-            match pw {
-                16.. => drow[pw - 16..].copy_from_slice(&[0.0; 16]),
-                8.. => drow[pw - 8..].copy_from_slice(&[0.0; 8]),
-                _ => drow[w + 1..].fill(0.0),
+multiversion! {
+    /// Copies the `images` planes of `x` (`[images, C, H, W]`) into `out` with a zero border
+    /// (`[images, C, ph, pw]`, see [`Geom::padded`]); with `input`, the batch norm + ReLU it
+    /// stands for applied to each value on the way (`x` is then that batch norm's input).
+    fn pad_chunk(g: &Geom, x: &[f32], out: &mut [f32], input: Option<&BnReluInput>) {
+        let (ph, pw) = g.padded();
+        let (h, w) = (g.h, g.w);
+        let planes = x.chunks_exact(h * w).zip(out.chunks_exact_mut(ph * pw));
+        for (plane, (src, dst)) in planes.enumerate() {
+            dst[..pw].fill(0.0);
+            for (srow, drow) in src.chunks_exact(w).zip(dst[pw..].chunks_exact_mut(pw)) {
+                // the right padding (1-4 values) as one fixed-size store of zeros over the
+                // row's end, overwritten below where it covers values: a `fill` of a few
+                // values per row is a `memset` call each (1% of a WRN-16-1 step)
+                match pw {
+                    16.. => drow[pw - 16..].copy_from_slice(&[0.0; 16]),
+                    8.. => drow[pw - 8..].copy_from_slice(&[0.0; 8]),
+                    _ => drow[w + 1..].fill(0.0),
+                }
+                drow[0] = 0.0;
+                match input {
+                    // a chunk starts at an image: plane `i` is channel `i % C`
+                    Some(bn) => bn.row(plane % g.c, srow, &mut drow[1..=w]),
+                    None => copy_row(&mut drow[1..=w], srow),
+                }
             }
-            drow[0] = 0.0;
-            copy_row(&mut drow[1..=w], srow);
+            dst[(h + 1) * pw..].fill(0.0);
         }
-        dst[(h + 1) * pw..].fill(0.0);
     }
 }
 
@@ -619,16 +628,17 @@ fn with_buffers<R>(lens: [usize; 3], f: impl FnOnce([&mut [f32]; 3]) -> R) -> R 
     })
 }
 
-/// Pads a chunk `x` of images and transforms its `tiles` into `v`.
+/// Pads a chunk `x` of images (applying `input`'s batch norm + ReLU when given) and
+/// transforms its `tiles` into `v`.
 fn transform_chunk_input(
     g: &Geom,
-    x: &[f32],
+    (x, input): (&[f32], Option<&BnReluInput>),
     tiles: Tiles<'_>,
     padded: &mut [f32],
     layout: Layout,
     v: &mut [f32],
 ) {
-    pad_chunk(g, x, padded);
+    pad_chunk(g, x, padded, input);
     input_transform(g, padded, tiles, layout, v);
 }
 
@@ -724,9 +734,10 @@ fn points_in_parallel(chunks: usize) -> bool {
 /// The convolution `y = conv(x, U)` with weights already transformed (`u[p][o][c]`), plus
 /// `onto` (`y`'s shape) when given, added to each chunk of outputs right after its output
 /// transform wrote it (still in cache); `plane_fn` of each output plane taken there too.
+/// With `input`, `x` is the input of the batch norm + ReLU whose output is convolved.
 fn convolve<T: Send>(
     g: &Geom,
-    x: &[f32],
+    (x, input): (&[f32], Option<&BnReluInput>),
     u: &Transformed,
     math: Math,
     onto: Option<&[f32]>,
@@ -765,7 +776,7 @@ fn convolve<T: Send>(
                 };
                 with_buffers(chunk_buffers(g, images), |[padded, v, m]| {
                     let tiles = map.first(tc);
-                    transform_chunk_input(g, xc, tiles, padded, lv, v);
+                    transform_chunk_input(g, (xc, input), tiles, padded, lv, v);
                     let v = &*v;
                     let product = |p: usize, mp: &mut [f32], rs: usize| {
                         if narrow {
@@ -806,9 +817,16 @@ fn convolve<T: Send>(
 
 /// Forward: `y[n, o] = Σ_c x[n, c] ⋆ w[o, c]` with zero padding 1; `x` is `[N, C, H, W]`,
 /// `w` `[O, C, 3, 3]`, `y` `[N, O, H, W]`; plus `onto` (`y`'s shape, a residual) when given.
-pub fn forward(g: &Geom, x: &[f32], w: &[f32], math: Math, onto: Option<&[f32]>) -> Vec<f32> {
+/// With `input`, the convolution reads `input`'s batch norm + ReLU of `x` instead of `x`.
+pub fn forward(
+    g: &Geom,
+    (x, input): (&[f32], Option<&BnReluInput>),
+    w: &[f32],
+    math: Math,
+    onto: Option<&[f32]>,
+) -> Vec<f32> {
     let u = weight_transform(g.o, g.c, |oi, ci| kernel_at(w, g.c, oi, ci));
-    convolve::<()>(g, x, &u, math, onto, None).0
+    convolve::<()>(g, (x, input), &u, math, onto, None).0
 }
 
 /// Input gradient: `dx` `[N, C, H, W]` from `dy` `[N, O, H, W]` — the convolution of `dy`
@@ -827,11 +845,17 @@ pub fn input_grad<T: Send>(
         let k = kernel_at(w, g.c, oi, ci);
         std::array::from_fn(|r| std::array::from_fn(|s| k[2 - r][2 - s]))
     });
-    convolve(&g.swapped(), dy, &u, math, prior, plane_fn)
+    convolve(&g.swapped(), (dy, None), &u, math, prior, plane_fn)
 }
 
-/// Weight gradient: `dw` `[O, C, 3, 3]` from `x` `[N, C, H, W]` and `dy` `[N, O, H, W]`.
-pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32], math: Math) -> Vec<f32> {
+/// Weight gradient: `dw` `[O, C, 3, 3]` from `x` `[N, C, H, W]` and `dy` `[N, O, H, W]`;
+/// with `input`, the convolution's input is `input`'s batch norm + ReLU of `x`.
+pub fn weight_grad(
+    g: &Geom,
+    (x, input): (&[f32], Option<&BnReluInput>),
+    dy: &[f32],
+    math: Math,
+) -> Vec<f32> {
     let (in_img, out_img) = (g.c * g.h * g.w, g.o * g.h * g.w);
     let ipc = g.images_per_chunk();
     let map = TileMap::new(g, ipc);
@@ -863,7 +887,7 @@ pub fn weight_grad(g: &Geom, x: &[f32], dy: &[f32], math: Math) -> Vec<f32> {
                 let layout = Layout::by_channel(tcp);
                 with_buffers(chunk_buffers(g, images), |[padded, v, dm]| {
                     let tiles = map.first(tc);
-                    transform_chunk_input(g, xc, tiles, padded, layout, v);
+                    transform_chunk_input(g, (xc, input), tiles, padded, layout, v);
                     gradient_transform(g, dyc, tiles, layout, dm);
                     let (v, dm) = (&*v, &*dm);
                     for_each_point(parallel, &mut du, g.o * g.c, |p, dup| {
@@ -897,7 +921,7 @@ mod tests {
 
     /// [`forward`] alone.
     fn fwd(g: &Geom, x: &[f32], w: &[f32], math: Math) -> Vec<f32> {
-        forward(g, x, w, math, None)
+        forward(g, (x, None), w, math, None)
     }
 
     /// [`input_grad`] alone.
@@ -953,6 +977,68 @@ mod tests {
             .zip(b)
             .map(|(x, y)| (f64::from(*x) - y).abs() / scale)
             .fold(0.0, f64::max)
+    }
+
+    /// A batch norm + ReLU applied in the padded copy gives the forward and the weight
+    /// gradient of its written output bit for bit, over chunks that start at any image and
+    /// maps whose edge tiles are cut.
+    #[test]
+    fn a_batch_norm_applied_on_the_way_in_equals_its_written_output() {
+        for (g, seed) in [
+            (
+                Geom {
+                    n: 5,
+                    c: 8,
+                    o: 16,
+                    h: 7,
+                    w: 9,
+                },
+                1,
+            ),
+            (
+                Geom {
+                    n: 9,
+                    c: 12,
+                    o: 8,
+                    h: 8,
+                    w: 8,
+                },
+                4,
+            ),
+            (
+                Geom {
+                    n: 3,
+                    c: 16,
+                    o: 80,
+                    h: 6,
+                    w: 5,
+                },
+                7,
+            ),
+        ] {
+            let (x, w, dy) = random_case(&g, seed);
+            let coef = (0..g.c)
+                .map(|i| (0.4 + 0.1 * i as f32, 0.05 * i as f32 - 0.3))
+                .collect();
+            let bn = BnReluInput::new(coef);
+            let y = bn.apply(&x, g.h * g.w);
+            assert!(
+                y.iter().filter(|&&v| v == 0.0).count() > y.len() / 5,
+                "the ReLU cuts"
+            );
+            for math in [Math::F32, Math::Bf16] {
+                if math == Math::Bf16 && !gemm_bf16::available() {
+                    continue;
+                }
+                let read = forward(&g, (&x, Some(&bn)), &w, math, None);
+                assert!(read == fwd(&g, &y, &w, math), "{g:?} {math:?}: forward");
+                let read = weight_grad(&g, (&x, Some(&bn)), &dy, math);
+                assert!(
+                    read == weight_grad(&g, (&y, None), &dy, math),
+                    "{g:?} {math:?}: dw"
+                );
+            }
+        }
     }
 
     #[test]
@@ -1033,8 +1119,8 @@ mod tests {
             "input gradient",
         );
         close(
-            &weight_grad(&g, &x, &dy, Math::Bf16),
-            &weight_grad(&g, &x, &dy, Math::F32),
+            &weight_grad(&g, (&x, None), &dy, Math::Bf16),
+            &weight_grad(&g, (&x, None), &dy, Math::F32),
             "weight gradient",
         );
     }
@@ -1083,7 +1169,7 @@ mod tests {
         }
         let err = max_rel(&dx, &want);
         assert!(err < 1e-5, "{g:?}: input gradient error {err}");
-        let dw = weight_grad(&g, &x, &dy, Math::F32);
+        let dw = weight_grad(&g, (&x, None), &dy, Math::F32);
         let mut want = vec![0f64; dw.len()];
         for (i, wv) in want.iter_mut().enumerate() {
             // d/dw_i <dy, conv(x, w)> = <dy, conv(x, e_i)>
