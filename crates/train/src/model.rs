@@ -539,12 +539,12 @@ impl Model {
     }
 
     /// Whether the batch norm + ReLU of node `i` (the ReLU's output `relu`) is left to the
-    /// convolution that reads it, to apply as it reads its input: a taped training pass on
-    /// the fast CPU kernels in f32, the next node a convolution that is the only reader of
-    /// `relu` (which is not `target`) and runs a kernel that applies it in place
-    /// ([`kernels::conv::applies_input_bn`]). Its output is then never written: the
-    /// convolution's forward and weight gradient compute it from the batch norm's input,
-    /// bit for bit the values the normalise pass would have written.
+    /// convolution that reads it, to apply as it reads its input: a taped training pass or
+    /// an evaluation pass on the fast CPU kernels in f32, the next node a convolution that
+    /// is the only reader of `relu` (which is not `target`) and runs a kernel that applies
+    /// it in place ([`kernels::conv::applies_input_bn`]). Its output is then never written:
+    /// the convolution's forward (and weight gradient) compute it from the batch norm's
+    /// input, bit for bit the values the normalise pass would have written.
     fn reader_applies_bn(&self, i: usize, relu: ValueId, target: ValueId, pass: Pass) -> bool {
         let Some(reader) = self.graph.nodes.get(i + 2) else {
             return false;
@@ -561,7 +561,6 @@ impl Model {
         };
         let params = ConvParams { stride, padding };
         pass.detached
-            && matches!(pass.mode, Mode::Train { .. })
             && self.kernels.is_cpu_fast()
             && self.compute == DType::F32
             && self.dtype == DType::F32
@@ -741,6 +740,14 @@ impl Model {
                     let params = [*weight, *bias, *running_mean, *running_var];
                     let tensors = self.bn_tensors(params, detached)?;
                     let stats = tensors.each_ref();
+                    if fused.read_through {
+                        let input = kernels::bn::batch_norm_eval_for_reader(x, stats, *eps)?;
+                        return Ok(LayerOut {
+                            y: x.clone(),
+                            bn: None,
+                            input: Some(Arc::new(input)),
+                        });
+                    }
                     if self.kernels.is_cpu_fast() && x.rank() == 4 {
                         kernels::bn::batch_norm_eval(x, stats, *eps, fused.relu.is_some())?
                     } else {
@@ -907,9 +914,9 @@ mod tests {
     }
 
     /// Which batch norms a pass leaves to the convolution reading them: the taped training
-    /// pass on the fast kernels, for a batch norm + ReLU read by one Winograd convolution
-    /// only; never the final one (read by pooling), never in evaluation or on the reference
-    /// ops, never when the ReLU's output is the value asked for.
+    /// pass and evaluation on the fast kernels, for a batch norm + ReLU read by one Winograd
+    /// convolution only; never the final one (read by pooling), never on Candle's autograd
+    /// or the reference ops, never when the ReLU's output is the value asked for.
     #[test]
     fn batch_norms_are_left_to_their_reader_only_where_it_applies_them() {
         let g = crate::tape::tests::read_through_net();
@@ -934,7 +941,8 @@ mod tests {
             mode: Mode::Eval,
             detached: true,
         };
-        assert!(!left(&m, "bn1", eval, logits));
+        assert!(left(&m, "bn1", eval, logits));
+        assert!(!left(&m, "bn3", eval, logits));
         let autograd = Pass {
             detached: false,
             ..train

@@ -439,13 +439,32 @@ fn affine_planes_dropout(
 /// Inference-mode batch norm (+ ReLU) of `x` `[N, C, H, W]` from the running statistics:
 /// `y = x · scale + shift` per channel, `scale = γ / √(var + eps)`, `shift = β − mean · scale`
 /// (then `max(0, ·)` when `relu`). One multithreaded pass; not differentiable.
-pub fn batch_norm_eval(
+pub fn batch_norm_eval(x: &Tensor, stats: [&Tensor; 4], eps: f64, relu: bool) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let coef = eval_coefficients(stats, eps, c)?;
+    let x = x.contiguous()?;
+    let y = with_f32(&x, |xd| affine_planes(xd, c, h * w, relu, |ch| coef[ch]))?;
+    tensor(y, &[n, c, h, w])
+}
+
+/// [`batch_norm_eval`] + ReLU left to the convolution that reads its output (see
+/// [`BnReluInput`]): its per-channel coefficients, nothing computed over `x` (`[N, C, H,
+/// W]`, whose shape is checked).
+pub fn batch_norm_eval_for_reader(
     x: &Tensor,
+    stats: [&Tensor; 4],
+    eps: f64,
+) -> Result<BnReluInput> {
+    let (_, c, _, _) = x.dims4()?;
+    Ok(BnReluInput::new(eval_coefficients(stats, eps, c)?))
+}
+
+/// Per channel `(scale, shift)` of inference-mode batch norm from `[γ, β, mean, var]`.
+fn eval_coefficients(
     [gamma, beta, mean, var]: [&Tensor; 4],
     eps: f64,
-    relu: bool,
-) -> Result<Tensor> {
-    let (n, c, h, w) = x.dims4()?;
+    c: usize,
+) -> Result<Vec<(f32, f32)>> {
     let host = |t: &Tensor| -> Result<Vec<f32>> {
         let v: Vec<f32> = t.to_vec1()?;
         if v.len() != c {
@@ -454,15 +473,12 @@ pub fn batch_norm_eval(
         Ok(v)
     };
     let (g, b, m, v) = (host(gamma)?, host(beta)?, host(mean)?, host(var)?);
-    let coef: Vec<(f32, f32)> = (0..c)
+    Ok((0..c)
         .map(|i| {
             let scale = g[i] * (1.0 / (f64::from(v[i]) + eps).sqrt()) as f32;
             (scale, b[i] - m[i] * scale)
         })
-        .collect();
-    let x = x.contiguous()?;
-    let y = with_f32(&x, |xd| affine_planes(xd, c, h * w, relu, |ch| coef[ch]))?;
-    tensor(y, &[n, c, h, w])
+        .collect())
 }
 
 impl BnRelu {
@@ -966,6 +982,22 @@ mod tests {
             }
             assert!(ys.contains(&0.0) && ys.iter().any(|&v| v > 0.0));
         }
+    }
+
+    /// In inference too: the reader applies what the inference pass writes, bit for bit.
+    #[test]
+    fn the_readers_input_in_inference_is_the_written_output_bit_for_bit() {
+        let dims = [3, 6, 5, 5];
+        let x = (rand(&dims, 31) * 2.0).unwrap();
+        let [g, b, m] = [32, 33, 34].map(|s| rand(&[6], s));
+        let v = rand(&[6], 35).abs().unwrap().affine(1.0, 0.1).unwrap();
+        let stats = [&g, &b, &m, &v];
+        let written = batch_norm_eval(&x, stats, 1e-5, true).unwrap();
+        let input = batch_norm_eval_for_reader(&x, stats, 1e-5).unwrap();
+        let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        let ys: Vec<f32> = written.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(input.apply(&xs, 25), ys);
+        assert!(batch_norm_eval_for_reader(&rand(&[3, 5, 5, 5], 1), stats, 1e-5).is_err());
     }
 
     #[test]
