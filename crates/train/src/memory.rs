@@ -151,35 +151,22 @@ fn fused_relu(graph: &Graph, last_uses: &[Option<usize>], i: usize) -> bool {
         && last_uses[relu.output.0] == Some(i + 1)
 }
 
-/// Whether node `i` is a ReLU fused into the batch norm before it whose only reader is the
-/// convolution right after it, applying the two as it reads its input (a Winograd
-/// convolution, [`crate::kernels::conv::applies_input_bn`]): nothing is materialised for
-/// them, the convolution keeps the batch norm's input, which is kept anyway.
+/// Whether node `i` is a ReLU fused into the batch norm before it whose readers are all
+/// convolutions of it alone, which apply the two as they read their input: nothing is
+/// materialised for them, the convolutions keep the batch norm's input, which is kept anyway.
 fn read_through_relu(graph: &Graph, last_uses: &[Option<usize>], i: usize) -> bool {
-    let (Some(prev), Some(next)) = (i.checked_sub(1), graph.nodes.get(i + 1)) else {
+    let Some(prev) = i.checked_sub(1) else {
         return false;
     };
-    let relu = &graph.nodes[i];
-    let Op::Conv {
-        out_channels,
-        kernel,
-        stride,
-        padding,
-        ..
-    } = next.op
-    else {
-        return false;
-    };
-    let params = crate::conv::ConvParams { stride, padding };
+    let relu = graph.nodes[i].output;
+    let mut readers = graph.nodes[i + 1..]
+        .iter()
+        .filter(|n| n.inputs.contains(&relu))
+        .peekable();
     fused_bn(graph, last_uses, prev)
-        && next.inputs == [relu.output]
-        && last_uses[relu.output.0] == Some(i + 1)
-        && crate::kernels::conv::applies_input_bn(
-            graph.shape(relu.output),
-            out_channels,
-            kernel,
-            params,
-        )
+        && graph.nodes[i].op == Op::Relu
+        && readers.peek().is_some()
+        && readers.all(|n| matches!(n.op, Op::Conv { .. }) && n.inputs == [relu])
 }
 
 /// Per image, in values: (kept for the backward pass, largest single value). The input is
@@ -383,7 +370,7 @@ mod tests {
     fn the_tape_keeps_one_value_per_layer_output_except_fused_batch_norms() {
         // stem conv, then per block bn-relu (fused), conv, bn-relu (fused), conv, add...: the
         // kept values per image are the input plus every output but the fused BNs' and the
-        // ReLUs their Winograd convolution applies as it reads them.
+        // ReLUs their convolutions apply as they read them.
         let g = graphs::wrn([3, 32, 32], 10, 1, 10, 0.0);
         let (kept, largest) = activation_values(&g, StepPath::Tape);
         let last_uses = g.last_uses();
@@ -399,15 +386,16 @@ mod tests {
             }
         }
         assert!(fused > 0);
-        // WRN-10-1: each block's second BN, and the first block's first one (16 channels in
-        // and out: no shortcut convolution reads it); the other first BNs also feed a
-        // shortcut convolution and a stride-2 one
+        // WRN-10-1: every block's BNs (read by convolutions only: the 3x3 ones, stride 1 or
+        // 2, and the shortcut convolutions), not the last one (read by the pooling)
         assert_eq!(
             read_through,
             [
                 "group0.block0.bn0",
                 "group0.block0.bn1",
+                "group1.block0.bn0",
                 "group1.block0.bn1",
+                "group2.block0.bn0",
                 "group2.block0.bn1"
             ]
         );

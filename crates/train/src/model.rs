@@ -539,35 +539,25 @@ impl Model {
     }
 
     /// Whether the batch norm + ReLU of node `i` (the ReLU's output `relu`) is left to the
-    /// convolution that reads it, to apply as it reads its input: a taped training pass or
-    /// an evaluation pass on the fast CPU kernels in f32, the next node a convolution that
-    /// is the only reader of `relu` (which is not `target`) and runs a kernel that applies
-    /// it in place ([`kernels::conv::applies_input_bn`]). Its output is then never written:
-    /// the convolution's forward (and weight gradient) compute it from the batch norm's
-    /// input, bit for bit the values the normalise pass would have written.
+    /// convolutions that read it, to apply as they read their input: a taped training pass
+    /// or an evaluation pass on the fast CPU kernels in f32, every reader of `relu` (which
+    /// is not `target`) a convolution of it alone. Its output is then never written: the
+    /// convolutions' forward (and weight gradient) compute it from the batch norm's input —
+    /// Winograd in its padded copy, the others per task into a buffer in cache — bit for bit
+    /// the values the normalise pass would have written.
     fn reader_applies_bn(&self, i: usize, relu: ValueId, target: ValueId, pass: Pass) -> bool {
-        let Some(reader) = self.graph.nodes.get(i + 2) else {
-            return false;
-        };
-        let Op::Conv {
-            out_channels,
-            kernel,
-            stride,
-            padding,
-            ..
-        } = reader.op
-        else {
-            return false;
-        };
-        let params = ConvParams { stride, padding };
+        let mut readers = self.graph.nodes[i + 1..]
+            .iter()
+            .filter(|n| n.inputs.contains(&relu))
+            .peekable();
+        let convs_only = readers.peek().is_some()
+            && readers.all(|n| matches!(n.op, Op::Conv { .. }) && n.inputs == [relu]);
         pass.detached
             && self.kernels.is_cpu_fast()
             && self.compute == DType::F32
             && self.dtype == DType::F32
-            && reader.inputs == [relu]
-            && self.last_uses[relu.0] == Some(i + 2)
             && relu != target
-            && kernels::conv::applies_input_bn(self.graph.shape(relu), out_channels, kernel, params)
+            && convs_only
     }
 
     /// What node `i` absorbs ([`Fused`]): the ReLU of [`Model::fuses_relu`], and then a
@@ -913,10 +903,10 @@ mod tests {
         assert_eq!(m.logits(&x, Mode::Eval).unwrap().dtype(), DType::F32);
     }
 
-    /// Which batch norms a pass leaves to the convolution reading them: the taped training
-    /// pass and evaluation on the fast kernels, for a batch norm + ReLU read by one Winograd
-    /// convolution only; never the final one (read by pooling), never on Candle's autograd
-    /// or the reference ops, never when the ReLU's output is the value asked for.
+    /// Which batch norms a pass leaves to the convolutions reading them: the taped training
+    /// pass and evaluation on the fast kernels, for a batch norm + ReLU read by convolutions
+    /// only; never one also read by an addition or the final one (read by pooling), never on
+    /// Candle's autograd or the reference ops, never when the ReLU's output is asked for.
     #[test]
     fn batch_norms_are_left_to_their_reader_only_where_it_applies_them() {
         let g = crate::tape::tests::read_through_net();
@@ -934,7 +924,9 @@ mod tests {
         };
         assert!(left(&m, "bn1", train, logits));
         assert!(left(&m, "bn2", train, logits));
-        assert!(!left(&m, "bn3", train, logits), "read by pooling");
+        assert!(left(&m, "bn3", train, logits), "two convolutions");
+        assert!(!left(&m, "bn4", train, logits), "read by an addition too");
+        assert!(!left(&m, "bn5", train, logits), "read by pooling");
         let relu2 = g.nodes[node("relu2")].output;
         assert!(!left(&m, "bn2", train, relu2), "its output is asked for");
         let eval = Pass {
@@ -942,7 +934,8 @@ mod tests {
             detached: true,
         };
         assert!(left(&m, "bn1", eval, logits));
-        assert!(!left(&m, "bn3", eval, logits));
+        assert!(left(&m, "bn3", eval, logits));
+        assert!(!left(&m, "bn5", eval, logits));
         let autograd = Pass {
             detached: false,
             ..train

@@ -437,9 +437,10 @@ pub(crate) mod tests {
         b.finish().unwrap()
     }
 
-    /// Pre-activation blocks whose batch norms + ReLUs are read by one Winograd
-    /// convolution each (left to it, [`Model::reader_applies_bn`]), one of them also followed
-    /// by a residual addition, on maps with cut edge tiles (7x7).
+    /// Pre-activation blocks whose batch norms + ReLUs are read by convolutions only (left
+    /// to them, [`Model::reader_applies_bn`]): one Winograd convolution (one of them also
+    /// followed by a residual addition, on maps with cut edge tiles, 7x7), and a stride-2
+    /// 3x3 with a stride-2 1x1 shortcut; and one read by a convolution and an addition.
     pub(crate) fn read_through_net() -> Graph {
         let mut b = GraphBuilder::new("read-through", [3, 7, 7]).unwrap();
         let bn = Op::batch_norm(1e-5, 0.1);
@@ -453,8 +454,19 @@ pub(crate) mod tests {
         let x = layer("relu2", Op::Relu, &[x]);
         let x = layer("conv2", Op::conv(8, 3, 1, 1, false), &[x]);
         let a = layer("add", Op::Add, &[x, c0]);
-        let x = layer("bn3", bn, &[a]);
+        let x = layer("bn3", bn.clone(), &[a]);
         let x = layer("relu3", Op::Relu, &[x]);
+        // read by a stride-2 3x3 convolution and a stride-2 1x1 shortcut
+        let y = layer("conv3", Op::conv(16, 3, 2, 1, false), &[x]);
+        let s = layer("convdim", Op::conv(16, 1, 2, 0, false), &[x]);
+        let a = layer("add2", Op::Add, &[y, s]);
+        let x = layer("bn4", bn.clone(), &[a]);
+        let x = layer("relu4", Op::Relu, &[x]);
+        // read by a convolution and an addition: written
+        let y = layer("conv4", Op::conv(16, 3, 1, 1, false), &[x]);
+        let a = layer("add3", Op::Add, &[y, x]);
+        let x = layer("bn5", bn, &[a]);
+        let x = layer("relu5", Op::Relu, &[x]);
         let p = layer("pool", Op::GlobalAvgPool, &[x]);
         let f = layer("flat", Op::Flatten, &[p]);
         layer("fc", Op::linear(5, true), &[f]);

@@ -373,10 +373,16 @@ impl BnReluInput {
         }
     }
 
-    /// The normalised, rectified values of `x` (`[N, C, H, W]`, planes of `hw` values): what
-    /// the batch norm would have written, for a convolution that cannot apply it as it reads.
+    /// The normalised, rectified values of `x` (whole images of `[N, C, H, W]`, planes of
+    /// `hw` values), on the calling thread: what the batch norm would have written, for a
+    /// convolution task that copies its part of the input before reading it.
     pub(crate) fn apply(&self, x: &[f32], hw: usize) -> Vec<f32> {
-        affine_planes(x, self.channels(), hw, true, |c| self.coef[c])
+        let mut y = vec![0f32; x.len()];
+        let planes = x.chunks_exact(hw.max(1)).zip(y.chunks_exact_mut(hw.max(1)));
+        for (p, (xp, yp)) in planes.enumerate() {
+            self.row(p % self.channels(), xp, yp);
+        }
+        y
     }
 }
 

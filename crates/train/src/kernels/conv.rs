@@ -545,8 +545,8 @@ pub type ConvGrads = (Option<Tensor>, Tensor, Option<Vec<(f64, f64)>>);
 /// `y = conv(x, w)`, plus `onto` (the output's shape) when given: a residual added in the
 /// pass that writes `y` (the patch products accumulate onto it; Winograd adds it to each
 /// chunk of outputs while they are in cache). With `input`, the convolution reads that batch
-/// norm + ReLU of `x`: Winograd applies it as it copies its input, the other kernels read it
-/// written out first.
+/// norm + ReLU of `x`: Winograd applies it as it copies its input, the other kernels' tasks
+/// write it for their images into a buffer of their own (in cache) and read that.
 fn forward(
     g: &ConvGeom,
     math: Math,
@@ -565,8 +565,6 @@ fn forward(
     if let Some(wg) = g.winograd() {
         return Ok(winograd::forward(&wg, (x, input), w, math, onto));
     }
-    let normalised = input.map(|bn| bn.apply(x, g.h * g.w));
-    let x = normalised.as_deref().unwrap_or(x);
     let (packed, plain) = weights_lhs(math, g.o, g.ckk(), Mat::rows(w, g.ckk()));
     let (b, plan) = (group_size(g), Plan::new(g));
     let fill = |y: &mut [MaybeUninit<f32>]| {
@@ -581,6 +579,9 @@ fn forward(
                     None => init_zeros(yi),
                 };
                 let w = lhs(&packed, plain);
+                // the batch norm's output of these images, written in cache
+                let normalised = input.map(|bn| bn.apply(xi, g.h * g.w));
+                let xi = normalised.as_deref().unwrap_or(xi);
                 forward_images(xi, w, math, g, plan.as_ref(), onto.is_some(), yi)
             });
     };
@@ -753,8 +754,6 @@ impl CustomOp2 for WeightGrad {
                 shape,
             ));
         }
-        let normalised = input.map(|bn| bn.apply(x, g.h * g.w));
-        let x = normalised.as_deref().unwrap_or(x);
         let len = g.o * g.ckk();
         let workers = rayon::current_num_threads().clamp(1, g.n.max(1));
         let chunk = g.n.div_ceil(workers).max(1);
@@ -767,6 +766,9 @@ impl CustomOp2 for WeightGrad {
                 for i in (first..end).step_by(b) {
                     let j = (i + b).min(end);
                     let xs = &x[i * g.chw()..j * g.chw()];
+                    // the batch norm's output of these images, written in cache
+                    let normalised = input.map(|bn| bn.apply(xs, g.h * g.w));
+                    let xs = normalised.as_deref().unwrap_or(xs);
                     let dys = &dy[i * per..j * per];
                     weight_grad_images(xs, dys, self.1, &g, plan.as_ref(), &mut dw);
                 }
@@ -808,23 +810,6 @@ pub fn conv2d_backward(
     };
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     op.gradients((&x, input), &w, &grad.contiguous()?, prior, bn)
-}
-
-/// Whether [`conv2d_detached`] applies a batch norm + ReLU of its input as it reads it for
-/// an input of shape `[C, H, W]`, `o` output channels, a `kernel`-sized kernel and `params`:
-/// the Winograd convolutions do (in their padded copy of the input, again in the weight
-/// gradient), the patch-matrix ones would write the normalised input out first.
-pub fn applies_input_bn(chw: &[usize], o: usize, kernel: usize, params: ConvParams) -> bool {
-    let &[c, h, w] = chw else {
-        return false;
-    };
-    ConvGeom::new(
-        &[1, c, h, w],
-        &[o, c, kernel, kernel],
-        params.stride,
-        params.padding,
-    )
-    .is_ok_and(|g| g.winograd().is_some())
 }
 
 /// `conv(x, w)` for `x` `[N, C, H, W]` and `w` `[O, C, k, k]` (f32, CPU), without a
@@ -1085,15 +1070,19 @@ mod tests {
 
     /// A batch norm + ReLU of the input handed to the convolution gives its written output's
     /// convolution and weight gradient bit for bit: applied in Winograd's padded copy, and
-    /// written out first for the patch-matrix and 1x1 kernels; the input gradient is the
-    /// normalised input's.
+    /// per task into a buffer for the patch-matrix and 1x1 kernels (grouped images, several
+    /// tasks); the input gradient is the normalised input's.
     #[test]
     fn a_batch_norm_left_to_the_convolution_gives_its_written_outputs_results() {
-        let cases: [(&[usize], &[usize], usize, usize); 4] = [
+        let cases: [(&[usize], &[usize], usize, usize); 6] = [
             (&[3, 8, 7, 9], &[8, 8, 3, 3], 1, 1),
             (&[5, 4, 14, 14], &[6, 4, 3, 3], 2, 1),
             (&[3, 3, 10, 10], &[5, 3, 3, 3], 1, 1),
             (&[3, 6, 9, 9], &[10, 6, 1, 1], 1, 0),
+            // 6x6 outputs: several images per product
+            (&[7, 8, 12, 12], &[16, 8, 3, 3], 2, 1),
+            // a WRN's stride-2 shortcut
+            (&[4, 6, 10, 10], &[10, 6, 1, 1], 2, 0),
         ];
         for (i, (x, w, stride, padding)) in cases.into_iter().enumerate() {
             let seed = 70 + 10 * i as u64;
@@ -1123,16 +1112,6 @@ mod tests {
         let three = Arc::new(BnReluInput::new(vec![(1.0, 0.0); 3]));
         let e = conv2d_detached(&x, &w, ONE, None, Some(three), winograd::Math::F32).unwrap_err();
         assert!(e.to_string().contains("3 channels"), "{e}");
-        assert!(applies_input_bn(&[8, 6, 6], 8, 3, ONE));
-        let two = ConvParams {
-            stride: 2,
-            padding: 1,
-        };
-        assert!(!applies_input_bn(&[8, 6, 6], 8, 3, two));
-        assert!(
-            !applies_input_bn(&[4, 6, 6], 8, 3, ONE),
-            "too narrow for Winograd"
-        );
     }
 
     #[test]
