@@ -158,15 +158,9 @@ fn read_through_relu(graph: &Graph, last_uses: &[Option<usize>], i: usize) -> bo
     let Some(prev) = i.checked_sub(1) else {
         return false;
     };
-    let relu = graph.nodes[i].output;
-    let mut readers = graph.nodes[i + 1..]
-        .iter()
-        .filter(|n| n.inputs.contains(&relu))
-        .peekable();
     fused_bn(graph, last_uses, prev)
         && graph.nodes[i].op == Op::Relu
-        && readers.peek().is_some()
-        && readers.all(|n| matches!(n.op, Op::Conv { .. }) && n.inputs == [relu])
+        && crate::model::read_only_by_convolutions(graph, graph.nodes[i].output, i)
 }
 
 /// Per image, in values: (kept for the backward pass, largest single value). The input is

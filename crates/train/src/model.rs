@@ -546,18 +546,12 @@ impl Model {
     /// Winograd in its padded copy, the others per task into a buffer in cache — bit for bit
     /// the values the normalise pass would have written.
     fn reader_applies_bn(&self, i: usize, relu: ValueId, target: ValueId, pass: Pass) -> bool {
-        let mut readers = self.graph.nodes[i + 1..]
-            .iter()
-            .filter(|n| n.inputs.contains(&relu))
-            .peekable();
-        let convs_only = readers.peek().is_some()
-            && readers.all(|n| matches!(n.op, Op::Conv { .. }) && n.inputs == [relu]);
         pass.detached
             && self.kernels.is_cpu_fast()
             && self.compute == DType::F32
             && self.dtype == DType::F32
             && relu != target
-            && convs_only
+            && read_only_by_convolutions(&self.graph, relu, i + 1)
     }
 
     /// What node `i` absorbs ([`Fused`]): the ReLU of [`Model::fuses_relu`], and then a
@@ -794,6 +788,16 @@ impl Model {
             Op::Softmax => candle_nn::ops::softmax(x, candle_core::D::Minus1)?.into(),
         })
     }
+}
+
+/// Whether value `v`, produced by node `producer`, has readers and all of them are
+/// convolutions of `v` alone (which can apply a batch norm + ReLU as they read it).
+pub(crate) fn read_only_by_convolutions(graph: &Graph, v: ValueId, producer: usize) -> bool {
+    let mut readers = graph.nodes[producer + 1..]
+        .iter()
+        .filter(|n| n.inputs.contains(&v))
+        .peekable();
+    readers.peek().is_some() && readers.all(|n| matches!(n.op, Op::Conv { .. }) && n.inputs == [v])
 }
 
 /// The mean over the spatial axes; half-precision inputs are summed in f32 (a bf16
