@@ -538,20 +538,26 @@ impl Model {
         (fusable && same).then_some((other, next.output))
     }
 
-    /// Whether the batch norm + ReLU of node `i` (the ReLU's output `relu`) is left to the
+    /// Whether the batch norm + ReLU whose fused output `out` node `last` produces (the ReLU,
+    /// or in evaluation an absorbed dropout, which is the identity there) is left to the
     /// convolutions that read it, to apply as they read their input: a taped training pass
-    /// or an evaluation pass on the fast CPU kernels in f32, every reader of `relu` (which
-    /// is not `target`) a convolution of it alone. Its output is then never written: the
+    /// or an evaluation pass on the fast CPU kernels in f32, every reader of `out` (which is
+    /// not `target`) a convolution of it alone. Its output is then never written: the
     /// convolutions' forward (and weight gradient) compute it from the batch norm's input —
     /// Winograd in its padded copy, the others per task into a buffer in cache — bit for bit
     /// the values the normalise pass would have written.
-    fn reader_applies_bn(&self, i: usize, relu: ValueId, target: ValueId, pass: Pass) -> bool {
+    fn reader_applies_bn(
+        &self,
+        (last, out): (usize, ValueId),
+        target: ValueId,
+        pass: Pass,
+    ) -> bool {
         pass.detached
             && self.kernels.is_cpu_fast()
             && self.compute == DType::F32
             && self.dtype == DType::F32
-            && relu != target
-            && read_only_by_convolutions(&self.graph, relu, i + 1)
+            && out != target
+            && read_only_by_convolutions(&self.graph, out, last)
     }
 
     /// What node `i` absorbs ([`Fused`]): the ReLU of [`Model::fuses_relu`], and then a
@@ -581,7 +587,13 @@ impl Model {
         Fused {
             relu: Some(relu),
             dropout,
-            read_through: dropout.is_none() && self.reader_applies_bn(i, relu, target, pass),
+            read_through: match dropout {
+                None => self.reader_applies_bn((i + 1, relu), target, pass),
+                // evaluation: the dropout passes its input through
+                Some((node, out, _)) => {
+                    pass.mode == Mode::Eval && self.reader_applies_bn((node, out), target, pass)
+                }
+            },
             residual: None,
         }
     }
@@ -940,6 +952,25 @@ mod tests {
         assert!(left(&m, "bn1", eval, logits));
         assert!(left(&m, "bn3", eval, logits));
         assert!(!left(&m, "bn5", eval, logits));
+        // a batch norm + ReLU + dropout: written in training, left to its reader in evaluation
+        let g = wrnc_testkit::graphs::wrn([3, 8, 8], 10, 1, 5, 0.3);
+        let mut m = Model::new(
+            &g,
+            &crate::init::init_weights(&g, 1),
+            &Device::Cpu,
+            DType::F32,
+        )
+        .unwrap();
+        m.set_reference_ops(false);
+        let dropped = g
+            .nodes
+            .iter()
+            .position(|n| matches!(n.op, Op::Dropout { .. }))
+            .unwrap()
+            - 2;
+        let logits = g.logits();
+        assert!(!m.fusion(dropped, logits, train).read_through);
+        assert!(m.fusion(dropped, logits, eval).read_through);
         let autograd = Pass {
             detached: false,
             ..train
