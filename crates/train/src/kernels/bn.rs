@@ -377,12 +377,17 @@ impl BnReluInput {
     /// `hw` values), on the calling thread: what the batch norm would have written, for a
     /// convolution task that copies its part of the input before reading it.
     pub(crate) fn apply(&self, x: &[f32], hw: usize) -> Vec<f32> {
-        let mut y = vec![0f32; x.len()];
-        let planes = x.chunks_exact(hw.max(1)).zip(y.chunks_exact_mut(hw.max(1)));
-        for (p, (xp, yp)) in planes.enumerate() {
-            self.row(p % self.channels(), xp, yp);
-        }
-        y
+        let hw = hw.max(1);
+        assert_eq!(x.len() % hw, 0, "whole planes");
+        let fill = |y: &mut [MaybeUninit<f32>]| {
+            for (p, (xp, yp)) in x.chunks_exact(hw).zip(y.chunks_exact_mut(hw)).enumerate() {
+                let (scale, shift) = self.coef[p % self.channels()];
+                plane_affine(xp, yp, scale, shift, true);
+            }
+        };
+        // SAFETY: `x` is whole planes, so the planes cover `y`, and plane_affine writes all
+        // of each (it checks lengths).
+        unsafe { written_vec(x.len(), fill) }
     }
 }
 
