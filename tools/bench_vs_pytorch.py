@@ -99,6 +99,15 @@ def median(xs):
     return xs[len(xs) // 2]
 
 
+def torch_version():
+    """The installed PyTorch's version, read without importing it."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def parse_model(m):
     """`DEPTH-WIDTH[-dP][@BATCH]` as (depth, width, dropout, batch or None)."""
     batch = None
@@ -118,8 +127,10 @@ def cmd_all(a):
     me = [sys.executable, os.path.abspath(__file__)]
     spec = os.path.join(a.root, "specs", "wrn-16-4.yaml")
     precision = ["--set", "train.precision=bf16"] if a.bf16 else []
-    print(f"threads {threads()}, batch {a.batch} unless noted, {a.steps} timed steps, "
-          f"median of {a.rounds} alternating runs"
+    # PyTorch's own speed moves between releases (2.15 ran WRN-16-4 9-14% faster than the
+    # release measured before it), so every table names the one it compared against
+    print(f"PyTorch {torch_version()}, threads {threads()}, batch {a.batch} unless noted, "
+          f"{a.steps} timed steps, median of {a.rounds} alternating runs"
           + (", bf16 (wrnc train.precision=bf16, PyTorch CPU autocast)" if a.bf16 else ", f32"))
     print(f"{'model':<20} {'wrnc img/s':>11} {'torch img/s':>12} {'ratio':>6} "
           f"{'wrnc MiB':>9} {'torch MiB':>10} {'mem ratio':>9}")
