@@ -532,14 +532,17 @@ pub(crate) mod tests {
         assert_taped_matches_autograd_for(g, Targets::Labels(&[0u32, 3, 1, 4]), eps);
     }
 
-    /// Mixup's soft targets (timm's `mixup_target` of labels [0, 3, 1, 4] with lam 0.3 and
-    /// smoothing 0.1) on the tape and on Candle's autograd: the same loss and gradients.
+    /// Batch norms + ReLUs applied by the convolutions that read them ([`read_through_net`])
+    /// on the tape and on Candle's autograd: the same loss and gradients, with and without
+    /// label smoothing.
     #[test]
     fn batch_norms_left_to_their_convolutions_match_candle_autograd() {
         assert_taped_matches_autograd(&read_through_net(), 0.0);
         assert_taped_matches_autograd(&read_through_net(), 0.1);
     }
 
+    /// Mixup's soft targets (timm's `mixup_target` of labels [0, 3, 1, 4] with lam 0.3 and
+    /// smoothing 0.1) on the tape and on Candle's autograd: the same loss and gradients.
     #[test]
     fn taped_mixup_targets_match_candle_autograd() {
         let t = crate::mixup::mixup_targets(&[0, 3, 1, 4], 5, 0.3, 0.1);
