@@ -127,8 +127,9 @@ def cmd_all(a):
     me = [sys.executable, os.path.abspath(__file__)]
     spec = os.path.join(a.root, "specs", "wrn-16-4.yaml")
     precision = ["--set", "train.precision=bf16"] if a.bf16 else []
-    # PyTorch's own speed moves between releases (2.15 ran WRN-16-4 9-14% faster than the
-    # release measured before it), so every table names the one it compared against
+    # PyTorch's own figure moves between machines and installs (the same 2.15.0 ran WRN-16-4
+    # 4-14% faster on a fresh machine than in the session before), so every table names the
+    # release it compared against
     print(f"PyTorch {torch_version()}, threads {threads()}, batch {a.batch} unless noted, "
           f"{a.steps} timed steps, median of {a.rounds} alternating runs"
           + (", bf16 (wrnc train.precision=bf16, PyTorch CPU autocast)" if a.bf16 else ", f32"))
