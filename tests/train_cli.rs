@@ -76,6 +76,23 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
     let r = verify(&run.join("model.onnx"), &spec, &best_weights, &[]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("test images of cifar10"), "{}", r.stdout);
+    // Without --spec and --weights, verify takes the run directory's: its resolved spec and
+    // the weights file the ONNX metadata names (best.safetensors here, not last).
+    let r = wrnc(&["verify", run.join("model.onnx").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout
+            .contains("spec.resolved.yaml (the run directory's)"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("best.safetensors (named in the file's metadata)"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("verified:"), "{}", r.stdout);
     // The weights carry the normalisation they were trained with: an export on a machine
     // without the dataset still records it.
     std::fs::remove_dir_all(&data).unwrap();
@@ -92,6 +109,16 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
     let trained = wrnc_onnx::read_model(&std::fs::read(run.join("model.onnx")).unwrap()).unwrap();
     let trained = wrnc_onnx::ModelInfo::from_model(&trained).unwrap();
     assert_eq!(trained.normalization.unwrap().mean, norm.mean);
+    // `wrnc export` records no weights file and its folder holds no run spec: verify asks
+    // for the flags (exit 2), one at a time.
+    let again = out.to_str().unwrap();
+    let r = wrnc(&["verify", again]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("--spec is needed"), "{}", r.stderr);
+    let r = wrnc(&["verify", again, "--spec", &spec]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("--weights is needed"), "{}", r.stderr);
+    assert!(r.stderr.contains("weights_file"), "{}", r.stderr);
     // Training again into the same directory without --resume is refused.
     let r = train(&spec, &run, &["--quiet"]);
     assert_eq!(r.code, 2, "{}", r.stderr);

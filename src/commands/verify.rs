@@ -1,5 +1,7 @@
-//! `wrnc verify MODEL.onnx --spec SPEC --weights FILE [--batch N] [--atol X] [--rtol X]`:
-//! proves that the ONNX file, run by tract, computes what the Candle model computes.
+//! `wrnc verify MODEL.onnx [--spec SPEC] [--weights FILE] [--batch N] [--atol X] [--rtol X]`:
+//! proves that the ONNX file, run by tract, computes what the Candle model computes. For a
+//! file in a `wrnc train` run directory the spec and weights default to the run's own
+//! (`spec.resolved.yaml`, and the weights file the ONNX metadata names).
 
 use super::deploy::{checkpoint_meta, fit_on, load_weights, to_metadata, warn_if_fitted};
 use crate::exit::UsageError;
@@ -16,15 +18,17 @@ use wrnc_verify::{about_file, compare, normalization_difference, printable, Trac
 pub struct Args {
     /// The ONNX file to verify.
     model: PathBuf,
-    /// The spec the weights belong to.
+    /// The spec the weights belong to (default: `spec.resolved.yaml` next to the model, as in
+    /// a `wrnc train` run directory).
     #[arg(long)]
-    spec: PathBuf,
+    spec: Option<PathBuf>,
     /// Spec overrides, as for the other commands.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// The weights the file was exported from.
+    /// The weights the file was exported from (default: the run directory's weights file the
+    /// file's `weights_file` metadata names, next to the model).
     #[arg(long)]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
     /// The larger batch size checked (batch 1 is always checked); at most 1024.
     #[arg(long, default_value_t = 4)]
     batch: usize,
@@ -165,6 +169,70 @@ fn check_normalization(
     )
 }
 
+/// The spec and weights to check the model against: the ones given, else those of the run
+/// directory holding the model (its `spec.resolved.yaml`; the weights file named by the
+/// model's `weights_file` metadata). Says on standard output which defaults it took.
+fn spec_and_weights(a: &Args, info: &ModelInfo) -> Result<(PathBuf, PathBuf)> {
+    let dir = match a.model.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let shown_dir = wrnc_verify::printable_path(&dir);
+    let spec = match &a.spec {
+        Some(s) => s.clone(),
+        None => {
+            let s = dir.join(wrnc_train::rundir::SPEC_FILE);
+            if !s.is_file() {
+                return Err(UsageError(format!(
+                    "--spec is needed: {shown_dir} holds no {} (the spec of a `wrnc train` run \
+                     directory); pass the spec the weights belong to",
+                    wrnc_train::rundir::SPEC_FILE
+                ))
+                .into());
+            }
+            super::common::print_line(&format!(
+                "spec: {} (the run directory's)",
+                wrnc_verify::printable_path(&s)
+            ))?;
+            s
+        }
+    };
+    let weights = match &a.weights {
+        Some(w) => w.clone(),
+        None => {
+            let key = wrnc_onnx::MetaKey::WeightsFile;
+            let named = info.metadata.get(key.as_str()).filter(|f| {
+                // a bare file name of the run directory, nothing that leaves it
+                let p = std::path::Path::new(f.as_str());
+                p.components().count() == 1 && p.file_name().is_some()
+            });
+            let Some(name) = named else {
+                return Err(UsageError(format!(
+                    "--weights is needed: {} names no weights file (metadata `{key}`, written \
+                     by `wrnc train`); pass the weights it was exported from",
+                    wrnc_verify::printable_path(&a.model)
+                ))
+                .into());
+            };
+            let w = dir.join(name);
+            if !w.is_file() {
+                return Err(UsageError(format!(
+                    "--weights is needed: {} was exported from {name}, which is not in \
+                     {shown_dir}; pass the weights it was exported from",
+                    wrnc_verify::printable_path(&a.model)
+                ))
+                .into());
+            }
+            super::common::print_line(&format!(
+                "weights: {} (named in the file's metadata)",
+                wrnc_verify::printable_path(&w)
+            ))?;
+            w
+        }
+    };
+    Ok((spec, weights))
+}
+
 /// Runs the command.
 pub fn run(a: Args) -> Result<ExitCode> {
     if a.batch == 0 {
@@ -180,13 +248,14 @@ pub fn run(a: Args) -> Result<ExitCode> {
     if !(a.atol >= 0.0 && a.rtol >= 0.0) {
         return Err(UsageError("--atol and --rtol must be >= 0".into()).into());
     }
-    let spec = wrnc_spec::load(&a.spec, &a.set)?;
-    let weights = load_weights(&a.weights, &spec.graph)?;
-    let meta = checkpoint_meta(&weights, &a.weights)?;
     let shown = wrnc_verify::printable_path(&a.model);
     let in_file = |e: &dyn std::fmt::Display| UsageError(about_file(&a.model, &e.to_string()));
     let proto = read_model_file(&a.model, &ReadLimits::default()).map_err(|e| in_file(&e))?;
     let info = ModelInfo::from_model(&proto).map_err(|e| in_file(&e))?;
+    let (spec_path, weights_path) = spec_and_weights(&a, &info)?;
+    let spec = wrnc_spec::load(&spec_path, &a.set)?;
+    let weights = load_weights(&weights_path, &spec.graph)?;
+    let meta = checkpoint_meta(&weights, &weights_path)?;
     match check_structure(&proto) {
         Ok(_) => {
             let g = proto.graph.as_ref();
