@@ -93,6 +93,17 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
         r.stdout
     );
     assert!(r.stdout.contains("verified:"), "{}", r.stdout);
+    // The run directory stands for its model.onnx; a folder without one is a usage error.
+    let r = wrnc(&["verify", run.to_str().unwrap(), "--batch", "2"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("model.onnx computes what"),
+        "{}",
+        r.stdout
+    );
+    let r = wrnc(&["verify", dir.path().to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("without a model.onnx"), "{}", r.stderr);
     // The weights carry the normalisation they were trained with: an export on a machine
     // without the dataset still records it.
     std::fs::remove_dir_all(&data).unwrap();

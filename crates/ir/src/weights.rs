@@ -68,7 +68,7 @@ pub enum WeightsError {
         what: String,
     },
     /// Names or shapes do not match the model.
-    #[error("{source_name} does not match the model `{model}`:\n{}", .problems.join("\n"))]
+    #[error("{source_name} does not match the model `{model}`:\n{}", problem_lines(.problems))]
     Mismatch {
         /// Where the weights came from.
         source_name: String,
@@ -77,6 +77,29 @@ pub enum WeightsError {
         /// One line per problem, the first mismatching tensor first.
         problems: Vec<String>,
     },
+}
+
+/// Problem lines shown in a mismatch message before the rest is counted: a network of another
+/// width or depth mismatches nearly every tensor, and hundreds of lines would hide the point.
+pub const SHOWN_PROBLEMS: usize = 12;
+
+/// `problems` one per line, the first [`SHOWN_PROBLEMS`] of them, then how many more there
+/// are (for the mismatch messages of weights against a model).
+pub fn problem_lines(problems: &[String]) -> String {
+    let mut text = problems
+        .iter()
+        .take(SHOWN_PROBLEMS)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n");
+    if problems.len() > SHOWN_PROBLEMS {
+        text += &format!(
+            "\n  ... and {} more ({} tensors do not fit)",
+            problems.len() - SHOWN_PROBLEMS,
+            problems.len()
+        );
+    }
+    text
 }
 
 /// Whether `bytes` start like an ONNX model: protobuf field 1 (`ir_version`, a one-byte varint)
@@ -246,7 +269,8 @@ impl Weights {
     }
 
     /// Checks that the weights hold exactly the graph's parameters with the graph's shapes.
-    /// The error lists every problem, in the graph's parameter order.
+    /// The error holds every problem, in the graph's parameter order (its message shows the
+    /// first [`SHOWN_PROBLEMS`]).
     pub fn check_against(&self, graph: &Graph, source_name: &str) -> Result<(), WeightsError> {
         let mut problems = Vec::new();
         for p in &graph.params {
@@ -312,6 +336,31 @@ mod tests {
             w.metadata.insert(k.into(), v.into());
         }
         w
+    }
+
+    #[test]
+    fn a_long_mismatch_shows_the_first_problems_and_counts_the_rest() {
+        let lines: Vec<String> = (0..40)
+            .map(|i| format!("  missing tensor `t{i}`"))
+            .collect();
+        let e = WeightsError::Mismatch {
+            source_name: "w.safetensors".into(),
+            model: "m".into(),
+            problems: lines.clone(),
+        }
+        .to_string();
+        let shown: Vec<&str> = e.lines().collect();
+        assert_eq!(shown.len(), 1 + SHOWN_PROBLEMS + 1, "{e}");
+        assert_eq!(shown[1], lines[0]);
+        assert_eq!(shown[SHOWN_PROBLEMS], lines[SHOWN_PROBLEMS - 1]);
+        assert!(!e.contains(&lines[SHOWN_PROBLEMS]), "{e}");
+        assert!(
+            e.ends_with("... and 28 more (40 tensors do not fit)"),
+            "{e}"
+        );
+        // up to the limit, every line and no count
+        let few = problem_lines(&lines[..SHOWN_PROBLEMS]);
+        assert_eq!(few, lines[..SHOWN_PROBLEMS].join("\n"));
     }
 
     #[test]

@@ -93,7 +93,7 @@ pub fn load_init(path: &Path, graph: &Graph, skip: &[String], seed: u64) -> Resu
              e.g. `fc.*`, to initialise those tensors fresh instead)",
             path.display(),
             graph.name,
-            problems.join("\n")
+            wrnc_ir::weights::problem_lines(&problems)
         )));
     }
     Ok(InitLoad {
