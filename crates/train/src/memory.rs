@@ -33,8 +33,12 @@ pub const ALLOCATOR_SLACK: (u64, u64) = (13, 10);
 pub enum StepPath {
     /// The fast CPU kernels and the taped backward pass ([`crate::tape`]): the inputs of
     /// the layers with parameters and the outputs of standalone ReLUs; a ReLU fused into
-    /// the batch norm before it has no separate output.
+    /// the batch norm before it has no separate output, nor one whose readers are all
+    /// convolutions (they apply it as they read).
     Tape,
+    /// [`StepPath::Tape`] with bfloat16 products (`train.precision: bf16`): the convolutions
+    /// do not apply a batch norm as they read, so its ReLU's output is kept for them.
+    TapeBf16,
     /// Candle's autograd on the host: every intermediate tensor of every op, batch norm's
     /// internals included.
     Autograd,
@@ -174,10 +178,10 @@ fn activation_values(graph: &Graph, path: StepPath) -> (u64, u64) {
         largest = largest.max(n);
         kept += match path {
             StepPath::Device => 0,
-            StepPath::Tape if fused_bn(graph, &last_uses, i) => 0,
-            StepPath::Tape if fused_relu(graph, &last_uses, i) => 0,
+            StepPath::Tape | StepPath::TapeBf16 if fused_bn(graph, &last_uses, i) => 0,
+            StepPath::Tape | StepPath::TapeBf16 if fused_relu(graph, &last_uses, i) => 0,
             StepPath::Tape if read_through_relu(graph, &last_uses, i) => 0,
-            StepPath::Tape => n,
+            StepPath::Tape | StepPath::TapeBf16 => n,
             // Candle's batch norm keeps the centred input, its square, the normalised value
             // and the scaled one besides its output; dropout keeps its mask.
             StepPath::Autograd => match node.op {
@@ -402,6 +406,25 @@ mod tests {
                 .max()
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn with_bf16_products_the_batch_norms_read_by_convolutions_are_kept() {
+        // bf16 products: the convolutions do not apply the batch norm as they read, so each
+        // read-through ReLU's output is kept, and nothing else changes
+        let g = graphs::wrn([3, 32, 32], 10, 1, 10, 0.0);
+        let last_uses = g.last_uses();
+        let extra: u64 = (0..g.nodes.len())
+            .filter(|&i| read_through_relu(&g, &last_uses, i))
+            .map(|i| numel(&g, g.nodes[i].output))
+            .sum();
+        assert!(extra > 0);
+        let (f32_kept, f32_largest) = activation_values(&g, StepPath::Tape);
+        let (bf16_kept, bf16_largest) = activation_values(&g, StepPath::TapeBf16);
+        assert_eq!(bf16_kept, f32_kept + extra);
+        assert_eq!(bf16_largest, f32_largest);
+        let at = |path| estimate(&g, &recipe(64), path, DATA, 2).activations;
+        assert!(at(StepPath::TapeBf16) > at(StepPath::Tape));
     }
 
     #[test]

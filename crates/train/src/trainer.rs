@@ -762,7 +762,12 @@ fn step_path(graph: &Graph, device: &Device, compute: DType) -> StepPath {
     if !device.is_cpu() {
         StepPath::Device
     } else if Kernels::default_for(device, compute).is_cpu_fast() && Tape::supports(graph) {
-        StepPath::Tape
+        // the convolutions apply a batch norm as they read only in f32 (Model::reader_applies_bn)
+        if compute == DType::F32 {
+            StepPath::Tape
+        } else {
+            StepPath::TapeBf16
+        }
     } else {
         StepPath::Autograd
     }
