@@ -104,6 +104,22 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
     let r = wrnc(&["verify", dir.path().to_str().unwrap()]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("without a model.onnx"), "{}", r.stderr);
+    // A run whose spec exports another file name: the directory stands for that file.
+    let renamed = dir.path().join("renamed-run");
+    std::fs::create_dir(&renamed).unwrap();
+    let resolved = std::fs::read_to_string(run.join("spec.resolved.yaml")).unwrap();
+    assert!(resolved.contains("file: model.onnx"), "{resolved}");
+    let resolved = resolved.replace("file: model.onnx", "file: net.onnx");
+    std::fs::write(renamed.join("spec.resolved.yaml"), resolved).unwrap();
+    std::fs::copy(run.join("model.onnx"), renamed.join("net.onnx")).unwrap();
+    let r = wrnc(&[
+        "verify",
+        renamed.to_str().unwrap(),
+        "--weights",
+        utf8(&best_weights),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("net.onnx computes what"), "{}", r.stdout);
     // The weights carry the normalisation they were trained with: an export on a machine
     // without the dataset still records it.
     std::fs::remove_dir_all(&data).unwrap();

@@ -2,7 +2,7 @@
 //! proves that the ONNX file, run by tract, computes what the Candle model computes. For a
 //! file in a `wrnc train` run directory the spec and weights default to the run's own
 //! (`spec.resolved.yaml`, and the weights file the ONNX metadata names); the run directory
-//! itself stands for its `model.onnx`.
+//! itself stands for the file it exported.
 
 use super::deploy::{checkpoint_meta, fit_on, load_weights, to_metadata, warn_if_fitted};
 use crate::exit::UsageError;
@@ -17,7 +17,7 @@ use wrnc_verify::{about_file, compare, normalization_difference, printable, Trac
 /// Arguments of `wrnc verify`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The ONNX file to verify, or a `wrnc train` run directory (its `model.onnx`).
+    /// The ONNX file to verify, or a `wrnc train` run directory (the file it exported).
     model: PathBuf,
     /// The spec the weights belong to (default: `spec.resolved.yaml` next to the model, as in
     /// a `wrnc train` run directory).
@@ -234,21 +234,30 @@ fn spec_and_weights(a: &Args, info: &ModelInfo) -> Result<(PathBuf, PathBuf)> {
     Ok((spec, weights))
 }
 
-/// The file a run directory given as the model stands for: its `model.onnx`.
-const RUN_MODEL: &str = "model.onnx";
+/// The ONNX file a folder given as the model stands for: the file a `wrnc train` run
+/// directory's spec exports (`export.file`), else `model.onnx`.
+fn model_in(dir: &std::path::Path) -> Result<PathBuf> {
+    let spec = dir.join(wrnc_train::rundir::SPEC_FILE);
+    let name = if spec.is_file() {
+        wrnc_spec::load(&spec, &[])?.recipe().export.file
+    } else {
+        "model.onnx".to_string()
+    };
+    let file = dir.join(&name);
+    if !file.is_file() {
+        return Err(UsageError(format!(
+            "{} is a folder without a {name}; pass the ONNX file to verify",
+            wrnc_verify::printable_path(dir)
+        ))
+        .into());
+    }
+    Ok(file)
+}
 
 /// Runs the command.
 pub fn run(mut a: Args) -> Result<ExitCode> {
     if a.model.is_dir() {
-        let file = a.model.join(RUN_MODEL);
-        if !file.is_file() {
-            return Err(UsageError(format!(
-                "{} is a folder without a {RUN_MODEL}; pass the ONNX file to verify",
-                wrnc_verify::printable_path(&a.model)
-            ))
-            .into());
-        }
-        a.model = file;
+        a.model = model_in(&a.model)?;
     }
     if a.batch == 0 {
         return Err(UsageError("--batch must be at least 1".into()).into());
