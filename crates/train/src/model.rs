@@ -178,6 +178,9 @@ pub struct Model {
     kernel_compute: DType,
     slots: Vec<Slot>,
     last_uses: Vec<Option<usize>>,
+    /// Per value: whether it has readers and all are convolutions of it alone
+    /// ([`read_only_by_convolutions`], taken once: the graph does not change).
+    conv_only_readers: Vec<bool>,
     /// Which implementation runs the layers.
     kernels: Kernels,
 }
@@ -247,6 +250,7 @@ impl Model {
             kernel_compute: compute,
             slots,
             last_uses: graph.last_uses(),
+            conv_only_readers: conv_only_readers(graph),
             kernels: Kernels::default_for(device, compute),
         })
     }
@@ -546,18 +550,13 @@ impl Model {
     /// convolutions' forward (and weight gradient) compute it from the batch norm's input —
     /// Winograd in its padded copy, the others per task into a buffer in cache — bit for bit
     /// the values the normalise pass would have written.
-    fn reader_applies_bn(
-        &self,
-        (last, out): (usize, ValueId),
-        target: ValueId,
-        pass: Pass,
-    ) -> bool {
+    fn reader_applies_bn(&self, out: ValueId, target: ValueId, pass: Pass) -> bool {
         pass.detached
             && self.kernels.is_cpu_fast()
             && self.compute == DType::F32
             && self.dtype == DType::F32
             && out != target
-            && read_only_by_convolutions(&self.graph, out, last)
+            && self.conv_only_readers[out.0]
     }
 
     /// What node `i` absorbs ([`Fused`]): the ReLU of [`Model::fuses_relu`], and then a
@@ -588,10 +587,10 @@ impl Model {
             relu: Some(relu),
             dropout,
             read_through: match dropout {
-                None => self.reader_applies_bn((i + 1, relu), target, pass),
+                None => self.reader_applies_bn(relu, target, pass),
                 // evaluation: the dropout passes its input through
-                Some((node, out, _)) => {
-                    pass.mode == Mode::Eval && self.reader_applies_bn((node, out), target, pass)
+                Some((_, out, _)) => {
+                    pass.mode == Mode::Eval && self.reader_applies_bn(out, target, pass)
                 }
             },
             residual: None,
@@ -800,6 +799,16 @@ impl Model {
             Op::Softmax => candle_nn::ops::softmax(x, candle_core::D::Minus1)?.into(),
         })
     }
+}
+
+/// Per value of `graph`: [`read_only_by_convolutions`] for the node outputs, false for the
+/// graph's input.
+fn conv_only_readers(graph: &Graph) -> Vec<bool> {
+    let mut only = vec![false; graph.values.len()];
+    for (i, node) in graph.nodes.iter().enumerate() {
+        only[node.output.0] = read_only_by_convolutions(graph, node.output, i);
+    }
+    only
 }
 
 /// Whether value `v`, produced by node `producer`, has readers and all of them are
