@@ -120,6 +120,7 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
     ]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     assert!(r.stdout.contains("net.onnx computes what"), "{}", r.stdout);
+    run_directory_stands_for_its_spec_and_exported_weights(&spec, &run, best);
     // The weights carry the normalisation they were trained with: an export on a machine
     // without the dataset still records it.
     std::fs::remove_dir_all(&data).unwrap();
@@ -153,6 +154,60 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
     let r = train(&spec, &run, &["--quiet", "--resume"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains("already finished"), "{}", r.stderr);
+}
+
+/// `wrnc eval`, `export` and `train` given a run directory (`run`, trained from `spec` with a
+/// validation split, so that it exported best.safetensors, of validation accuracy `best`).
+fn run_directory_stands_for_its_spec_and_exported_weights(spec: &str, run: &Path, best: f64) {
+    let dir = utf8(run);
+    let v = eval_json(&["eval", dir, "--split", "val", "--json"]);
+    assert!(
+        (v["accuracy"].as_f64().unwrap() - best).abs() < 1e-9,
+        "{v} vs {best}"
+    );
+    let r = wrnc(&["eval", dir, "--split", "val"]);
+    assert!(
+        r.stderr
+            .contains("best.safetensors (the run's exported weights)"),
+        "{}",
+        r.stderr
+    );
+    // The export of the run directory is the export of its spec and best weights.
+    let from_dir = run.with_file_name("from-dir.onnx");
+    let r = wrnc(&["export", dir, "-o", utf8(&from_dir)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let from_spec = run.with_file_name("from-spec.onnx");
+    let r = export(spec, &run.join("best.safetensors"), &from_spec, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        std::fs::read(&from_dir).unwrap() == std::fs::read(&from_spec).unwrap(),
+        "the run directory's export differs from the spec's with best.safetensors"
+    );
+    // A spec file has no default weights; a folder that is no run is neither spec nor run.
+    let r = wrnc(&["eval", spec]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--weights is needed"), "{}", r.stderr);
+    let empty = run.with_file_name("not-a-run");
+    std::fs::create_dir_all(&empty).unwrap();
+    let r = wrnc(&["export", utf8(&empty)]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("without spec.resolved.yaml"),
+        "{}",
+        r.stderr
+    );
+    // `wrnc train RUN_DIR` asks for --resume or --out; `--resume RUN_DIR` continues that run.
+    let r = wrnc(&["train", dir, "--quiet"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("is a run directory"), "{}", r.stderr);
+    let r = wrnc(&["train", "--resume", dir, "--quiet"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("the run in {dir} already finished")),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

@@ -1,12 +1,13 @@
 //! Arguments and helpers shared by the commands that read a spec.
 
+use crate::exit::UsageError;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
 /// The spec argument plus `--set` overrides.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SpecArgs {
-    /// The spec file (YAML).
+    /// The spec file (YAML), or a `wrnc train` run directory (its `spec.resolved.yaml`).
     pub spec: PathBuf,
     /// Override a spec value: `--set key.path=value` (value parsed as YAML; repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -14,10 +15,91 @@ pub struct SpecArgs {
 }
 
 impl SpecArgs {
-    /// Loads and validates the spec.
+    /// Loads and validates the spec: the file named, or the `spec.resolved.yaml` of the
+    /// `wrnc train` run directory named (a folder without one is a usage error).
     pub fn load(&self) -> Result<wrnc_spec::Spec> {
-        Ok(wrnc_spec::load(&self.spec, &self.set)?)
+        let path = match self.run_dir() {
+            Some(dir) => dir.join(wrnc_train::rundir::SPEC_FILE),
+            None if self.spec.is_dir() => {
+                return Err(UsageError(format!(
+                    "{} is a folder without {}: pass a spec file (YAML) or a `wrnc train` run \
+                     directory",
+                    self.spec.display(),
+                    wrnc_train::rundir::SPEC_FILE
+                ))
+                .into())
+            }
+            None => self.spec.clone(),
+        };
+        Ok(wrnc_spec::load(&path, &self.set)?)
     }
+
+    /// The `wrnc train` run directory SPEC names, when it names a folder holding a run's
+    /// `spec.resolved.yaml`.
+    pub fn run_dir(&self) -> Option<&Path> {
+        let dir = self.spec.as_path();
+        (dir.is_dir() && dir.join(wrnc_train::rundir::SPEC_FILE).is_file()).then_some(dir)
+    }
+
+    /// The weights to use: `given`, else, for a run directory, the weights file its training
+    /// exported ([`exported_weights`]), said on standard error; else a usage error naming
+    /// `--weights`.
+    pub fn weights_or_run_default(&self, given: Option<&Path>) -> Result<PathBuf> {
+        if let Some(w) = given {
+            return Ok(w.to_path_buf());
+        }
+        let Some(dir) = self.run_dir() else {
+            return Err(UsageError(format!(
+                "--weights is needed: {} is a spec file; pass the trained weights (a `wrnc \
+                 train` run directory given instead of the spec supplies its exported weights)",
+                self.spec.display()
+            ))
+            .into());
+        };
+        let spec = wrnc_spec::load(&dir.join(wrnc_train::rundir::SPEC_FILE), &[])?;
+        let file = dir.join(exported_weights(dir, &spec.recipe()));
+        if !file.is_file() {
+            return Err(UsageError(format!(
+                "--weights is needed: the run directory {} has no {} (the weights its training \
+                 exports) yet; pass the weights to use",
+                dir.display(),
+                file.file_name().unwrap_or_default().to_string_lossy()
+            ))
+            .into());
+        }
+        eprintln!("weights: {} (the run's exported weights)", file.display());
+        Ok(file)
+    }
+}
+
+/// A run directory's `run.json` (null when it is missing or unreadable).
+pub fn read_run_json(dir: &Path) -> serde_json::Value {
+    std::fs::read(dir.join(wrnc_train::rundir::RUN_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// The split a `wrnc train` run evaluated after each epoch: the one its `run.json` records,
+/// else the spec's (the validation split when `data.val_size` > 0).
+pub fn epoch_eval_split(
+    run_json: &serde_json::Value,
+    recipe: &wrnc_recipe::Recipe,
+) -> wrnc_train::Split {
+    use wrnc_train::Split;
+    match run_json["epoch_eval_split"].as_str() {
+        Some("test") => Split::Test,
+        Some("val") => Split::Val,
+        _ if recipe.data.val_size > 0 => Split::Val,
+        _ => Split::Test,
+    }
+}
+
+/// The weights file `wrnc train` exports from a run directory: `best.safetensors` when the
+/// run evaluated a validation split each epoch, else the last weights (the EMA's with
+/// `train.ema`).
+pub fn exported_weights(dir: &Path, recipe: &wrnc_recipe::Recipe) -> &'static str {
+    wrnc_train::export_weights_file(recipe, epoch_eval_split(&read_run_json(dir), recipe))
 }
 
 /// Writes text to a file atomically (creating its folder, see [`output_folder`]), or to

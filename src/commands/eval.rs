@@ -1,5 +1,7 @@
-//! `wrnc eval SPEC --weights FILE [--split val|test] [--tta none|flip] [--json] [--predictions FILE.csv]`: loss,
-//! accuracy, and (with `--json`) the confusion matrix, per-class scores and top-5 accuracy.
+//! `wrnc eval SPEC|RUN_DIR [--weights FILE] [--split val|test] [--tta none|flip] [--json]
+//! [--predictions FILE.csv]`: loss, accuracy, and (with `--json`) the confusion matrix,
+//! per-class scores and top-5 accuracy. A `wrnc train` run directory supplies its spec and
+//! the weights its training exported.
 
 use super::common::{print_line, write_output, SpecArgs};
 use super::deploy::{load_weights, warn_if_fitted, DeviceArg};
@@ -35,9 +37,10 @@ pub enum TtaArg {
 pub struct Args {
     #[command(flatten)]
     spec: SpecArgs,
-    /// Weights (safetensors) of this spec's network.
+    /// Weights (safetensors) of this spec's network (default, when SPEC is a `wrnc train`
+    /// run directory: the weights its training exported).
     #[arg(long)]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
     /// Split to evaluate.
     #[arg(long, value_enum, default_value = "test")]
     split: SplitArg,
@@ -63,6 +66,7 @@ pub struct Args {
 /// Runs the command.
 pub fn run(a: Args) -> Result<ExitCode> {
     let spec = a.spec.load()?;
+    let weights_path = a.spec.weights_or_run_default(a.weights.as_deref())?;
     let recipe = spec.recipe();
     let split = match a.split {
         // (A folder dataset may have a val/ folder instead.)
@@ -78,7 +82,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         SplitArg::Test => Split::Test,
         SplitArg::Train => Split::Train,
     };
-    let weights = load_weights(&a.weights, &spec.graph)?;
+    let weights = load_weights(&weights_path, &spec.graph)?;
     let tta = match a.tta {
         TtaArg::None => Tta::None,
         TtaArg::Flip => Tta::Flip,
@@ -93,7 +97,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
     )?;
     warn_if_fitted(&d.evaluation.normalizer);
     let r = d.evaluation.result;
-    let meta = super::deploy::checkpoint_meta(&weights, &a.weights)?;
+    let meta = super::deploy::checkpoint_meta(&weights, &weights_path)?;
     let classes = super::deploy::class_names(&spec, &meta, Some(&d.evaluation.class_names));
     let predictions = d.predictions.renamed(classes);
     if let Some(path) = &a.predictions {

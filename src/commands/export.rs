@@ -1,5 +1,6 @@
-//! `wrnc export SPEC --weights FILE [-o model.onnx] [--opset N] [--no-fold-bn]
+//! `wrnc export SPEC|RUN_DIR [--weights FILE] [-o model.onnx] [--opset N] [--no-fold-bn]
 //! [--quantize int8 [--calibrate M] [--calibration N] [--calibration-dir D]] [--dtype fp16]`.
+//! A `wrnc train` run directory supplies its spec and the weights its training exported.
 
 use super::common::{cannot_write, output_folder, print_line, SpecArgs};
 use super::deploy::{check_opset, export_metadata, load_weights};
@@ -14,9 +15,10 @@ use wrnc_onnx::ExportOptions;
 pub struct Args {
     #[command(flatten)]
     spec: SpecArgs,
-    /// Trained weights (safetensors) of this spec's network.
+    /// Trained weights (safetensors) of this spec's network (default, when SPEC is a `wrnc
+    /// train` run directory: the weights its training exported).
     #[arg(long)]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
     /// Output file.
     #[arg(short, long, default_value = "model.onnx")]
     output: PathBuf,
@@ -61,9 +63,10 @@ pub enum Dtype {
 /// Runs the command.
 pub fn run(a: Args) -> Result<ExitCode> {
     let spec = a.spec.load()?;
+    let weights_path = a.spec.weights_or_run_default(a.weights.as_deref())?;
     let opset = check_opset(a.opset.unwrap_or(spec.resolved.export.opset))?;
-    refuse_overwriting_input(&a.weights, &a.output)?;
-    let weights = load_weights(&a.weights, &spec.graph)?;
+    refuse_overwriting_input(&weights_path, &a.output)?;
+    let weights = load_weights(&weights_path, &spec.graph)?;
     let opts = ExportOptions {
         opset,
         fold_bn: spec.resolved.export.fold_bn && !a.no_fold_bn,

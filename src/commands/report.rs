@@ -274,16 +274,8 @@ pub fn gather(
     let recipe = spec.recipe();
     let epochs = read_epochs(dir)?;
     let steps = read_steps(dir)?;
-    let run_json: serde_json::Value = std::fs::read(dir.join(rundir::RUN_FILE))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    let eval_split = match run_json["epoch_eval_split"].as_str() {
-        Some("test") => Split::Test,
-        Some("val") => Split::Val,
-        _ if recipe.data.val_size > 0 => Split::Val,
-        _ => Split::Test,
-    };
+    let run_json = super::common::read_run_json(dir);
+    let eval_split = super::common::epoch_eval_split(&run_json, &recipe);
     // The weights `wrnc train` exports (best on the validation split, else the last ones;
     // the EMA's with `train.ema`).
     let weights_file = wrnc_train::export_weights_file(&recipe, eval_split);

@@ -22,7 +22,8 @@ use wrnc_train::{
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The spec file (YAML); optional with `--resume --out DIR`, which reads the run's
-    /// `spec.resolved.yaml`.
+    /// `spec.resolved.yaml`. A run directory here stands for its `spec.resolved.yaml`:
+    /// `--resume RUN_DIR` continues that run, `RUN_DIR --out NEW_DIR` trains its recipe anew.
     spec: Option<PathBuf>,
     /// Override a spec value: `--set key.path=value` (value parsed as YAML; repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -358,16 +359,29 @@ pub fn run(a: Args) -> Result<ExitCode> {
             .into())
         }
     };
-    let spec = SpecArgs {
+    let spec_args = SpecArgs {
         spec: spec_path,
         set: a.set.clone(),
+    };
+    // A run directory given as SPEC: `--resume` continues that run; without it, its recipe
+    // is trained anew, but only into an --out named (the default, runs/<name>, could be
+    // another run of the same name, or this one).
+    let run_dir = spec_args.run_dir().map(Path::to_path_buf);
+    if let (Some(dir), None, false) = (&run_dir, &a.out, a.resume) {
+        return Err(UsageError(format!(
+            "{d} is a run directory: `wrnc train --resume {d}` continues it; to train its \
+             recipe anew, name the new run directory: wrnc train {d} --out NEW_DIR",
+            d = dir.display()
+        ))
+        .into());
     }
-    .load()?;
+    let spec = spec_args.load()?;
     let recipe = spec.recipe();
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(spec.name()));
+    let out = match (&a.out, &run_dir) {
+        (Some(o), _) => o.clone(),
+        (None, Some(dir)) => dir.clone(),
+        (None, None) => PathBuf::from("runs").join(spec.name()),
+    };
     let mut opts = TrainOptions::new(&out);
     opts.device = a.device.map(Into::into);
     opts.resume = a.resume;
