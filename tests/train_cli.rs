@@ -183,6 +183,22 @@ fn run_directory_stands_for_its_spec_and_exported_weights(spec: &str, run: &Path
         std::fs::read(&from_dir).unwrap() == std::fs::read(&from_spec).unwrap(),
         "the run directory's export differs from the spec's with best.safetensors"
     );
+    // predict: the run directory stands for the file it exported.
+    let png = run.with_file_name("pixel-noise.png");
+    image::RgbImage::from_fn(32, 32, |x, y| {
+        image::Rgb([(x * 8) as u8, (y * 8) as u8, 99])
+    })
+    .save(&png)
+    .unwrap();
+    let by_dir = wrnc(&["predict", dir, utf8(&png), "--json"]);
+    assert_eq!(by_dir.code, 0, "{}", by_dir.stderr);
+    let by_file = wrnc(&[
+        "predict",
+        utf8(&run.join("model.onnx")),
+        utf8(&png),
+        "--json",
+    ]);
+    assert_eq!(by_dir.stdout, by_file.stdout);
     // A spec file has no default weights; a folder that is no run is neither spec nor run.
     let r = wrnc(&["eval", spec]);
     assert_eq!(r.code, 2, "{}", r.stderr);

@@ -72,6 +72,27 @@ impl SpecArgs {
     }
 }
 
+/// The ONNX file a folder given as a model stands for: the file a `wrnc train` run
+/// directory's spec exports (`export.file`), else `model.onnx`; a folder without it is a
+/// usage error saying to pass the ONNX file to `action` (e.g. "verify").
+pub fn exported_model(dir: &Path, action: &str) -> Result<PathBuf> {
+    let spec = dir.join(wrnc_train::rundir::SPEC_FILE);
+    let name = if spec.is_file() {
+        wrnc_spec::load(&spec, &[])?.recipe().export.file
+    } else {
+        "model.onnx".to_string()
+    };
+    let file = dir.join(&name);
+    if !file.is_file() {
+        return Err(UsageError(format!(
+            "{} is a folder without a {name}; pass the ONNX file to {action}",
+            wrnc_verify::printable_path(dir)
+        ))
+        .into());
+    }
+    Ok(file)
+}
+
 /// A run directory's `run.json` (null when it is missing or unreadable).
 pub fn read_run_json(dir: &Path) -> serde_json::Value {
     std::fs::read(dir.join(wrnc_train::rundir::RUN_FILE))

@@ -19,7 +19,8 @@ pub enum AssumedNormalization {
 /// Arguments of `wrnc predict`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// An ONNX file written by `wrnc export` or `wrnc train`.
+    /// An ONNX file written by `wrnc export` or `wrnc train`, or a `wrnc train` run directory
+    /// (the file it exported).
     model: PathBuf,
     /// PNG or JPEG images, or folders (searched recursively for .png, .jpg and .jpeg files,
     /// in sorted order, hidden files skipped).
@@ -40,7 +41,10 @@ pub struct Args {
 
 /// Runs the command: every image is classified even when some fail; the exit code is 1 when
 /// any image could not be read or classified.
-pub fn run(a: Args) -> Result<ExitCode> {
+pub fn run(mut a: Args) -> Result<ExitCode> {
+    if a.model.is_dir() {
+        a.model = super::common::exported_model(&a.model, "predict")?;
+    }
     if a.top == 0 {
         return Err(UsageError("--top must be at least 1".into()).into());
     }

@@ -234,30 +234,10 @@ fn spec_and_weights(a: &Args, info: &ModelInfo) -> Result<(PathBuf, PathBuf)> {
     Ok((spec, weights))
 }
 
-/// The ONNX file a folder given as the model stands for: the file a `wrnc train` run
-/// directory's spec exports (`export.file`), else `model.onnx`.
-fn model_in(dir: &std::path::Path) -> Result<PathBuf> {
-    let spec = dir.join(wrnc_train::rundir::SPEC_FILE);
-    let name = if spec.is_file() {
-        wrnc_spec::load(&spec, &[])?.recipe().export.file
-    } else {
-        "model.onnx".to_string()
-    };
-    let file = dir.join(&name);
-    if !file.is_file() {
-        return Err(UsageError(format!(
-            "{} is a folder without a {name}; pass the ONNX file to verify",
-            wrnc_verify::printable_path(dir)
-        ))
-        .into());
-    }
-    Ok(file)
-}
-
 /// Runs the command.
 pub fn run(mut a: Args) -> Result<ExitCode> {
     if a.model.is_dir() {
-        a.model = model_in(&a.model)?;
+        a.model = super::common::exported_model(&a.model, "verify")?;
     }
     if a.batch == 0 {
         return Err(UsageError("--batch must be at least 1".into()).into());
