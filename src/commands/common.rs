@@ -24,7 +24,7 @@ impl SpecArgs {
                 return Err(UsageError(format!(
                     "{} is a folder without {}: pass a spec file (YAML) or a `wrnc train` run \
                      directory",
-                    self.spec.display(),
+                    wrnc_verify::printable_path(&self.spec),
                     wrnc_train::rundir::SPEC_FILE
                 ))
                 .into())
@@ -52,7 +52,7 @@ impl SpecArgs {
             return Err(UsageError(format!(
                 "--weights is needed: {} is a spec file; pass the trained weights (a `wrnc \
                  train` run directory given instead of the spec supplies its exported weights)",
-                self.spec.display()
+                wrnc_verify::printable_path(&self.spec)
             ))
             .into());
         };
@@ -62,12 +62,15 @@ impl SpecArgs {
             return Err(UsageError(format!(
                 "--weights is needed: the run directory {} has no {} (the weights its training \
                  exports) yet; pass the weights to use",
-                dir.display(),
+                wrnc_verify::printable_path(dir),
                 file.file_name().unwrap_or_default().to_string_lossy()
             ))
             .into());
         }
-        eprintln!("weights: {} (the run's exported weights)", file.display());
+        eprintln!(
+            "weights: {} (the run's exported weights)",
+            wrnc_verify::printable_path(&file)
+        );
         Ok(file)
     }
 }

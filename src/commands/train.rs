@@ -371,7 +371,7 @@ pub fn run(a: Args) -> Result<ExitCode> {
         return Err(UsageError(format!(
             "{d} is a run directory: `wrnc train --resume {d}` continues it; to train its \
              recipe anew, name the new run directory: wrnc train {d} --out NEW_DIR",
-            d = dir.display()
+            d = wrnc_verify::printable_path(dir)
         ))
         .into());
     }
