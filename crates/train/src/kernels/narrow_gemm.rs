@@ -13,7 +13,7 @@
 //! registers; 4 x 3 dot products of eight partial sums), picked at run time.
 
 use super::gemm::{dst_fits, Mat};
-use super::simd::{simd_level, SimdLevel};
+use super::simd::{simd_level, Isa, SimdLevel};
 
 /// Lanes of an AVX-512 register of f32.
 const L: usize = 16;
@@ -22,32 +22,6 @@ const L: usize = 16;
 /// FMA (not capped below that by `WRNC_SIMD`).
 pub(super) fn available() -> bool {
     simd_level() >= SimdLevel::Avx2
-}
-
-/// The instruction set a call runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    Avx512,
-    Avx2,
-}
-
-impl Isa {
-    /// Whether the CPU has it (and `WRNC_SIMD` allows it).
-    fn present(self) -> bool {
-        match self {
-            Isa::Avx512 => simd_level() == SimdLevel::Avx512,
-            Isa::Avx2 => simd_level() >= SimdLevel::Avx2,
-        }
-    }
-}
-
-/// The widest instruction set this module has kernels for (see [`available`]).
-fn isa() -> Isa {
-    if Isa::Avx512.present() {
-        Isa::Avx512
-    } else {
-        Isa::Avx2
-    }
 }
 
 /// Bytes of the right operand up to which [`product`] serves any number of rows: it reads
@@ -93,7 +67,10 @@ pub(super) fn try_product(
         product(m, n, k, dst, dst_rs, lhs, rhs);
         return true;
     }
-    if lhs.cs == 1 && rhs.rs == 1 && k >= NT_MIN_SUM && (isa() == Isa::Avx512 || m <= NT_AVX2_ROWS)
+    if lhs.cs == 1
+        && rhs.rs == 1
+        && k >= NT_MIN_SUM
+        && (Isa::widest() == Isa::Avx512 || m <= NT_AVX2_ROWS)
     {
         product_nt(m, n, k, dst, dst_rs, accumulate, lhs, rhs.t());
         return true;
@@ -115,7 +92,7 @@ pub(super) fn product(
     lhs: Mat,
     rhs: Mat,
 ) {
-    product_with(isa(), m, n, k, dst, dst_rs, lhs, rhs)
+    product_with(Isa::widest(), m, n, k, dst, dst_rs, lhs, rhs)
 }
 
 /// [`product`] with the kernels of `isa`.
@@ -170,7 +147,7 @@ pub(super) fn product_nt(
     lhs: Mat,
     rhs_t: Mat,
 ) {
-    product_nt_with(isa(), m, n, k, dst, dst_rs, accumulate, lhs, rhs_t)
+    product_nt_with(Isa::widest(), m, n, k, dst, dst_rs, accumulate, lhs, rhs_t)
 }
 
 /// [`product_nt`] with the kernels of `isa`.
@@ -842,18 +819,6 @@ mod tests {
     use super::*;
     use crate::kernels::gemm::{matmul_strided, Mat};
 
-    /// The instruction sets this CPU runs (each test checks every one of them).
-    fn isas() -> Vec<Isa> {
-        let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2]
-            .into_iter()
-            .filter(|i| i.present())
-            .collect();
-        if isas.is_empty() {
-            eprintln!("skipped: neither AVX-512 nor AVX2 (or WRNC_SIMD caps them)");
-        }
-        isas
-    }
-
     #[test]
     fn matches_the_gemm_crate_on_ragged_shapes() {
         // rows not a multiple of 8, columns not a multiple of 32, strided left operand and
@@ -887,7 +852,7 @@ mod tests {
             let rhs = Mat::rows(&b, b_rs);
             let mut want = vec![f32::NAN; (m - 1) * dst_rs + n];
             matmul_strided(m, n, k, &mut want, dst_rs, false, lhs, rhs);
-            for isa in isas() {
+            for isa in Isa::all_present() {
                 // the gaps between destination rows keep their NaN (nothing else is written)
                 let mut got = vec![f32::NAN; (m - 1) * dst_rs + n];
                 product_with(isa, m, n, k, &mut got, dst_rs, lhs, rhs);
@@ -928,7 +893,7 @@ mod tests {
                 .map(|i| ((i * 5) % 11) as f32 * 0.29 - 1.5)
                 .collect();
             let start: Vec<f32> = (0..m * dst_rs).map(|i| (i % 3) as f32).collect();
-            for isa in isas() {
+            for isa in Isa::all_present() {
                 let mut got = start.clone();
                 product_nt_with(
                     isa,

@@ -39,6 +39,48 @@ pub(crate) enum SimdLevel {
     Avx512,
 }
 
+/// A vector instruction set the kernels with hand-written intrinsics (`tile_rows`,
+/// `narrow_gemm`) have code for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Avx512,
+    Avx2,
+}
+
+impl Isa {
+    /// Whether the CPU has it (and `WRNC_SIMD` allows it).
+    pub(crate) fn present(self) -> bool {
+        match self {
+            Isa::Avx512 => simd_level() == SimdLevel::Avx512,
+            Isa::Avx2 => simd_level() >= SimdLevel::Avx2,
+        }
+    }
+
+    /// The widest one present; AVX2 when neither is (callers check [`Isa::present`] or
+    /// their module's `available()` first).
+    pub(crate) fn widest() -> Isa {
+        if Isa::Avx512.present() {
+            Isa::Avx512
+        } else {
+            Isa::Avx2
+        }
+    }
+
+    /// Those present, widest first: the instruction sets a test checks (it says so on
+    /// standard error when there are none).
+    #[cfg(test)]
+    pub(crate) fn all_present() -> Vec<Isa> {
+        let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2]
+            .into_iter()
+            .filter(|i| i.present())
+            .collect();
+        if isas.is_empty() {
+            eprintln!("skipped: neither AVX-512 nor AVX2 (or WRNC_SIMD caps them)");
+        }
+        isas
+    }
+}
+
 /// The widest instruction set this CPU offers (detected once), capped by `WRNC_SIMD`
 /// ([`wrnc_ir::knobs::SIMD`]), to run and test the narrower code paths on a wider CPU.
 pub(crate) fn simd_level() -> SimdLevel {

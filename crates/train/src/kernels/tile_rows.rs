@@ -12,7 +12,7 @@
 //!
 //! AVX-512 or AVX2; callers keep their generic loops for other CPUs (see [`available`]).
 
-use super::simd::{simd_level, SimdLevel};
+use super::simd::{simd_level, Isa, SimdLevel};
 
 /// Tiles per call, one per lane of an AVX-512 register of f32.
 pub(super) const L: usize = 16;
@@ -23,32 +23,6 @@ type Lanes = [f32; L];
 /// `WRNC_SIMD`).
 pub(super) fn available() -> bool {
     simd_level() >= SimdLevel::Avx2
-}
-
-/// The instruction set a call runs with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Isa {
-    Avx512,
-    Avx2,
-}
-
-impl Isa {
-    /// Whether the CPU has it (and `WRNC_SIMD` allows it).
-    fn present(self) -> bool {
-        match self {
-            Isa::Avx512 => simd_level() == SimdLevel::Avx512,
-            Isa::Avx2 => simd_level() >= SimdLevel::Avx2,
-        }
-    }
-}
-
-/// The widest instruction set this module has code for (see [`available`]).
-fn isa() -> Isa {
-    if Isa::Avx512.present() {
-        Isa::Avx512
-    } else {
-        Isa::Avx2
-    }
 }
 
 /// The 4x4 blocks of 16 tiles in a plane: where each starts and which of its values lie
@@ -104,7 +78,7 @@ impl Blocks {
 ///
 /// Panics when a window reaches past `src` or when [`available`] is false.
 pub(super) fn load_windows(src: &[f32], at: &[usize; L], stride: usize, d: &mut [[Lanes; 6]; 6]) {
-    load_windows_with(isa(), src, at, stride, d);
+    load_windows_with(Isa::widest(), src, at, stride, d);
 }
 
 fn load_windows_with(
@@ -131,7 +105,7 @@ fn load_windows_with(
 ///
 /// Panics when a block reaches past `src` or when [`available`] is false.
 pub(super) fn load_blocks(src: &[f32], b: &Blocks, d: &mut [[Lanes; 4]; 4]) {
-    load_blocks_with(isa(), src, b, d);
+    load_blocks_with(Isa::widest(), src, b, d);
 }
 
 fn load_blocks_with(isa: Isa, src: &[f32], b: &Blocks, d: &mut [[Lanes; 4]; 4]) {
@@ -151,7 +125,7 @@ fn load_blocks_with(isa: Isa, src: &[f32], b: &Blocks, d: &mut [[Lanes; 4]; 4]) 
 ///
 /// Panics when a block reaches past `y` or when [`available`] is false.
 pub(super) fn store_blocks<T: Copy>(d: &[[Lanes; 4]; 4], b: &Blocks, y: &mut [T]) {
-    store_blocks_with(isa(), d, b, y);
+    store_blocks_with(Isa::widest(), d, b, y);
 }
 
 fn store_blocks_with<T: Copy>(isa: Isa, d: &[[Lanes; 4]; 4], b: &Blocks, y: &mut [T]) {
@@ -449,24 +423,12 @@ use unsupported as avx512;
 mod tests {
     use super::*;
 
-    /// The instruction sets this CPU runs (each test checks every one of them).
-    fn isas() -> Vec<Isa> {
-        let isas: Vec<Isa> = [Isa::Avx512, Isa::Avx2]
-            .into_iter()
-            .filter(|i| i.present())
-            .collect();
-        if isas.is_empty() {
-            eprintln!("skipped: neither AVX-512 nor AVX2 (or WRNC_SIMD caps them)");
-        }
-        isas
-    }
-
     #[test]
     fn windows_put_every_tile_in_its_lane() {
         let src: Vec<f32> = (0..600).map(|i| i as f32).collect();
         // scattered, overlapping windows in a 40-wide plane
         let at: [usize; L] = std::array::from_fn(|l| (l * 37) % 150 + (l % 3) * 40);
-        for isa in isas() {
+        for isa in Isa::all_present() {
             let mut d = [[[0f32; L]; 6]; 6];
             load_windows_with(isa, &src, &at, 40, &mut d);
             for l in 0..L {
@@ -502,7 +464,7 @@ mod tests {
                 }
             }
         }
-        for isa in isas() {
+        for isa in Isa::all_present() {
             let mut y = vec![-1f32; 64 * 8];
             store_blocks_with(isa, &d, &b, &mut y);
             assert_eq!(y, want, "{isa:?}");
@@ -513,7 +475,7 @@ mod tests {
     fn block_loads_read_the_values_inside_the_map_and_zeros() {
         let (b, rows, cols) = blocks();
         let src: Vec<f32> = (0..64 * 8).map(|i| i as f32 + 1.0).collect();
-        for isa in isas() {
+        for isa in Isa::all_present() {
             let mut d = [[[f32::NAN; L]; 4]; 4];
             load_blocks_with(isa, &src, &b, &mut d);
             for l in 0..L {
@@ -537,7 +499,7 @@ mod tests {
         let mut at = [0usize; L];
         at[9] = 100 - 5;
         let (b, _, _) = blocks();
-        for isa in isas() {
+        for isa in Isa::all_present() {
             let windows = std::panic::catch_unwind(|| {
                 load_windows_with(isa, &[0f32; 100], &at, 10, &mut [[[0f32; L]; 6]; 6])
             });
