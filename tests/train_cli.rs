@@ -147,6 +147,16 @@ fn cifar_format_run_trains_saves_best_and_eval_reproduces_it() {
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("--weights is needed"), "{}", r.stderr);
     assert!(r.stderr.contains("weights_file"), "{}", r.stderr);
+    // --spec may name the run directory (its spec.resolved.yaml), as SPEC may elsewhere
+    let r = wrnc(&[
+        "verify",
+        again,
+        "--spec",
+        utf8(&run),
+        "--weights",
+        utf8(&best_weights),
+    ]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
     // Training again into the same directory without --resume is refused.
     let r = train(&spec, &run, &["--quiet"]);
     assert_eq!(r.code, 2, "{}", r.stderr);

@@ -19,8 +19,8 @@ use wrnc_verify::{about_file, compare, normalization_difference, printable, Trac
 pub struct Args {
     /// The ONNX file to verify, or a `wrnc train` run directory (the file it exported).
     model: PathBuf,
-    /// The spec the weights belong to (default: `spec.resolved.yaml` next to the model, as in
-    /// a `wrnc train` run directory).
+    /// The spec the weights belong to, or a `wrnc train` run directory (its
+    /// `spec.resolved.yaml`); default: `spec.resolved.yaml` next to the model.
     #[arg(long)]
     spec: Option<PathBuf>,
     /// Spec overrides, as for the other commands.
@@ -257,7 +257,11 @@ pub fn run(mut a: Args) -> Result<ExitCode> {
     let proto = read_model_file(&a.model, &ReadLimits::default()).map_err(|e| in_file(&e))?;
     let info = ModelInfo::from_model(&proto).map_err(|e| in_file(&e))?;
     let (spec_path, weights_path) = spec_and_weights(&a, &info)?;
-    let spec = wrnc_spec::load(&spec_path, &a.set)?;
+    let spec = super::common::SpecArgs {
+        spec: spec_path,
+        set: a.set.clone(),
+    }
+    .load()?;
     let weights = load_weights(&weights_path, &spec.graph)?;
     let meta = checkpoint_meta(&weights, &weights_path)?;
     match check_structure(&proto) {

@@ -687,8 +687,8 @@ mod avx2 {
                 if RB == NT_B {
                     // the row's three sums at once (a fourth, zero register fills the vector)
                     let three = _mm256_castsi256_si128(lanes(NT_B));
-                    let z = _mm256_setzero_ps();
-                    let sums = sum4([row[0], row[1 % RB], row[2 % RB], z]);
+                    let regs = std::array::from_fn(|j| row.get(j).copied());
+                    let sums = sum4(regs.map(|r| r.unwrap_or(_mm256_setzero_ps())));
                     let sums = if accumulate {
                         _mm_add_ps(_mm_maskload_ps(d, three), sums)
                     } else {
